@@ -1,0 +1,49 @@
+"""Read any log leakharness understands: valgrind XML files and sanitizer logs.
+
+The format is recognised from the file's first bytes, not its name, so a user can hand
+over whatever their tools wrote.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Union
+
+from .errors import ParseError
+from .sanitizers import SanitizerLog, parse_sanitizer_log
+from .sanitizers import sniff as looks_like_sanitizer_log
+from .valgrind import ValgrindLog, parse_valgrind_xml
+from .valgrind import sniff as looks_like_valgrind_xml
+
+ParsedLog = Union[ValgrindLog, SanitizerLog]
+
+
+def parse_file(path: str) -> ParsedLog:
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except IsADirectoryError:
+        raise ParseError(path, "is a directory, not a log file") from None
+    except OSError as exc:
+        raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not head.strip():
+        raise ParseError(path, "empty file")
+    if looks_like_valgrind_xml(head) or head.lstrip().startswith(b"<"):
+        return parse_valgrind_xml(path)
+    if looks_like_sanitizer_log(head):
+        return parse_sanitizer_log(path)
+    if b"\0" in head:
+        raise ParseError(path, "binary file: not a valgrind XML file or a sanitizer log")
+    raise ParseError(path, "not a valgrind XML file or a sanitizer log (no report found)")
+
+
+def parse_files(paths: Iterable[str]) -> tuple[list[ParsedLog], list[ParseError]]:
+    """Parse every file; a bad one does not stop the others."""
+    logs: list[ParsedLog] = []
+    errors: list[ParseError] = []
+    for path in paths:
+        try:
+            logs.append(parse_file(path))
+        except ParseError as exc:
+            errors.append(exc)
+    return logs, errors

@@ -1,0 +1,366 @@
+"""Parse valgrind's XML output (protocol 4, 5 and 6) into Findings, streaming.
+
+One file per process (valgrind --xml-file=name.%p.xml).  The file is read with lxml's
+iterparse and every <error> is dropped from memory once turned into a Finding, so a file of
+any size parses in bounded memory.  A file cut short (valgrind killed) keeps every complete
+error before the cut and is marked partial.  Entities are never expanded and nothing is
+fetched from the network: a file carrying a DTD is refused (valgrind never writes one).
+"""
+
+from __future__ import annotations
+
+import codecs
+import dataclasses
+import io
+import re
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+from lxml import etree
+
+from .errors import ParseError
+from .findings import AuxStack, Finding, Frame
+
+SUPPORTED_PROTOCOLS = (4, 5, 6)
+
+_LEAK_KINDS = {
+    "Leak_DefinitelyLost": "definite",
+    "Leak_IndirectlyLost": "indirect",
+    "Leak_PossiblyLost": "possible",
+    "Leak_StillReachable": "reachable",
+}
+_SIMPLE_CATEGORIES = {
+    "MismatchedFree": "mismatched-free",
+    "UninitValue": "uninitialized",
+    "UninitCondition": "uninitialized",
+    "InvalidMemPool": "invalid-free",
+    "InvalidJump": "crash",
+    "Race": "data-race",  # helgrind
+    "ConflictingAccess": "data-race",  # drd
+}
+_LEAK_TEXT = re.compile(
+    r"^\s*([\d,]+)(?:\s+\(([\d,]+) direct, ([\d,]+) indirect\))? bytes in ([\d,]+) blocks"
+)
+_OUTSIDE_BLOCK = re.compile(r"bytes (?:after|before) a block")
+_TAGS = ("error", "errorcounts", "suppcounts", "fatal_signal", "pid", "ppid", "tool",
+         "protocolversion", "argv", "valgrindoutput")
+
+
+@dataclass(frozen=True)
+class ValgrindLog:
+    """What one valgrind XML file says."""
+
+    path: str
+    findings: tuple[Finding, ...]
+    pid: int | None = None
+    ppid: int | None = None
+    tool: str | None = None
+    protocol: int | None = None
+    command: tuple[str, ...] = ()
+    error_counts: dict[str, int] = field(default_factory=dict)  # unique id -> times seen
+    suppression_counts: dict[str, int] = field(default_factory=dict)  # name -> times used
+    fatal_signal: str | None = None
+    partial: bool = False  # the file ended before </valgrindoutput>
+    problems: tuple[str, ...] = ()  # what was wrong with the file, when anything was
+
+
+def _int(text: str | None, base: int = 10) -> int | None:
+    if text is None:
+        return None
+    try:
+        return int(text.strip().replace(",", ""), base)
+    except ValueError:
+        return None
+
+
+class _Utf8Repair(io.RawIOBase):
+    """A binary stream that replaces invalid UTF-8 with U+FFFD, for files whose symbols
+    carry stray bytes.  Used only after a strict parse failed on them: it costs time."""
+
+    def __init__(self, raw: BinaryIO):
+        self._raw = raw
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._raw.read(size if size and size > 0 else 1 << 16)
+        return self._decoder.decode(chunk, final=not chunk).encode("utf-8")
+
+
+class _Parser:
+    def __init__(self, path: str, tool_name: str | None):
+        self.path = path
+        self.tool_name = tool_name
+        self.findings: list[Finding] = []
+        self.by_unique: dict[str, int] = {}
+        self.info: dict = {"error_counts": {}, "suppression_counts": {}}
+        self.frames: dict[tuple, Frame] = {}  # identical frames are shared: big files repeat them
+        self.complete = False
+
+    # -- elements ---------------------------------------------------------------------------
+    def frame(self, elem) -> Frame:
+        values = {c.tag: c.text for c in elem}
+        key = tuple(values.values())
+        cached = self.frames.get(key)
+        if cached is not None:
+            return cached
+        fn, d, f = values.get("fn"), values.get("dir"), values.get("file")
+        frame = Frame(
+            address=_int(values.get("ip"), 16),
+            function=fn,
+            file=(f"{d}/{f}" if d and f else f),
+            line=_int(values.get("line")),
+            object=values.get("obj"),
+        )
+        if len(self.frames) < 200_000:
+            self.frames[key] = frame
+        return frame
+
+    def stack(self, elem) -> tuple[Frame, ...]:
+        return tuple(self.frame(fr) for fr in elem if fr.tag == "frame")
+
+    def error(self, elem) -> None:
+        kind = what = unique = None
+        tid = None
+        leak_text = None
+        leaked_bytes = leaked_blocks = None
+        main_stack: tuple[Frame, ...] | None = None
+        aux: list[AuxStack] = []
+        aux_texts: list[str] = []
+        pending_label: str | None = None
+        for child in elem:
+            tag = child.tag
+            if tag == "stack":
+                frames = self.stack(child)
+                if main_stack is None:
+                    main_stack = frames
+                else:
+                    text = pending_label or ""
+                    aux.append(AuxStack(_aux_label(text), frames, text))
+                    pending_label = None
+            elif tag == "kind":
+                kind = child.text
+            elif tag == "what":
+                what = child.text
+            elif tag in ("xwhat", "xauxwhat"):
+                text = child.findtext("text") or ""
+                if tag == "xwhat":
+                    what = leak_text = text
+                    leaked_bytes = _int(child.findtext("leakedbytes"))
+                    leaked_blocks = _int(child.findtext("leakedblocks"))
+                else:
+                    aux_texts.append(text)
+                    pending_label = text
+            elif tag == "auxwhat":
+                text = child.text or ""
+                aux_texts.append(text)
+                pending_label = text
+            elif tag == "unique":
+                unique = child.text
+            elif tag == "tid":
+                tid = _int(child.text)
+        if kind is None:
+            self.info.setdefault("problems", []).append("an <error> without <kind> was skipped")
+            return
+        finding = self.make_finding(kind, what or "", aux_texts, main_stack or (), tuple(aux),
+                                    tid, leak_text, leaked_bytes, leaked_blocks)
+        if unique is not None:
+            self.by_unique[unique] = len(self.findings)
+        self.findings.append(finding)
+
+    def make_finding(self, kind, what, aux_texts, stack, aux, tid, leak_text, leaked_bytes,
+                     leaked_blocks) -> Finding:
+        leak_kind = _LEAK_KINDS.get(kind)
+        nbytes = indirect = 0
+        if leak_kind:
+            category = "leak"
+            nbytes, indirect = leaked_bytes or 0, 0
+            m = _LEAK_TEXT.match(leak_text or "")
+            if m and m.group(2) is not None:
+                nbytes, indirect = _int(m.group(2)), _int(m.group(3))
+        else:
+            category = _category(kind, what, aux_texts)
+        return Finding(
+            tool=self.tool_name or "memcheck",
+            kind=kind,
+            category=category,
+            message=what,
+            leak_kind=leak_kind,
+            bytes=nbytes if leak_kind else None,
+            indirect_bytes=indirect or 0,
+            blocks=leaked_blocks if leak_kind else None,
+            stack=stack,
+            aux_stacks=aux,
+            pid=self.info.get("pid"),
+            thread=tid,
+            source=self.path,
+        )
+
+    def fatal_signal(self, elem) -> None:
+        name = elem.findtext("signame") or f"signal {elem.findtext('signo')}"
+        stack_elem = elem.find("stack")
+        stack = self.stack(stack_elem) if stack_elem is not None else ()
+        addr = elem.findtext("siaddr")
+        self.info["fatal_signal"] = name
+        self.findings.append(Finding(
+            tool=self.tool_name or "memcheck",
+            kind=f"FatalSignal:{name}",
+            category="crash",
+            message=f"Process terminating with {name}" + (f" at address {addr}" if addr else ""),
+            stack=stack,
+            pid=self.info.get("pid"),
+            thread=_int(elem.findtext("tid")),
+            source=self.path,
+        ))
+
+    def handle(self, elem) -> None:
+        tag = elem.tag
+        if tag == "error":
+            self.error(elem)
+        elif tag == "errorcounts":
+            for pair in elem.iterfind("pair"):
+                unique, count = pair.findtext("unique"), _int(pair.findtext("count"))
+                if unique is not None and count:
+                    self.info["error_counts"][unique] = count
+        elif tag == "suppcounts":
+            for pair in elem.iterfind("pair"):
+                name, count = pair.findtext("name"), _int(pair.findtext("count"))
+                if name is not None and count is not None:
+                    self.info["suppression_counts"][name] = count
+        elif tag == "fatal_signal":
+            self.fatal_signal(elem)
+        elif tag == "argv":
+            self.info["command"] = tuple((c.text or "") for c in elem if c.tag in ("exe", "arg"))
+        elif tag in ("pid", "ppid", "protocolversion"):
+            self.info[tag] = _int(elem.text)
+        elif tag == "tool":
+            self.info["tool"] = self.tool_name = (elem.text or "").strip() or None
+        elif tag == "valgrindoutput":
+            self.complete = True
+            return
+        # Drop what has been read: the element and every finished sibling before it.
+        if elem.getparent() is not None and elem.getparent().tag == "valgrindoutput":
+            elem.clear()
+            while elem.getprevious() is not None:
+                del elem.getparent()[0]
+
+    def run(self, stream) -> None:
+        events = etree.iterparse(
+            stream,
+            events=("end",),
+            tag=_TAGS,
+            resolve_entities=False,
+            load_dtd=False,
+            no_network=True,
+            huge_tree=False,
+            remove_comments=True,
+        )
+        for _event, elem in events:
+            self.handle(elem)
+
+
+def _aux_label(text: str) -> str:
+    if "free'd" in text:
+        return "freed"
+    if "alloc'd" in text:
+        return "allocated"
+    return "auxiliary"
+
+
+def _category(kind: str, what: str, aux_texts: list[str]) -> str:
+    simple = _SIMPLE_CATEGORIES.get(kind)
+    if simple:
+        return simple
+    aux = " ".join(aux_texts)
+    if kind in ("InvalidRead", "InvalidWrite"):
+        if "free'd" in aux:
+            return "use-after-free"
+        if _OUTSIDE_BLOCK.search(aux):
+            return "buffer-overflow"
+        return "invalid-read" if kind == "InvalidRead" else "invalid-write"
+    if kind == "InvalidFree":
+        return "double-free" if "free'd" in aux else "invalid-free"
+    if kind == "SyscallParam":
+        return "uninitialized" if "uninitialised" in what else "invalid-read"
+    return "other"
+
+
+_ROOT = re.compile(rb"<valgrindoutput[\s>]")
+_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+def sniff(head: bytes) -> bool:
+    """True when the first bytes of a file look like valgrind's XML."""
+    return bool(_ROOT.search(head[:8192]))
+
+
+def parse_valgrind_xml(path: str, tool_name: str | None = None) -> ValgrindLog:
+    """Read one valgrind XML file.  Raises ParseError when it is not one at all; a file
+    that is one but is cut short or damaged gives what could be read, marked partial."""
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8192)
+    except OSError as exc:
+        raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not head.strip():
+        raise ParseError(path, "empty file (the program may have been killed before valgrind wrote anything)")
+    root_at = _ROOT.search(head)
+    dtd = _DTD.search(head)
+    if dtd and (root_at is None or dtd.start() < root_at.start()):
+        raise ParseError(path, "refused: the XML declares a DTD or entities, which valgrind never writes")
+    if root_at is None:
+        raise ParseError(path, "not a valgrind XML file (no <valgrindoutput> element)")
+
+    parser = _Parser(path, tool_name)
+    problems: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            parser.run(fh)
+    except etree.XMLSyntaxError as exc:
+        message = str(exc)
+        if "UTF-8" in message or "Char 0x" in message or "encoding" in message.lower():
+            # Stray bytes in a symbol name: read again, replacing them.
+            parser = _Parser(path, tool_name)
+            problems.append("invalid UTF-8 replaced")
+            try:
+                with open(path, "rb") as fh:
+                    parser.run(_Utf8Repair(fh))
+            except etree.XMLSyntaxError as exc2:
+                problems.append(f"XML error: {exc2}")
+        else:
+            problems.append(f"XML error: {message}")
+    except OSError as exc:
+        problems.append(f"read error: {exc}")
+
+    info = parser.info
+    findings = parser.findings
+    counts = info["error_counts"]
+    if counts:
+        for unique, count in counts.items():
+            index = parser.by_unique.get(unique)
+            if index is not None and count > 1:
+                findings[index] = dataclasses.replace(findings[index], count=count)
+    protocol = info.get("protocolversion")
+    if protocol is not None and protocol not in SUPPORTED_PROTOCOLS:
+        problems.append(f"protocol version {protocol} is not one of {SUPPORTED_PROTOCOLS}; read as best could")
+    problems.extend(info.get("problems", ()))
+    partial = not parser.complete
+    if partial and not any(p.startswith("XML error") for p in problems):
+        problems.append("the file ends before </valgrindoutput>")
+    return ValgrindLog(
+        path=path,
+        findings=tuple(findings),
+        pid=info.get("pid"),
+        ppid=info.get("ppid"),
+        tool=parser.tool_name,
+        protocol=protocol,
+        command=info.get("command", ()),
+        error_counts=counts,
+        suppression_counts=info["suppression_counts"],
+        fatal_signal=info.get("fatal_signal"),
+        partial=partial,
+        problems=tuple(problems),
+    )

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs the system packages leakharness needs on Debian or Ubuntu, skipping what is there.
+# Used by the Makefile (so by the README's commands and CI) and by the Dockerfile: one list.
+set -euo pipefail
+
+PACKAGES=(
+    gcc make pkg-config libssl-dev openssl valgrind
+    llvm            # llvm-symbolizer: symbolized sanitizer stacks
+    python3 python3-venv python3-pip
+)
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$pkg")
+    fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+
+echo "installing system packages: ${missing[*]}"
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { echo "need root (or sudo) to install: ${missing[*]}" >&2; exit 1; }
+    SUDO="sudo"
+fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
