@@ -9,6 +9,7 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from . import __version__
@@ -94,16 +95,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "text"), default="json")
     p.set_defaults(func=cmd_parse)
 
-    _add_catalog_commands(sub)
+    p = sub.add_parser("list", help="list the patterns of the catalog")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("show", help="print a pattern's rendered source, or its leaky-to-fixed diff")
+    p.add_argument("pattern", metavar="ID")
+    p.add_argument("--variant", choices=("leaky", "fixed"), default="leaky")
+    p.add_argument("--diff", action="store_true", help="the fix, as a unified diff from leaky to fixed")
+    p.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                   help="a template parameter (repeatable), e.g. --param iterations=4")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_show)
     return parser
 
 
-def _add_catalog_commands(sub) -> None:
-    try:
-        from . import cli_catalog
-    except ImportError:  # pragma: no cover - during bootstrap
-        return
-    cli_catalog.add_commands(sub)
+def _params(pairs: list[str]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise LeakHarnessError(f"--param {pair!r}: expected KEY=VALUE")
+        out[key] = value
+    return out
+
+
+def cmd_list(args) -> int:
+    from .catalog import load_catalog
+
+    patterns = load_catalog(args.fixtures)
+    width = max((len(p.id) for p in patterns), default=2)
+    print(f"{'id':<{width}}  {'variants':<11}  {'checkers':<40}  title")
+    for p in patterns:
+        print(f"{p.id:<{width}}  {'leaky,fixed':<11}  {','.join(p.checkers()):<40}  {p.title}")
+    print(f"{len(patterns)} pattern(s)")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from .catalog import load_catalog
+    from .generate import diff, render
+
+    (pattern,) = load_catalog(args.fixtures, ids=[args.pattern])
+    params = _params(args.param)
+    sys.stdout.write(diff(pattern, params) if args.diff else render(pattern, args.variant, params))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

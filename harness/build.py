@@ -1,0 +1,195 @@
+"""Compile C sources for each checker profile, through a content-addressed cache.
+
+The cache key is a hash of everything that can change the binary: the sources and the
+headers beside them, the profile's flags, the compiler's identity and version, and the
+OpenSSL version.  A build happens in a private temporary folder and is renamed into place,
+so several processes (pytest-xdist workers) can build at once: one wins, the others reuse
+its result.  A compile error is a result ("build-failed" with the compiler's message), not
+an exception.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import BuildError
+
+COMPILE_TIMEOUT = 300
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    cflags: tuple[str, ...]
+    runtime: str  # the checker that runs the binary: "memcheck", "asan", "ubsan", "tsan"
+
+
+PROFILES: dict[str, Profile] = {
+    "memcheck": Profile("memcheck", ("-g", "-O0"), "memcheck"),
+    "memcheck-O2": Profile("memcheck-O2", ("-g", "-O2"), "memcheck"),
+    "asan": Profile("asan", ("-g", "-O0", "-fsanitize=address", "-fno-omit-frame-pointer"), "asan"),
+    "asan-O2": Profile("asan-O2", ("-g", "-O2", "-fsanitize=address", "-fno-omit-frame-pointer"), "asan"),
+    "ubsan": Profile("ubsan", ("-g", "-O0", "-fsanitize=undefined", "-fno-omit-frame-pointer"), "ubsan"),
+    "tsan": Profile("tsan", ("-g", "-O1", "-fsanitize=thread"), "tsan"),
+}
+
+
+def profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise BuildError(f"unknown checker {name!r} (one of {', '.join(PROFILES)})") from None
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("LEAKHARNESS_CACHE")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "leakharness"
+
+
+def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, start_new_session=True)
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_identity(cc: str) -> str:
+    """`gcc (Debian 12.2.0-14) 12.2.0`: part of every cache key."""
+    path = shutil.which(cc)
+    if path is None:
+        raise BuildError(f"compiler {cc!r} not found (install it: sudo apt-get install {cc})")
+    try:
+        proc = _run([path, "--version"])
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"{cc} --version failed: {exc}") from None
+    first = (proc.stdout or proc.stderr).splitlines()[:1]
+    return f"{os.path.realpath(path)} {first[0] if first else ''}".strip()
+
+
+@functools.lru_cache(maxsize=None)
+def openssl_flags() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(version, cflags, libs) of OpenSSL, from pkg-config (or plain -lssl -lcrypto)."""
+    try:
+        version = _run(["pkg-config", "--modversion", "openssl"]).stdout.strip()
+        cflags = tuple(_run(["pkg-config", "--cflags", "openssl"]).stdout.split())
+        libs = tuple(_run(["pkg-config", "--libs", "openssl"]).stdout.split())
+        if version and libs:
+            return version, cflags, libs
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return "unknown", (), ("-lssl", "-lcrypto")
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """What to compile: named sources (text), for one profile."""
+
+    name: str  # a file-name-safe label, e.g. "ssl_error_path-leaky"
+    sources: tuple[tuple[str, str], ...]  # (file name, C text)
+    profile: str
+    include_dirs: tuple[Path, ...] = ()
+    cflags: tuple[str, ...] = ()
+    ldflags: tuple[str, ...] = ()
+    cc: str = "gcc"
+
+    def key(self) -> str:
+        h = hashlib.sha256()
+
+        def add(*parts: str) -> None:
+            for part in parts:
+                h.update(part.encode("utf-8", "surrogateescape"))
+                h.update(b"\0")
+
+        version, ssl_cflags, ssl_libs = openssl_flags()
+        add("leakharness-build-1", compiler_identity(self.cc), "openssl", version, *ssl_cflags, *ssl_libs)
+        add("profile", self.profile, *profile(self.profile).cflags, "cflags", *self.cflags,
+            "ldflags", *self.ldflags)
+        for name, text in self.sources:
+            add("source", name, text)
+        for inc in self.include_dirs:  # headers the sources may include
+            for header in sorted(Path(inc).glob("*.h")):
+                add("header", header.name, header.read_text(encoding="utf-8", errors="replace"))
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Build:
+    spec: BuildSpec
+    status: str  # "ok" or "build-failed"
+    binary: Path | None
+    source_paths: tuple[Path, ...] = ()
+    message: str = ""  # the compiler's diagnostics
+    key: str = ""
+    cached: bool = False
+    duration_s: float = 0.0
+    command: tuple[str, ...] = field(default=())
+
+
+def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
+    """Compile spec, or reuse the cached binary of the same key."""
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    key = spec.key()
+    final = cache_dir / "builds" / key[:2] / key
+    done = final / "build.json"
+    if done.is_file():
+        return _from_cache(spec, final, key)
+
+    started = time.monotonic()
+    (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", dir=cache_dir / "tmp"))
+    try:
+        source_paths = []
+        for name, text in spec.sources:
+            path = work / name
+            path.write_text(text, encoding="utf-8")
+            source_paths.append(path)
+        binary = work / spec.name
+        _version, ssl_cflags, ssl_libs = openssl_flags()
+        # Debug info names the sources by the folder they end up in, not the temporary one.
+        cmd = [shutil.which(spec.cc) or spec.cc, *profile(spec.profile).cflags, *spec.cflags, *ssl_cflags,
+               f"-fdebug-prefix-map={work}={final}",
+               *(f"-I{inc}" for inc in spec.include_dirs), "-o", str(binary),
+               *(str(p) for p in source_paths), *ssl_libs, "-lpthread", *spec.ldflags]
+        try:
+            proc = _run(cmd, timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return Build(spec, "build-failed", None, message=f"compiler timed out after {COMPILE_TIMEOUT} s",
+                         key=key, duration_s=time.monotonic() - started, command=tuple(cmd))
+        message = (proc.stderr + proc.stdout).strip()
+        if proc.returncode != 0 or not binary.is_file():
+            return Build(spec, "build-failed", None, message=message or f"compiler exit {proc.returncode}",
+                         key=key, duration_s=time.monotonic() - started, command=tuple(cmd))
+        (work / "build.json").write_text(json.dumps({
+            "name": spec.name, "profile": spec.profile, "command": cmd, "message": message,
+            "sources": [name for name, _ in spec.sources], "compile_dir": str(work),
+            "duration_s": time.monotonic() - started,
+        }))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, final)
+        except OSError:
+            if not done.is_file():  # not a lost race: a real failure
+                raise
+        return _from_cache(spec, final, key, cached=False, duration=time.monotonic() - started)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _from_cache(spec: BuildSpec, final: Path, key: str, cached: bool = True, duration: float = 0.0) -> Build:
+    info = json.loads((final / "build.json").read_text())
+    return Build(spec, "ok", final / spec.name,
+                 source_paths=tuple(final / name for name in info.get("sources", ())),
+                 message=info.get("message", ""), key=key, cached=cached,
+                 duration_s=duration, command=tuple(info.get("command", ())))

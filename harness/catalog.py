@@ -1,0 +1,201 @@
+"""The pattern catalog: read c_fixtures/<id>/pattern.toml into Patterns and Expectations.
+
+A pattern folder holds its metadata (pattern.toml) and one jinja2 template (pattern.c.j2)
+that renders both variants.  This module only reads and checks the metadata; rendering is
+generate.py's job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import CatalogError
+from .findings import CATEGORIES, LEAK_KINDS
+
+VARIANTS = ("leaky", "fixed")
+# Every checker leakharness can run.  The -O2 ones inherit their base checker's expectations.
+CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan")
+# What runs when a pattern says nothing else; tsan runs where a pattern expects something of it.
+DEFAULT_CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan")
+# The checkers a leaky variant must state expectations for.
+REQUIRED_CHECKERS = ("memcheck", "asan")
+TEMPLATE_NAME = "pattern.c.j2"
+METADATA_NAME = "pattern.toml"
+DEFAULT_TIMEOUT = 120.0
+
+_ID = re.compile(r"^[a-z0-9_]+$")
+
+
+def base_checker(checker: str) -> str:
+    return checker.split("-", 1)[0]
+
+
+def default_fixtures_dir() -> Path:
+    """The built-in catalog: $LEAKHARNESS_FIXTURES, or c_fixtures/ beside the package."""
+    env = os.environ.get("LEAKHARNESS_FIXTURES")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parent.parent / "c_fixtures"
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What one checker must report for one variant."""
+
+    outcome: str  # "find", "clean" or "blind"
+    category: str | None = None
+    leak_kind: str | None = None
+    function: str | None = None
+    min_bytes: int | None = None
+    reason: str | None = None  # for "blind": why the checker cannot see the bug
+
+    def describe(self) -> str:
+        if self.outcome == "clean":
+            return "clean"
+        if self.outcome == "blind":
+            return f"blind: {self.reason}"
+        text = self.category or "any error"
+        if self.leak_kind:
+            text += f" ({self.leak_kind})"
+        if self.min_bytes:
+            text += f" of at least {self.min_bytes} B"
+        if self.function:
+            text += f" through {self.function}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class Pattern:
+    id: str
+    title: str
+    description: str
+    directory: Path
+    apis: tuple[str, ...] = ()
+    references: tuple[str, ...] = ()
+    per_operation: bool = False
+    timeout: float = DEFAULT_TIMEOUT
+    params: Mapping[str, Any] = field(default_factory=dict)
+    expectations: Mapping[tuple[str, str], Expectation] = field(default_factory=dict)
+    extra_checkers: tuple[str, ...] = ()  # non-default checkers the pattern states expectations for
+
+    @property
+    def template_path(self) -> Path:
+        return self.directory / TEMPLATE_NAME
+
+    def checkers(self) -> tuple[str, ...]:
+        return DEFAULT_CHECKERS + tuple(c for c in self.extra_checkers if c not in DEFAULT_CHECKERS)
+
+    def expectation(self, variant: str, checker: str) -> Expectation:
+        exact = self.expectations.get((variant, checker))
+        if exact is not None:
+            return exact
+        inherited = self.expectations.get((variant, base_checker(checker)))
+        if inherited is not None:
+            return inherited
+        if variant == "fixed":
+            return Expectation("clean")
+        return Expectation("blind", reason=f"{base_checker(checker)} does not look for this kind of bug")
+
+
+def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
+    if not isinstance(raw, Mapping):
+        raise CatalogError(f"{where}: must be a table")
+    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "clean"}
+    if unknown:
+        raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if "blind" in raw:
+        return Expectation("blind", reason=str(raw["blind"]))
+    if raw.get("clean"):
+        return Expectation("clean")
+    category = raw.get("category")
+    if category not in CATEGORIES:
+        raise CatalogError(f"{where}: category must be one of {', '.join(CATEGORIES)}, not {category!r}")
+    leak_kind = raw.get("leak_kind")
+    if leak_kind is not None and leak_kind not in LEAK_KINDS:
+        raise CatalogError(f"{where}: leak_kind must be one of {', '.join(LEAK_KINDS)}")
+    min_bytes = raw.get("min_bytes")
+    if min_bytes is not None and (not isinstance(min_bytes, int) or min_bytes < 0):
+        raise CatalogError(f"{where}: min_bytes must be a whole number of bytes")
+    return Expectation("find", category=category, leak_kind=leak_kind,
+                       function=raw.get("function"), min_bytes=min_bytes)
+
+
+def load_pattern(directory: Path) -> Pattern:
+    directory = Path(directory)
+    meta_path = directory / METADATA_NAME
+    if not meta_path.is_file():
+        raise CatalogError(f"{directory}: no {METADATA_NAME}")
+    if not (directory / TEMPLATE_NAME).is_file():
+        raise CatalogError(f"{directory}: no {TEMPLATE_NAME}")
+    try:
+        meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"{meta_path}: not valid TOML: {exc}") from None
+    pid = meta.get("id", directory.name)
+    if pid != directory.name or not _ID.match(pid):
+        raise CatalogError(f"{meta_path}: id {pid!r} must match the folder name and be [a-z0-9_]+")
+    for key in ("title", "description"):
+        if not isinstance(meta.get(key), str) or not meta[key].strip():
+            raise CatalogError(f"{meta_path}: needs a {key}")
+    expectations: dict[tuple[str, str], Expectation] = {}
+    extra: list[str] = []
+    raw_expect = meta.get("expect", {})
+    for variant, per_checker in raw_expect.items():
+        if variant not in VARIANTS:
+            raise CatalogError(f"{meta_path}: [expect.{variant}]: variant must be leaky or fixed")
+        for checker, raw in per_checker.items():
+            if checker not in CHECKERS:
+                raise CatalogError(f"{meta_path}: [expect.{variant}.{checker}]: unknown checker "
+                                   f"(one of {', '.join(CHECKERS)})")
+            expectations[(variant, checker)] = _expectation(raw, f"{meta_path}: [expect.{variant}.{checker}]")
+            if checker not in DEFAULT_CHECKERS and checker not in extra:
+                extra.append(checker)
+    for checker in REQUIRED_CHECKERS:
+        if ("leaky", checker) not in expectations:
+            raise CatalogError(f"{meta_path}: [expect.leaky.{checker}] is missing: say what it must find, "
+                               f"or blind = \"why\"")
+    try:
+        timeout = float(meta.get("timeout", DEFAULT_TIMEOUT))
+    except (TypeError, ValueError):
+        raise CatalogError(f"{meta_path}: timeout must be a number of seconds") from None
+    return Pattern(
+        id=pid,
+        title=meta["title"].strip(),
+        description=meta["description"].strip(),
+        directory=directory,
+        apis=tuple(meta.get("apis", ())),
+        references=tuple(meta.get("references", ())),
+        per_operation=bool(meta.get("per_operation", False)),
+        timeout=timeout,
+        params=dict(meta.get("params", {})),
+        expectations=expectations,
+        extra_checkers=tuple(extra),
+    )
+
+
+def load_catalog(root: Path | None = None, ids: list[str] | tuple[str, ...] | None = None) -> list[Pattern]:
+    """Every pattern under root (default: the built-in catalog), sorted by id."""
+    root = Path(root) if root else default_fixtures_dir()
+    if not root.is_dir():
+        raise CatalogError(f"{root}: no such fixtures directory")
+    folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
+    if ids:
+        known = {p.name for p in folders}
+        unknown = [i for i in ids if i not in known]
+        if unknown:
+            raise CatalogError(f"unknown pattern(s): {', '.join(unknown)} (see `leakharness list`)")
+        folders = [p for p in folders if p.name in ids]
+    return [load_pattern(p) for p in folders]
+
+
+def common_dir(root: Path | None = None) -> Path:
+    """The folder of headers every fixture may include (lh_common.h)."""
+    return (Path(root) if root else default_fixtures_dir()) / "_common"

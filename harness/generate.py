@@ -1,0 +1,60 @@
+"""Render a pattern's template into the C source of one variant, and diff the two variants."""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+import jinja2
+
+from .catalog import VARIANTS, Pattern
+from .errors import CatalogError
+
+
+def _coerce(value: Any, default: Any) -> Any:
+    """Parameters given on a command line arrive as text; give them the default's type."""
+    if not isinstance(value, str) or isinstance(default, str):
+        return value
+    if isinstance(default, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return value
+
+
+def resolve_params(pattern: Pattern, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    params = dict(pattern.params)
+    for key, value in (overrides or {}).items():
+        if key not in params:
+            raise CatalogError(f"{pattern.id}: no parameter {key!r} (has: {', '.join(params) or 'none'})")
+        try:
+            params[key] = _coerce(value, params[key])
+        except ValueError:
+            raise CatalogError(f"{pattern.id}: parameter {key}={value!r} is not a {type(params[key]).__name__}") from None
+    return params
+
+
+def render(pattern: Pattern, variant: str, overrides: Mapping[str, Any] | None = None) -> str:
+    if variant not in VARIANTS:
+        raise CatalogError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(pattern.directory)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # C source, not HTML
+    )
+    try:
+        template = env.get_template(pattern.template_path.name)
+        return template.render(variant=variant, leaky=(variant == "leaky"),
+                               **resolve_params(pattern, overrides))
+    except jinja2.TemplateError as exc:
+        where = f"{pattern.template_path}:{exc.lineno}" if getattr(exc, "lineno", None) else str(pattern.template_path)
+        raise CatalogError(f"{where}: template error: {exc.message or exc}") from None
+
+
+def diff(pattern: Pattern, overrides: Mapping[str, Any] | None = None) -> str:
+    leaky = render(pattern, "leaky", overrides).splitlines(keepends=True)
+    fixed = render(pattern, "fixed", overrides).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(leaky, fixed, f"{pattern.id}/leaky.c", f"{pattern.id}/fixed.c"))
