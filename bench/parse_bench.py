@@ -27,10 +27,8 @@ import os
 import platform
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -39,7 +37,7 @@ WORK = os.path.join(HERE, ".work")
 PEERS_VENV = os.path.join(WORK, "peers-venv")
 OURS = os.path.join(ROOT, ".venv", "bin", "leakharness")
 
-GEN_VERSION = 1  # bump when the program or the multiplication changes: files are regenerated
+GEN_VERSION = 2  # bump when the program or the multiplication changes: files are regenerated
 SIZES = (2_000, 50_000)
 OUR_RUNS = 3
 PEER_TIMEOUT = 300.0
@@ -115,28 +113,24 @@ NOINLINE static void double_free(int variant) {
 }
 
 NOINLINE static void process_record(int variant) {
-    switch (variant % 5) {
+    switch (variant % 12) {
     case 0: sink = read_past_end(variant); break;
     case 1: sink = use_after_free(variant); break;
     case 2: double_free(variant); break;
-    case 3: leak_list(variant); break;
+    case 3: case 4: leak_list(variant); break;
     default: leak_buffer(variant); break;
     }
 }
 
-NOINLINE static void handle_batch(int batch) {
-    for (int v = 0; v < 5; v++) process_record(batch * 5 + v);
-}
-
-NOINLINE static void run_job(int job) {
-    handle_batch(job * 2);
-    handle_batch(job * 2 + 1);
-}
-
 int main(void) {
-    run_job(0);
-    run_job(1);
-    run_job(2);
+    for (int round = 0; round < 2; round++) {
+        process_record(0); process_record(1); process_record(2); process_record(3);
+        process_record(4); process_record(5); process_record(6); process_record(7);
+        process_record(8); process_record(9); process_record(10); process_record(11);
+        process_record(12); process_record(13); process_record(14); process_record(15);
+        process_record(16); process_record(17); process_record(18); process_record(19);
+        process_record(20); process_record(21); process_record(22); process_record(23);
+    }
     return 0;
 }
 """
@@ -288,6 +282,19 @@ def install_peers() -> dict[str, dict]:
     return result
 
 
+BARE_LXML = r"""
+import sys
+from lxml import etree
+n = 0
+for _, elem in etree.iterparse(sys.argv[1], events=("end",), tag="error"):
+    n += 1
+    elem.clear(keep_tail=True)
+    while elem.getprevious() is not None:
+        del elem.getparent()[0]
+print(n)
+"""
+
+
 # -- 3. measuring -----------------------------------------------------------------------------
 
 class Run:
@@ -308,37 +315,54 @@ class Run:
             return fh.read().decode("utf-8", "replace")
 
 
+# Linux carries a process's high-water RSS into the children it forks (exec keeps the larger of
+# the old and new peaks), so a child started by this script, which has held whole XML files,
+# would show this script's peak.  Children are therefore started by a tiny launcher (a fresh
+# `python -I -S`, about 9 MB): its own peak is the floor of every figure, well under the tools'.
+LAUNCHER = r"""
+import json, os, signal, sys, time
+timeout, out, err, cwd = float(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+argv = sys.argv[5:]
+os.chdir(cwd)
+actions = [
+    (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+    (os.POSIX_SPAWN_OPEN, 1, out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+    (os.POSIX_SPAWN_OPEN, 2, err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644),
+]
+timed_out = []
+start = time.perf_counter()
+pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True)
+def on_alarm(signum, frame):
+    timed_out.append(True)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, timeout)
+_, status, usage = os.wait4(pid, 0)
+seconds = time.perf_counter() - start
+signal.setitimer(signal.ITIMER_REAL, 0)
+print(json.dumps({"seconds": seconds, "maxrss_kib": usage.ru_maxrss,
+                  "returncode": os.waitstatus_to_exitcode(status),
+                  "timed_out": bool(timed_out)}))
+"""
+
+
 def measure(argv, *, timeout, stdout_path=os.devnull, label="run") -> Run:
-    """Run argv as one child; wall seconds, and peak RSS of that child from wait4."""
+    """Run argv as one child (through the launcher): wall seconds, and the child's own peak RSS
+    from os.wait4's rusage."""
     stderr_path = os.path.join(WORK, f"{label}.stderr")
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        start = time.perf_counter()
-        proc = subprocess.Popen(argv, cwd=ROOT, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=err, start_new_session=True)
-        timed_out = threading.Event()
-
-        def kill():
-            timed_out.set()
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-        timer = threading.Timer(timeout, kill)
-        timer.start()
-        try:
-            while True:
-                try:
-                    _, status, usage = os.wait4(proc.pid, 0)
-                    break
-                except InterruptedError:
-                    continue
-        finally:
-            timer.cancel()
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+    proc = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", LAUNCHER, str(timeout), stdout_path, stderr_path,
+         ROOT, *argv],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout + 60,
+        start_new_session=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"launcher failed for {argv}: {proc.stderr[-2000:]}")
+    res = json.loads(proc.stdout)
     # ru_maxrss is in KiB on Linux.
-    return Run(seconds, usage.ru_maxrss / 1024.0, proc.returncode, timed_out.is_set(),
+    return Run(res["seconds"], res["maxrss_kib"] / 1024.0, res["returncode"], res["timed_out"],
                stdout_path, stderr_path)
 
 
@@ -367,6 +391,16 @@ def bench_file(path: str, n_errors: int, peers: dict[str, dict]) -> list[dict]:
                 + ("OK" if found == n_errors else "MISMATCH"),
         "findings": found, "findings_ok": found == n_errors,
     })
+
+    # Reference, not a peer: the bare cost of walking the file with lxml's iterparse in the
+    # project's venv (what the catalog calls "bare lxml iterparse"), a floor for any lxml parser.
+    r = measure([os.path.join(ROOT, ".venv", "bin", "python"), "-c", BARE_LXML, path],
+                timeout=OUR_TIMEOUT, stdout_path=os.path.join(WORK, f"lxml-{tag}.out"),
+                label=f"lxml-{tag}")
+    if r.returncode == 0 and not r.timed_out:
+        rows.append({"tool": "(reference) bare lxml iterparse, no findings", "seconds": r.seconds,
+                     "peak_mb": r.peak_mb, "reference": True,
+                     "note": f"{int(r.stdout().strip() or 0):,} <error> elements"})
 
     for name, peer in peers.items():
         if "unavailable" in peer:
@@ -494,6 +528,9 @@ def main(argv=None) -> int:
     print(f"machine: {machine()}")
     print(f"source: {n_real} distinct errors from a real valgrind run ({os.path.basename(real)}), "
           "copied with fresh <unique> ids")
+    floor = measure(["/bin/true"], timeout=30, label="floor")
+    print(f"peak RSS floor (the launcher's, seen by /bin/true): {floor.peak_mb:.1f} MB; "
+          "MB here are MiB of ru_maxrss")
     print()
     all_results = {}
     exit_code = 0

@@ -102,6 +102,7 @@ class BuildSpec:
     cflags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
     cc: str = "gcc"
+    files: tuple[Path, ...] = ()  # a user's own sources, compiled where they are
 
     def key(self) -> str:
         h = hashlib.sha256()
@@ -117,10 +118,35 @@ class BuildSpec:
             "ldflags", *self.ldflags)
         for name, text in self.sources:
             add("source", name, text)
+        for path in _with_headers(self.cc, self.files, self.cflags):
+            add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
         for inc in self.include_dirs:  # headers the sources may include
             for header in sorted(Path(inc).glob("*.h")):
                 add("header", header.name, header.read_text(encoding="utf-8", errors="replace"))
         return h.hexdigest()
+
+
+def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> list[Path]:
+    """A user's sources and the local headers they include (`cc -MM`), so that editing a
+    header rebuilds; system headers are covered by the compiler and OpenSSL versions."""
+    if not files:
+        return []
+    found = [Path(f).resolve() for f in files]
+    for f in found:
+        if not f.is_file():
+            raise BuildError(f"{f}: no such source file")
+    try:
+        proc = _run([shutil.which(cc) or cc, "-MM", "-MG", *cflags, *map(str, found)], timeout=120)
+        deps = proc.stdout.replace("\\\n", " ").split()
+    except (OSError, subprocess.TimeoutExpired):
+        deps = []
+    for dep in deps:
+        if dep.endswith(":"):
+            continue
+        path = Path(dep).resolve()
+        if path.is_file() and path not in found:
+            found.append(path)
+    return found
 
 
 @dataclass(frozen=True)
@@ -160,7 +186,8 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
         cmd = [shutil.which(spec.cc) or spec.cc, *profile(spec.profile).cflags, *spec.cflags, *ssl_cflags,
                f"-fdebug-prefix-map={work}={final}",
                *(f"-I{inc}" for inc in spec.include_dirs), "-o", str(binary),
-               *(str(p) for p in source_paths), *ssl_libs, "-lpthread", *spec.ldflags]
+               *(str(p) for p in source_paths), *(str(Path(f).resolve()) for f in spec.files),
+               *ssl_libs, "-lpthread", *spec.ldflags]
         try:
             proc = _run(cmd, timeout=COMPILE_TIMEOUT)
         except subprocess.TimeoutExpired:
@@ -173,6 +200,7 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
         (work / "build.json").write_text(json.dumps({
             "name": spec.name, "profile": spec.profile, "command": cmd, "message": message,
             "sources": [name for name, _ in spec.sources], "compile_dir": str(work),
+            "files": [str(Path(f).resolve()) for f in spec.files],
             "duration_s": time.monotonic() - started,
         }))
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -190,6 +218,7 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
 def _from_cache(spec: BuildSpec, final: Path, key: str, cached: bool = True, duration: float = 0.0) -> Build:
     info = json.loads((final / "build.json").read_text())
     return Build(spec, "ok", final / spec.name,
-                 source_paths=tuple(final / name for name in info.get("sources", ())),
+                 source_paths=tuple(final / name for name in info.get("sources", ()))
+                 + tuple(Path(f) for f in info.get("files", ())),
                  message=info.get("message", ""), key=key, cached=cached,
                  duration_s=duration, command=tuple(info.get("command", ())))

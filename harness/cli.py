@@ -95,6 +95,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "text"), default="json")
     p.set_defaults(func=cmd_parse)
 
+    p = sub.add_parser("run", help="run the catalog under the checkers, in parallel, and judge it")
+    p.add_argument("--pattern", action="append", default=[], metavar="ID", help="only this pattern (repeatable)")
+    p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
+                   help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan")
+    _add_run_options(p, "reports/latest")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check", help="run your own program (or build your sources) under the checkers",
+                       usage="leakharness check [options] -- PROGRAM [ARGS...]\n"
+                             "       leakharness check --build FILE.c [FILE.c ...] [options] [-- ARGS...]")
+    p.add_argument("--build", nargs="+", type=Path, metavar="FILE.c", help="compile these sources per checker")
+    p.add_argument("--cflags", default="", help="extra compiler flags for --build (one string)")
+    p.add_argument("--ldflags", default="", help="extra linker flags for --build (one string)")
+    p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
+                   help="checker (repeatable); default memcheck, plus asan with --build")
+    _add_run_options(p, "reports/check")
+    p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
+    p.set_defaults(func=cmd_check)
+
     p = sub.add_parser("list", help="list the patterns of the catalog")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.set_defaults(func=cmd_list)
@@ -108,6 +128,123 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.set_defaults(func=cmd_show)
     return parser
+
+
+def _add_run_options(p, default_out: str) -> None:
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="jobs at once (default: all cores)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per job (default 120)")
+    p.add_argument("--out", type=Path, default=Path(default_out), metavar="DIR", help=f"results folder (default {default_out})")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR", help="build and result cache (default ~/.cache/leakharness)")
+    p.add_argument("--fresh", action="store_true", help="ignore cached results: run every job again")
+    p.add_argument("--cc", default="gcc", help="compiler (gcc, clang)")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+def _check_checkers(names: list[str]) -> tuple[str, ...]:
+    from .catalog import CHECKERS
+
+    for name in names:
+        if name not in CHECKERS:
+            raise LeakHarnessError(f"--tool {name}: unknown checker (one of {', '.join(CHECKERS)})")
+    return tuple(names)
+
+
+def _install_sigterm() -> None:
+    """SIGTERM (a plain `kill`) stops a run the way Ctrl-C does: jobs killed, results kept."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
+
+
+def _print_run_summary(results, out_dir: Path) -> None:
+    from .catalog import CHECKERS
+
+    jobs = results.jobs
+    checkers = [c for c in CHECKERS if any(j.tool == c for j in jobs)]
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for j in jobs:
+        cell = j.verdict or j.status
+        if j.verdict == "fail":
+            cell = "FAIL"
+        if j.status not in ("ok",) and j.verdict != "blind":
+            cell += f" ({j.status})" if j.status != "ok" else ""
+        rows.setdefault((j.pattern, j.variant or "-"), {})[j.tool] = cell
+    width = max([len(f"{p} {v}") for p, v in rows] + [7])
+    cols = [max(len(c), 6) for c in checkers]
+    print(f"{'pattern variant':<{width}}  " + "  ".join(f"{c:<{w}}" for c, w in zip(checkers, cols)))
+    for (pattern, variant), cells in sorted(rows.items()):
+        print(f"{pattern + ' ' + variant:<{width}}  " +
+              "  ".join(f"{cells.get(c, '-'):<{w}}" for c, w in zip(checkers, cols)))
+    failed = [j for j in jobs if j.verdict == "fail"]
+    for j in failed:
+        print(f"FAIL {j.name}: {j.reason}")
+    counts = {v: sum(1 for j in jobs if j.verdict == v) for v in ("pass", "fail", "blind")}
+    cached = sum(1 for j in jobs if j.cached)
+    print(f"{len(jobs)} job(s): {counts['pass']} passed, {counts['fail']} failed, {counts['blind']} blind"
+          f" ({cached} from cache); results in {out_dir / 'results.json'}")
+
+
+def cmd_run(args) -> int:
+    from .catalog import load_catalog
+    from .control import run_catalog
+    from .orchestrate import Interrupted
+
+    checkers = _check_checkers(args.tool) or None
+    patterns = load_catalog(args.fixtures, ids=args.pattern or None)
+    _install_sigterm()
+    try:
+        results = run_catalog(patterns, args.out, checkers=checkers, cache_dir=args.cache, jobs=args.jobs,
+                              timeout=args.timeout, fresh=args.fresh, cc=args.cc, progress=not args.quiet)
+    except Interrupted as exc:
+        print(f"leakharness: {exc}", file=sys.stderr)
+        return 130
+    _print_run_summary(results, args.out)
+    return 1 if any(j.verdict == "fail" for j in results.jobs) else 0
+
+
+def cmd_check(args) -> int:
+    import shlex
+
+    from .control import check_tasks, run_check
+    from .orchestrate import Interrupted
+
+    program = list(args.program)
+    if program and program[0] == "--":
+        program = program[1:]
+    checkers = _check_checkers(args.tool) or (("memcheck", "asan") if args.build else ("memcheck",))
+    if args.build:
+        tasks = check_tasks(sources=tuple(args.build), checkers=checkers, cflags=tuple(shlex.split(args.cflags)),
+                            ldflags=tuple(shlex.split(args.ldflags)), args=tuple(program), cc=args.cc,
+                            timeout=args.timeout or 120.0)
+    else:
+        tasks = check_tasks(program=tuple(program), checkers=checkers, timeout=args.timeout or 120.0)
+    _install_sigterm()
+    try:
+        results = run_check(tasks, args.out, cache_dir=args.cache, jobs=args.jobs, fresh=args.fresh,
+                            cc=args.cc, progress=not args.quiet)
+    except Interrupted as exc:
+        print(f"leakharness: {exc}", file=sys.stderr)
+        return 130
+    bad = 0
+    for job in results.jobs:
+        errors = [f for f in job.findings if f.is_error]
+        bad += len(errors)
+        state = job.status if job.status != "crashed" else f"crashed ({job.signal})"
+        print(f"{job.name}: {state}, {len(errors)} error(s)")
+        if job.status == "build-failed":
+            print("  " + "\n  ".join(job.message.splitlines()[:20]))
+        if job.status == "tool-missing":
+            print(f"  {job.message}")
+        for f in errors[:20]:
+            print(f"  {f.summary()}")
+    print(f"results in {args.out / 'results.json'}")
+    if any(j.status in ("build-failed", "tool-missing") for j in results.jobs):
+        return 2
+    return 1 if bad else 0
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import build as build_mod
-from .catalog import Expectation, Pattern, common_dir
+from .catalog import VARIANTS, Expectation, Pattern, common_dir
+from .errors import LeakHarnessError
 from .generate import render
 from .judge import Verdict, judge
+from .orchestrate import Progress, Task, run_tasks
+from .results import Results
 from .run import Job, RunResult, run_job
 
 
@@ -60,3 +63,66 @@ def run_catalog_job(pattern: Pattern, variant: str, checker: str, out_root: Path
               timeout=timeout or pattern.timeout, pattern=pattern.id, variant=variant)
     result = run_job(job) if b.status == "ok" else build_failed(job, b)
     return Outcome(pattern.id, variant, checker, expected, result, judge(expected, result), b)
+
+
+def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",
+                  timeout: float | None = None) -> list[Task]:
+    """Every (pattern, variant, checker) of the catalog; `checkers` narrows each pattern's own."""
+    tasks = []
+    for p in patterns:
+        for variant in VARIANTS:
+            for checker in p.checkers():
+                if checkers and checker not in checkers:
+                    continue
+                tasks.append(Task(pattern=p.id, variant=variant, checker=checker,
+                                  timeout=timeout or p.timeout, spec=catalog_spec(p, variant, checker, cc),
+                                  expected=p.expectation(variant, checker)))
+    return tasks
+
+
+def run_catalog(patterns: list[Pattern], out_dir: Path, checkers: tuple[str, ...] | None = None,
+                cache_dir: Path | None = None, jobs: int | None = None, timeout: float | None = None,
+                fresh: bool = False, cc: str = "gcc", progress: bool = True) -> Results:
+    tasks = catalog_tasks(patterns, checkers, cc, timeout)
+    if not tasks:
+        raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
+    cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
+    return run_tasks(tasks, Path(out_dir), cache_dir, jobs=jobs, fresh=fresh, cc=cc,
+                     progress=Progress(len(tasks), enabled=progress))
+
+
+def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
+                checkers: tuple[str, ...] = ("memcheck",), cflags: tuple[str, ...] = (),
+                ldflags: tuple[str, ...] = (), args: tuple[str, ...] = (), cc: str = "gcc",
+                timeout: float = 120.0) -> list[Task]:
+    """A user's own program (as it is) or sources (built per checker) under the checkers."""
+    tasks = []
+    if sources:
+        name = Path(sources[0]).stem
+        for checker in checkers:
+            spec = build_mod.BuildSpec(name=name, sources=(), files=tuple(Path(s).resolve() for s in sources),
+                                       profile=checker, cflags=tuple(cflags), ldflags=tuple(ldflags), cc=cc)
+            tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args))
+    else:
+        if not program:
+            raise LeakHarnessError("check: give a program to run (after --) or --build FILE.c")
+        path = Path(program[0])
+        if not path.is_file():
+            import shutil
+
+            found = shutil.which(program[0])
+            if not found:
+                raise LeakHarnessError(f"{program[0]}: no such program")
+            path = Path(found)
+        name = path.name
+        for checker in checkers:
+            tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout,
+                              program=(str(path.resolve()),), args=tuple(program[1:]) + tuple(args)))
+    return tasks
+
+
+def run_check(tasks: list[Task], out_dir: Path, cache_dir: Path | None = None, jobs: int | None = None,
+              fresh: bool = False, cc: str = "gcc", progress: bool = True) -> Results:
+    cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
+    return run_tasks(tasks, Path(out_dir), cache_dir, jobs=jobs, fresh=fresh, cc=cc,
+                     progress=Progress(len(tasks), enabled=progress))

@@ -13,6 +13,7 @@ import resource
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +87,29 @@ class RunResult:
         return f"{self.status} ({self.signal})" if self.signal and self.status == "crashed" else self.status
 
 
+# Process groups of the runs under way, so that an interrupted leakharness can end them all.
+_ACTIVE: set[int] = set()
+_ACTIVE_LOCK = threading.Lock()
+_STOPPING = threading.Event()
+
+
+def terminate_all() -> None:
+    """End every run under way (their whole process groups) and refuse new ones."""
+    _STOPPING.set()
+    with _ACTIVE_LOCK:
+        groups = list(_ACTIVE)
+    for pgid in groups:
+        kill_group(pgid, signal.SIGKILL)
+
+
+def stopping() -> bool:
+    return _STOPPING.is_set()
+
+
+def reset_stop() -> None:
+    _STOPPING.clear()
+
+
 def tool_available(runtime: str) -> bool:
     return runtime != "memcheck" or shutil.which("valgrind") is not None
 
@@ -151,6 +175,10 @@ def run_job(job: Job) -> RunResult:
             return RunResult(job, "tool-missing" if job.runtime == "memcheck" else "crashed",
                              message=f"cannot start {cmd[0]}: {exc.strerror or exc}")
         _limit(proc.pid)
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(proc.pid)
+        if _STOPPING.is_set():  # interrupted while this one was starting
+            kill_group(proc.pid, signal.SIGKILL)
         try:
             try:
                 proc.wait(timeout=job.timeout)
@@ -167,6 +195,8 @@ def run_job(job: Job) -> RunResult:
             kill_group(proc.pid, signal.SIGKILL)
             if proc.returncode is None:
                 proc.wait()
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(proc.pid)
     duration = time.monotonic() - started
     return collect(job, proc.returncode, timed_out, duration)
 

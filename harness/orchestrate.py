@@ -1,0 +1,242 @@
+"""Run many jobs in parallel, robustly, and write each one as soon as it ends.
+
+A task is one program under one checker: build it (cached), reuse a cached result or run it,
+judge it, write DIR/jobs/<job>.json atomically.  Slow tasks start first (valgrind, then the
+longest by the last measured durations) so that the run ends as soon as the slowest job
+allows; compiling one task overlaps with running another.  On Ctrl-C or SIGTERM every
+running job's process group is killed, nothing new starts, and every finished job stays.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import datetime as dt
+import json
+import os
+import shutil
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import run as run_mod
+from .build import Build, BuildSpec, build, compiler_identity, openssl_flags
+from .catalog import Expectation
+from .judge import judge
+from .results import JobRecord, Results, read_jobs, relative_logs, write_job, write_results
+from .resultcache import ResultCache, job_key, tool_version
+from .run import Job, RunResult
+
+
+@dataclass(frozen=True)
+class Task:
+    pattern: str  # a catalog pattern id, or the user's program name for `check`
+    variant: str | None
+    checker: str
+    timeout: float
+    spec: BuildSpec | None = None  # what to build, or None to run `program` as it is
+    program: tuple[str, ...] = ()  # a ready program and its arguments
+    args: tuple[str, ...] = ()
+    expected: Expectation | None = None  # None for `check`: no verdict
+
+    @property
+    def name(self) -> str:
+        return f"{self.pattern}::{self.variant}[{self.checker}]" if self.variant else f"{self.pattern}[{self.checker}]"
+
+    @property
+    def duration_key(self) -> str:
+        return self.name
+
+
+class Interrupted(Exception):
+    """The run was stopped (Ctrl-C, SIGTERM); finished jobs are written."""
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def tool_versions(checkers, cc: str) -> tuple[dict[str, str], ...]:
+    tools = []
+    runtimes = {c.split("-", 1)[0] for c in checkers}
+    if "memcheck" in runtimes:
+        tools.append({"name": "valgrind", "version": tool_version("memcheck") if shutil.which("valgrind") else "missing"})
+    try:
+        tools.append({"name": cc, "version": compiler_identity(cc).split(" ", 1)[-1]})
+    except Exception:  # noqa: BLE001 - a missing compiler is reported per job
+        tools.append({"name": cc, "version": "missing"})
+    tools.append({"name": "openssl", "version": openssl_flags()[0]})
+    return tuple(tools)
+
+
+class Progress:
+    """A one-line bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, total: int, stream=None, enabled: bool = True):
+        self.total, self.done, self.failed, self.cached = total, 0, 0, 0
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and self.stream.isatty()
+        self.lock = threading.Lock()
+
+    def finished(self, record: JobRecord) -> None:
+        if not self.enabled:
+            return
+        with self.lock:
+            self.done += 1
+            self.failed += record.verdict == "fail" or (record.verdict is None and record.status != "ok")
+            self.cached += record.cached
+            verdict = record.verdict or record.status
+            if self.tty:
+                width = 30
+                filled = width * self.done // max(self.total, 1)
+                line = (f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+                        f"  {self.failed} failed  {self.cached} cached  {record.name[:50]:<50}")
+                self.stream.write(line)
+                if self.done == self.total:
+                    self.stream.write("\n")
+            else:
+                note = " (cached)" if record.cached else f" {record.duration_s:.1f}s"
+                self.stream.write(f"[{self.done}/{self.total}] {record.name}: {verdict}{note}\n")
+            self.stream.flush()
+
+
+def _load_durations(cache_dir: Path) -> dict[str, float]:
+    try:
+        return json.loads((cache_dir / "durations.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:
+    from .results import write_atomic
+
+    try:
+        write_atomic(cache_dir / "durations.json", json.dumps(durations))
+    except OSError:
+        pass
+
+
+def order(tasks: list[Task], durations: dict[str, float]) -> list[Task]:
+    """Longest first: measured durations where known; else valgrind before the rest."""
+    def estimate(t: Task) -> float:
+        known = durations.get(t.duration_key)
+        if known is not None:
+            return known
+        return 3.0 if t.checker.startswith("memcheck") else 0.3
+    return sorted(tasks, key=estimate, reverse=True)
+
+
+def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCache | None) -> JobRecord | None:
+    """Build, run (or reuse) and judge one task; None when interrupted before it ended."""
+    job_dir = out_dir / "logs" / task.pattern / (task.variant or "check") / task.checker
+    b: Build | None = None
+    if task.spec is not None:
+        b = build(task.spec, cache_dir)
+        command = (str(b.binary),) + task.args if b.binary else (task.pattern,)
+    else:
+        command = task.program + task.args
+    if run_mod.stopping():
+        return None
+    job = Job(checker=task.checker, command=command, out_dir=job_dir, timeout=task.timeout,
+              pattern=task.pattern, variant=task.variant)
+    cached = False
+    if b is not None and b.status != "ok":
+        result = RunResult(job, "build-failed", message=b.message)
+    elif not run_mod.tool_available(job.runtime):
+        result = run_mod.run_job(job)  # reports tool-missing with the install command
+    else:
+        key = job_key(job) if results_cache else None
+        result = results_cache.get(key, job) if results_cache else None
+        if result is not None:
+            cached = True
+        else:
+            result = run_mod.run_job(job)
+            if run_mod.stopping():
+                return None  # killed by us: not a result
+            if results_cache:
+                results_cache.put(key, result)
+    verdict = judge(task.expected, result) if task.expected is not None else None
+    record = JobRecord(
+        pattern=task.pattern, variant=task.variant, tool=task.checker, status=result.status,
+        verdict=verdict.verdict if verdict else None,
+        expected=task.expected.to_dict() if task.expected else None,
+        reason=verdict.reason if verdict else "",
+        duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
+        partial=result.partial, problems=result.problems, cached=cached, message=result.message,
+        findings=result.findings, logs=relative_logs(result.logs, out_dir),
+    )
+    write_job(out_dir, record)
+    return record
+
+
+def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | None = None,
+              fresh: bool = False, progress: Progress | None = None, cc: str = "gcc",
+              on_record: Callable[[JobRecord], None] | None = None) -> Results:
+    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in (out_dir / "jobs").glob("*.json"):  # a new run into the same folder starts clean
+        stale.unlink()
+    started = _now()
+    tools = tool_versions({t.checker for t in tasks}, cc)
+    durations = _load_durations(cache_dir)
+    # --fresh ignores old results but still records the new ones.
+    results_cache = _WriteOnly(ResultCache(cache_dir)) if fresh else ResultCache(cache_dir)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    run_mod.reset_stop()
+    records: list[JobRecord] = []
+    interrupted = False
+
+    def one(task: Task) -> JobRecord | None:
+        if run_mod.stopping():
+            return None
+        return execute(task, out_dir, cache_dir, results_cache)
+
+    pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="leakharness-job")
+    try:
+        futures = {pool.submit(one, t): t for t in order(list(tasks), durations)}
+        pending = set(futures)
+        while pending:
+            done, pending = cf.wait(pending, timeout=0.25, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                record = fut.result()
+                if record is None:
+                    continue
+                records.append(record)
+                if not record.cached and record.status in ("ok", "crashed", "timeout"):
+                    durations[futures[fut].duration_key] = round(record.duration_s, 3)
+                if progress:
+                    progress.finished(record)
+                if on_record:
+                    on_record(record)
+    except KeyboardInterrupt:
+        interrupted = True
+        run_mod.terminate_all()
+        for fut in futures:
+            fut.cancel()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        _save_durations(cache_dir, durations)
+        # Gather from the files: every job that was written, whatever happened after.
+        written = read_jobs(out_dir)
+        results = Results(started, _now(), tools, tuple(written))
+        write_results(out_dir, results)
+    if interrupted:
+        raise Interrupted(f"interrupted: {len(written)} finished job(s) kept in {out_dir}")
+    return results
+
+
+class _WriteOnly:
+    """A result cache that never answers (for --fresh) but records what runs."""
+
+    def __init__(self, cache: ResultCache):
+        self.cache = cache
+
+    def get(self, key, job):
+        return None
+
+    def put(self, key, result):
+        self.cache.put(key, result)

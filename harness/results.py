@@ -1,0 +1,160 @@
+"""results.json and the per-job files: the one format every later stage reads.
+
+Each finished job is written at once to DIR/jobs/<name>.json (temporary file, then rename),
+so a crash or Ctrl-C loses only the jobs still running; DIR/results.json gathers them.
+Schema "leakharness/results/1":
+{"schema", "started", "finished", "tools": [{"name", "version"}],
+ "jobs": [{"pattern", "variant", "tool", "status", "verdict", "expected", "reason",
+           "duration_s", "exit_code", "signal", "partial", "problems", "cached",
+           "findings": [...], "logs": [paths relative to DIR]}]}
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from .errors import LeakHarnessError
+from .findings import Finding
+
+SCHEMA = "leakharness/results/1"
+
+
+def write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """One job as results.json stores it."""
+
+    pattern: str
+    variant: str | None
+    tool: str
+    status: str
+    verdict: str | None  # pass, fail, blind; None for `check`
+    expected: dict[str, Any] | None
+    reason: str = ""
+    duration_s: float = 0.0
+    exit_code: int | None = None
+    signal: str | None = None
+    partial: bool = False
+    problems: tuple[str, ...] = ()
+    cached: bool = False
+    message: str = ""
+    findings: tuple[Finding, ...] = ()
+    logs: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.pattern}::{self.variant}[{self.tool}]" if self.variant else f"{self.pattern}[{self.tool}]"
+
+    @property
+    def file_name(self) -> str:
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.pattern}.{self.variant or 'check'}.{self.tool}") + ".json"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "pattern": self.pattern, "variant": self.variant, "tool": self.tool,
+            "status": self.status, "verdict": self.verdict, "expected": self.expected,
+            "reason": self.reason, "duration_s": round(self.duration_s, 3),
+            "exit_code": self.exit_code, "signal": self.signal, "partial": self.partial,
+            "problems": list(self.problems), "cached": self.cached, "message": self.message,
+            "findings": [f.to_dict() for f in self.findings], "logs": list(self.logs),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "JobRecord":
+        return cls(
+            pattern=data["pattern"], variant=data.get("variant"), tool=data["tool"],
+            status=data["status"], verdict=data.get("verdict"), expected=data.get("expected"),
+            reason=data.get("reason", ""), duration_s=float(data.get("duration_s") or 0),
+            exit_code=data.get("exit_code"), signal=data.get("signal"),
+            partial=bool(data.get("partial")), problems=tuple(data.get("problems", ())),
+            cached=bool(data.get("cached")), message=data.get("message", ""),
+            findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
+            logs=tuple(data.get("logs", ())),
+        )
+
+
+@dataclass(frozen=True)
+class Results:
+    started: str
+    finished: str | None
+    tools: tuple[dict[str, str], ...]
+    jobs: tuple[JobRecord, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema": SCHEMA, "started": self.started, "finished": self.finished,
+                "tools": list(self.tools), "jobs": [j.to_dict() for j in self.jobs]}
+
+
+def write_job(out_dir: Path, record: JobRecord) -> Path:
+    path = Path(out_dir) / "jobs" / record.file_name
+    write_atomic(path, json.dumps(record.to_dict(), indent=1))
+    return path
+
+
+def read_jobs(out_dir: Path) -> list[JobRecord]:
+    """Every job file in DIR/jobs; a damaged one is skipped (it was being written when killed)."""
+    records = []
+    for path in sorted((Path(out_dir) / "jobs").glob("*.json")):
+        try:
+            records.append(JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return records
+
+
+def write_results(out_dir: Path, results: Results) -> Path:
+    path = Path(out_dir) / "results.json"
+    write_atomic(path, json.dumps(results.to_dict(), indent=1))
+    return path
+
+
+def load_results(out_dir: Path) -> Results:
+    """A results directory: results.json, or, when it is missing or damaged (a killed run),
+    whatever the jobs/ folder holds."""
+    out_dir = Path(out_dir)
+    path = out_dir / "results.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if data.get("schema") != SCHEMA:
+            raise LeakHarnessError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA}")
+        return Results(data.get("started", ""), data.get("finished"), tuple(data.get("tools", ())),
+                       tuple(JobRecord.from_dict(j) for j in data.get("jobs", ())))
+    except FileNotFoundError:
+        pass
+    except (ValueError, KeyError, TypeError) as exc:
+        if not (out_dir / "jobs").is_dir():
+            raise LeakHarnessError(f"{path}: damaged results file ({exc}) and no jobs/ folder to recover from") from None
+    jobs = read_jobs(out_dir)
+    if not jobs and not (out_dir / "jobs").is_dir():
+        raise LeakHarnessError(f"{out_dir}: not a results directory (no results.json, no jobs/)")
+    return Results("", None, (), tuple(jobs))
+
+
+def relative_logs(paths: Iterable[Path], out_dir: Path) -> tuple[str, ...]:
+    out = []
+    for p in paths:
+        try:
+            out.append(str(Path(p).resolve().relative_to(Path(out_dir).resolve())))
+        except ValueError:
+            out.append(str(p))
+    return tuple(out)
