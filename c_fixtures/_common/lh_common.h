@@ -22,14 +22,21 @@
 
 /* Leaky work goes into functions the optimiser may not fold into main, so
  * that -O2 builds keep the bug and the stack keeps a frame to blame. */
+#if defined(__clang__)
 #define LH_NOINLINE __attribute__((noinline))
+#else
+/* noclone too: gcc's -O2 clones (foo.constprop.0) would rename the frame to blame. */
+#define LH_NOINLINE __attribute__((noinline, noclone))
+#endif
+/* Not every fixture uses every helper: no -Wunused-function for the ones it does not. */
+#define LH_HELPER static __attribute__((unused))
 
 /* An opaque copy of an integer: the compiler cannot fold loops or branches
  * that depend on it, whatever the optimisation level. */
 static volatile int lh_opaque_store;
 static inline int lh_opaque(int v) { lh_opaque_store = v; return lh_opaque_store; }
 
-static void lh_die(const char *what)
+LH_HELPER void lh_die(const char *what)
 {
     fprintf(stderr, "fixture set-up failed: %s\n", what);
     ERR_print_errors_fp(stderr);
@@ -38,13 +45,13 @@ static void lh_die(const char *what)
 
 /* Load the configuration once at start: without it OpenSSL 3 keeps ~2 KB of
  * one-time state that valgrind reports as still reachable in BIO-only programs. */
-static void lh_init(void)
+LH_HELPER void lh_init(void)
 {
     if (!OPENSSL_init_ssl(OPENSSL_INIT_LOAD_CONFIG, NULL))
         lh_die("OPENSSL_init_ssl");
 }
 
-static EVP_PKEY *lh_new_key(void)
+LH_HELPER EVP_PKEY *lh_new_key(void)
 {
     EVP_PKEY *key = EVP_EC_gen("P-256");
     if (key == NULL)
@@ -54,7 +61,7 @@ static EVP_PKEY *lh_new_key(void)
 
 /* A certificate for `cn` holding `key`'s public half, signed by issuer_key
  * (self-signed when issuer is NULL).  ca != 0 marks it as a CA. */
-static X509 *lh_new_cert(const char *cn, EVP_PKEY *key, X509 *issuer,
+LH_HELPER X509 *lh_new_cert(const char *cn, EVP_PKEY *key, X509 *issuer,
                          EVP_PKEY *issuer_key, int ca)
 {
     static long serial = 1;
@@ -89,7 +96,7 @@ static X509 *lh_new_cert(const char *cn, EVP_PKEY *key, X509 *issuer,
 /* A chain of `length` certificates: chain[0] the self-signed root, each
  * next one signed by the one before, chain[length-1] the leaf.  keys[i]
  * holds each certificate's key.  Free with lh_free_chain. */
-static void lh_new_chain(int length, X509 **chain, EVP_PKEY **keys)
+LH_HELPER void lh_new_chain(int length, X509 **chain, EVP_PKEY **keys)
 {
     int i;
     char cn[32];
@@ -101,7 +108,7 @@ static void lh_new_chain(int length, X509 **chain, EVP_PKEY **keys)
     }
 }
 
-static void lh_free_chain(int length, X509 **chain, EVP_PKEY **keys)
+LH_HELPER void lh_free_chain(int length, X509 **chain, EVP_PKEY **keys)
 {
     int i;
     for (i = 0; i < length; i++) {
@@ -111,7 +118,7 @@ static void lh_free_chain(int length, X509 **chain, EVP_PKEY **keys)
 }
 
 /* A PEM encoding of `x` in a fresh memory BIO (caller frees with BIO_free). */
-static BIO *lh_pem_bio(X509 *const *certs, int n)
+LH_HELPER BIO *lh_pem_bio(X509 *const *certs, int n)
 {
     int i;
     BIO *bio = BIO_new(BIO_s_mem());
@@ -125,7 +132,7 @@ static BIO *lh_pem_bio(X509 *const *certs, int n)
 
 /* Server and client contexts for an in-memory TLS handshake: the server
  * presents a self-signed certificate; the client does not verify it. */
-static void lh_new_tls_contexts(SSL_CTX **server_ctx, SSL_CTX **client_ctx)
+LH_HELPER void lh_new_tls_contexts(SSL_CTX **server_ctx, SSL_CTX **client_ctx)
 {
     EVP_PKEY *key = lh_new_key();
     X509 *cert = lh_new_cert("localhost", key, NULL, NULL, 0);
@@ -144,7 +151,7 @@ static void lh_new_tls_contexts(SSL_CTX **server_ctx, SSL_CTX **client_ctx)
 
 /* Connects `client` to `server` through a BIO pair (both SSL objects take
  * ownership of their end).  Returns 1 when the handshake completed. */
-static int lh_handshake(SSL *client, SSL *server)
+LH_HELPER int lh_handshake(SSL *client, SSL *server)
 {
     BIO *client_end = NULL, *server_end = NULL;
     int i, client_done = 0, server_done = 0;

@@ -81,6 +81,31 @@ __attribute__((noinline)) static void child_leaks_then_exits(void)
     waitpid(pid, NULL, 0);
 }
 
+static void *thread_leaks(void *arg)
+{
+    void *volatile p = malloc(55);
+    (void)arg;
+    p = NULL;
+    return NULL;
+}
+
+__attribute__((noinline)) static void leak_in_thread(void)
+{
+    pthread_t t;
+    pthread_create(&t, NULL, thread_leaks, NULL);
+    pthread_join(t, NULL);
+}
+
+__attribute__((noinline)) static long read_all_stdin(void)
+{
+    char buf[256];
+    long total = 0;
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, stdin)) > 0)
+        total += (long)n;
+    return total;
+}
+
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "leaks";
@@ -97,5 +122,8 @@ int main(int argc, char **argv)
     if (!strcmp(mode, "race")) data_race();
     if (!strcmp(mode, "fork")) child_leaks_then_exits();
     if (!strcmp(mode, "hang")) { use_after_free(); fflush(stdout); sleep(60); }
+    if (!strcmp(mode, "sleep")) sleep(60);
+    if (!strcmp(mode, "thread-leak")) leak_in_thread();
+    if (!strcmp(mode, "stdin")) printf("read %ld bytes\n", read_all_stdin());
     return 0;
 }
