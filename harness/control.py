@@ -17,6 +17,7 @@ from .generate import render
 from .judge import Verdict, judge
 from .orchestrate import Progress, Task, run_tasks
 from .results import Results
+from .resultcache import ResultCache, job_key
 from .run import Job, RunResult, run_job
 
 
@@ -31,6 +32,7 @@ class Outcome:
     result: RunResult
     verdict: Verdict
     build: build_mod.Build | None = None
+    cached: bool = False  # the run's result came from the result cache
 
 
 def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
@@ -54,15 +56,27 @@ def build_failed(job: Job, b: build_mod.Build) -> RunResult:
 def run_catalog_job(pattern: Pattern, variant: str, checker: str, out_root: Path,
                     cache_dir: Path | None = None, cc: str = "gcc",
                     overrides: Mapping[str, Any] | None = None,
-                    timeout: float | None = None) -> Outcome:
-    """Render, build (cached), run and judge one (pattern, variant, checker)."""
+                    timeout: float | None = None, fresh: bool = False) -> Outcome:
+    """Render, build (cached), run (or reuse an unchanged result) and judge one
+    (pattern, variant, checker)."""
     expected = pattern.expectation(variant, checker)
     out_dir = Path(out_root) / "logs" / pattern.id / variant / checker
+    cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
     b = build_mod.build(catalog_spec(pattern, variant, checker, cc, overrides), cache_dir)
     job = Job(checker=checker, command=(str(b.binary) if b.binary else pattern.id,), out_dir=out_dir,
               timeout=timeout or pattern.timeout, pattern=pattern.id, variant=variant)
-    result = run_job(job) if b.status == "ok" else build_failed(job, b)
-    return Outcome(pattern.id, variant, checker, expected, result, judge(expected, result), b)
+    cached = False
+    if b.status != "ok":
+        result = build_failed(job, b)
+    else:
+        cache = ResultCache(cache_dir)
+        key = job_key(job)
+        result = None if fresh else cache.get(key, job)
+        cached = result is not None
+        if result is None:
+            result = run_job(job)
+            cache.put(key, result)
+    return Outcome(pattern.id, variant, checker, expected, result, judge(expected, result), b, cached)
 
 
 def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",

@@ -1,0 +1,41 @@
+#!/usr/bin/env python3
+"""Run every benchmark in bench/ (each file named *_bench.py), one after the other.
+
+Run from the repository root:  .venv/bin/python bench/run_all.py   (what `make bench` does)
+Exit status: 0 when every benchmark exited 0, else 1.  Arguments are passed to each script.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def main(argv: list[str]) -> int:
+    scripts = sorted(glob.glob(os.path.join(HERE, "*_bench.py")))
+    if not scripts:
+        print("run_all: no *_bench.py in bench/", file=sys.stderr)
+        return 1
+    failed = []
+    for script in scripts:
+        name = os.path.basename(script)
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        rc = subprocess.call([sys.executable, script, *argv], cwd=ROOT, stdin=subprocess.DEVNULL)
+        print(f"== {name}: exit {rc} after {time.perf_counter() - start:.0f} s\n", flush=True)
+        if rc != 0:
+            failed.append(name)
+    if failed:
+        print(f"run_all: failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

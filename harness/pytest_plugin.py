@@ -1,0 +1,282 @@
+"""The pytest plugin: the catalog as test items, and a `leak_check` fixture for users' code.
+
+Every pattern folder (a directory holding pattern.toml) that pytest collects becomes one item
+per (variant, checker), e.g. `c_fixtures/ssl_error_path::leaky[memcheck]`.  An item passes
+when the checker's findings meet the pattern's expectation; a known blind spot is an xfail
+with its reason.  With --leak-report DIR every item writes its job to DIR/jobs/ as it ends
+(so with pytest-xdist each worker writes its own, and a worker that dies loses only its
+running item); the controller gathers them into DIR/results.json at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Iterable
+
+import pytest
+
+from .catalog import CHECKERS, METADATA_NAME, VARIANTS, Pattern, load_pattern
+from .errors import LeakHarnessError
+from .findings import Finding
+from .results import JobRecord, Results, read_jobs, relative_logs, write_job, write_results
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("leakharness", "memory-error checks (leakharness)")
+    group.addoption("--leak-tools", default=None, metavar="LIST",
+                    help="comma-separated checkers for catalog items (default: each pattern's own)")
+    group.addoption("--leak-patterns", default=None, metavar="LIST",
+                    help="comma-separated pattern ids to collect (default: all)")
+    group.addoption("--leak-timeout", type=float, default=None, metavar="S",
+                    help="seconds per run (default: the pattern's, 120)")
+    group.addoption("--leak-report", default=None, metavar="DIR",
+                    help="write results.json (and the HTML report) of the session's leak jobs to DIR")
+    group.addoption("--leak-fresh", action="store_true", default=False,
+                    help="ignore cached run results: run every checker again")
+    group.addoption("--leak-cache", default=None, metavar="DIR",
+                    help="build and result cache (default ~/.cache/leakharness)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "known_leak(signature, ...): accept findings with these signatures "
+                                       "in leak_check results (reported as accepted, not failing)")
+    config._leakharness_started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip()) if value else ()
+
+
+# --- the catalog as items ---------------------------------------------------------------------
+
+def pytest_collect_directory(path: Path, parent):
+    if (path / METADATA_NAME).is_file() and (path / "pattern.c.j2").is_file():
+        wanted = _csv(parent.config.getoption("leak_patterns"))
+        if wanted and path.name not in wanted:
+            return None
+        return PatternDirectory.from_parent(parent, path=path)
+    return None
+
+
+class PatternDirectory(pytest.Directory):
+    def collect(self) -> Iterable[pytest.Item]:
+        try:
+            pattern = load_pattern(self.path)
+        except LeakHarnessError as exc:
+            raise self.CollectError(str(exc)) from None
+        tools = _csv(self.config.getoption("leak_tools"))
+        for name in tools:
+            if name not in CHECKERS:
+                raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(CHECKERS)})")
+        for variant in VARIANTS:
+            for checker in pattern.checkers():
+                if tools and checker not in tools:
+                    continue
+                yield PatternItem.from_parent(self, name=f"{variant}[{checker}]", pattern=pattern,
+                                              variant=variant, checker=checker)
+
+
+class CheckFailed(Exception):
+    """An expectation that did not hold; the message says what and where."""
+
+
+class PatternItem(pytest.Item):
+    def __init__(self, *, pattern: Pattern, variant: str, checker: str, **kwargs):
+        super().__init__(**kwargs)
+        self.pattern, self.variant, self.checker = pattern, variant, checker
+        self.expected = pattern.expectation(variant, checker)
+        self.user_properties.append(("leakharness_job", f"{pattern.id}::{variant}[{checker}]"))
+        if self.expected.outcome == "blind":
+            # Known blind spot: shown as xfail with its reason; not run (some hang until the timeout).
+            self.add_marker(pytest.mark.xfail(reason=f"{checker} is blind here: {self.expected.reason}",
+                                              run=False))
+
+    def runtest(self):
+        from .control import run_catalog_job
+
+        config = self.config
+        out_root = _out_root(config)
+        outcome = run_catalog_job(self.pattern, self.variant, self.checker, out_root,
+                                  cache_dir=_cache_dir(config),
+                                  timeout=config.getoption("leak_timeout"),
+                                  fresh=config.getoption("leak_fresh"))
+        result, verdict = outcome.result, outcome.verdict
+        record = JobRecord(
+            pattern=self.pattern.id, variant=self.variant, tool=self.checker, status=result.status,
+            verdict=verdict.verdict, expected=self.expected.to_dict(), reason=verdict.reason,
+            duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
+            partial=result.partial, problems=result.problems, cached=outcome.cached,
+            message=result.message, findings=result.findings, logs=relative_logs(result.logs, out_root),
+        )
+        if config.getoption("leak_report"):
+            write_job(Path(config.getoption("leak_report")), record)
+        self.user_properties.append(("leakharness_verdict", verdict.verdict))
+        if verdict.verdict == "fail":
+            log_dir = result.job.out_dir
+            found = "\n".join(f"    {f.summary()}" for f in result.findings if f.is_error) or "    nothing"
+            raise CheckFailed(
+                f"{self.pattern.id} ({self.variant}) under {self.checker}: {verdict.reason}\n"
+                f"  expected: {self.expected.describe()}\n"
+                f"  status:   {result.status_text}\n"
+                f"  found:\n{found}\n"
+                f"  logs:     {log_dir}")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CheckFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path / METADATA_NAME, None, f"{self.pattern.id}::{self.variant}[{self.checker}]"
+
+
+def _out_root(config) -> Path:
+    report = config.getoption("leak_report")
+    if report:
+        return Path(report)
+    factory = getattr(config, "_tmp_path_factory", None)
+    if factory is not None:
+        return factory.getbasetemp() / "leakharness"
+    return Path(".cache") / "leakharness-logs"
+
+
+def _cache_dir(config) -> Path | None:
+    value = config.getoption("leak_cache")
+    return Path(value) if value else None
+
+
+def _is_controller(config) -> bool:
+    return not hasattr(config, "workerinput")
+
+
+def pytest_sessionstart(session):
+    report = session.config.getoption("leak_report")
+    if report and _is_controller(session.config):
+        for stale in (Path(report) / "jobs").glob("*.json"):
+            stale.unlink()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    report = config.getoption("leak_report")
+    if not report or not _is_controller(config):
+        return
+    jobs = read_jobs(Path(report))
+    if not jobs:
+        return
+    from .orchestrate import tool_versions
+
+    results = Results(config._leakharness_started, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                      tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs))
+    write_results(Path(report), results)
+    try:
+        from .report import write_report  # the HTML report, when it is there
+    except ImportError:
+        write_report = None
+    if write_report is not None:
+        write_report([Path(report)], Path(report))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    report = config.getoption("leak_report")
+    if report and _is_controller(config) and (Path(report) / "results.json").is_file():
+        terminalreporter.write_line(f"leakharness: results in {Path(report) / 'results.json'}")
+    accepted = getattr(config, "_leakharness_accepted", [])
+    if accepted:
+        terminalreporter.write_sep("-", "leakharness: known findings accepted")
+        for line in accepted:
+            terminalreporter.write_line(line)
+
+
+# --- leak_check: users' own programs ----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """What `leak_check` found: its jobs (JobRecords), and two assertions."""
+
+    jobs: tuple[JobRecord, ...]
+    accepted_signatures: tuple[str, ...] = ()
+    out_dir: Path | None = None
+
+    @property
+    def findings(self) -> list[Finding]:
+        return [f for j in self.jobs for f in j.findings]
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_error and f.signature not in self.accepted_signatures]
+
+    @property
+    def accepted(self) -> list[Finding]:
+        return [f for f in self.findings if f.is_error and f.signature in self.accepted_signatures]
+
+    def _problems(self) -> list[str]:
+        out = []
+        for j in self.jobs:
+            if j.status in ("build-failed", "tool-missing", "timeout"):
+                out.append(f"{j.name}: {j.status}: {(j.message or '').strip()[:400]}")
+        return out
+
+    def assert_clean(self) -> None:
+        problems = self._problems()
+        if self.errors or problems:
+            lines = [f"expected no memory errors or leaks; found {len(self.errors)}:"]
+            lines += [f"  {f.summary()}  [{f.signature}]" for f in self.errors[:20]]
+            lines += [f"  {p}" for p in problems]
+            if self.out_dir:
+                lines.append(f"  logs: {self.out_dir}")
+            raise AssertionError("\n".join(lines))
+
+    def assert_leaks(self, category: str = "leak", function: str | None = None, min_bytes: int | None = None) -> list[Finding]:
+        from .catalog import Expectation
+        from .judge import matching
+
+        expect = Expectation("find", category=category, function=function, min_bytes=min_bytes)
+        for j in self.jobs:
+            if j.status in ("build-failed", "tool-missing"):
+                raise AssertionError(f"{j.name}: {j.status}: {j.message.strip()[:400]}")
+            found = matching(expect, j.findings)
+            total = sum(f.bytes or 0 for f in found)
+            if not found or (min_bytes and total < min_bytes):
+                seen = "; ".join(f.summary() for f in j.findings if f.is_error) or "nothing"
+                raise AssertionError(f"{j.name}: expected {expect.describe()}; found {seen}"
+                                     + (f" (matching: {total} B)" if found else "")
+                                     + (f"\n  logs: {self.out_dir}" if self.out_dir else ""))
+        return matching(expect, [f for j in self.jobs for f in j.findings])
+
+
+@pytest.fixture
+def leak_check(request, tmp_path):
+    """Run a program, or build C sources, under memory checkers:
+    leak_check(program=None, args=(), build=None, tools=("memcheck", "asan"), timeout=120)."""
+    from .control import check_tasks, run_check
+
+    accepted = tuple(sig for mark in request.node.iter_markers("known_leak") for sig in mark.args)
+    counter = {"n": 0}
+
+    def check(program=None, args=(), build=None, tools=("memcheck", "asan"), timeout=120,
+              cflags=(), ldflags=()) -> CheckResult:
+        counter["n"] += 1
+        out = tmp_path / f"leak_check{counter['n']}"
+        if build:
+            sources = (build,) if isinstance(build, (str, os.PathLike)) else tuple(build)
+            tasks = check_tasks(sources=tuple(Path(s) for s in sources), checkers=tuple(tools),
+                                cflags=tuple(cflags), ldflags=tuple(ldflags), args=tuple(map(str, args)),
+                                timeout=timeout)
+        else:
+            if program is None:
+                raise TypeError("leak_check needs program= or build=")
+            tasks = check_tasks(program=(str(program),), checkers=tuple(tools), args=tuple(map(str, args)),
+                                timeout=timeout)
+        results = run_check(tasks, out, cache_dir=_cache_dir(request.config), progress=False,
+                            fresh=request.config.getoption("leak_fresh"))
+        result = CheckResult(results.jobs, accepted, out)
+        if result.accepted:
+            store = request.config.__dict__.setdefault("_leakharness_accepted", [])
+            store.extend(f"{request.node.nodeid}: {f.summary()} [{f.signature}]" for f in result.accepted)
+        return result
+
+    return check
