@@ -17,27 +17,30 @@ from .errors import LeakHarnessError
 
 
 def _write_findings_json(logs, out) -> None:
-    """Stream findings as one JSON list.  Frames are shared between findings by the
-    parser, so their JSON is made once per frame object."""
+    """Stream findings as one JSON list.  The parser shares Frame objects between findings,
+    so each frame's JSON is made once."""
     frame_json: dict[int, str] = {}
     dumps = json.dumps
+
+    def frames_json(frames) -> str:
+        parts = []
+        for frame in frames:
+            text = frame_json.get(id(frame))
+            if text is None:
+                text = frame_json[id(frame)] = dumps(frame.to_dict())
+            parts.append(text)
+        return "[" + ", ".join(parts) + "]"
+
     out.write("[")
     first = True
     for log in logs:
         for finding in log.findings:
-            data = finding.to_dict()
-            parts = []
-            for key in ("stack",):
-                frames = []
-                for frame in finding.stack:
-                    text = frame_json.get(id(frame))
-                    if text is None:
-                        text = frame_json[id(frame)] = dumps(frame.to_dict())
-                    frames.append(text)
-                data[key] = None
-                parts.append("[" + ", ".join(frames) + "]")
-            text = dumps(data).replace('"stack": null', '"stack": ' + parts[0], 1)
-            out.write(("\n" if first else ",\n") + text)
+            data = finding.to_dict(stacks=False)
+            head = dumps(data)[:-1]
+            aux = ", ".join(f'{{"label": {dumps(a.label)}, "text": {dumps(a.text)}, "frames": {frames_json(a.frames)}}}'
+                            for a in finding.aux_stacks)
+            out.write(("\n" if first else ",\n") + head + ', "stack": ' + frames_json(finding.stack)
+                      + ', "aux_stacks": [' + aux + "]}")
             first = False
     out.write("\n]\n" if not first else "]\n")
 

@@ -153,8 +153,8 @@ class Finding:
     def functions(self) -> list[str]:
         return [f.function for f in self.stack if f.function]
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
+    def to_dict(self, stacks: bool = True) -> dict[str, Any]:
+        data = {
             "tool": self.tool,
             "kind": self.kind,
             "category": self.category,
@@ -163,14 +163,16 @@ class Finding:
             "bytes": self.bytes,
             "indirect_bytes": self.indirect_bytes,
             "blocks": self.blocks,
-            "stack": [f.to_dict() for f in self.stack],
-            "aux_stacks": [a.to_dict() for a in self.aux_stacks],
             "pid": self.pid,
             "thread": self.thread,
             "count": self.count,
             "source": self.source,
             "signature": self.signature,
         }
+        if stacks:
+            data["stack"] = [f.to_dict() for f in self.stack]
+            data["aux_stacks"] = [a.to_dict() for a in self.aux_stacks]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Finding":

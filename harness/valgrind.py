@@ -19,7 +19,7 @@ from typing import BinaryIO
 from lxml import etree
 
 from .errors import ParseError
-from .findings import AuxStack, Finding, Frame
+from .findings import AuxStack, Finding, Frame, make_signature
 
 SUPPORTED_PROTOCOLS = (4, 5, 6)
 
@@ -97,29 +97,55 @@ class _Parser:
         self.by_unique: dict[str, int] = {}
         self.info: dict = {"error_counts": {}, "suppression_counts": {}}
         self.frames: dict[tuple, Frame] = {}  # identical frames are shared: big files repeat them
+        self.signatures: dict[tuple, str] = {}
         self.complete = False
 
     # -- elements ---------------------------------------------------------------------------
     def frame(self, elem) -> Frame:
         values = {c.tag: c.text for c in elem}
-        key = tuple(values.values())
-        cached = self.frames.get(key)
-        if cached is not None:
-            return cached
         fn, d, f = values.get("fn"), values.get("dir"), values.get("file")
-        frame = Frame(
+        return Frame(
             address=_int(values.get("ip"), 16),
             function=fn,
             file=(f"{d}/{f}" if d and f else f),
             line=_int(values.get("line")),
             object=values.get("obj"),
         )
-        if len(self.frames) < 200_000:
-            self.frames[key] = frame
-        return frame
 
     def stack(self, elem) -> tuple[Frame, ...]:
-        return tuple(self.frame(fr) for fr in elem if fr.tag == "frame")
+        # Frames repeat across errors: within one process an address always stands for the
+        # same chain of (inlined) frames, so (ip, place in the run of frames sharing that ip)
+        # names a frame exactly, and reading the ip alone is cheap.
+        frames = []
+        cache = self.frames
+        prev_ip = None
+        k = 0
+        for fr in elem:
+            first = fr[0] if len(fr) else None
+            if first is None or first.tag != "ip":
+                frames.append(self.frame(fr))
+                continue
+            ip = first.text
+            if ip == prev_ip:
+                k += 1
+            else:
+                prev_ip, k = ip, 0
+            key = (ip, k)
+            frame = cache.get(key)
+            if frame is None:
+                frame = self.frame(fr)
+                if len(cache) < 500_000:
+                    cache[key] = frame
+            frames.append(frame)
+        return tuple(frames)
+
+    def signature(self, category: str, stack: tuple[Frame, ...]) -> str:
+        """Signatures by stack identity: frames are shared, so equal stacks hash cheaply."""
+        key = (category, *map(id, stack))
+        sig = self.signatures.get(key)
+        if sig is None:
+            sig = self.signatures[key] = make_signature(category, stack)
+        return sig
 
     def error(self, elem) -> None:
         kind = what = unique = None
@@ -196,6 +222,7 @@ class _Parser:
             pid=self.info.get("pid"),
             thread=tid,
             source=self.path,
+            signature=self.signature(category, stack),
         )
 
     def fatal_signal(self, elem) -> None:
@@ -256,6 +283,7 @@ class _Parser:
             no_network=True,
             huge_tree=False,
             remove_comments=True,
+            remove_blank_text=True,
         )
         for _event, elem in events:
             self.handle(elem)
