@@ -118,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     p.set_defaults(func=cmd_check)
 
+    p = sub.add_parser("report", help="render (and merge) results directories or log files into one HTML report")
+    p.add_argument("inputs", nargs="+", type=Path, metavar="DIR",
+                   help="results directories (shards of one run are merged), or valgrind XML / sanitizer logs")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="the report folder to write")
+    p.add_argument("--suppressions", type=Path, action="append", default=[], metavar="FILE",
+                   help="mark the findings these suppressions match as suppressed")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("suppressions", help="write suppressions for a run's findings (a baseline)")
+    p.add_argument("results", type=Path, metavar="DIR")
+    p.add_argument("--format", choices=("valgrind", "lsan"), default="valgrind")
+    p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write here instead of stdout")
+    p.set_defaults(func=cmd_suppressions)
+
     p = sub.add_parser("list", help="list the patterns of the catalog")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.set_defaults(func=cmd_list)
@@ -141,6 +156,52 @@ def _add_run_options(p, default_out: str) -> None:
     p.add_argument("--fresh", action="store_true", help="ignore cached results: run every job again")
     p.add_argument("--cc", default="gcc", help="compiler (gcc, clang)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--suppressions", type=Path, action="append", default=[], metavar="FILE",
+                   help="valgrind or LSan suppressions: matching findings are reported as suppressed, not failing")
+    p.add_argument("--no-html", action="store_true", help="write results.json only, no HTML report")
+
+
+def _load_suppressions(paths) -> list:
+    from .suppress import load
+
+    out = []
+    for path in paths:
+        out.extend(load(path))
+    return out
+
+
+def _write_html(args, results_dir: Path) -> None:
+    if args.no_html:
+        return
+    from .report import write_report
+
+    index = write_report([results_dir], results_dir, fixtures=getattr(args, "fixtures", None))
+    print(f"report: {index}")
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    index = write_report(args.inputs, args.out, fixtures=args.fixtures,
+                         suppressions=_load_suppressions(args.suppressions))
+    print(f"report: {index}")
+    return 0
+
+
+def cmd_suppressions(args) -> int:
+    from .results import load_results
+    from .suppress import write_lsan, write_valgrind
+
+    results = load_results(args.results)
+    findings = [f for j in results.jobs for f in j.findings]
+    text = write_valgrind(findings) if args.format == "valgrind" else write_lsan(findings)
+    if args.out:
+        args.out.write_text(text)
+        count = text.count("\n}") if args.format == "valgrind" else text.count("\nleak:")
+        print(f"{count} suppression(s) written to {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
 
 
 def _check_checkers(names: list[str]) -> tuple[str, ...]:
@@ -201,11 +262,13 @@ def cmd_run(args) -> int:
     _install_sigterm()
     try:
         results = run_catalog(patterns, args.out, checkers=checkers, cache_dir=args.cache, jobs=args.jobs,
-                              timeout=args.timeout, fresh=args.fresh, cc=args.cc, progress=not args.quiet)
+                              timeout=args.timeout, fresh=args.fresh, cc=args.cc, progress=not args.quiet,
+                              suppressions=_load_suppressions(args.suppressions))
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
     _print_run_summary(results, args.out)
+    _write_html(args, args.out)
     return 1 if any(j.verdict == "fail" for j in results.jobs) else 0
 
 
@@ -225,10 +288,11 @@ def cmd_check(args) -> int:
                             timeout=args.timeout or 120.0)
     else:
         tasks = check_tasks(program=tuple(program), checkers=checkers, timeout=args.timeout or 120.0)
+    suppressions = _load_suppressions(args.suppressions)
     _install_sigterm()
     try:
         results = run_check(tasks, args.out, cache_dir=args.cache, jobs=args.jobs, fresh=args.fresh,
-                            cc=args.cc, progress=not args.quiet)
+                            cc=args.cc, progress=not args.quiet, suppressions=suppressions)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
@@ -245,6 +309,7 @@ def cmd_check(args) -> int:
         for f in errors[:20]:
             print(f"  {f.summary()}")
     print(f"results in {args.out / 'results.json'}")
+    _write_html(args, args.out)
     if any(j.status in ("build-failed", "tool-missing") for j in results.jobs):
         return 2
     return 1 if bad else 0

@@ -96,13 +96,14 @@ def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = No
 
 def run_catalog(patterns: list[Pattern], out_dir: Path, checkers: tuple[str, ...] | None = None,
                 cache_dir: Path | None = None, jobs: int | None = None, timeout: float | None = None,
-                fresh: bool = False, cc: str = "gcc", progress: bool = True) -> Results:
+                fresh: bool = False, cc: str = "gcc", progress: bool = True,
+                suppressions: list | None = None) -> Results:
     tasks = catalog_tasks(patterns, checkers, cc, timeout)
     if not tasks:
         raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
     cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
     return run_tasks(tasks, Path(out_dir), cache_dir, jobs=jobs, fresh=fresh, cc=cc,
-                     progress=Progress(len(tasks), enabled=progress))
+                     progress=Progress(len(tasks), enabled=progress), suppressions=suppressions)
 
 
 def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
@@ -136,7 +137,8 @@ def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
 
 
 def run_check(tasks: list[Task], out_dir: Path, cache_dir: Path | None = None, jobs: int | None = None,
-              fresh: bool = False, cc: str = "gcc", progress: bool = True) -> Results:
+              fresh: bool = False, cc: str = "gcc", progress: bool = True,
+              suppressions: list | None = None) -> Results:
     cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
     return run_tasks(tasks, Path(out_dir), cache_dir, jobs=jobs, fresh=fresh, cc=cc,
-                     progress=Progress(len(tasks), enabled=progress))
+                     progress=Progress(len(tasks), enabled=progress), suppressions=suppressions)

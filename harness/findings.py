@@ -132,6 +132,7 @@ class Finding:
     count: int = 1  # how many times the tool saw this same error
     source: str | None = None  # the log file it came from
     signature: str = field(default="")
+    suppressed: str | None = None  # the name of the suppression it matched: counted, not failing
 
     def __post_init__(self):
         if self.category not in CATEGORIES:
@@ -145,7 +146,9 @@ class Finding:
 
     @property
     def is_error(self) -> bool:
-        """A bug to fail on: any memory error, or a definite or indirect leak."""
+        """A bug to fail on: any memory error, or a definite or indirect leak, not suppressed."""
+        if self.suppressed:
+            return False
         if self.category == "leak":
             return self.is_lost_leak
         return True
@@ -168,6 +171,7 @@ class Finding:
             "count": self.count,
             "source": self.source,
             "signature": self.signature,
+            "suppressed": self.suppressed,
         }
         if stacks:
             data["stack"] = [f.to_dict() for f in self.stack]
@@ -250,8 +254,14 @@ def is_noise(frame: Frame) -> bool:
     return bool(obj) and obj.startswith(_NOISE_OBJECTS)
 
 
+def _unnamed_library_frame(frame: Frame) -> bool:
+    # valgrind names such a frame by its library alone, the sanitizers by library+offset:
+    # leaving it out keeps one bug's signature the same under every tool.
+    return frame.function is None and ".so" in os.path.basename(frame.object or "")
+
+
 def significant_frames(stack: Iterable[Frame]) -> list[Frame]:
-    return [f for f in stack if not is_noise(f)]
+    return [f for f in stack if not is_noise(f) and not _unnamed_library_frame(f)]
 
 
 _SUFFIX = re.compile(r"\.(?:isra|constprop|part|cold|lto_priv)\.\d+|\.cold$")

@@ -10,6 +10,7 @@ running job's process group is killed, nothing new starts, and every finished jo
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import run as run_mod
+from . import suppress
 from .build import Build, BuildSpec, build, compiler_identity, openssl_flags
 from .catalog import Expectation
 from .judge import judge
@@ -129,7 +131,8 @@ def order(tasks: list[Task], durations: dict[str, float]) -> list[Task]:
     return sorted(tasks, key=estimate, reverse=True)
 
 
-def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCache | None) -> JobRecord | None:
+def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCache | None,
+            suppressions: list | None = None) -> JobRecord | None:
     """Build, run (or reuse) and judge one task; None when interrupted before it ended."""
     job_dir = out_dir / "logs" / task.pattern / (task.variant or "check") / task.checker
     b: Build | None = None
@@ -158,6 +161,8 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCac
                 return None  # killed by us: not a result
             if results_cache:
                 results_cache.put(key, result)
+    if suppressions:
+        result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
     verdict = judge(task.expected, result) if task.expected is not None else None
     record = JobRecord(
         pattern=task.pattern, variant=task.variant, tool=task.checker, status=result.status,
@@ -174,7 +179,8 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCac
 
 def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | None = None,
               fresh: bool = False, progress: Progress | None = None, cc: str = "gcc",
-              on_record: Callable[[JobRecord], None] | None = None) -> Results:
+              on_record: Callable[[JobRecord], None] | None = None,
+              suppressions: list | None = None) -> Results:
     """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -193,7 +199,7 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     def one(task: Task) -> JobRecord | None:
         if run_mod.stopping():
             return None
-        return execute(task, out_dir, cache_dir, results_cache)
+        return execute(task, out_dir, cache_dir, results_cache, suppressions)
 
     pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="leakharness-job")
     try:

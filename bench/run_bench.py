@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Run benchmark (issue 4): `leakharness run` on the whole catalog against plain `xargs -P`.
+
+Run from the repository root:  .venv/bin/python bench/run_bench.py   (or `make bench`)
+
+1. Warms a private build cache (bench/.work/run_bench/cache, never the user's default cache) with
+   one `leakharness run --cache C`: every binary is built, durations.json and results are stored.
+2. BASELINE: for every job of the catalog (every pattern, variant and checker, as
+   `harness.control.catalog_tasks` yields them, in that order), the exact command line and
+   environment leakharness uses (`harness.run.command_for`), with the built binary and the job's
+   own out_dir and timeout, in the job's folder (leakharness's cwd), stdin /dev/null, stdout and
+   stderr to files, core dumps off, wrapped in `timeout -k 5 <job timeout>` (leakharness: SIGTERM
+   to the group at the timeout, SIGKILL 5 s later).  One small sh script per job; their paths go
+   to `xargs -P <nproc> -n 1 sh`.  The whole xargs is timed.
+3. OURS WARM: `leakharness run --fresh --cache C --out O2 --quiet -j <nproc>`: target <= 1.05x.
+4. OURS COLD: `leakharness run --cache EMPTY --out O3 --quiet` on a new empty cache (compiles
+   overlap runs): target <= 1.3x of the same baseline.
+5. RE-RUN: `leakharness run --cache C --out O4 --quiet`, nothing changed: target under 3 s, and
+   results.json must say every job was cached (nothing compiled, nothing run).
+
+Each timed thing runs twice (rounds alternate baseline / warm / cold), the best is kept.  The
+script prints a table and, from each run's results.json and job files, where the time went.
+Everything lives in bench/.work/run_bench/ (reused for nothing but the warm cache).  Standard
+library only, plus the `harness` package under test.  Exit status: non-zero only when something
+is wrong (a run crashed, a job is missing); a missed target is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORK = os.path.join(HERE, ".work", "run_bench")
+OURS = os.path.join(ROOT, ".venv", "bin", "leakharness")
+sys.path.insert(0, ROOT)
+
+ROUNDS = 2
+RERUNS = 2
+TARGET_WARM = 1.05
+TARGET_COLD = 1.3
+TARGET_RERUN_S = 3.0
+TERM_GRACE_S = 5  # harness.run.TERM_GRACE_S
+RUN_TIMEOUT = 3600
+
+
+def log(msg: str) -> None:
+    print(f"[run_bench] {msg}", file=sys.stderr, flush=True)
+
+
+def nproc() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def rmtree(path: str) -> None:
+    if os.path.lexists(path):
+        shutil.rmtree(path)
+
+
+def timed(argv, label: str, cwd: str = ROOT, stdin_path: str = os.devnull) -> dict:
+    """Run argv to the end; wall seconds, exit code, and its output in WORK/label.out."""
+    out_path = os.path.join(WORK, f"{label}.out")
+    with open(stdin_path, "rb") as fin, open(out_path, "wb") as fout:
+        start = time.perf_counter()
+        proc = subprocess.run(argv, cwd=cwd, stdin=fin, stdout=fout, stderr=subprocess.STDOUT,
+                              timeout=RUN_TIMEOUT, start_new_session=True)
+        seconds = time.perf_counter() - start
+    with open(out_path, "rb") as fh:
+        tail = fh.read()[-3000:].decode("utf-8", "replace")
+    return {"label": label, "seconds": seconds, "returncode": proc.returncode, "tail": tail}
+
+
+# -- the baseline -----------------------------------------------------------------------------
+
+def baseline_jobs(cache: str, out: str):
+    """(task, argv, env) of every catalog job, as leakharness would run it."""
+    from harness.build import build
+    from harness.catalog import load_catalog
+    from harness.control import catalog_tasks
+    from harness.run import Job, command_for
+
+    tasks = catalog_tasks(load_catalog())
+    jobs = []
+    for t in tasks:
+        b = build(t.spec, Path(cache))
+        if b.status != "ok":
+            raise RuntimeError(f"{t.name}: build failed in the warm cache:\n{b.message[-1500:]}")
+        if not b.cached:
+            log(f"note: {t.name} was not in the warm cache (built now)")
+        job_dir = Path(out) / "logs" / t.pattern / (t.variant or "check") / t.checker
+        job = Job(checker=t.checker, command=(str(b.binary),), out_dir=job_dir, timeout=t.timeout,
+                  pattern=t.pattern, variant=t.variant)
+        argv, env = command_for(job)
+        jobs.append((t, job, argv, env))
+    return jobs
+
+
+def write_scripts(jobs, script_dir: str) -> str:
+    """One sh script per job, and the list of their paths (in catalog order) for xargs."""
+    rmtree(script_dir)
+    os.makedirs(script_dir)
+    here_env = dict(os.environ)
+    paths = []
+    for i, (task, job, argv, env) in enumerate(jobs):
+        base = os.path.join(script_dir, f"{i:03d}")
+        exports = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())
+                   if here_env.get(k) != v]
+        unsets = [f"unset {k}" for k in sorted(here_env) if k not in env]
+        # `: > FILE` and `echo > FILE` are shell builtins: no extra process per job.  The two
+        # marker files' mtimes give each job's start and end, for the diagnostics only.
+        text = "\n".join([
+            f"# {task.name}",
+            f"cd {shlex.quote(str(job.out_dir))} || exit 126",
+            "ulimit -c 0",
+            *exports, *unsets,
+            f": > {shlex.quote(base + '.start')}",
+            f"timeout -k {TERM_GRACE_S} {job.timeout:g} {shlex.join(argv)} "
+            "</dev/null >stdout.txt 2>stderr.txt",
+            f"echo $? > {shlex.quote(base + '.rc')}",
+            "",
+        ])
+        with open(base + ".sh", "w") as fh:
+            fh.write(text)
+        paths.append(base + ".sh")
+    list_path = os.path.join(script_dir, "list.txt")
+    with open(list_path, "w") as fh:
+        fh.write("\n".join(paths) + "\n")
+    return list_path
+
+
+def run_baseline(jobs, out: str, script_dir: str, n: int, label: str) -> dict:
+    rmtree(out)
+    for _task, job, _argv, _env in jobs:
+        job.out_dir.mkdir(parents=True, exist_ok=True)
+    list_path = write_scripts(jobs, script_dir)
+    r = timed(["xargs", "-d", "\n", "-P", str(n), "-n", "1", "sh"], label, stdin_path=list_path)
+    # xargs exits 123 when a command exited 1-125 (timeout's 124, a sanitizer's 1): normal here.
+    if r["returncode"] not in (0, 123):
+        raise RuntimeError(f"xargs baseline failed (exit {r['returncode']}):\n{r['tail']}")
+    per_job = []
+    for i, (task, job, _argv, _env) in enumerate(jobs):
+        base = os.path.join(script_dir, f"{i:03d}")
+        try:
+            rc = int(open(base + ".rc").read().strip())
+            start, end = os.stat(base + ".start").st_mtime, os.stat(base + ".rc").st_mtime
+        except (OSError, ValueError):
+            raise RuntimeError(f"baseline: {task.name} did not run ({base}.sh)") from None
+        if rc in (125, 126, 127):
+            raise RuntimeError(f"baseline: {task.name}: timeout could not run it (exit {rc}); "
+                               f"see {job.out_dir}/stderr.txt")
+        per_job.append({"name": task.name, "rc": rc, "timed_out": rc in (124, 137),
+                        "start": start, "end": end, "duration_s": end - start})
+    r["jobs"] = per_job
+    return r
+
+
+# -- our runs ---------------------------------------------------------------------------------
+
+def read_results(out: str, expected_jobs: int, what: str) -> list[dict]:
+    try:
+        with open(os.path.join(out, "results.json")) as fh:
+            jobs = json.load(fh)["jobs"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise RuntimeError(f"{what}: no readable results.json in {out}: {exc}") from None
+    if len(jobs) != expected_jobs:
+        raise RuntimeError(f"{what}: results.json has {len(jobs)} jobs, the catalog {expected_jobs}")
+    # A job file's mtime is when the job ended (written at once); start = end - duration.
+    for j in jobs:
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{j['pattern']}.{j['variant'] or 'check'}.{j['tool']}")
+        try:
+            j["_end"] = os.stat(os.path.join(out, "jobs", name + ".json")).st_mtime
+        except OSError:
+            j["_end"] = None
+    return jobs
+
+
+def run_ours(argv, out: str, label: str, n_jobs: int) -> dict:
+    rmtree(out)
+    r = timed(argv, label)
+    # leakharness run: 0 all passed, 1 some verdict failed (a catalog problem, not ours to judge).
+    if r["returncode"] not in (0, 1):
+        raise RuntimeError(f"{' '.join(argv)} failed (exit {r['returncode']}):\n{r['tail']}")
+    r["jobs"] = read_results(out, n_jobs, label)
+    r["argv"] = argv
+    return r
+
+
+def summary(jobs: list[dict], wall: float, n: int, t0: float | None = None) -> dict:
+    durations = [j["duration_s"] for j in jobs]
+    total = sum(durations)
+    return {
+        "jobs": len(jobs), "sum_s": total, "max_s": max(durations) if durations else 0.0,
+        "busy": total / (wall * n) if wall else 0.0,  # fraction of the n slots spent in jobs
+        "lower_bound_s": max(total / n, max(durations) if durations else 0.0),
+        "timeouts": sum(1 for j in jobs if j.get("status") == "timeout" or j.get("timed_out")),
+        "cached": sum(1 for j in jobs if j.get("cached")),
+        "fail_verdicts": sum(1 for j in jobs if j.get("verdict") == "fail"),
+    }
+
+
+def when_long_jobs_started(jobs: list[dict], first_start: float, top: int = 6) -> list[str]:
+    """Where the longest jobs fell in the run: start offset and duration."""
+    out = []
+    for j in sorted(jobs, key=lambda j: -j["duration_s"])[:top]:
+        end = j.get("_end") or j.get("end")
+        if end is None:
+            continue
+        start = end - j["duration_s"]
+        name = j.get("name") or f"{j['pattern']}::{j['variant']}[{j['tool']}]"
+        out.append(f"{name} {j['duration_s']:.1f} s, started at +{start - first_start:.1f} s")
+    return out
+
+
+def machine() -> str:
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            m = re.search(r"^model name\s*:\s*(.+)$", fh.read(), re.M)
+            cpu = m.group(1).strip() if m else cpu
+    except OSError:
+        pass
+    try:
+        vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True,
+                            timeout=30).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        vg = "valgrind ?"
+    try:
+        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True,
+                             timeout=30).stdout.splitlines()[0]
+    except (OSError, subprocess.TimeoutExpired, IndexError):
+        gcc = "gcc ?"
+    return (f"{nproc()} cores ({cpu}), Python {platform.python_version()}, {vg}, {gcc}, "
+            f"{platform.system()} {platform.release()}")
+
+
+def loadavg() -> str:
+    try:
+        return " ".join(open("/proc/loadavg").read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="timed runs of each (best kept)")
+    ap.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
+    args, unknown = ap.parse_known_args(argv)
+    if unknown:
+        log(f"ignoring arguments meant for other benchmarks: {' '.join(unknown)}")
+    if not os.access(OURS, os.X_OK):
+        print(f"run_bench: {OURS} missing: run `make install` first", file=sys.stderr)
+        return 2
+    for tool in ("xargs", "timeout", "gcc", "valgrind"):
+        if shutil.which(tool) is None:
+            print(f"run_bench: {tool} not found", file=sys.stderr)
+            return 2
+    os.makedirs(WORK, exist_ok=True)
+    n = nproc()
+    cache = os.path.join(WORK, "cache")
+    log_lines: list[str] = []
+
+    def note(line: str) -> None:
+        log_lines.append(line)
+        log(line)
+
+    # 1. Warm the cache: builds, results and durations.json.
+    note(f"warming {cache} (load {loadavg()})")
+    w = timed([OURS, "run", "--cache", cache, "--out", os.path.join(WORK, "out-warmup"), "--quiet"],
+              "warmup")
+    if w["returncode"] not in (0, 1):
+        raise RuntimeError(f"warm-up run failed (exit {w['returncode']}):\n{w['tail']}")
+    note(f"warm-up run: {w['seconds']:.1f} s (exit {w['returncode']})")
+
+    jobs = baseline_jobs(cache, os.path.join(WORK, "out-xargs"))
+    n_jobs = len(jobs)
+    note(f"{n_jobs} catalog jobs, {n} cores, xargs -P {n}")
+
+    base_runs, warm_runs, cold_runs, reruns = [], [], [], []
+    for i in range(args.rounds):
+        note(f"round {i + 1}: xargs baseline (load {loadavg()})")
+        r = run_baseline(jobs, os.path.join(WORK, "out-xargs"), os.path.join(WORK, "xargs-scripts"),
+                         n, f"xargs-{i}")
+        base_runs.append(r)
+        note(f"  xargs: {r['seconds']:.2f} s")
+
+        note(f"round {i + 1}: ours warm (load {loadavg()})")
+        out = os.path.join(WORK, "out-warm")
+        r = run_ours([OURS, "run", "--fresh", "--cache", cache, "--out", out, "--quiet", "-j", str(n)],
+                     out, f"warm-{i}", n_jobs)
+        warm_runs.append(r)
+        note(f"  ours warm: {r['seconds']:.2f} s")
+
+        if not args.no_cold:
+            cold_cache = os.path.join(WORK, "cache-cold")
+            rmtree(cold_cache)
+            os.makedirs(cold_cache)
+            note(f"round {i + 1}: ours cold, empty {cold_cache} (load {loadavg()})")
+            out = os.path.join(WORK, "out-cold")
+            r = run_ours([OURS, "run", "--cache", cold_cache, "--out", out, "--quiet"], out,
+                         f"cold-{i}", n_jobs)
+            cold_runs.append(r)
+            note(f"  ours cold: {r['seconds']:.2f} s")
+
+    for i in range(RERUNS):
+        out = os.path.join(WORK, "out-rerun")
+        r = run_ours([OURS, "run", "--cache", cache, "--out", out, "--quiet"], out, f"rerun-{i}", n_jobs)
+        reruns.append(r)
+        note(f"re-run {i + 1}: {r['seconds']:.2f} s, {sum(j['cached'] for j in r['jobs'])}/{n_jobs} cached")
+
+    best = lambda runs: min(runs, key=lambda r: r["seconds"])  # noqa: E731
+    b = best(base_runs)
+    rows = [("xargs -P baseline (same commands, same timeouts)", b, None, None)]
+    wr = best(warm_runs)
+    rows.append((f"ours warm: run --fresh -j {n}", wr, TARGET_WARM, wr["seconds"] / b["seconds"] <= TARGET_WARM))
+    if cold_runs:
+        cr = best(cold_runs)
+        rows.append(("ours cold: run, empty cache", cr, TARGET_COLD,
+                     cr["seconds"] / b["seconds"] <= TARGET_COLD))
+    rr = best(reruns)
+    all_cached = all(all(j["cached"] for j in r["jobs"]) for r in reruns)
+    rows.append(("re-run, nothing changed", rr, None, rr["seconds"] < TARGET_RERUN_S and all_cached))
+
+    print(f"# run benchmark, {datetime.date.today().isoformat()}")
+    print(f"machine: {machine()}")
+    print(f"catalog: {n_jobs} jobs; every timed thing best of {args.rounds} "
+          f"(re-run best of {RERUNS}); load average at the end {loadavg()}")
+    print()
+    print("| what | seconds | vs xargs | target | met? |")
+    print("|---|---:|---:|---|---|")
+    for what, r, target, met in rows:
+        ratio = r["seconds"] / b["seconds"]
+        if r is b:
+            tgt, ok = "(baseline)", ""
+        elif target is not None:
+            tgt, ok = f"<= {target:g}x", "met" if met else "**MISSED**"
+        else:
+            cached = sum(j["cached"] for j in r["jobs"])
+            tgt = f"< {TARGET_RERUN_S:g} s, all cached"
+            ok = ("met" if met else "**MISSED**") + f" ({cached}/{n_jobs} cached)"
+        print(f"| {what} | {r['seconds']:.2f} | {ratio:.2f}x | {tgt} | {ok} |")
+    print()
+    print("all runs (s): " + "; ".join(
+        f"{name} " + " / ".join(f"{r['seconds']:.2f}" for r in runs)
+        for name, runs in (("xargs", base_runs), ("warm", warm_runs), ("cold", cold_runs),
+                           ("re-run", reruns)) if runs))
+    print()
+
+    # Where the time went.
+    print("where the time went (best runs; sum = per-job durations; busy = sum / (wall x "
+          f"{n} slots); bound = max(sum / {n}, longest job)):")
+    diag = {}
+    for name, r in (("xargs", b), ("warm", wr), ("cold", best(cold_runs) if cold_runs else None),
+                    ("re-run", rr)):
+        if r is None:
+            continue
+        s = summary(r["jobs"], r["seconds"], n)
+        diag[name] = s
+        print(f"  {name:7s} wall {r['seconds']:7.2f}  sum {s['sum_s']:7.2f}  busy {s['busy']:.2f}  "
+              f"bound {s['lower_bound_s']:6.2f}  longest {s['max_s']:5.2f}  timeouts {s['timeouts']}"
+              f"  cached {s['cached']}  fail verdicts {s['fail_verdicts']}")
+    base_by_name = {j["name"]: j["duration_s"] for j in b["jobs"]}
+    ours_by_name = {f"{j['pattern']}::{j['variant']}[{j['tool']}]": j["duration_s"] for j in wr["jobs"]}
+    common = [k for k in base_by_name if k in ours_by_name]
+    extra = sum(ours_by_name[k] - base_by_name[k] for k in common)
+    print(f"  per-job duration, ours warm minus xargs, summed over {len(common)} jobs: {extra:+.2f} s "
+          f"({extra / max(len(common), 1) * 1000:+.0f} ms a job)")
+    overhead = wr["seconds"] * n - diag["warm"]["sum_s"]
+    print(f"  ours warm: slot time outside any job's run (build lookup, parse, judge, write, idle): "
+          f"{overhead:.1f} slot-s = {overhead / n_jobs * 1000:.0f} ms a job")
+    for name, r in (("xargs", b), ("warm", wr), ("cold", best(cold_runs) if cold_runs else None)):
+        if r is None:
+            continue
+        ends = [j.get("_end") or j.get("end") for j in r["jobs"]]
+        first = min((e - j["duration_s"]) for e, j in zip(ends, r["jobs"]) if e is not None)
+        print(f"  {name}: longest jobs: " + "; ".join(when_long_jobs_started(r["jobs"], first, 4)))
+    unexpected = [j for j in rr["jobs"] if not j["cached"]]
+    if unexpected:
+        print(f"  re-run: {len(unexpected)} job(s) not cached: " + "; ".join(
+            f"{j['pattern']}::{j['variant']}[{j['tool']}] {j['status']} {j['duration_s']:.1f} s"
+            for j in unexpected[:10]))
+
+    with open(os.path.join(WORK, "run_bench.results.json"), "w") as fh:
+        json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+                   "nproc": n, "jobs": n_jobs, "log": log_lines,
+                   "runs": {"xargs": base_runs, "warm": warm_runs, "cold": cold_runs, "rerun": reruns},
+                   "diagnostics": diag}, fh, indent=1, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except RuntimeError as exc:
+        print(f"run_bench: {exc}", file=sys.stderr)
+        sys.exit(1)

@@ -1,0 +1,108 @@
+"""SARIF 2.1.0 for code scanning: one rule per category, one result per finding, located at
+the program's own frame nearest the allocation (or the bad access), fingerprinted by the
+signature so a re-run does not open duplicate alerts."""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.parse
+from pathlib import Path
+
+from .. import __version__
+from ..findings import CATEGORIES, Finding, Frame, is_noise
+from ..results import Results
+
+MAX_RESULTS = 25_000  # GitHub code scanning's limit per run
+DESCRIPTIONS = {
+    "leak": "Memory allocated and never freed (definitely or indirectly lost).",
+    "use-after-free": "Memory read or written after it was freed.",
+    "double-free": "Memory freed twice.",
+    "invalid-free": "free() of an address that was not returned by an allocator.",
+    "mismatched-free": "Memory released with a deallocator that does not match its allocator.",
+    "invalid-read": "Read of memory that is not addressable.",
+    "invalid-write": "Write to memory that is not addressable.",
+    "buffer-overflow": "Access outside the bounds of a heap, stack or global buffer.",
+    "uninitialized": "A decision or system call depends on uninitialised memory.",
+    "data-race": "Two threads access the same memory without synchronisation.",
+    "undefined-behavior": "Undefined behaviour at run time.",
+    "crash": "The program was killed by a signal.",
+    "secret-residue": "Secret material left in freed memory.",
+    "other": "Another memory error.",
+}
+
+
+def _rule_name(category: str) -> str:
+    return "".join(part.capitalize() for part in category.split("-"))
+
+
+def own_frame(f: Finding) -> Frame | None:
+    for fr in f.stack:
+        if is_noise(fr) or not fr.file or not fr.line:
+            continue
+        if fr.file.startswith(("..", "/usr/", "/build/")) or "sysdeps" in fr.file:
+            continue
+        return fr
+    return None
+
+
+def _uri(path: str) -> tuple[str, str | None]:
+    p = Path(path)
+    try:
+        rel = p.resolve().relative_to(Path.cwd().resolve())
+        return urllib.parse.quote(rel.as_posix()), "%SRCROOT%"
+    except (ValueError, OSError):
+        pass
+    if p.is_absolute():
+        return "file://" + urllib.parse.quote(p.as_posix()), None
+    return urllib.parse.quote(p.as_posix()), "%SRCROOT%"
+
+
+def document(results: Results) -> dict:
+    used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
+                                         for j in results.jobs for f in j.findings)]
+    index = {c: i for i, c in enumerate(used)}
+    rules = [{"id": c, "name": _rule_name(c), "shortDescription": {"text": DESCRIPTIONS[c]},
+              "defaultConfiguration": {"level": "error"}} for c in used]
+    out = []
+    for job in results.jobs:
+        for f in job.findings:
+            if not (f.is_error or f.suppressed):
+                continue
+            if len(out) >= MAX_RESULTS:
+                break
+            where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
+            result = {
+                "ruleId": f.category,
+                "ruleIndex": index[f.category],
+                "level": "error",
+                "message": {"text": f"{f.summary()} in {where}"},
+                "partialFingerprints": {"leakharness/signature/v1": f.signature},
+                "properties": {"tool": f.tool, "kind": f.kind, "pattern": job.pattern, "variant": job.variant,
+                               "checker": job.tool, "bytes": f.bytes, "signature": f.signature},
+            }
+            frame = own_frame(f)
+            if frame is not None:
+                uri, base = _uri(frame.file)
+                location = {"artifactLocation": {"uri": uri}, "region": {"startLine": frame.line}}
+                if base:
+                    location["artifactLocation"]["uriBaseId"] = base
+                result["locations"] = [{"physicalLocation": location}]
+            if f.suppressed:
+                result["suppressions"] = [{"kind": "external", "justification": f.suppressed}]
+            out.append(result)
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{
+            "tool": {"driver": {"name": "leakharness", "version": __version__,
+                                "informationUri": "https://github.com/leakharness/leakharness",
+                                "rules": rules}},
+            "results": out,
+            "properties": {"started": results.started, "finished": results.finished},
+        }],
+    }
+
+
+def dumps(results: Results, out_dir: Path | None = None) -> str:
+    return json.dumps(document(results), indent=1)
