@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.installed
 all: test
 
 $(STAMP): pyproject.toml scripts/install-system-packages.sh
-	./scripts/install-system-packages.sh
+	./scripts/install-system-packages.sh --test
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -e '.[test]'

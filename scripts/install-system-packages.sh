@@ -3,11 +3,19 @@
 # Used by the Makefile (so by the README's commands and CI) and by the Dockerfile: one list.
 set -euo pipefail
 
+# What leakharness needs to build and check programs.
 PACKAGES=(
-    gcc make pkg-config libssl-dev openssl valgrind
+    gcc make pkg-config libssl-dev openssl valgrind binutils
     llvm            # llvm-symbolizer: symbolized sanitizer stacks
     python3 python3-venv python3-pip
 )
+# What its own tests need besides (--test): a headless browser for the HTML report test,
+# pgrep to prove no job outlives an interrupted run.
+TEST_PACKAGES=(chromium procps)
+
+if [ "${1:-}" = "--test" ]; then
+    PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do

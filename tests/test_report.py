@@ -1,0 +1,170 @@
+"""Reports: HTML, SARIF (validated against the official schema), suppressions and merged shards,
+from real runs."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.catalog import load_catalog
+from harness.control import check_tasks, run_catalog, run_check
+from harness.report import CSP, write_report
+from harness.results import load_results
+from realrun import PROGRAMS
+
+SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "sarif-schema-2.1.0.json"
+HOSTILE = "<img src=x onerror=\"document.title='pwned'\">"
+
+
+def leakharness(*args, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], capture_output=True, text=True,
+                          timeout=600, stdin=subprocess.DEVNULL, **kw)
+
+
+@pytest.fixture(scope="module")
+def catalog_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("catalog-run")
+    patterns = load_catalog(ids=["ssl_error_path", "plain_double_free"])
+    run_catalog(patterns, out, checkers=("memcheck", "asan"), progress=False)
+    write_report([out], out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def hostile_run(tmp_path_factory):
+    """A user's program whose file name is HTML: it lands in debug info, stacks and names."""
+    work = tmp_path_factory.mktemp("hostile")
+    source = work / f"{HOSTILE}.c"
+    shutil.copyfile(PROGRAMS / "memory_bugs.c", source)
+    out = work / "out"
+    results = run_check(check_tasks(sources=(source,), checkers=("memcheck", "asan"), cflags=("-pthread",),
+                                    args=("leaks",)), out, progress=False)
+    assert {j.status for j in results.jobs} == {"ok"}
+    write_report([out], out)
+    return out
+
+
+def test_index_has_the_matrix_and_loads_nothing_remote(catalog_run):
+    page = (catalog_run / "index.html").read_text()
+    meta = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)"', page)
+    assert meta and html.unescape(meta.group(1)) == CSP and "default-src 'none'" in CSP
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", page)
+    assert 'id="matrix"' in page
+    for cell in ("ssl_error_path", "plain_double_free", "leak 42", "double-free"):
+        assert cell in page
+    pattern_page = (catalog_run / "patterns" / "ssl_error_path.html").read_text()
+    assert 'class="hl"' in pattern_page  # allocation lines marked in the source
+    assert "The fix: leaky → fixed" in pattern_page and "SSL_new" in pattern_page
+    assert "library frame" in pattern_page  # OpenSSL frames folded
+    for log in re.findall(r'href="\.\./([^"]+)"', pattern_page):
+        if log.endswith((".xml",)) or "sanitizer." in log:
+            assert (catalog_run / log).is_file(), log
+
+
+def test_cross_checker_view_names_who_missed_and_why(catalog_run):
+    page = (catalog_run / "signatures.html").read_text()
+    assert "leak:SSL_new&gt;setup_connection&gt;main" in page or "leak:SSL_new" in page
+    # plain_double_free: both memcheck and asan see the double free
+    assert "double-free:" in page
+
+
+def test_hostile_file_name_stays_text(hostile_run):
+    pages = [hostile_run / "index.html", *sorted((hostile_run / "patterns").glob("*.html"))]
+    for page in pages:
+        text = page.read_text()
+        assert HOSTILE not in text, page
+        assert "&lt;img src=x onerror=" in text, page
+
+
+def test_sarif_is_valid_and_located_at_the_program(catalog_run):
+    data = json.loads((catalog_run / "leakharness.sarif").read_text())
+    if not SCHEMA.is_file():
+        pytest.skip(f"{SCHEMA} not present: the SARIF schema comes with ../shared/schemas")
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.validate(data, json.loads(SCHEMA.read_text()))
+    run = data["runs"][0]
+    assert {r["id"] for r in run["tool"]["driver"]["rules"]} >= {"leak", "double-free"}
+    leak = next(r for r in run["results"] if r["partialFingerprints"]["leakharness/signature/v1"].startswith("leak:SSL_new"))
+    loc = leak["locations"][0]["physicalLocation"]
+    assert loc["artifactLocation"]["uri"].endswith("ssl_error_path-leaky.c") and loc["region"]["startLine"] > 0
+
+
+def test_suppressions_baseline_then_counted_not_failing(tmp_path):
+    source = PROGRAMS / "memory_bugs.c"
+    first = leakharness("check", "--quiet", "--no-html", "--build", source, "--cflags=-pthread", "--out", tmp_path / "a",
+                        "--", "leaks")
+    assert first.returncode == 1, first.stdout + first.stderr
+    for fmt in ("valgrind", "lsan"):
+        supp = tmp_path / f"base.{fmt}.supp"
+        made = leakharness("suppressions", tmp_path / "a", "--format", fmt, "--out", supp)
+        assert made.returncode == 0 and supp.read_text().strip()
+    again = leakharness("check", "--quiet", "--no-html", "--build", source, "--cflags=-pthread", "--out", tmp_path / "b",
+                        "--suppressions", tmp_path / "base.valgrind.supp", "--suppressions", tmp_path / "base.lsan.supp",
+                        "--", "leaks")
+    assert again.returncode == 0, again.stdout + again.stderr
+    results = load_results(tmp_path / "b")
+    for job in results.jobs:
+        lost = [f for f in job.findings if f.category == "leak" and f.leak_kind in ("definite", "indirect")]
+        assert lost and all(f.suppressed for f in lost), job.tool  # kept, marked, not dropped
+    # A new leak is not covered by the baseline: the double free still fails.
+    third = leakharness("check", "--quiet", "--no-html", "--build", source, "--cflags=-pthread", "--out", tmp_path / "c",
+                        "--suppressions", tmp_path / "base.valgrind.supp", "--", "double-free")
+    assert third.returncode == 1
+
+
+def test_merging_shards_counts_each_job_once(tmp_path):
+    patterns = load_catalog(ids=["x509_name_oneline", "i2d_alloc"])
+    run_catalog(patterns[:1], tmp_path / "shard1", checkers=("asan",), progress=False)
+    run_catalog(patterns, tmp_path / "shard2", checkers=("asan",), progress=False)
+    proc = leakharness("report", tmp_path / "shard1", tmp_path / "shard2", "--out", tmp_path / "merged")
+    assert proc.returncode == 0, proc.stderr
+    merged = load_results(tmp_path / "merged")
+    keys = [(j.pattern, j.variant, j.tool) for j in merged.jobs]
+    assert len(keys) == len(set(keys)) == 4
+    one = next(j for j in merged.jobs if j.pattern == "x509_name_oneline" and j.variant == "leaky")
+    single = next(j for j in load_results(tmp_path / "shard1").jobs if j.variant == "leaky")
+    assert len(one.findings) == len(single.findings)
+    assert all((tmp_path / "merged" / log).is_file() for j in merged.jobs for log in j.logs)
+
+
+def test_report_of_a_raw_log_and_bad_input(tmp_path):
+    bad = tmp_path / "nothing"
+    proc = leakharness("report", bad, "--out", tmp_path / "r")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and str(bad) in proc.stderr
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.mark.skipif(_chromium() is None, reason="chromium not installed (scripts/install-system-packages.sh --test)")
+def test_in_headless_chromium(catalog_run, hostile_run, tmp_path):
+    def browse(page: Path, *extra) -> str:
+        proc = subprocess.run([_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *extra,
+                               page.as_uri()], capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL, start_new_session=True)
+        return proc.stdout
+
+    dom = browse(catalog_run / "index.html", "--dump-dom")
+    assert 'id="matrix"' in dom and "ssl_error_path" in dom
+    assert 'id="controls"' in dom and 'id="controls" hidden' not in dom  # the inline script ran (CSP hash)
+    for page in [hostile_run / "index.html", *sorted((hostile_run / "patterns").glob("*.html"))]:
+        dom = browse(page, "--dump-dom")
+        title = re.search(r"<title>(.*?)</title>", dom, re.S).group(1)
+        written = re.search(r"<title>(.*?)</title>", page.read_text(), re.S).group(1)
+        assert html.unescape(title) == html.unescape(written) != "pwned"  # no script of the program ran
+        assert "<img" not in dom  # the file name is text, never an element
+    shot = tmp_path / "index.png"
+    browse(catalog_run / "index.html", f"--screenshot={shot}", "--window-size=1400,1000")
+    assert shot.is_file() and shot.stat().st_size > 10_000
