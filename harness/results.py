@@ -25,12 +25,22 @@ from .findings import Finding
 SCHEMA = "leakharness/results/1"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _umask()
+
+
 def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -107,7 +117,7 @@ class Results:
 
 def write_job(out_dir: Path, record: JobRecord) -> Path:
     path = Path(out_dir) / "jobs" / record.file_name
-    write_atomic(path, json.dumps(record.to_dict(), indent=1))
+    write_atomic(path, json.dumps(record.to_dict(), separators=(",", ":")))
     return path
 
 
@@ -124,7 +134,8 @@ def read_jobs(out_dir: Path) -> list[JobRecord]:
 
 def write_results(out_dir: Path, results: Results) -> Path:
     path = Path(out_dir) / "results.json"
-    write_atomic(path, json.dumps(results.to_dict(), indent=1))
+    # Compact: with indent, json falls back to its pure-Python encoder, ten times slower.
+    write_atomic(path, json.dumps(results.to_dict(), separators=(",", ":")))
     return path
 
 

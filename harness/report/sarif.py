@@ -4,8 +4,8 @@ signature so a re-run does not open duplicate alerts."""
 
 from __future__ import annotations
 
+import functools
 import json
-import os
 import urllib.parse
 from pathlib import Path
 
@@ -46,6 +46,7 @@ def own_frame(f: Finding) -> Frame | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def _uri(path: str) -> tuple[str, str | None]:
     p = Path(path)
     try:
@@ -105,4 +106,4 @@ def document(results: Results) -> dict:
 
 
 def dumps(results: Results, out_dir: Path | None = None) -> str:
-    return json.dumps(document(results), indent=1)
+    return json.dumps(document(results), separators=(",", ":"))
