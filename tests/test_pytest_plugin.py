@@ -1,0 +1,127 @@
+"""The pytest plugin, run through pytest's own pytester: the README's example file, exactly;
+catalog items, xfail for blind spots, failure messages, JUnit names, and xdist merging."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "tests" / "programs" / "readme_example"
+
+
+def readme_example() -> tuple[str, str]:
+    text = (ROOT / "README.md").read_text()
+    m = re.search(r"<!-- example: (\S+) -->\s*```python\n(.*?)```\s*<!-- end example -->", text, re.S)
+    assert m, "README.md lost its example test file"
+    return m.group(1), m.group(2)
+
+
+def test_the_readme_example_runs_as_written(pytester):
+    name, code = readme_example()
+    (pytester.path / "src").mkdir()
+    for c in EXAMPLE.glob("*.c"):
+        shutil.copy(c, pytester.path / "src" / c.name)
+    pytester.makepyfile(**{name[:-3]: code})
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
+    result.stdout.fnmatch_lines(["*known findings accepted*", "*leak:BUF_MEM_grow>X509_NAME_oneline>print_subject*"])
+
+
+def test_assertion_messages_read_like_a_report(pytester):
+    (pytester.path / "src").mkdir()
+    shutil.copy(EXAMPLE / "subject.c", pytester.path / "src" / "subject.c")
+    pytester.makepyfile(test_fail="""
+        def test_clean(leak_check):
+            leak_check(build=["src/subject.c"], tools=("memcheck",)).assert_clean()
+        def test_wrong_function(leak_check):
+            leak_check(build=["src/subject.c"], tools=("asan",)).assert_leaks(function="SSL_new")
+    """)
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines([
+        "*expected no memory errors or leaks; found 1:*",
+        "*leak (definite) 268 B in 1 block(s) at *print_subject subject.c:8*",
+        "*expected leak through SSL_new; found *X509_NAME_oneline*",
+    ])
+
+
+def write_pattern(root: Path, pid: str, min_bytes: int) -> None:
+    folder = root / pid
+    folder.mkdir(parents=True)
+    (folder / "pattern.toml").write_text(textwrap.dedent(f'''
+        id = "{pid}"
+        title = "name line leaked"
+        description = """X509_NAME_oneline allocates its result when given no buffer; the caller must free it
+        with OPENSSL_free. Written by a test of the pytest plugin."""
+        apis = ["X509_NAME_oneline"]
+        references = ["https://github.com/vmware/concord-bft/issues/1703"]
+        [expect.leaky.memcheck]
+        category = "leak"
+        function = "X509_NAME_oneline"
+        min_bytes = {min_bytes}
+        [expect.leaky.asan]
+        blind = "a test says so"
+    '''))
+    (folder / "pattern.c.j2").write_text(textwrap.dedent('''
+        #include "lh_common.h"
+        LH_NOINLINE static void show(X509_NAME *n)
+        {
+            char *s = X509_NAME_oneline(n, NULL, 0);
+            puts(s);
+        {% if not leaky %}
+            OPENSSL_free(s);
+        {% endif %}
+        }
+        int main(void)
+        {
+            X509_NAME *n = X509_NAME_new();
+            lh_init();
+            X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"x", -1, -1, 0);
+            show(n);
+            X509_NAME_free(n);
+            return 0;
+        }
+    '''))
+
+
+@pytest.fixture
+def catalog(pytester):
+    root = pytester.path / "fixtures"
+    root.mkdir()
+    (root / "_common").symlink_to(ROOT / "c_fixtures" / "_common")
+    write_pattern(root, "good_pattern", 200)
+    write_pattern(root, "wrong_pattern", 10**6)  # expects more than leaks: must fail
+    return root
+
+
+def test_catalog_items_junit_and_merged_report(pytester, catalog):
+    report = pytester.path / "report"
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "fixtures", "--leak-tools", "memcheck,asan",
+                                f"--leak-report={report}", f"--junitxml={junit}", "-rfxX")
+    result.assert_outcomes(passed=5, failed=1, xfailed=2)
+    result.stdout.fnmatch_lines([
+        "FAILED fixtures/wrong_pattern::leaky[[]memcheck[]]*",
+        "*XFAIL*good_pattern::leaky[[]asan[]]*a test says so*",
+    ])
+    out = result.stdout.str()
+    assert "expected: leak of at least 1000000 B through X509_NAME_oneline" in out
+    assert "logs:" in out
+    # JUnit: each job named by pattern, variant and checker; the failure carries the findings.
+    cases = {(c.get("classname"), c.get("name")): c for c in ET.parse(junit).getroot().iter("testcase")}
+    failing = cases[("fixtures.wrong_pattern", "leaky[memcheck]")]
+    assert "X509_NAME_oneline" in failing.find("failure").get("message", "") + (failing.find("failure").text or "")
+    # xdist workers' jobs gathered once each in the controller's results.json and report.
+    data = json.loads((report / "results.json").read_text())
+    names = [(j["pattern"], j["variant"], j["tool"]) for j in data["jobs"]]
+    assert len(names) == len(set(names)) == 6  # blind items are not run
+    assert (report / "index.html").is_file()
