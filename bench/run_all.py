@@ -2,7 +2,11 @@
 """Run every benchmark in bench/ (each file named *_bench.py), one after the other.
 
 Run from the repository root:  .venv/bin/python bench/run_all.py   (what `make bench` does)
-Exit status: 0 when every benchmark exited 0, else 1.  Arguments are passed to each script.
+Exit status: 0 when every benchmark exited 0, else 1.  Arguments are passed to each script
+(run_bench.py and pytest_bench.py ignore the ones they do not know, e.g. parse_bench's --no-peers).
+
+Order: the ones in ORDER first (parse, then the catalog run, then the test suite), then any other
+*_bench.py by name.  They never overlap: each one times work that needs both cores.
 """
 
 from __future__ import annotations
@@ -15,10 +19,15 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+ORDER = ("parse_bench.py",   # issue 2: `leakharness parse` against its peers
+         "run_bench.py",     # issue 4: `leakharness run` against xargs -P; cold cache; re-run
+         "pytest_bench.py")  # issue 5: pytest -n 2 against -n 0
 
 
 def main(argv: list[str]) -> int:
-    scripts = sorted(glob.glob(os.path.join(HERE, "*_bench.py")))
+    found = sorted(glob.glob(os.path.join(HERE, "*_bench.py")))
+    rank = {name: i for i, name in enumerate(ORDER)}
+    scripts = sorted(found, key=lambda p: (rank.get(os.path.basename(p), len(ORDER)), p))
     if not scripts:
         print("run_all: no *_bench.py in bench/", file=sys.stderr)
         return 1

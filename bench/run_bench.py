@@ -52,7 +52,6 @@ TARGET_WARM = 1.05
 TARGET_COLD = 1.3
 TARGET_RERUN_S = 3.0
 TERM_GRACE_S = 5  # harness.run.TERM_GRACE_S
-RUN_TIMEOUT = 3600
 
 
 def log(msg: str) -> None:
@@ -71,17 +70,26 @@ def rmtree(path: str) -> None:
         shutil.rmtree(path)
 
 
+PREFIX: list[str] = []  # set in main(): `setarch ARCH -R` unless --aslr
+
+
 def timed(argv, label: str, cwd: str = ROOT, stdin_path: str = os.devnull) -> dict:
-    """Run argv to the end; wall seconds, exit code, and its output in WORK/label.out."""
+    """Run PREFIX + argv to the end: wall seconds, exit code, the CPU seconds of the whole process
+    tree (os.wait4's rusage), and its output in WORK/label.out."""
     out_path = os.path.join(WORK, f"{label}.out")
     with open(stdin_path, "rb") as fin, open(out_path, "wb") as fout:
+        epoch0 = time.time()
         start = time.perf_counter()
-        proc = subprocess.run(argv, cwd=cwd, stdin=fin, stdout=fout, stderr=subprocess.STDOUT,
-                              timeout=RUN_TIMEOUT, start_new_session=True)
+        proc = subprocess.Popen(PREFIX + list(argv), cwd=cwd, stdin=fin, stdout=fout,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        _, status, usage = os.wait4(proc.pid, 0)
         seconds = time.perf_counter() - start
+        epoch1 = time.time()
+        proc.returncode = os.waitstatus_to_exitcode(status)
     with open(out_path, "rb") as fh:
         tail = fh.read()[-3000:].decode("utf-8", "replace")
-    return {"label": label, "seconds": seconds, "returncode": proc.returncode, "tail": tail}
+    return {"label": label, "seconds": seconds, "returncode": proc.returncode, "tail": tail,
+            "cpu_s": usage.ru_utime + usage.ru_stime, "epoch0": epoch0, "epoch1": epoch1}
 
 
 # -- the baseline -----------------------------------------------------------------------------
@@ -225,6 +233,70 @@ def when_long_jobs_started(jobs: list[dict], first_start: float, top: int = 6) -
     return out
 
 
+# The console script's own code, plus its process's CPU (all threads, children excluded) and its
+# children's, written to a file: for the diagnostic run only.
+WRAPPER = r"""
+import json, resource, sys
+from harness.cli import main
+try:
+    rc = main(sys.argv[2:])
+finally:
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(sys.argv[1], "w") as fh:
+        json.dump({"self_cpu_s": me.ru_utime + me.ru_stime, "children_cpu_s": kids.ru_utime + kids.ru_stime}, fh)
+sys.exit(rc)
+"""
+
+
+def python_costs(jobs, out: str) -> dict:
+    """In this process, untimed by the table: what leakharness does in Python around each run,
+    on the logs the warm run left in `out`: the build-cache lookup, the result key (ldd, hashes),
+    parsing the logs, judging, writing the job file."""
+    from harness.build import build
+    from harness.judge import judge
+    from harness.results import JobRecord, write_job
+    from harness.resultcache import job_key
+    from harness.run import Job, collect
+
+    costs = {"build_lookup": 0.0, "job_key": 0.0, "parse": 0.0, "judge_write": 0.0}
+    scratch = os.path.join(WORK, "python-costs")
+    rmtree(scratch)
+    for task, job0, _argv, _env in jobs:
+        t0 = time.perf_counter()
+        b = build(task.spec, Path(os.path.join(WORK, "cache")))
+        t1 = time.perf_counter()
+        job = Job(checker=task.checker, command=(str(b.binary),),
+                  out_dir=Path(out) / "logs" / task.pattern / task.variant / task.checker,
+                  timeout=task.timeout, pattern=task.pattern, variant=task.variant)
+        job_key(job)
+        t2 = time.perf_counter()
+        result = collect(job, 0, False, 0.0)
+        t3 = time.perf_counter()
+        verdict = judge(task.expected, result)
+        write_job(Path(scratch), JobRecord(
+            pattern=task.pattern, variant=task.variant, tool=task.checker, status=result.status,
+            verdict=verdict.verdict, expected=task.expected.to_dict(), duration_s=0.0,
+            findings=result.findings))
+        t4 = time.perf_counter()
+        costs["build_lookup"] += t1 - t0
+        costs["job_key"] += t2 - t1
+        costs["parse"] += t3 - t2
+        costs["judge_write"] += t4 - t3
+    return costs
+
+
+def compile_seconds(cache: str) -> tuple[float, int]:
+    """Sum of the compile times build.json records in a cache, and the number of builds."""
+    total, count = 0.0, 0
+    for info in Path(cache, "builds").glob("*/*/build.json"):
+        try:
+            total += float(json.loads(info.read_text()).get("duration_s", 0))
+            count += 1
+        except (OSError, ValueError):
+            pass
+    return total, count
+
+
 def machine() -> str:
     cpu = platform.processor() or "?"
     try:
@@ -258,6 +330,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="timed runs of each (best kept)")
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-cache runs")
+    ap.add_argument("--aslr", action="store_true",
+                    help="keep address randomization (default: every timed run under `setarch -R`, "
+                         "so that a job whose hang depends on the layout behaves the same in both)")
+    ap.add_argument("--no-diagnose", action="store_true", help="skip the diagnostic run")
     args, unknown = ap.parse_known_args(argv)
     if unknown:
         log(f"ignoring arguments meant for other benchmarks: {' '.join(unknown)}")
@@ -270,6 +346,11 @@ def main(argv=None) -> int:
             return 2
     os.makedirs(WORK, exist_ok=True)
     n = nproc()
+    if not args.aslr:
+        if shutil.which("setarch") is None:
+            print("run_bench: setarch not found (util-linux); pass --aslr", file=sys.stderr)
+            return 2
+        PREFIX[:] = ["setarch", platform.machine(), "-R"]
     cache = os.path.join(WORK, "cache")
     log_lines: list[str] = []
 
@@ -312,8 +393,10 @@ def main(argv=None) -> int:
             out = os.path.join(WORK, "out-cold")
             r = run_ours([OURS, "run", "--cache", cold_cache, "--out", out, "--quiet"], out,
                          f"cold-{i}", n_jobs)
+            r["compile_s"], r["builds"] = compile_seconds(cold_cache)
             cold_runs.append(r)
-            note(f"  ours cold: {r['seconds']:.2f} s")
+            note(f"  ours cold: {r['seconds']:.2f} s ({r['builds']} builds, "
+                 f"{r['compile_s']:.1f} s of compiling)")
 
     for i in range(RERUNS):
         out = os.path.join(WORK, "out-rerun")
@@ -321,81 +404,122 @@ def main(argv=None) -> int:
         reruns.append(r)
         note(f"re-run {i + 1}: {r['seconds']:.2f} s, {sum(j['cached'] for j in r['jobs'])}/{n_jobs} cached")
 
+    # Diagnostics, not in the table: one more warm run through a wrapper that reports the
+    # leakharness process's own CPU (all its threads, children excluded); then, in this process,
+    # what its Python work around each run costs.
+    cpu = None
+    costs = None
+    if not args.no_diagnose:
+        note(f"diagnostic warm run (load {loadavg()})")
+        out = os.path.join(WORK, "out-diag")
+        cpu_file = os.path.join(WORK, "diag-cpu.json")
+        r = run_ours([os.path.join(ROOT, ".venv", "bin", "python"), "-c", WRAPPER, cpu_file, "run",
+                      "--fresh", "--cache", cache, "--out", out, "--quiet", "-j", str(n)],
+                     out, "diag", n_jobs)
+        with open(cpu_file) as fh:
+            cpu = json.load(fh)
+        cpu["wall_s"] = r["seconds"]
+        cpu["jobs_sum_s"] = sum(j["duration_s"] for j in r["jobs"])
+        costs = python_costs(jobs, os.path.join(WORK, "out-warm"))
+
     best = lambda runs: min(runs, key=lambda r: r["seconds"])  # noqa: E731
     b = best(base_runs)
-    rows = [("xargs -P baseline (same commands, same timeouts)", b, None, None)]
     wr = best(warm_runs)
-    rows.append((f"ours warm: run --fresh -j {n}", wr, TARGET_WARM, wr["seconds"] / b["seconds"] <= TARGET_WARM))
-    if cold_runs:
-        cr = best(cold_runs)
-        rows.append(("ours cold: run, empty cache", cr, TARGET_COLD,
-                     cr["seconds"] / b["seconds"] <= TARGET_COLD))
+    cr = best(cold_runs) if cold_runs else None
     rr = best(reruns)
-    all_cached = all(all(j["cached"] for j in r["jobs"]) for r in reruns)
-    rows.append(("re-run, nothing changed", rr, None, rr["seconds"] < TARGET_RERUN_S and all_cached))
+    rows = [("xargs -P baseline (same commands, same timeouts)", b, "(baseline)", None)]
+    rows.append((f"ours warm: `run --fresh -j {n}`", wr, f"<= {TARGET_WARM:g}x",
+                 wr["seconds"] / b["seconds"] <= TARGET_WARM))
+    if cr:
+        rows.append(("ours cold: `run`, empty cache", cr, f"<= {TARGET_COLD:g}x",
+                     cr["seconds"] / b["seconds"] <= TARGET_COLD))
+    cached_counts = [sum(j["cached"] for j in r["jobs"]) for r in reruns]
+    rows.append(("re-run, nothing changed", rr, f"< {TARGET_RERUN_S:g} s, all cached",
+                 rr["seconds"] < TARGET_RERUN_S and min(cached_counts) == n_jobs))
 
     print(f"# run benchmark, {datetime.date.today().isoformat()}")
     print(f"machine: {machine()}")
-    print(f"catalog: {n_jobs} jobs; every timed thing best of {args.rounds} "
-          f"(re-run best of {RERUNS}); load average at the end {loadavg()}")
+    print(f"catalog: {n_jobs} jobs; xargs, warm and cold best of {args.rounds}, re-run best of "
+          f"{RERUNS}; {'ASLR on' if args.aslr else 'all timed runs under setarch -R (no ASLR)'}; "
+          f"load average at the end {loadavg()}")
     print()
     print("| what | seconds | vs xargs | target | met? |")
     print("|---|---:|---:|---|---|")
-    for what, r, target, met in rows:
+    for what, r, tgt, met in rows:
         ratio = r["seconds"] / b["seconds"]
-        if r is b:
-            tgt, ok = "(baseline)", ""
-        elif target is not None:
-            tgt, ok = f"<= {target:g}x", "met" if met else "**MISSED**"
-        else:
-            cached = sum(j["cached"] for j in r["jobs"])
-            tgt = f"< {TARGET_RERUN_S:g} s, all cached"
-            ok = ("met" if met else "**MISSED**") + f" ({cached}/{n_jobs} cached)"
+        ok = "" if met is None else ("met" if met else "**MISSED**")
+        if r is rr:
+            ok += f" ({min(cached_counts)}/{n_jobs} cached)"
         print(f"| {what} | {r['seconds']:.2f} | {ratio:.2f}x | {tgt} | {ok} |")
     print()
-    print("all runs (s): " + "; ".join(
-        f"{name} " + " / ".join(f"{r['seconds']:.2f}" for r in runs)
+    print("all runs, seconds (timeouts): " + "; ".join(
+        f"{name} " + " / ".join(f"{r['seconds']:.2f} ({summary(r['jobs'], 1, n)['timeouts']})"
+                                for r in runs)
         for name, runs in (("xargs", base_runs), ("warm", warm_runs), ("cold", cold_runs),
                            ("re-run", reruns)) if runs))
     print()
 
     # Where the time went.
-    print("where the time went (best runs; sum = per-job durations; busy = sum / (wall x "
-          f"{n} slots); bound = max(sum / {n}, longest job)):")
+    print(f"where the time went (best runs; sum = sum of per-job durations; busy = sum / (wall x {n}"
+          f" slots); bound = max(sum / {n}, longest job); cpu = CPU seconds of the whole tree):")
     diag = {}
-    for name, r in (("xargs", b), ("warm", wr), ("cold", best(cold_runs) if cold_runs else None),
-                    ("re-run", rr)):
+    for name, r in (("xargs", b), ("warm", wr), ("cold", cr), ("re-run", rr)):
         if r is None:
             continue
         s = summary(r["jobs"], r["seconds"], n)
         diag[name] = s
         print(f"  {name:7s} wall {r['seconds']:7.2f}  sum {s['sum_s']:7.2f}  busy {s['busy']:.2f}  "
-              f"bound {s['lower_bound_s']:6.2f}  longest {s['max_s']:5.2f}  timeouts {s['timeouts']}"
-              f"  cached {s['cached']}  fail verdicts {s['fail_verdicts']}")
+              f"bound {s['lower_bound_s']:6.2f}  longest {s['max_s']:5.2f}  cpu {r['cpu_s']:7.1f}  "
+              f"timeouts {s['timeouts']}  cached {s['cached']}  fail verdicts {s['fail_verdicts']}")
+    if cr:
+        bound = max((diag["cold"]["sum_s"] + cr["compile_s"]) / n, diag["cold"]["max_s"])
+        print(f"  cold: {cr['builds']} builds took {cr['compile_s']:.1f} s of compiling "
+              f"({cr['compile_s'] / max(cr['builds'], 1):.2f} s each); bound with them "
+              f"(runs + compiles) / {n} = {bound:.1f} s")
     base_by_name = {j["name"]: j["duration_s"] for j in b["jobs"]}
     ours_by_name = {f"{j['pattern']}::{j['variant']}[{j['tool']}]": j["duration_s"] for j in wr["jobs"]}
     common = [k for k in base_by_name if k in ours_by_name]
     extra = sum(ours_by_name[k] - base_by_name[k] for k in common)
+    diag["warm_minus_xargs_job_s"] = extra
     print(f"  per-job duration, ours warm minus xargs, summed over {len(common)} jobs: {extra:+.2f} s "
           f"({extra / max(len(common), 1) * 1000:+.0f} ms a job)")
-    overhead = wr["seconds"] * n - diag["warm"]["sum_s"]
-    print(f"  ours warm: slot time outside any job's run (build lookup, parse, judge, write, idle): "
-          f"{overhead:.1f} slot-s = {overhead / n_jobs * 1000:.0f} ms a job")
-    for name, r in (("xargs", b), ("warm", wr), ("cold", best(cold_runs) if cold_runs else None)):
+    outside = wr["seconds"] * n - diag["warm"]["sum_s"]
+    diag["warm_outside_slot_s"] = outside
+    print(f"  ours warm: slot time outside any job's run (build lookup, result key, parse, judge, "
+          f"write, idle): {outside:.1f} slot-s = {outside / n_jobs * 1000:.0f} ms a job")
+    print(f"  CPU of the whole tree, ours warm minus xargs: {wr['cpu_s'] - b['cpu_s']:+.1f} s")
+    if cpu:
+        diag["diag_run"] = cpu
+        print(f"  diagnostic warm run: wall {cpu['wall_s']:.2f} s; the leakharness process itself used "
+              f"{cpu['self_cpu_s']:.1f} CPU s ({cpu['self_cpu_s'] / n_jobs * 1000:.0f} ms a job), "
+              f"its children {cpu['children_cpu_s']:.1f} s")
+    if costs:
+        diag["python_costs"] = costs
+        total = sum(costs.values())
+        print(f"  Python work around the runs, redone here on the warm run's logs: {total:.1f} s "
+              f"({total / n_jobs * 1000:.0f} ms a job): " + ", ".join(
+                  f"{k} {v:.2f} s" for k, v in costs.items()))
+    for name, r in (("xargs", b), ("warm", wr), ("cold", cr)):
         if r is None:
             continue
         ends = [j.get("_end") or j.get("end") for j in r["jobs"]]
         first = min((e - j["duration_s"]) for e, j in zip(ends, r["jobs"]) if e is not None)
-        print(f"  {name}: longest jobs: " + "; ".join(when_long_jobs_started(r["jobs"], first, 4)))
+        last = max(e for e in ends if e is not None)
+        print(f"  {name}: first job started {first - r['epoch0']:.2f} s after the launch, the last "
+              f"ended {r['epoch1'] - last:.2f} s before the exit; longest jobs: "
+              + "; ".join(when_long_jobs_started(r["jobs"], first, 4)))
     unexpected = [j for j in rr["jobs"] if not j["cached"]]
     if unexpected:
-        print(f"  re-run: {len(unexpected)} job(s) not cached: " + "; ".join(
+        print(f"  re-run: {len(unexpected)} job(s) not cached (run again): " + "; ".join(
             f"{j['pattern']}::{j['variant']}[{j['tool']}] {j['status']} {j['duration_s']:.1f} s"
             for j in unexpected[:10]))
 
+    for runs in (base_runs, warm_runs, cold_runs, reruns):
+        for r in runs:
+            r.pop("tail", None)
     with open(os.path.join(WORK, "run_bench.results.json"), "w") as fh:
         json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
-                   "nproc": n, "jobs": n_jobs, "log": log_lines,
+                   "nproc": n, "jobs": n_jobs, "aslr": args.aslr, "log": log_lines,
                    "runs": {"xargs": base_runs, "warm": warm_runs, "cold": cold_runs, "rerun": reruns},
                    "diagnostics": diag}, fh, indent=1, default=str)
     return 0
