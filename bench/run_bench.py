@@ -18,8 +18,11 @@ Run from the repository root:  .venv/bin/python bench/run_bench.py   (or `make b
 5. RE-RUN: `leakharness run --cache C --out O4 --quiet`, nothing changed: target under 3 s, and
    results.json must say every job was cached (nothing compiled, nothing run).
 
-Each timed thing runs twice (rounds alternate baseline / warm / cold), the best is kept.  The
-script prints a table and, from each run's results.json and job files, where the time went.
+Each timed thing runs twice (rounds alternate baseline / warm / cold), the best is kept.  Every
+timed run (baseline and ours) runs under `setarch ARCH -R` (no ASLR; --aslr to keep it): with ASLR,
+get0_freed::leaky[ubsan] hangs to its 20 s timeout in most runs and segfaults in the others, a coin
+flip that moves either side by ~10 s.  The script prints a table and, from each run's results.json
+and job files, where the time went (plus one diagnostic warm run, not in the table).
 Everything lives in bench/.work/run_bench/ (reused for nothing but the warm cache).  Standard
 library only, plus the `harness` package under test.  Exit status: non-zero only when something
 is wrong (a run crashed, a job is missing); a missed target is printed.

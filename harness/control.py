@@ -70,12 +70,12 @@ def run_catalog_job(pattern: Pattern, variant: str, checker: str, out_root: Path
         result = build_failed(job, b)
     else:
         cache = ResultCache(cache_dir)
-        key = job_key(job)
+        key = job_key(job, cache_dir)
         result = None if fresh else cache.get(key, job)
         cached = result is not None
         if result is None:
             result = run_job(job)
-            cache.put(key, result)
+            cache.put(key, result, known_hang=expected.outcome == "blind")
     return Outcome(pattern.id, variant, checker, expected, result, judge(expected, result), b, cached)
 
 

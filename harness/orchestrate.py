@@ -151,7 +151,7 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCac
     elif not run_mod.tool_available(job.runtime):
         result = run_mod.run_job(job)  # reports tool-missing with the install command
     else:
-        key = job_key(job) if results_cache else None
+        key = job_key(job, cache_dir) if results_cache else None
         result = results_cache.get(key, job) if results_cache else None
         if result is not None:
             cached = True
@@ -160,7 +160,7 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCac
             if run_mod.stopping():
                 return None  # killed by us: not a result
             if results_cache:
-                results_cache.put(key, result)
+                results_cache.put(key, result, known_hang=bool(task.expected and task.expected.outcome == "blind"))
     if suppressions:
         result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
     verdict = judge(task.expected, result) if task.expected is not None else None
@@ -226,8 +226,9 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _save_durations(cache_dir, durations)
-        # Gather from the files: every job that was written, whatever happened after.
-        written = read_jobs(out_dir)
+        # Interrupted: gather from the files, every job that was written whatever happened
+        # after; otherwise the records in hand are the same, without reading them again.
+        written = read_jobs(out_dir) if interrupted else sorted(records, key=lambda r: r.file_name)
         results = Results(started, _now(), tools, tuple(written))
         write_results(out_dir, results)
     if interrupted:
@@ -244,5 +245,5 @@ class _WriteOnly:
     def get(self, key, job):
         return None
 
-    def put(self, key, result):
-        self.cache.put(key, result)
+    def put(self, key, result, known_hang=False):
+        self.cache.put(key, result, known_hang)

@@ -51,9 +51,35 @@ def _libraries(binary: str, mtime_ns: int) -> tuple[str, ...]:
     return tuple(sorted({m.group(1) for m in _LDD_LINE.finditer(proc.stdout)}))
 
 
-def libraries(binary: Path) -> tuple[str, ...]:
-    """The shared libraries the dynamic loader resolves for binary (ldd)."""
-    return _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns)
+def _ld_cache_stamp() -> str:
+    try:
+        st = os.stat("/etc/ld.so.cache")
+        return f"{st.st_mtime_ns}-{st.st_size}"
+    except OSError:
+        return "none"
+
+
+def libraries(binary: Path, cache_dir: Path | None = None) -> tuple[str, ...]:
+    """The shared libraries the dynamic loader resolves for binary (ldd).  Remembered on disk
+    by the binary's hash and the loader cache's stamp: ldd costs a process per binary, most of
+    the time of a cached job.  The libraries' own contents are hashed afresh every time."""
+    record = None
+    if cache_dir is not None:
+        record = Path(cache_dir) / "libs" / f"{file_hash(binary)}-{_ld_cache_stamp()}.json"
+        try:
+            return tuple(json.loads(record.read_text()))
+        except (OSError, ValueError):
+            pass
+    libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns)
+    if record is not None and libs:
+        try:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(libs))
+            os.replace(tmp, record)
+        except OSError:
+            pass
+    return libs
 
 
 @functools.lru_cache(maxsize=None)
@@ -70,7 +96,7 @@ def tool_version(runtime: str) -> str:
         return "valgrind-unknown"
 
 
-def job_key(job: Job) -> str | None:
+def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     program = Path(job.command[0])
     if not program.is_file():
         return None
@@ -82,7 +108,7 @@ def job_key(job: Job) -> str | None:
             h.update(b"\0")
 
     add("leakharness-result-1", file_hash(program), job.checker, tool_version(job.runtime))
-    for lib in libraries(program):
+    for lib in libraries(program, cache_dir):
         add("lib", os.path.basename(lib), file_hash(lib) if os.path.exists(lib) else "missing")
     if job.runtime == "memcheck":
         add("valgrind", *VALGRIND_OPTIONS, file_hash(SUPPRESSIONS))
@@ -105,7 +131,8 @@ def _result_to_dict(result: RunResult) -> dict:
 
 class ResultCache:
     def __init__(self, cache_dir: Path):
-        self.root = Path(cache_dir) / "results"
+        self.cache_dir = Path(cache_dir)
+        self.root = self.cache_dir / "results"
 
     def get(self, key: str | None, job: Job) -> RunResult | None:
         """The cached result of key, its logs copied into the job's folder; None on a miss."""
@@ -135,8 +162,10 @@ class ResultCache:
                          logs=tuple(logs), partial=bool(data.get("partial")),
                          problems=tuple(data.get("problems", ())), message=data.get("message", ""))
 
-    def put(self, key: str | None, result: RunResult) -> None:
-        if key is None or result.status not in CACHEABLE:
+    def put(self, key: str | None, result: RunResult, known_hang: bool = False) -> None:
+        """Store a result.  A timeout is stored only for a known hang (a checker the pattern
+        says is blind there): otherwise it may be the machine's load, not the program."""
+        if key is None or not (result.status in CACHEABLE or (known_hang and result.status == "timeout")):
             return
         entry = self.root / key[:2] / key
         if entry.exists():
