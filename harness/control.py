@@ -44,6 +44,7 @@ def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
         sources=((f"{name}.c", source),),
         profile=checker,
         include_dirs=(common_dir(pattern.directory.parent),),
+        pch=common_dir(pattern.directory.parent) / "lh_common.h",
         cflags=("-Wall",),
         cc=cc,
     )
