@@ -98,18 +98,22 @@ class _Parser:
         self.info: dict = {"error_counts": {}, "suppression_counts": {}}
         self.frames: dict[tuple, Frame] = {}  # identical frames are shared: big files repeat them
         self.signatures: dict[tuple, str] = {}
+        self.strings: dict[str, str] = {}
         self.complete = False
 
     # -- elements ---------------------------------------------------------------------------
     def frame(self, elem) -> Frame:
         values = {c.tag: c.text for c in elem}
         fn, d, f = values.get("fn"), values.get("dir"), values.get("file")
+        # Paths, objects and names repeat across frames at different addresses: keep one copy.
+        strings = self.strings
+        path = f"{d}/{f}" if d and f else f
         return Frame(
             address=_int(values.get("ip"), 16),
-            function=fn,
-            file=(f"{d}/{f}" if d and f else f),
+            function=strings.setdefault(fn, fn) if fn else fn,
+            file=strings.setdefault(path, path) if path else path,
             line=_int(values.get("line")),
-            object=values.get("obj"),
+            object=strings.setdefault(values.get("obj"), values.get("obj")) if values.get("obj") else None,
         )
 
     def stack(self, elem) -> tuple[Frame, ...]:
