@@ -168,3 +168,13 @@ def test_in_headless_chromium(catalog_run, hostile_run, tmp_path):
     shot = tmp_path / "index.png"
     browse(catalog_run / "index.html", f"--screenshot={shot}", "--window-size=1400,1000")
     assert shot.is_file() and shot.stat().st_size > 10_000
+
+
+def test_damaged_results_json_is_recovered_from_job_files(catalog_run, tmp_path):
+    shard = tmp_path / "killed-run"
+    shutil.copytree(catalog_run, shard)
+    data = (shard / "results.json").read_bytes()
+    (shard / "results.json").write_bytes(data[: len(data) // 2])  # killed while writing
+    proc = leakharness("report", shard, "--out", tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    assert len(load_results(tmp_path / "out").jobs) == len(load_results(catalog_run).jobs)
