@@ -20,6 +20,10 @@ folder to start over.  Standard library only.
 
 from __future__ import annotations
 
+import os as _os, sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
 import argparse
 import datetime
 import json
@@ -492,18 +496,8 @@ def check_targets(rows: list[dict]) -> list[tuple[str, bool | None, str]]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            m = re.search(r"^model name\s*:\s*(.+)$", fh.read(), re.M)
-            cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
-    try:
-        vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True,
-                            timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        vg = "valgrind ?"
+    cpu = benchlib.cpu_model()
+    vg = benchlib.tool_version(["valgrind", "--version"], "valgrind ?")
     return (f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {vg}, "
             f"{platform.system()} {platform.release()}")
 

@@ -20,6 +20,10 @@ something is wrong (a pytest run failed); a missed target is printed.
 
 from __future__ import annotations
 
+import os as _os, sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the machine line every benchmark prints)
+
 import argparse
 import datetime
 import json
@@ -104,13 +108,7 @@ def collect_seconds() -> float:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            m = re.search(r"^model name\s*:\s*(.+)$", fh.read(), re.M)
-            cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
+    cpu = benchlib.cpu_model()
     try:
         versions = subprocess.run([PYTHON, "-c", "import pytest, xdist; print(pytest.__version__, "
                                    "xdist.__version__)"], capture_output=True, text=True,

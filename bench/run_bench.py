@@ -30,6 +30,10 @@ is wrong (a run crashed, a job is missing); a missed target is printed.
 
 from __future__ import annotations
 
+import os as _os, sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import benchlib  # noqa: E402  (the machine line every benchmark prints)
+
 import argparse
 import datetime
 import json
@@ -301,23 +305,9 @@ def compile_seconds(cache: str) -> tuple[float, int]:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as fh:
-            m = re.search(r"^model name\s*:\s*(.+)$", fh.read(), re.M)
-            cpu = m.group(1).strip() if m else cpu
-    except OSError:
-        pass
-    try:
-        vg = subprocess.run(["valgrind", "--version"], capture_output=True, text=True,
-                            timeout=30).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        vg = "valgrind ?"
-    try:
-        gcc = subprocess.run(["gcc", "--version"], capture_output=True, text=True,
-                             timeout=30).stdout.splitlines()[0]
-    except (OSError, subprocess.TimeoutExpired, IndexError):
-        gcc = "gcc ?"
+    cpu = benchlib.cpu_model()
+    vg = benchlib.tool_version(["valgrind", "--version"], "valgrind ?")
+    gcc = benchlib.tool_version(["gcc", "--version"], "gcc ?")
     return (f"{nproc()} cores ({cpu}), Python {platform.python_version()}, {vg}, {gcc}, "
             f"{platform.system()} {platform.release()}")
 
