@@ -184,6 +184,9 @@ class Finding:
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["stack"] = tuple(Frame.from_dict(f) for f in data.get("stack", ()))
         kwargs["aux_stacks"] = tuple(AuxStack.from_dict(a) for a in data.get("aux_stacks", ()))
+        # The signature is made again, not read: results written by an older leakharness (or
+        # kept in the result cache) then group the same way as new ones.
+        kwargs["signature"] = ""
         return cls(**kwargs)
 
     def summary(self) -> str:

@@ -178,3 +178,23 @@ def test_damaged_results_json_is_recovered_from_job_files(catalog_run, tmp_path)
     proc = leakharness("report", shard, "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     assert len(load_results(tmp_path / "out").jobs) == len(load_results(catalog_run).jobs)
+
+
+def test_rendering_again_leaves_no_stale_pages(catalog_run, tmp_path):
+    out = tmp_path / "again"
+    shutil.copytree(catalog_run, out)
+    (out / "signatures-9.html").write_text("old")
+    (out / "patterns" / "gone_pattern.html").write_text("old")
+    write_report([out], out)
+    assert not (out / "signatures-9.html").exists() and not (out / "patterns" / "gone_pattern.html").exists()
+    assert (out / "patterns" / "ssl_error_path.html").is_file()
+
+
+def test_signatures_agree_across_checkers(catalog_run):
+    """The same leak, by valgrind and by LSan, is one row seen by both."""
+    results = load_results(catalog_run)
+    by_tool = {}
+    for job in results.jobs:
+        if job.pattern == "ssl_error_path" and job.variant == "leaky":
+            by_tool[job.tool] = {f.signature for f in job.findings if f.is_error}
+    assert "leak:SSL_new>setup_connection>main" in by_tool["memcheck"] & by_tool["asan"]

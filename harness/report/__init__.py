@@ -323,6 +323,9 @@ def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
     totals["with_errors"] = sum(1 for j in jobs if any(f.is_error for f in j.findings))
     slowest = sorted(jobs, key=lambda j: -j.duration_s)[:10]
 
+    # Pages of an earlier report in the same folder would outlive it where there are fewer now.
+    for stale in [*out.glob("signatures*.html"), *(out / "patterns").glob("*.html")]:
+        stale.unlink()
     cross = _cross_rows(by_pattern, patterns)
     cross_pages = paginate(cross, GROUPS_PER_PAGE)
     for i, page in enumerate(cross_pages):
