@@ -29,8 +29,6 @@ import datetime
 import json
 import os
 import platform
-import re
-import shutil
 import subprocess
 import sys
 import time

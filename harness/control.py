@@ -6,33 +6,15 @@ and the tests call these functions; the stages never call back up here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from . import build as build_mod
-from .catalog import VARIANTS, Expectation, Pattern, common_dir
+from .catalog import VARIANTS, Pattern, common_dir
 from .errors import LeakHarnessError
 from .generate import render
-from .judge import Verdict, judge
-from .orchestrate import Progress, Task, run_tasks
+from .orchestrate import Done, Progress, Task, perform, result_cache, run_tasks
 from .results import Results
-from .resultcache import ResultCache, job_key
-from .run import Job, RunResult, run_job
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A finished catalog job: its run and its verdict."""
-
-    pattern: str
-    variant: str
-    checker: str
-    expected: Expectation
-    result: RunResult
-    verdict: Verdict
-    build: build_mod.Build | None = None
-    cached: bool = False  # the run's result came from the result cache
 
 
 def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
@@ -50,34 +32,22 @@ def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
     )
 
 
-def build_failed(job: Job, b: build_mod.Build) -> RunResult:
-    return RunResult(job, "build-failed", message=b.message)
+def catalog_task(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
+                 overrides: Mapping[str, Any] | None = None, timeout: float | None = None) -> Task:
+    return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout or pattern.timeout,
+                spec=catalog_spec(pattern, variant, checker, cc, overrides),
+                expected=pattern.expectation(variant, checker))
 
 
 def run_catalog_job(pattern: Pattern, variant: str, checker: str, out_root: Path,
                     cache_dir: Path | None = None, cc: str = "gcc",
                     overrides: Mapping[str, Any] | None = None,
-                    timeout: float | None = None, fresh: bool = False) -> Outcome:
+                    timeout: float | None = None, fresh: bool = False) -> Done:
     """Render, build (cached), run (or reuse an unchanged result) and judge one
-    (pattern, variant, checker)."""
-    expected = pattern.expectation(variant, checker)
-    out_dir = Path(out_root) / "logs" / pattern.id / variant / checker
+    (pattern, variant, checker), in this process: what a test item does."""
     cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
-    b = build_mod.build(catalog_spec(pattern, variant, checker, cc, overrides), cache_dir)
-    job = Job(checker=checker, command=(str(b.binary) if b.binary else pattern.id,), out_dir=out_dir,
-              timeout=timeout or pattern.timeout, pattern=pattern.id, variant=variant)
-    cached = False
-    if b.status != "ok":
-        result = build_failed(job, b)
-    else:
-        cache = ResultCache(cache_dir)
-        key = job_key(job, cache_dir)
-        result = None if fresh else cache.get(key, job)
-        cached = result is not None
-        if result is None:
-            result = run_job(job)
-            cache.put(key, result, known_hang=expected.outcome == "blind")
-    return Outcome(pattern.id, variant, checker, expected, result, judge(expected, result), b, cached)
+    task = catalog_task(pattern, variant, checker, cc, overrides, timeout)
+    return perform(task, Path(out_root), cache_dir, result_cache(cache_dir, fresh))
 
 
 def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",
@@ -89,9 +59,7 @@ def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = No
             for checker in p.checkers():
                 if checkers and checker not in checkers:
                     continue
-                tasks.append(Task(pattern=p.id, variant=variant, checker=checker,
-                                  timeout=timeout or p.timeout, spec=catalog_spec(p, variant, checker, cc),
-                                  expected=p.expectation(variant, checker)))
+                tasks.append(catalog_task(p, variant, checker, cc, timeout=timeout))
     return tasks
 
 

@@ -267,6 +267,21 @@ def significant_frames(stack: Iterable[Frame]) -> list[Frame]:
     return [f for f in stack if not is_noise(f) and not _unnamed_library_frame(f)]
 
 
+def is_library(frame: Frame) -> bool:
+    """A frame of a system library or the C runtime, not of the program's own source."""
+    if is_noise(frame):
+        return True
+    if frame.file:
+        return frame.file.startswith(("..", "/usr/", "/build/")) or "sysdeps" in frame.file
+    return ".so" in os.path.basename(frame.object or "")
+
+
+def own_frame(finding: "Finding") -> Frame | None:
+    """The program's own frame nearest the top of the stack, with a file and line: where
+    to point a person (a SARIF location, a suppression's most specific name)."""
+    return next((fr for fr in finding.stack if not is_library(fr) and fr.file and fr.line), None)
+
+
 _SUFFIX = re.compile(r"\.(?:isra|constprop|part|cold|lto_priv)\.\d+|\.cold$")
 
 

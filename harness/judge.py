@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .catalog import Expectation
-from .findings import Finding
+from .findings import Finding, frame_key
 from .run import RunResult
 
 
@@ -46,7 +46,7 @@ def _functions(f: Finding) -> set[str]:
     for frame in f.stack:
         if frame.function:
             names.add(frame.function)
-            names.add(frame.function.split("(", 1)[0].split(".", 1)[0])  # foo.isra.0 is foo
+            names.add(frame_key(frame))  # gcc's clones: foo.isra.0 is foo
     return names
 
 

@@ -17,7 +17,6 @@ import os
 import shutil
 import sys
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -26,7 +25,7 @@ from . import run as run_mod
 from . import suppress
 from .build import Build, BuildSpec, build, compiler_identity, openssl_flags
 from .catalog import Expectation
-from .judge import judge
+from .judge import Verdict, judge
 from .results import JobRecord, Results, read_jobs, relative_logs, write_job, write_results
 from .resultcache import ResultCache, job_key, tool_version
 from .run import Job, RunResult
@@ -131,8 +130,31 @@ def order(tasks: list[Task], durations: dict[str, float]) -> list[Task]:
     return sorted(tasks, key=estimate, reverse=True)
 
 
-def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCache | None,
-            suppressions: list | None = None) -> JobRecord | None:
+@dataclass(frozen=True)
+class Done:
+    """A finished task: its run (or the cached run), and its verdict (None for `check`)."""
+
+    task: Task
+    result: RunResult
+    verdict: Verdict | None
+    cached: bool = False
+    build: Build | None = None
+
+    def record(self, out_dir: Path) -> JobRecord:
+        task, result, verdict = self.task, self.result, self.verdict
+        return JobRecord(
+            pattern=task.pattern, variant=task.variant, tool=task.checker, status=result.status,
+            verdict=verdict.verdict if verdict else None,
+            expected=task.expected.to_dict() if task.expected else None,
+            reason=verdict.reason if verdict else "",
+            duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
+            partial=result.partial, problems=result.problems, cached=self.cached, message=result.message,
+            findings=result.findings, logs=relative_logs(result.logs, out_dir),
+        )
+
+
+def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
+            suppressions: list | None = None) -> Done | None:
     """Build, run (or reuse) and judge one task; None when interrupted before it ended."""
     job_dir = out_dir / "logs" / task.pattern / (task.variant or "check") / task.checker
     b: Build | None = None
@@ -151,28 +173,34 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache: ResultCac
     elif not run_mod.tool_available(job.runtime):
         result = run_mod.run_job(job)  # reports tool-missing with the install command
     else:
-        key = job_key(job, cache_dir) if results_cache else None
-        result = results_cache.get(key, job) if results_cache else None
+        key = job_key(job, cache_dir)
+        result = results_cache.get(key, job)
         if result is not None:
             cached = True
         else:
             result = run_mod.run_job(job)
             if run_mod.stopping():
                 return None  # killed by us: not a result
-            if results_cache:
-                results_cache.put(key, result, known_hang=bool(task.expected and task.expected.outcome == "blind"))
+            results_cache.put(key, result, known_hang=bool(task.expected and task.expected.outcome == "blind"))
     if suppressions:
         result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
     verdict = judge(task.expected, result) if task.expected is not None else None
-    record = JobRecord(
-        pattern=task.pattern, variant=task.variant, tool=task.checker, status=result.status,
-        verdict=verdict.verdict if verdict else None,
-        expected=task.expected.to_dict() if task.expected else None,
-        reason=verdict.reason if verdict else "",
-        duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
-        partial=result.partial, problems=result.problems, cached=cached, message=result.message,
-        findings=result.findings, logs=relative_logs(result.logs, out_dir),
-    )
+    return Done(task, result, verdict, cached, b)
+
+
+def result_cache(cache_dir: Path, fresh: bool):
+    """The result cache; with fresh, one that never answers but still records new results."""
+    cache = ResultCache(cache_dir)
+    return _WriteOnly(cache) if fresh else cache
+
+
+def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache,
+            suppressions: list | None = None) -> JobRecord | None:
+    """perform() and write the job's file at once."""
+    done = perform(task, out_dir, cache_dir, results_cache, suppressions)
+    if done is None:
+        return None
+    record = done.record(out_dir)
     write_job(out_dir, record)
     return record
 
@@ -189,8 +217,7 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     started = _now()
     tools = tool_versions({t.checker for t in tasks}, cc)
     durations = _load_durations(cache_dir)
-    # --fresh ignores old results but still records the new ones.
-    results_cache = _WriteOnly(ResultCache(cache_dir)) if fresh else ResultCache(cache_dir)
+    results_cache = result_cache(cache_dir, fresh)
     jobs = max(1, jobs or os.cpu_count() or 1)
     run_mod.reset_stop()
     records: list[JobRecord] = []

@@ -21,7 +21,7 @@ import pytest
 from .catalog import CHECKERS, METADATA_NAME, VARIANTS, Pattern, load_pattern
 from .errors import LeakHarnessError
 from .findings import Finding
-from .results import JobRecord, Results, read_jobs, relative_logs, write_job, write_results
+from .results import JobRecord, Results, read_jobs, write_job, write_results
 
 
 def pytest_addoption(parser):
@@ -104,15 +104,8 @@ class PatternItem(pytest.Item):
                                   timeout=config.getoption("leak_timeout"),
                                   fresh=config.getoption("leak_fresh"))
         result, verdict = outcome.result, outcome.verdict
-        record = JobRecord(
-            pattern=self.pattern.id, variant=self.variant, tool=self.checker, status=result.status,
-            verdict=verdict.verdict, expected=self.expected.to_dict(), reason=verdict.reason,
-            duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
-            partial=result.partial, problems=result.problems, cached=outcome.cached,
-            message=result.message, findings=result.findings, logs=relative_logs(result.logs, out_root),
-        )
         if config.getoption("leak_report"):
-            write_job(Path(config.getoption("leak_report")), record)
+            write_job(Path(config.getoption("leak_report")), outcome.record(out_root))
         self.user_properties.append(("leakharness_verdict", verdict.verdict))
         if verdict.verdict == "fail":
             log_dir = result.job.out_dir

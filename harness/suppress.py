@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Iterable
 
 from .errors import LeakHarnessError
-from .findings import Finding, Frame, is_noise
+from .findings import Finding, Frame, frame_key, is_noise, own_frame, significant_frames
 
 _VALGRIND_KIND = {
     "leak": "Memcheck:Leak",
@@ -90,19 +90,9 @@ def _valgrind_kind(f: Finding) -> str:
     return "Memcheck:" + (f.kind or "Unknown")
 
 
-def _own_frame(f: Finding) -> Frame | None:
-    """The program's own frame nearest the top: the most specific place to name."""
-    for frame in f.stack:
-        if is_noise(frame) or not frame.function:
-            continue
-        if frame.file and not frame.file.startswith(("..", "/usr/")):
-            return frame
-    return next((fr for fr in f.stack if not is_noise(fr) and fr.function), None)
-
-
 def _frame_pattern(frame: Frame) -> str:
     if frame.function:
-        return "fun:" + frame.function.split(".constprop")[0].split(".isra")[0]
+        return "fun:" + frame_key(frame)  # gcc's clones (foo.isra.0) match as foo
     if frame.object:
         return "obj:" + frame.object
     return "..."
@@ -130,7 +120,9 @@ def write_lsan(findings: Iterable[Finding]) -> str:
     for f in findings:
         if f.category != "leak" or not f.is_error:
             continue
-        frame = _own_frame(f)
+        frame = own_frame(f)
+        if frame is None or not frame.function:
+            frame = next((fr for fr in significant_frames(f.stack) if fr.function), None)
         if frame is None or frame.function in seen:
             continue
         seen.add(frame.function)

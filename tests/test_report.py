@@ -198,3 +198,19 @@ def test_signatures_agree_across_checkers(catalog_run):
         if job.pattern == "ssl_error_path" and job.variant == "leaky":
             by_tool[job.tool] = {f.signature for f in job.findings if f.is_error}
     assert "leak:SSL_new>setup_connection>main" in by_tool["memcheck"] & by_tool["asan"]
+
+
+def test_big_runs_are_paginated(catalog_run, tmp_path, monkeypatch):
+    import harness.report as report
+
+    monkeypatch.setattr(report, "GROUPS_PER_PAGE", 5)
+    out = tmp_path / "paged"
+    shutil.copytree(catalog_run, out)
+    write_report([out], out)
+    pages = sorted(out.glob("signatures*.html"))
+    assert len(pages) > 1
+    first = (out / "signatures.html").read_text()
+    assert 'href="signatures-2.html"' in first and "Page 1 of" in first
+    pattern_pages = sorted((out / "patterns").glob("ssl_error_path*.html"))
+    assert len(pattern_pages) > 1
+    assert 'href="ssl_error_path-2.html"' in (out / "patterns" / "ssl_error_path.html").read_text()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import html
 import os
 import shutil
 import time
@@ -24,8 +23,8 @@ import jinja2
 
 from .. import __version__
 from ..catalog import CHECKERS, VARIANTS, load_catalog
-from ..errors import CatalogError, LeakHarnessError, ParseError
-from ..findings import Finding, Frame, is_noise
+from ..errors import CatalogError, LeakHarnessError
+from ..findings import Finding, Frame, is_library
 from ..generate import diff as pattern_diff
 from ..generate import render
 from ..parse import parse_file
@@ -152,16 +151,6 @@ def human_bytes(n: int | None) -> str:
     if n < 1024 * 1024:
         return f"{n / 1024:.1f} KB"
     return f"{n / 1024 / 1024:.1f} MB"
-
-
-def is_library(frame: Frame) -> bool:
-    """Frames of system libraries and the C runtime, folded on the pages."""
-    if is_noise(frame):
-        return True
-    if frame.file:
-        return frame.file.startswith(("..", "/usr/", "/build/")) or "sysdeps" in frame.file
-    obj = frame.object or ""
-    return ".so" in os.path.basename(obj)
 
 
 @dataclass

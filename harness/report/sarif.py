@@ -10,7 +10,7 @@ import urllib.parse
 from pathlib import Path
 
 from .. import __version__
-from ..findings import CATEGORIES, Finding, Frame, is_noise
+from ..findings import CATEGORIES, own_frame
 from ..results import Results
 
 MAX_RESULTS = 25_000  # GitHub code scanning's limit per run
@@ -34,16 +34,6 @@ DESCRIPTIONS = {
 
 def _rule_name(category: str) -> str:
     return "".join(part.capitalize() for part in category.split("-"))
-
-
-def own_frame(f: Finding) -> Frame | None:
-    for fr in f.stack:
-        if is_noise(fr) or not fr.file or not fr.line:
-            continue
-        if fr.file.startswith(("..", "/usr/", "/build/")) or "sysdeps" in fr.file:
-            continue
-        return fr
-    return None
 
 
 @functools.lru_cache(maxsize=4096)
