@@ -51,12 +51,11 @@ def _write_findings_text(logs, out) -> None:
         for f in log.findings:
             what = f.category + (f" ({f.leak_kind})" if f.leak_kind else "")
             size = "" if f.bytes is None else str(f.bytes + f.indirect_bytes)
-            rows.append((what, size, f.summary().split(" at ", 1)[-1] if " at " in f.summary() else "",
-                         os.path.basename(f.source or "")))
+            rows.append((what, size, f.where(), os.path.basename(f.source or "")))
     if not rows:
         out.write("no findings\n")
         return
-    header = ("category", "bytes", "where (program's own frames first)", "log")
+    header = ("category", "bytes", "where (top frames, allocators left out)", "log")
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
     fmt = f"{{:<{widths[0]}}}  {{:>{widths[1]}}}  {{:<{widths[2]}}}  {{}}\n"
     out.write(fmt.format(*header))

@@ -197,8 +197,12 @@ class Finding:
             if self.bytes is not None:
                 extra = f" + {self.indirect_bytes} indirect" if self.indirect_bytes else ""
                 what += f" {self.bytes} B{extra} in {self.blocks or 0} block(s)"
-        frames = " < ".join(f.describe() for f in significant_frames(self.stack)[:3])
+        frames = self.where()
         return f"[{self.tool}] {what}" + (f" at {frames}" if frames else "")
+
+    def where(self, depth: int = 3) -> str:
+        """The top frames that say something (allocator and wrapper frames left out)."""
+        return " < ".join(f.describe() for f in significant_frames(self.stack)[:depth])
 
 
 # --- signatures -------------------------------------------------------------------------------
