@@ -36,11 +36,16 @@ def base_checker(checker: str) -> str:
 
 
 def default_fixtures_dir() -> Path:
-    """The built-in catalog: $LEAKHARNESS_FIXTURES, or c_fixtures/ beside the package."""
+    """The built-in catalog: $LEAKHARNESS_FIXTURES; else c_fixtures/ beside the package (a
+    checkout, an editable install); else the copy a wheel installs inside it (harness/c_fixtures)."""
     env = os.environ.get("LEAKHARNESS_FIXTURES")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parent.parent / "c_fixtures"
+    here = Path(__file__).resolve().parent
+    for candidate in (here.parent / "c_fixtures", here / "c_fixtures"):
+        if (candidate / "_common").is_dir():
+            return candidate
+    return here.parent / "c_fixtures"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ Schema "leakharness/results/1":
 {"schema", "started", "finished", "tools": [{"name", "version"}],
  "jobs": [{"pattern", "variant", "tool", "status", "verdict", "expected", "reason",
            "duration_s", "exit_code", "signal", "partial", "problems", "cached",
-           "findings": [...], "logs": [paths relative to DIR]}]}
+           "findings": [...], "logs": [paths relative to DIR],
+           "sources": [{"name", "path" (relative to DIR), "origin"}]}]}
 """
 
 from __future__ import annotations
@@ -51,6 +52,23 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 @dataclass(frozen=True)
+class SourceFile:
+    """A source file exactly as it was compiled for a job, kept in the results folder so that a
+    report rendered later shows what really ran, not what the template says today."""
+
+    name: str  # the file name the compiler saw (debug info and findings name it)
+    path: str  # where the copy is, relative to the results folder
+    origin: str | None = None  # the user's own file it was copied from; None for a rendered fixture
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "path": self.path, "origin": self.origin}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "SourceFile":
+        return cls(name=data["name"], path=data["path"], origin=data.get("origin"))
+
+
+@dataclass(frozen=True)
 class JobRecord:
     """One job as results.json stores it."""
 
@@ -70,6 +88,7 @@ class JobRecord:
     message: str = ""
     findings: tuple[Finding, ...] = ()
     logs: tuple[str, ...] = ()
+    sources: tuple[SourceFile, ...] = ()
 
     @property
     def name(self) -> str:
@@ -87,6 +106,7 @@ class JobRecord:
             "exit_code": self.exit_code, "signal": self.signal, "partial": self.partial,
             "problems": list(self.problems), "cached": self.cached, "message": self.message,
             "findings": [f.to_dict() for f in self.findings], "logs": list(self.logs),
+            "sources": [s.to_dict() for s in self.sources],
         }
 
     @classmethod
@@ -100,6 +120,7 @@ class JobRecord:
             cached=bool(data.get("cached")), message=data.get("message", ""),
             findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
             logs=tuple(data.get("logs", ())),
+            sources=tuple(SourceFile.from_dict(s) for s in data.get("sources", ())),
         )
 
 
