@@ -117,7 +117,9 @@ def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     if unknown:
         raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     if "blind" in raw:
-        return Expectation("blind", reason=str(raw["blind"]))
+        if not isinstance(raw["blind"], str) or not raw["blind"].strip():
+            raise CatalogError(f"{where}: blind must say why, as a string")
+        return Expectation("blind", reason=raw["blind"])
     if raw.get("clean"):
         return Expectation("clean")
     category = raw.get("category")
@@ -126,8 +128,11 @@ def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     leak_kind = raw.get("leak_kind")
     if leak_kind is not None and leak_kind not in LEAK_KINDS:
         raise CatalogError(f"{where}: leak_kind must be one of {', '.join(LEAK_KINDS)}")
+    function = raw.get("function")
+    if function is not None and not isinstance(function, str):
+        raise CatalogError(f"{where}: function must be a string")
     min_bytes = raw.get("min_bytes")
-    if min_bytes is not None and (not isinstance(min_bytes, int) or min_bytes < 0):
+    if min_bytes is not None and (isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or min_bytes < 0):
         raise CatalogError(f"{where}: min_bytes must be a whole number of bytes")
     return Expectation("find", category=category, leak_kind=leak_kind,
                        function=raw.get("function"), min_bytes=min_bytes)
@@ -144,6 +149,8 @@ def load_pattern(directory: Path) -> Pattern:
         meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{meta_path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise CatalogError(f"{meta_path}: cannot read: {exc.strerror or exc}") from None
     pid = meta.get("id", directory.name)
     if pid != directory.name or not _ID.match(pid):
         raise CatalogError(f"{meta_path}: id {pid!r} must match the folder name and be [a-z0-9_]+")
@@ -153,9 +160,14 @@ def load_pattern(directory: Path) -> Pattern:
     expectations: dict[tuple[str, str], Expectation] = {}
     extra: list[str] = []
     raw_expect = meta.get("expect", {})
+    if not isinstance(raw_expect, Mapping):
+        raise CatalogError(f"{meta_path}: expect must be a table ([expect.leaky.CHECKER] ...), not {raw_expect!r}")
     for variant, per_checker in raw_expect.items():
         if variant not in VARIANTS:
             raise CatalogError(f"{meta_path}: [expect.{variant}]: variant must be leaky or fixed")
+        if not isinstance(per_checker, Mapping):
+            raise CatalogError(f"{meta_path}: expect.{variant} must be a table of checkers "
+                               f"([expect.{variant}.memcheck] ...), not {per_checker!r}")
         for checker, raw in per_checker.items():
             if checker not in CHECKERS:
                 raise CatalogError(f"{meta_path}: [expect.{variant}.{checker}]: unknown checker "
@@ -167,10 +179,17 @@ def load_pattern(directory: Path) -> Pattern:
         if ("leaky", checker) not in expectations:
             raise CatalogError(f"{meta_path}: [expect.leaky.{checker}] is missing: say what it must find, "
                                f"or blind = \"why\"")
-    try:
-        timeout = float(meta.get("timeout", DEFAULT_TIMEOUT))
-    except (TypeError, ValueError):
-        raise CatalogError(f"{meta_path}: timeout must be a number of seconds") from None
+    timeout = meta.get("timeout", DEFAULT_TIMEOUT)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise CatalogError(f"{meta_path}: timeout must be a number of seconds above 0, not {timeout!r}")
+    for key in ("apis", "references"):
+        value = meta.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise CatalogError(f"{meta_path}: {key} must be a list of strings, not {value!r}")
+    if not isinstance(meta.get("params", {}), Mapping):
+        raise CatalogError(f"{meta_path}: params must be a table (name = value), not {meta['params']!r}")
+    if not isinstance(meta.get("per_operation", False), bool):
+        raise CatalogError(f"{meta_path}: per_operation must be true or false")
     return Pattern(
         id=pid,
         title=meta["title"].strip(),
@@ -179,7 +198,7 @@ def load_pattern(directory: Path) -> Pattern:
         apis=tuple(meta.get("apis", ())),
         references=tuple(meta.get("references", ())),
         per_operation=bool(meta.get("per_operation", False)),
-        timeout=timeout,
+        timeout=float(timeout),
         params=dict(meta.get("params", {})),
         expectations=expectations,
         extra_checkers=tuple(extra),

@@ -1,6 +1,12 @@
-"""The `leakharness` command: argument parsing and output only; the work is in the stages.
+"""The `leakharness` command: argument parsing and output only; the work is behind the Session
+(control.py).
 
-Errors a user can cause (LeakHarnessError) become one line on stderr and exit code 2.
+Exit codes: 0 all well; 1 an expectation failed (`run`) or a memory error or leak was found
+(`check`); 2 a usage or set-up error (bad option, bad input file, a program that would not
+build, a checker not installed); 3 a job could not be fully checked (`incomplete`: timeout,
+crash without a report, checker that did not start, log cut short...) and nothing else failed;
+130 interrupted.  Errors a user can cause (LeakHarnessError) are one line on stderr, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -68,6 +74,10 @@ def cmd_parse(args) -> int:
     from .parse import parse_files
 
     logs, errors = parse_files(args.files)
+    if errors and not logs:  # nothing to show: the error alone, not an empty list before it
+        for err in errors:
+            print(f"leakharness: {err}", file=sys.stderr)
+        return 2
     if args.format == "json":
         _write_findings_json(logs, sys.stdout)
     else:
@@ -120,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="render (and merge) results directories or log files into one HTML report")
     p.add_argument("inputs", nargs="+", type=Path, metavar="DIR",
                    help="results directories (shards of one run are merged), or valgrind XML / sanitizer logs")
-    p.add_argument("--out", type=Path, required=True, metavar="OUT", help="the report folder to write")
+    p.add_argument("--out", type=Path, required=True, metavar="OUT",
+                   help="the report folder to write (new, empty, or one leakharness wrote)")
     p.add_argument("--suppressions", type=Path, action="append", default=[], metavar="FILE",
                    help="mark the findings these suppressions match as suppressed")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
@@ -131,6 +142,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("valgrind", "lsan"), default="valgrind")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_suppressions)
+
+    p = sub.add_parser("cache", help="what the build and result cache holds, or clear it")
+    p.add_argument("action", choices=("info", "clear"))
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR", help="the cache (default ~/.cache/leakharness)")
+    p.set_defaults(func=cmd_cache)
 
     p = sub.add_parser("list", help="list the patterns of the catalog")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
@@ -150,7 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_run_options(p, default_out: str) -> None:
     p.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="jobs at once (default: all cores)")
     p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per job (default 120)")
-    p.add_argument("--out", type=Path, default=Path(default_out), metavar="DIR", help=f"results folder (default {default_out})")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help=f"results folder: new, empty or one leakharness wrote (default {default_out})")
     p.add_argument("--cache", type=Path, default=None, metavar="DIR", help="build and result cache (default ~/.cache/leakharness)")
     p.add_argument("--fresh", action="store_true", help="ignore cached results: run every job again")
     p.add_argument("--cc", default="gcc", help="compiler (gcc, clang)")
@@ -160,46 +177,44 @@ def _add_run_options(p, default_out: str) -> None:
     p.add_argument("--no-html", action="store_true", help="write results.json only, no HTML report")
 
 
-def _load_suppressions(paths) -> list:
-    from .suppress import load
+def _session(args, **extra):
+    from .control import Session
 
-    out = []
-    for path in paths:
-        out.extend(load(path))
-    return out
-
-
-def _write_html(args, results_dir: Path) -> None:
-    if args.no_html:
-        return
-    from .report import write_report
-
-    index = write_report([results_dir], results_dir, fixtures=getattr(args, "fixtures", None))
-    print(f"report: {index}")
+    return Session(out=getattr(args, "out", None), cache=getattr(args, "cache", None),
+                   jobs=getattr(args, "jobs", None), timeout=getattr(args, "timeout", None),
+                   fresh=getattr(args, "fresh", False), cc=getattr(args, "cc", "gcc"),
+                   suppressions=getattr(args, "suppressions", ()), progress=not getattr(args, "quiet", False),
+                   fixtures=getattr(args, "fixtures", None), **extra)
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
-
-    index = write_report(args.inputs, args.out, fixtures=args.fixtures,
-                         suppressions=_load_suppressions(args.suppressions))
+    index = _session(args).report(args.inputs, args.out)
     print(f"report: {index}")
     return 0
 
 
 def cmd_suppressions(args) -> int:
-    from .results import load_results
-    from .suppress import write_lsan, write_valgrind
-
-    results = load_results(args.results)
-    findings = [f for j in results.jobs for f in j.findings]
-    text = write_valgrind(findings) if args.format == "valgrind" else write_lsan(findings)
+    session = _session(args)
+    text, count = session.baseline(args.results, args.format)
     if args.out:
-        args.out.write_text(text)
-        count = text.count("\n}") if args.format == "valgrind" else text.count("\nleak:")
-        print(f"{count} suppression(s) written to {args.out}")
+        target = session.write_file(args.out, text)
+        print(f"{count} suppression(s) written to {target}")
     else:
         sys.stdout.write(text)
+    return 0
+
+
+def cmd_cache(args) -> int:
+    session = _session(args)
+    if args.action == "clear":
+        freed = session.cache_clear()
+        print(f"cleared {session.cache} ({freed / (1 << 20):.1f} MiB)")
+        return 0
+    info = session.cache_info()
+    print(f"cache: {info['path']}\n  {info['results']} result(s), {info['builds']} build(s), "
+          f"{info['bytes'] / (1 << 20):.1f} MiB of {info['max_bytes'] / (1 << 20):.0f} MiB "
+          f"(least recently used entries go first; set LEAKHARNESS_CACHE_MAX in MiB)\n"
+          f"  clear it with: leakharness cache clear")
     return 0
 
 
@@ -233,8 +248,8 @@ def _print_run_summary(results, out_dir: Path) -> None:
         cell = j.verdict or j.status
         if j.verdict == "fail":
             cell = "FAIL"
-        if j.status not in ("ok",) and j.verdict != "blind":
-            cell += f" ({j.status})" if j.status != "ok" else ""
+        if j.status != "ok" and j.verdict != "blind":
+            cell += f" ({'crashed' if j.status == 'crashed' else j.status})"
         rows.setdefault((j.pattern, j.variant or "-"), {})[j.tool] = cell
     width = max([len(f"{p} {v}") for p, v in rows] + [7])
     cols = [max(len(c), 6) for c in checkers]
@@ -245,6 +260,9 @@ def _print_run_summary(results, out_dir: Path) -> None:
     failed = [j for j in jobs if j.verdict == "fail"]
     for j in failed:
         print(f"FAIL {j.name}: {j.reason}")
+    for j in jobs:
+        if j.status == "incomplete" and j.verdict == "blind":
+            print(f"incomplete {j.name}: {j.message} (a known blind spot of {j.tool})")
     counts = {v: sum(1 for j in jobs if j.verdict == v) for v in ("pass", "fail", "blind")}
     cached = sum(1 for j in jobs if j.cached)
     print(f"{len(jobs)} job(s): {counts['pass']} passed, {counts['fail']} failed, {counts['blind']} blind"
@@ -252,66 +270,73 @@ def _print_run_summary(results, out_dir: Path) -> None:
 
 
 def cmd_run(args) -> int:
-    from .catalog import load_catalog
-    from .control import run_catalog
     from .orchestrate import Interrupted
 
     checkers = _check_checkers(args.tool) or None
-    patterns = load_catalog(args.fixtures, ids=args.pattern or None)
+    session = _session(args)
+    patterns = session.catalog(args.pattern or None)
     _install_sigterm()
     try:
-        results = run_catalog(patterns, args.out, checkers=checkers, cache_dir=args.cache, jobs=args.jobs,
-                              timeout=args.timeout, fresh=args.fresh, cc=args.cc, progress=not args.quiet,
-                              suppressions=_load_suppressions(args.suppressions))
+        results = session.run_catalog(patterns, checkers, html=not args.no_html)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    _print_run_summary(results, args.out)
-    _write_html(args, args.out)
+    out = session._out("reports/latest")
+    _print_run_summary(results, out)
+    if session.html_path:
+        print(f"report: {session.html_path}")
     return 1 if any(j.verdict == "fail" for j in results.jobs) else 0
+
+
+def check_exit_code(jobs) -> int:
+    """2 a set-up problem, 1 memory errors or leaks found, 3 not fully checked, 0 clean."""
+    if any(j.status in ("build-failed", "tool-missing") for j in jobs):
+        return 2
+    if any(f.is_error and not f.suppressed for j in jobs for f in j.findings):
+        return 1
+    if any(j.status != "ok" for j in jobs):
+        return 3
+    return 0
 
 
 def cmd_check(args) -> int:
     import shlex
 
-    from .control import check_tasks, run_check
     from .orchestrate import Interrupted
 
     program = list(args.program)
     if program and program[0] == "--":
         program = program[1:]
     checkers = _check_checkers(args.tool) or (("memcheck", "asan") if args.build else ("memcheck",))
+    session = _session(args)
     if args.build:
-        tasks = check_tasks(sources=tuple(args.build), checkers=checkers, cflags=tuple(shlex.split(args.cflags)),
-                            ldflags=tuple(shlex.split(args.ldflags)), args=tuple(program), cc=args.cc,
-                            timeout=args.timeout or 120.0)
+        tasks = session.check_tasks(sources=args.build, checkers=checkers, cflags=shlex.split(args.cflags),
+                                    ldflags=shlex.split(args.ldflags), args=program)
     else:
-        tasks = check_tasks(program=tuple(program), checkers=checkers, timeout=args.timeout or 120.0)
-    suppressions = _load_suppressions(args.suppressions)
+        tasks = session.check_tasks(program=program, checkers=checkers)
     _install_sigterm()
     try:
-        results = run_check(tasks, args.out, cache_dir=args.cache, jobs=args.jobs, fresh=args.fresh,
-                            cc=args.cc, progress=not args.quiet, suppressions=suppressions)
+        results = session.check(tasks, html=not args.no_html)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    bad = 0
     for job in results.jobs:
-        errors = [f for f in job.findings if f.is_error]
-        bad += len(errors)
+        errors = [f for f in job.findings if f.is_error and not f.suppressed]
+        suppressed = sum(1 for f in job.findings if f.is_error and f.suppressed)
         state = job.status if job.status != "crashed" else f"crashed ({job.signal})"
-        print(f"{job.name}: {state}, {len(errors)} error(s)")
+        note = f", {suppressed} suppressed" if suppressed else ""
+        print(f"{job.name}: {state}, {len(errors)} error(s){note}")
         if job.status == "build-failed":
             print("  " + "\n  ".join(job.message.splitlines()[:20]))
-        if job.status == "tool-missing":
-            print(f"  {job.message}")
+        if job.status in ("tool-missing", "incomplete"):
+            print(f"  {job.status}: {job.message}")
         for f in errors[:20]:
             print(f"  {f.summary()}")
-    print(f"results in {args.out / 'results.json'}")
-    _write_html(args, args.out)
-    if any(j.status in ("build-failed", "tool-missing") for j in results.jobs):
-        return 2
-    return 1 if bad else 0
+    out = session._out("reports/check")
+    print(f"results in {out / 'results.json'}")
+    if session.html_path:
+        print(f"report: {session.html_path}")
+    return check_exit_code(results.jobs)
 
 
 def _params(pairs: list[str]) -> dict[str, str]:
@@ -325,9 +350,7 @@ def _params(pairs: list[str]) -> dict[str, str]:
 
 
 def cmd_list(args) -> int:
-    from .catalog import load_catalog
-
-    patterns = load_catalog(args.fixtures)
+    patterns = _session(args).catalog()
     width = max((len(p.id) for p in patterns), default=2)
     print(f"{'id':<{width}}  {'variants':<11}  {'checkers':<40}  title")
     for p in patterns:
@@ -337,10 +360,9 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from .catalog import load_catalog
     from .generate import diff, render
 
-    (pattern,) = load_catalog(args.fixtures, ids=[args.pattern])
+    (pattern,) = _session(args).catalog([args.pattern])
     params = _params(args.param)
     sys.stdout.write(diff(pattern, params) if args.diff else render(pattern, args.variant, params))
     return 0
@@ -358,6 +380,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         # `leakharness parse ... | head`: the reader left; that is not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file we could not read or write, wherever it surfaced
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"leakharness: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("leakharness: interrupted", file=sys.stderr)
         return 130

@@ -1,21 +1,234 @@
-"""The facade: one call per thing a user wants, tying the stages together.
+"""The facade: a Session, one method per thing a user wants, tying the stages together.
 
-catalog -> generate -> build -> run -> parse -> judge.  The command line, the pytest plugin
-and the tests call these functions; the stages never call back up here.
+catalog -> generate -> build -> run -> parse -> judge -> report.  Every verb of the command
+line and the pytest plugin goes through a Session (as coverage.py's tools go through its
+Coverage object).  A Session makes every path the user gave absolute when it is made (so a
+relative --out, --cache or source works from any folder, and the programs themselves run in
+the user's working directory), checks numbers, and turns OSError and bad catalog data into
+one-line LeakHarnessErrors naming the file.  The stages never call back up here.
 """
 
 from __future__ import annotations
 
+import functools
+import math
+import os
+import shutil
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from . import build as build_mod
-from .catalog import VARIANTS, Pattern, common_dir
+from .catalog import VARIANTS, Pattern, common_dir, load_catalog
 from .errors import LeakHarnessError
 from .generate import render
 from .orchestrate import Done, Progress, Task, perform, result_cache, run_tasks
 from .results import Results
 
+DEFAULT_TIMEOUT = 120.0
+
+
+def _absolute(path: str | os.PathLike | None, cwd: Path) -> Path | None:
+    if path is None:
+        return None
+    return Path(os.path.normpath(cwd / Path(path).expanduser()))
+
+
+def _one_line_errors(method: Callable) -> Callable:
+    """OSError anywhere below (a read-only folder, a file where a folder should be, a full
+    disk) becomes one line naming the file, as every error a user can cause."""
+    @functools.wraps(method)
+    def wrapper(*args, **kwargs):
+        try:
+            return method(*args, **kwargs)
+        except LeakHarnessError:
+            raise
+        except OSError as exc:
+            where = exc.filename or ""
+            raise LeakHarnessError(f"{where}: {exc.strerror or exc}" if where else str(exc)) from None
+    return wrapper
+
+
+def positive_jobs(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise LeakHarnessError(f"-j {value}: the number of jobs at once must be a whole number, 1 or more")
+    return value
+
+
+def positive_timeout(value: Any) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise LeakHarnessError(f"--timeout {value}: not a number of seconds") from None
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise LeakHarnessError(f"--timeout {value}: must be more than 0 seconds (every job needs a time limit)")
+    return seconds
+
+
+class Session:
+    """What one user's command (or pytest session) works with: where results go, the cache,
+    how many jobs at once, the time limit, suppressions, and the folder they run from."""
+
+    def __init__(self, out: str | os.PathLike | None = None, cache: str | os.PathLike | None = None,
+                 jobs: int | None = None, timeout: float | None = None, fresh: bool = False, cc: str = "gcc",
+                 suppressions: Sequence[str | os.PathLike] = (), progress: bool = True,
+                 fixtures: str | os.PathLike | None = None, cwd: str | os.PathLike | None = None):
+        self.cwd = Path(cwd).absolute() if cwd else Path(os.getcwd())
+        self.out = _absolute(out, self.cwd)
+        self.cache = _absolute(cache, self.cwd) if cache else build_mod.default_cache_dir().absolute()
+        self.jobs = positive_jobs(jobs)
+        self.timeout = positive_timeout(timeout)
+        self.fresh = bool(fresh)
+        self.cc = cc
+        self.progress = progress
+        self.fixtures = _absolute(fixtures, self.cwd)
+        self.suppression_files = tuple(_absolute(p, self.cwd) for p in suppressions)
+        self._suppressions: list | None = None
+
+    # --- set-up checks ---------------------------------------------------------------------
+
+    def _cache_dir(self) -> Path:
+        """The cache folder, made if needed; one line when it cannot be written."""
+        try:
+            self.cache.mkdir(parents=True, exist_ok=True)
+            probe = self.cache / f".write-test.{os.getpid()}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise LeakHarnessError(f"{self.cache}: cannot use it as the cache: {exc.strerror or exc} "
+                                   f"(choose another with --cache or $LEAKHARNESS_CACHE)") from None
+        return self.cache
+
+    def suppressions(self) -> list:
+        if self._suppressions is None:
+            from .suppress import load
+
+            loaded = []
+            for path in self.suppression_files:
+                try:
+                    loaded.extend(load(path))
+                except OSError as exc:
+                    raise LeakHarnessError(f"{path}: cannot read the suppressions: {exc.strerror or exc}") from None
+            self._suppressions = loaded
+        return self._suppressions
+
+    def _out(self, default: str) -> Path:
+        return self.out or _absolute(default, self.cwd)
+
+    # --- the catalog ------------------------------------------------------------------------
+
+    @_one_line_errors
+    def catalog(self, ids: Sequence[str] | None = None) -> list[Pattern]:
+        return load_catalog(self.fixtures, ids=list(ids) if ids else None)
+
+    def catalog_tasks(self, patterns: list[Pattern], checkers: Sequence[str] | None = None) -> list[Task]:
+        return catalog_tasks(patterns, tuple(checkers) if checkers else None, self.cc, self.timeout, self.cwd)
+
+    @_one_line_errors
+    def run_catalog(self, patterns: list[Pattern], checkers: Sequence[str] | None = None,
+                    default_out: str = "reports/latest", html: bool = False) -> Results:
+        tasks = self.catalog_tasks(patterns, checkers)
+        if not tasks:
+            raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
+        return self._run(tasks, self._out(default_out), html)
+
+    def _run(self, tasks: list[Task], out: Path, html: bool) -> Results:
+        """Run the tasks into out, holding its lock; with html, render the report there too."""
+        from .outdir import locked
+
+        cache = self._cache_dir()
+        suppressions = self.suppressions()
+        with locked(out) as out:
+            results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
+                                progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions)
+            if html:
+                self.html_path = self._render_html(out)
+        return results
+
+    html_path: Path | None = None
+
+    def _render_html(self, results_dir: Path) -> Path:
+        from .report import write_report
+
+        return write_report([results_dir], results_dir, fixtures=self.fixtures)
+
+    @_one_line_errors
+    def run_one(self, pattern: Pattern, variant: str, checker: str, out_root: str | os.PathLike,
+                overrides: Mapping[str, Any] | None = None) -> Done:
+        """Render, build (cached), run (or reuse an unchanged result) and judge one
+        (pattern, variant, checker), in this process: what a pytest item does."""
+        cache = self._cache_dir()
+        task = catalog_task(pattern, variant, checker, self.cc, overrides, self.timeout, self.cwd)
+        return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
+                       self.suppressions())
+
+    # --- the user's own programs ------------------------------------------------------------
+
+    def check_tasks(self, program: Sequence[str] = (), sources: Sequence[str | os.PathLike] = (),
+                    checkers: Sequence[str] = ("memcheck",), cflags: Sequence[str] = (),
+                    ldflags: Sequence[str] = (), args: Sequence[str] = ()) -> list[Task]:
+        return check_tasks(tuple(program), tuple(_absolute(s, self.cwd) for s in sources), tuple(checkers),
+                           tuple(cflags), tuple(ldflags), tuple(args), self.cc, self.timeout or DEFAULT_TIMEOUT,
+                           cwd=self.cwd)
+
+    @_one_line_errors
+    def check(self, tasks: list[Task], default_out: str = "reports/check", html: bool = False) -> Results:
+        return self._run(tasks, self._out(default_out), html)
+
+    # --- reports, baselines, the cache ------------------------------------------------------
+
+    @_one_line_errors
+    def report(self, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Path:
+        from .outdir import locked
+        from .report import write_report
+
+        inputs = [_absolute(p, self.cwd) for p in inputs]
+        target = _absolute(out, self.cwd) if out else self.out
+        if target is None:
+            raise LeakHarnessError("report: give --out DIR")
+        with locked(target) as target:
+            return write_report(inputs, target, fixtures=self.fixtures, suppressions=self.suppressions())
+
+    @_one_line_errors
+    def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:
+        """Suppressions for every finding of a results folder: (text, how many)."""
+        from .results import load_results
+        from .suppress import write_lsan, write_valgrind
+
+        results = load_results(_absolute(results_dir, self.cwd))
+        findings = [f for j in results.jobs for f in j.findings]
+        text = write_valgrind(findings) if fmt == "valgrind" else write_lsan(findings)
+        count = text.count("\n}") if fmt == "valgrind" else sum(
+            1 for line in text.splitlines() if line.startswith("leak:"))
+        return text, count
+
+    @_one_line_errors
+    def write_file(self, path: str | os.PathLike, text: str) -> Path:
+        from .results import write_atomic
+
+        target = _absolute(path, self.cwd)
+        if not target.parent.is_dir():
+            raise LeakHarnessError(f"{target}: no such folder {target.parent}")
+        write_atomic(target, text)
+        return target
+
+    @_one_line_errors
+    def cache_info(self) -> dict:
+        from .resultcache import info
+
+        return info(self.cache)
+
+    @_one_line_errors
+    def cache_clear(self) -> int:
+        from .resultcache import clear
+
+        return clear(self.cache) if self.cache.is_dir() else 0
+
+
+# --- tasks: what to build and run ------------------------------------------------------------
 
 def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
                  overrides: Mapping[str, Any] | None = None) -> build_mod.BuildSpec:
@@ -33,25 +246,15 @@ def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
 
 
 def catalog_task(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
-                 overrides: Mapping[str, Any] | None = None, timeout: float | None = None) -> Task:
+                 overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
+                 cwd: Path | None = None) -> Task:
     return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout or pattern.timeout,
                 spec=catalog_spec(pattern, variant, checker, cc, overrides),
-                expected=pattern.expectation(variant, checker))
-
-
-def run_catalog_job(pattern: Pattern, variant: str, checker: str, out_root: Path,
-                    cache_dir: Path | None = None, cc: str = "gcc",
-                    overrides: Mapping[str, Any] | None = None,
-                    timeout: float | None = None, fresh: bool = False) -> Done:
-    """Render, build (cached), run (or reuse an unchanged result) and judge one
-    (pattern, variant, checker), in this process: what a test item does."""
-    cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
-    task = catalog_task(pattern, variant, checker, cc, overrides, timeout)
-    return perform(task, Path(out_root), cache_dir, result_cache(cache_dir, fresh))
+                expected=pattern.expectation(variant, checker), cwd=cwd)
 
 
 def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",
-                  timeout: float | None = None) -> list[Task]:
+                  timeout: float | None = None, cwd: Path | None = None) -> list[Task]:
     """Every (pattern, variant, checker) of the catalog; `checkers` narrows each pattern's own."""
     tasks = []
     for p in patterns:
@@ -59,55 +262,72 @@ def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = No
             for checker in p.checkers():
                 if checkers and checker not in checkers:
                     continue
-                tasks.append(catalog_task(p, variant, checker, cc, timeout=timeout))
+                tasks.append(catalog_task(p, variant, checker, cc, timeout=timeout, cwd=cwd))
     return tasks
+
+
+def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
+                checkers: tuple[str, ...] = ("memcheck",), cflags: tuple[str, ...] = (),
+                ldflags: tuple[str, ...] = (), args: tuple[str, ...] = (), cc: str = "gcc",
+                timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = None) -> list[Task]:
+    """A user's own program (as it is) or sources (built per checker) under the checkers."""
+    cwd = Path(cwd) if cwd else Path(os.getcwd())
+    tasks = []
+    if sources:
+        files = tuple(_absolute(s, cwd) for s in sources)
+        for f in files:
+            if not f.is_file():
+                raise LeakHarnessError(f"{f}: no such source file")
+        name = files[0].stem
+        for checker in checkers:
+            spec = build_mod.BuildSpec(name=name, sources=(), files=files, profile=checker, cflags=tuple(cflags),
+                                       ldflags=tuple(ldflags), cc=cc)
+            tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args,
+                              cwd=cwd))
+        return tasks
+    if not program:
+        raise LeakHarnessError("check: give a program to run (after --) or --build FILE.c")
+    first = program[0]
+    if os.sep in first:
+        path = _absolute(first, cwd)
+        if not path.exists():
+            raise LeakHarnessError(f"{path}: no such program")
+    else:
+        found = shutil.which(first) or (str(cwd / first) if (cwd / first).is_file() else None)
+        if not found:
+            raise LeakHarnessError(f"{first}: no such program (not a file here, not on PATH)")
+        path = Path(found).absolute()
+    if path.is_dir():
+        raise LeakHarnessError(f"{path}: is a folder, not a program")
+    for checker in checkers:
+        tasks.append(Task(pattern=path.name, variant=None, checker=checker, timeout=timeout,
+                          program=(str(path),), args=tuple(program[1:]) + tuple(args), cwd=cwd))
+    return tasks
+
+
+# --- the functions earlier callers use, over a default Session -------------------------------
+
+def run_catalog_job(pattern: Pattern, variant: str, checker: str, out_root: Path,
+                    cache_dir: Path | None = None, cc: str = "gcc",
+                    overrides: Mapping[str, Any] | None = None,
+                    timeout: float | None = None, fresh: bool = False) -> Done:
+    return Session(cache=cache_dir, cc=cc, timeout=timeout, fresh=fresh).run_one(
+        pattern, variant, checker, out_root, overrides)
 
 
 def run_catalog(patterns: list[Pattern], out_dir: Path, checkers: tuple[str, ...] | None = None,
                 cache_dir: Path | None = None, jobs: int | None = None, timeout: float | None = None,
                 fresh: bool = False, cc: str = "gcc", progress: bool = True,
                 suppressions: list | None = None) -> Results:
-    tasks = catalog_tasks(patterns, checkers, cc, timeout)
-    if not tasks:
-        raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
-    cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
-    return run_tasks(tasks, Path(out_dir), cache_dir, jobs=jobs, fresh=fresh, cc=cc,
-                     progress=Progress(len(tasks), enabled=progress), suppressions=suppressions)
-
-
-def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
-                checkers: tuple[str, ...] = ("memcheck",), cflags: tuple[str, ...] = (),
-                ldflags: tuple[str, ...] = (), args: tuple[str, ...] = (), cc: str = "gcc",
-                timeout: float = 120.0) -> list[Task]:
-    """A user's own program (as it is) or sources (built per checker) under the checkers."""
-    tasks = []
-    if sources:
-        name = Path(sources[0]).stem
-        for checker in checkers:
-            spec = build_mod.BuildSpec(name=name, sources=(), files=tuple(Path(s).resolve() for s in sources),
-                                       profile=checker, cflags=tuple(cflags), ldflags=tuple(ldflags), cc=cc)
-            tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args))
-    else:
-        if not program:
-            raise LeakHarnessError("check: give a program to run (after --) or --build FILE.c")
-        path = Path(program[0])
-        if not path.is_file():
-            import shutil
-
-            found = shutil.which(program[0])
-            if not found:
-                raise LeakHarnessError(f"{program[0]}: no such program")
-            path = Path(found)
-        name = path.name
-        for checker in checkers:
-            tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout,
-                              program=(str(path.resolve()),), args=tuple(program[1:]) + tuple(args)))
-    return tasks
+    session = Session(out=out_dir, cache=cache_dir, jobs=jobs, timeout=timeout, fresh=fresh, cc=cc,
+                      progress=progress)
+    session._suppressions = list(suppressions or ())
+    return session.run_catalog(patterns, checkers)
 
 
 def run_check(tasks: list[Task], out_dir: Path, cache_dir: Path | None = None, jobs: int | None = None,
               fresh: bool = False, cc: str = "gcc", progress: bool = True,
               suppressions: list | None = None) -> Results:
-    cache_dir = Path(cache_dir) if cache_dir else build_mod.default_cache_dir()
-    return run_tasks(tasks, Path(out_dir), cache_dir, jobs=jobs, fresh=fresh, cc=cc,
-                     progress=Progress(len(tasks), enabled=progress), suppressions=suppressions)
+    session = Session(out=out_dir, cache=cache_dir, jobs=jobs, fresh=fresh, cc=cc, progress=progress)
+    session._suppressions = list(suppressions or ())
+    return session.check(tasks)

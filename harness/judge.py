@@ -1,4 +1,9 @@
-"""Judge a run against what its pattern expects of that checker."""
+"""Judge a run against what its pattern expects of that checker.
+
+A run that was not fully checked (status "incomplete") is never a pass: not for a clean
+expectation (nothing proves it clean), and not for a finding either (the expectation is about
+a checker that ran).  Only a known blind spot stays "blind".
+"""
 
 from __future__ import annotations
 
@@ -68,10 +73,13 @@ def judge(expect: Expectation, result: RunResult) -> Verdict:
     if expect.outcome == "blind":
         seen = f"; it reported {describe_findings(errors, 2)} anyway" if errors else ""
         return Verdict("blind", f"{expect.reason}{seen}", tuple(errors))
+    if result.status == "incomplete":
+        seen = f"; before that it reported {describe_findings(errors, 2)}" if errors else ""
+        return Verdict("fail", f"not fully checked: {result.message}{seen}", tuple(errors))
     if expect.outcome == "clean":
         if errors:
             return Verdict("fail", f"expected clean, found {describe_findings(errors)}", tuple(errors))
-        if result.status in ("timeout", "crashed"):
+        if result.status != "ok":
             return Verdict("fail", f"expected clean, but the run ended: {result.status_text}")
         return Verdict("pass", "clean")
     found = matching(expect, result.findings)

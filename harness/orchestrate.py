@@ -26,8 +26,9 @@ from . import suppress
 from .build import Build, BuildSpec, build, compiler_identity, openssl_flags
 from .catalog import Expectation
 from .judge import Verdict, judge
-from .results import JobRecord, Results, read_jobs, relative_logs, write_job, write_results
-from .resultcache import ResultCache, job_key, tool_version
+from .outdir import claim
+from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
+from .resultcache import ResultCache, job_key, tool_version, trim
 from .run import Job, RunResult
 
 
@@ -41,6 +42,7 @@ class Task:
     program: tuple[str, ...] = ()  # a ready program and its arguments
     args: tuple[str, ...] = ()
     expected: Expectation | None = None  # None for `check`: no verdict
+    cwd: Path | None = None  # where the program runs (the user's working directory)
 
     @property
     def name(self) -> str:
@@ -90,6 +92,8 @@ class Progress:
             self.failed += record.verdict == "fail" or (record.verdict is None and record.status != "ok")
             self.cached += record.cached
             verdict = record.verdict or record.status
+            if record.status == "incomplete" and not self.tty:
+                verdict += f" (incomplete: {record.message})"
             if self.tty:
                 width = 30
                 filled = width * self.done // max(self.total, 1)
@@ -112,8 +116,6 @@ def _load_durations(cache_dir: Path) -> dict[str, float]:
 
 
 def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:
-    from .results import write_atomic
-
     try:
         write_atomic(cache_dir / "durations.json", json.dumps(durations))
     except OSError:
@@ -139,6 +141,7 @@ class Done:
     verdict: Verdict | None
     cached: bool = False
     build: Build | None = None
+    sources: tuple[SourceFile, ...] = ()
 
     def record(self, out_dir: Path) -> JobRecord:
         task, result, verdict = self.task, self.result, self.verdict
@@ -149,8 +152,32 @@ class Done:
             reason=verdict.reason if verdict else "",
             duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
             partial=result.partial, problems=result.problems, cached=self.cached, message=result.message,
-            findings=result.findings, logs=relative_logs(result.logs, out_dir),
+            findings=result.findings, logs=relative_logs(result.logs, out_dir), sources=self.sources,
         )
+
+
+def keep_sources(task: Task, out_dir: Path) -> tuple[SourceFile, ...]:
+    """Copy the sources a task was compiled from into the results folder, so that a report
+    made later shows what really ran (a template or a user's file may change afterwards)."""
+    spec = task.spec
+    if spec is None:
+        return ()
+    folder = Path("sources") / task.pattern / (task.variant or "check")
+    kept = []
+    for name, text in spec.sources:
+        rel = folder / name
+        if not (out_dir / rel).is_file():
+            write_atomic(out_dir / rel, text)
+        kept.append(SourceFile(name=name, path=str(rel), origin=None))
+    for path in spec.files:
+        rel = folder / Path(path).name
+        try:
+            text = Path(path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        write_atomic(out_dir / rel, text)
+        kept.append(SourceFile(name=Path(path).name, path=str(rel), origin=str(path)))
+    return tuple(kept)
 
 
 def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
@@ -166,26 +193,26 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
     if run_mod.stopping():
         return None
     job = Job(checker=task.checker, command=command, out_dir=job_dir, timeout=task.timeout,
-              pattern=task.pattern, variant=task.variant)
+              pattern=task.pattern, variant=task.variant, cwd=task.cwd)
     cached = False
     if b is not None and b.status != "ok":
         result = RunResult(job, "build-failed", message=b.message)
     elif not run_mod.tool_available(job.runtime):
-        result = run_mod.run_job(job)  # reports tool-missing with the install command
+        result = run_mod.run_job(job, cache_dir)  # reports tool-missing with the install command
     else:
         key = job_key(job, cache_dir)
         result = results_cache.get(key, job)
         if result is not None:
             cached = True
         else:
-            result = run_mod.run_job(job)
+            result = run_mod.run_job(job, cache_dir)
             if run_mod.stopping():
                 return None  # killed by us: not a result
-            results_cache.put(key, result, known_hang=bool(task.expected and task.expected.outcome == "blind"))
+            results_cache.put(key, result)  # only a complete run is stored
     if suppressions:
         result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
     verdict = judge(task.expected, result) if task.expected is not None else None
-    return Done(task, result, verdict, cached, b)
+    return Done(task, result, verdict, cached, b, keep_sources(task, out_dir) if b is not None else ())
 
 
 def result_cache(cache_dir: Path, fresh: bool):
@@ -209,9 +236,18 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
               fresh: bool = False, progress: Progress | None = None, cc: str = "gcc",
               on_record: Callable[[JobRecord], None] | None = None,
               suppressions: list | None = None) -> Results:
-    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json.
+    DIR must be new, empty or leakharness's own (outdir.claim); the caller holds its lock."""
+    out_dir = claim(Path(out_dir))
+    results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions)
+    try:
+        trim(cache_dir)  # keep the cache under its size cap, least recently used out first
+    except OSError:
+        pass
+    return results
+
+
+def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, cc, on_record, suppressions) -> Results:
     for stale in (out_dir / "jobs").glob("*.json"):  # a new run into the same folder starts clean
         stale.unlink()
     started = _now()
@@ -239,7 +275,7 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
                 if record is None:
                     continue
                 records.append(record)
-                if not record.cached and record.status in ("ok", "crashed", "timeout"):
+                if not record.cached and record.status in ("ok", "crashed", "incomplete"):
                     durations[futures[fut].duration_key] = round(record.duration_s, 3)
                 if progress:
                     progress.finished(record)
@@ -272,5 +308,5 @@ class _WriteOnly:
     def get(self, key, job):
         return None
 
-    def put(self, key, result, known_hang=False):
-        self.cache.put(key, result, known_hang)
+    def put(self, key, result):
+        self.cache.put(key, result)

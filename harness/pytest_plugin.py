@@ -95,14 +95,11 @@ class PatternItem(pytest.Item):
                                               run=False))
 
     def runtest(self):
-        from .control import run_catalog_job
-
         config = self.config
         out_root = _out_root(config)
-        outcome = run_catalog_job(self.pattern, self.variant, self.checker, out_root,
-                                  cache_dir=_cache_dir(config),
-                                  timeout=config.getoption("leak_timeout"),
-                                  fresh=config.getoption("leak_fresh"))
+        outcome = _session(config).run_one(self.pattern, self.variant, self.checker, out_root)
+        if outcome is None:  # the run was stopped (Ctrl-C): stop the session, not just this test
+            raise KeyboardInterrupt
         result, verdict = outcome.result, outcome.verdict
         if config.getoption("leak_report"):
             write_job(Path(config.getoption("leak_report")), outcome.record(out_root))
@@ -113,7 +110,7 @@ class PatternItem(pytest.Item):
             raise CheckFailed(
                 f"{self.pattern.id} ({self.variant}) under {self.checker}: {verdict.reason}\n"
                 f"  expected: {self.expected.describe()}\n"
-                f"  status:   {result.status_text}\n"
+                f"  status:   {result.status_text}{': ' + result.message if result.status == 'incomplete' else ''}\n"
                 f"  found:\n{found}\n"
                 f"  logs:     {log_dir}")
 
@@ -126,19 +123,29 @@ class PatternItem(pytest.Item):
         return self.path / METADATA_NAME, None, f"{self.pattern.id}::{self.variant}[{self.checker}]"
 
 
+def _session(config):
+    """One Session per pytest process: paths made absolute against the folder pytest started in."""
+    session = getattr(config, "_leakharness_session", None)
+    if session is None:
+        from .control import Session
+
+        session = Session(cache=config.getoption("leak_cache"), timeout=config.getoption("leak_timeout"),
+                          fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
+        config._leakharness_session = session
+    from .supervise import reset_stop
+
+    reset_stop()
+    return session
+
+
 def _out_root(config) -> Path:
     report = config.getoption("leak_report")
     if report:
-        return Path(report)
+        return Path(config.invocation_params.dir) / report
     factory = getattr(config, "_tmp_path_factory", None)
     if factory is not None:
         return factory.getbasetemp() / "leakharness"
-    return Path(".cache") / "leakharness-logs"
-
-
-def _cache_dir(config) -> Path | None:
-    value = config.getoption("leak_cache")
-    return Path(value) if value else None
+    return Path(config.invocation_params.dir) / ".cache" / "leakharness-logs"
 
 
 def _is_controller(config) -> bool:
@@ -148,7 +155,14 @@ def _is_controller(config) -> bool:
 def pytest_sessionstart(session):
     report = session.config.getoption("leak_report")
     if report and _is_controller(session.config):
-        for stale in (Path(report) / "jobs").glob("*.json"):
+        from .errors import LeakHarnessError
+        from .outdir import claim
+
+        try:
+            folder = claim(Path(session.config.invocation_params.dir) / report)
+        except LeakHarnessError as exc:
+            raise pytest.UsageError(f"--leak-report: {exc}") from None
+        for stale in (folder / "jobs").glob("*.json"):
             stale.unlink()
 
 
@@ -157,20 +171,18 @@ def pytest_sessionfinish(session, exitstatus):
     report = config.getoption("leak_report")
     if not report or not _is_controller(config):
         return
-    jobs = read_jobs(Path(report))
+    report = Path(config.invocation_params.dir) / report
+    jobs = read_jobs(report)
     if not jobs:
         return
     from .orchestrate import tool_versions
 
     results = Results(config._leakharness_started, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                       tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs))
-    write_results(Path(report), results)
-    try:
-        from .report import write_report  # the HTML report, when it is there
-    except ImportError:
-        write_report = None
-    if write_report is not None:
-        write_report([Path(report)], Path(report))
+    write_results(report, results)
+    from .report import write_report
+
+    write_report([report], report)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -209,8 +221,9 @@ class CheckResult:
     def _problems(self) -> list[str]:
         out = []
         for j in self.jobs:
-            if j.status in ("build-failed", "tool-missing", "timeout"):
-                out.append(f"{j.name}: {j.status}: {(j.message or '').strip()[:400]}")
+            if j.status != "ok":  # crashed, incomplete, not built, no checker: never clean
+                out.append(f"{j.name}: {j.status}{' (' + j.signal + ')' if j.signal else ''}: "
+                           f"{(j.message or '').strip()[:400]}")
         return out
 
     def assert_clean(self) -> None:
@@ -232,6 +245,8 @@ class CheckResult:
             if j.status in ("build-failed", "tool-missing"):
                 raise AssertionError(f"{j.name}: {j.status}: {j.message.strip()[:400]}")
             found = matching(expect, j.findings)
+            if not found and j.status == "incomplete":
+                raise AssertionError(f"{j.name}: not fully checked ({j.message}); expected {expect.describe()}")
             total = sum(f.bytes or 0 for f in found)
             if not found or (min_bytes and total < min_bytes):
                 seen = "; ".join(f.summary() for f in j.findings if f.is_error) or "nothing"
@@ -244,8 +259,10 @@ class CheckResult:
 @pytest.fixture
 def leak_check(request, tmp_path):
     """Run a program, or build C sources, under memory checkers:
-    leak_check(program=None, args=(), build=None, tools=("memcheck", "asan"), timeout=120)."""
-    from .control import check_tasks, run_check
+    leak_check(program=None, args=(), build=None, tools=("memcheck", "asan"), timeout=120).
+    Relative paths are taken from the folder pytest was started in, and the program runs there."""
+    from .control import Session
+    from .orchestrate import Interrupted
 
     accepted = tuple(sig for mark in request.node.iter_markers("known_leak") for sig in mark.args)
     counter = {"n": 0}
@@ -254,18 +271,21 @@ def leak_check(request, tmp_path):
               cflags=(), ldflags=()) -> CheckResult:
         counter["n"] += 1
         out = tmp_path / f"leak_check{counter['n']}"
+        config = request.config
+        session = Session(out=out, cache=config.getoption("leak_cache"), timeout=timeout,
+                          fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
         if build:
             sources = (build,) if isinstance(build, (str, os.PathLike)) else tuple(build)
-            tasks = check_tasks(sources=tuple(Path(s) for s in sources), checkers=tuple(tools),
-                                cflags=tuple(cflags), ldflags=tuple(ldflags), args=tuple(map(str, args)),
-                                timeout=timeout)
+            tasks = session.check_tasks(sources=sources, checkers=tuple(tools), cflags=tuple(cflags),
+                                        ldflags=tuple(ldflags), args=tuple(map(str, args)))
         else:
             if program is None:
                 raise TypeError("leak_check needs program= or build=")
-            tasks = check_tasks(program=(str(program),), checkers=tuple(tools), args=tuple(map(str, args)),
-                                timeout=timeout)
-        results = run_check(tasks, out, cache_dir=_cache_dir(request.config), progress=False,
-                            fresh=request.config.getoption("leak_fresh"))
+            tasks = session.check_tasks(program=(str(program),), checkers=tuple(tools), args=tuple(map(str, args)))
+        try:
+            results = session.check(tasks)
+        except Interrupted:
+            raise KeyboardInterrupt from None  # Ctrl-C stops the pytest session, not just this test
         result = CheckResult(results.jobs, accepted, out)
         if result.accepted:
             store = request.config.__dict__.setdefault("_leakharness_accepted", [])

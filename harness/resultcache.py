@@ -1,10 +1,16 @@
 """The result cache: a job whose inputs have not changed is not run again.
 
-The key covers what can change a checker's verdict on a binary: the binary itself, every
-shared library it loads (libssl, libcrypto, libc, the sanitizer runtime), the checker, its
-version and options (valgrind's suppression file included), and the program's arguments,
-environment and timeout.  A new OpenSSL or compiler changes the key of what it touches.
-Timeouts are not cached: they may come from a busy machine rather than the program.
+The key is derived from what the child really sees: the exact command line and environment
+handed to the tool (the per-job log folder replaced by a placeholder), the working directory,
+the program and every shared library the loader resolves under that environment
+(LD_LIBRARY_PATH and LD_PRELOAD included), the content of every file named in the tool's
+options, rc files (~/.valgrindrc, ./.valgrindrc), OPENSSL_CONF and the program's arguments,
+and the tool binaries themselves (valgrind, its memcheck tool, the symbolizer).
+
+Only complete runs are stored ("ok" and "crashed" with a report): an incomplete run (timeout,
+killed from outside, log cut short, checker that never started) is never cached.  A stored
+entry is replaced by a newer result of the same key (--fresh), a damaged one is a miss, and
+the cache is kept under a size cap by evicting the least recently used entries.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ import tempfile
 from pathlib import Path
 
 from .findings import Finding
-from .run import SANITIZER_ENV, SUPPRESSIONS, VALGRIND_OPTIONS, Job, RunResult
+from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
 
 _LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 CACHEABLE = ("ok", "crashed")
+KEY_VERSION = "leakharness-result-2"
+DEFAULT_MAX_BYTES = 2 << 30  # the whole cache (builds and results); LEAKHARNESS_CACHE_MAX overrides
+# Files whose content may change a checker's result although no argument names them.
 
 
 @functools.lru_cache(maxsize=4096)
@@ -41,11 +50,15 @@ def file_hash(path: str | Path) -> str:
     return _file_hash(os.path.realpath(path), st.st_mtime_ns, st.st_size)
 
 
+_LOADER_VARS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT")
+
+
 @functools.lru_cache(maxsize=1024)
-def _libraries(binary: str, mtime_ns: int) -> tuple[str, ...]:
+def _libraries(binary: str, mtime_ns: int, loader_env: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(loader_env)}
     try:
         proc = subprocess.run(["ldd", binary], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=30, start_new_session=True)
+                              timeout=30, start_new_session=True, env=env)
     except (OSError, subprocess.TimeoutExpired):
         return ()
     return tuple(sorted({m.group(1) for m in _LDD_LINE.finditer(proc.stdout)}))
@@ -59,18 +72,22 @@ def _ld_cache_stamp() -> str:
         return "none"
 
 
-def libraries(binary: Path, cache_dir: Path | None = None) -> tuple[str, ...]:
-    """The shared libraries the dynamic loader resolves for binary (ldd).  Remembered on disk
-    by the binary's hash and the loader cache's stamp: ldd costs a process per binary, most of
-    the time of a cached job.  The libraries' own contents are hashed afresh every time."""
+def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] | None = None) -> tuple[str, ...]:
+    """The shared libraries the dynamic loader resolves for binary (ldd) under the job's loader
+    variables (LD_LIBRARY_PATH, LD_PRELOAD).  Remembered on disk by the binary's hash, those
+    variables and the loader cache's stamp: ldd costs a process per binary, most of the time
+    of a cached job.  The libraries' own contents are hashed afresh every time."""
+    env = os.environ if env is None else env
+    loader_env = tuple((k, env[k]) for k in _LOADER_VARS if env.get(k))
     record = None
     if cache_dir is not None:
-        record = Path(cache_dir) / "libs" / f"{file_hash(binary)}-{_ld_cache_stamp()}.json"
+        stamp = hashlib.sha256(repr(loader_env).encode()).hexdigest()[:16]
+        record = Path(cache_dir) / "libs" / f"{file_hash(binary)}-{_ld_cache_stamp()}-{stamp}.json"
         try:
             return tuple(json.loads(record.read_text()))
         except (OSError, ValueError):
             pass
-    libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns)
+    libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns, loader_env)
     if record is not None and libs:
         try:
             record.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +97,41 @@ def libraries(binary: Path, cache_dir: Path | None = None) -> tuple[str, ...]:
         except OSError:
             pass
     return libs
+
+
+def tool_files(runtime: str, env: dict[str, str]) -> list[str]:
+    """The binaries that do the checking: valgrind and its memcheck tool; a sanitizer's
+    symbolizer (its runtime is a shared library, hashed with the others)."""
+    files = []
+    if runtime == "memcheck":
+        valgrind = shutil.which("valgrind", path=env.get("PATH"))
+        if valgrind:
+            files.append(os.path.realpath(valgrind))
+        libexec = env.get("VALGRIND_LIB") or "/usr/libexec/valgrind"
+        files.extend(sorted(str(p) for p in Path(libexec).glob("memcheck-*-linux")))
+        files.extend(sorted(str(p) for p in Path(libexec).glob("vgpreload_memcheck-*.so")))
+        files.extend(sorted(str(p) for p in Path(libexec).glob("default.supp")))
+    else:
+        symbolizer = env.get("ASAN_SYMBOLIZER_PATH") or env.get("TSAN_SYMBOLIZER_PATH") \
+            or shutil.which("llvm-symbolizer", path=env.get("PATH"))
+        files.append(os.path.realpath(symbolizer) if symbolizer else "no-symbolizer")
+    return files
+
+
+def named_files(texts, cwd: Path) -> list[str]:
+    """The existing files that options, rc files and arguments name (a whole word, or a value
+    after '=', ':' or ','), relative to the program's working directory: their content is
+    hashed, so editing a suppression file or an input file runs the job again."""
+    found = []
+    for text in texts:
+        for token in text.split():
+            for part in (token, *re.split(r"[=:,]", token)):
+                if not part or len(part) > 4096:
+                    continue
+                path = os.path.join(cwd, os.path.expanduser(part))
+                if os.path.isfile(path):
+                    found.append(os.path.realpath(path))
+    return sorted(set(found))
 
 
 @functools.lru_cache(maxsize=None)
@@ -97,9 +149,13 @@ def tool_version(runtime: str) -> str:
 
 
 def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
+    """The hash of everything that reaches the checked program and its checker; None when the
+    program is not a file (nothing to hash, so never cached)."""
     program = Path(job.command[0])
     if not program.is_file():
         return None
+    cwd = Path(job.cwd or os.getcwd())
+    cmd, env = command_for(job, LOG_PLACEHOLDER)
     h = hashlib.sha256()
 
     def add(*parts) -> None:
@@ -107,16 +163,28 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
             h.update(str(part).encode("utf-8", "surrogateescape"))
             h.update(b"\0")
 
-    add("leakharness-result-1", file_hash(program), job.checker, tool_version(job.runtime))
-    for lib in libraries(program, cache_dir):
-        add("lib", os.path.basename(lib), file_hash(lib) if os.path.exists(lib) else "missing")
-    if job.runtime == "memcheck":
-        add("valgrind", *VALGRIND_OPTIONS, file_hash(SUPPRESSIONS))
-    else:
-        add("sanitizer", *(f"{k}={v}" for k, v in sorted(SANITIZER_ENV.items())))
-        for var in SANITIZER_ENV:  # the user's own sanitizer options change what is reported
-            add(var, os.environ.get(var, ""))
-    add("args", *job.command[1:], "env", *(f"{k}={v}" for k, v in job.env), "timeout", job.timeout)
+    add(KEY_VERSION, job.checker, tool_version(job.runtime), "cwd", cwd, "timeout", job.timeout)
+    add("argv", *cmd)
+    add("env", *(f"{k}={v}" for k, v in sorted(env.items())))
+    add("program", file_hash(program))
+    for path in tool_files(job.runtime, env):
+        add("tool", path, file_hash(path) if os.path.isfile(path) else "missing")
+    for lib in libraries(program, cache_dir, env):
+        add("lib", lib, file_hash(lib) if os.path.exists(lib) else "missing")
+    for preload in re.split(r"[\s:]+", env.get("LD_PRELOAD", "")):
+        if preload:
+            add("preload", preload, file_hash(preload) if os.path.isfile(preload) else "missing")
+    texts = [*cmd[1:], *(v for k, v in env.items() if k.endswith("_OPTIONS") or k.startswith(("VALGRIND", "OPENSSL")))]
+    rc_files = [os.path.expanduser("~/.valgrindrc"), str(cwd / ".valgrindrc")] if job.runtime == "memcheck" else []
+    for rc in rc_files:
+        if os.path.isfile(rc):
+            add("rc", rc, file_hash(rc))
+            try:
+                texts.append(Path(rc).read_text(errors="replace"))
+            except OSError:
+                pass
+    for path in named_files(texts, cwd):
+        add("file", path, file_hash(path))
     return h.hexdigest()
 
 
@@ -141,7 +209,17 @@ class ResultCache:
         entry = self.root / key[:2] / key
         try:
             data = json.loads((entry / "result.json").read_text())
-        except (OSError, ValueError):
+            if data.get("status") not in CACHEABLE or any(not (entry / n).is_file() for n in data.get("logs", ())):
+                return None  # damaged, or written by an older leakharness that cached too much
+        except (OSError, ValueError, AttributeError):
+            return None  # a damaged entry is a miss; the next put replaces it
+        try:
+            os.utime(entry)  # least recently used goes first when the cache is trimmed
+        except OSError:
+            pass
+        try:
+            findings = [Finding.from_dict(raw) for raw in data.get("findings", ())]
+        except (KeyError, TypeError, ValueError, AttributeError):
             return None
         job.out_dir.mkdir(parents=True, exist_ok=True)
         logs = []
@@ -151,25 +229,19 @@ class ResultCache:
                 shutil.copyfile(src, job.out_dir / name)
                 logs.append(job.out_dir / name)
         renamed = {str(entry / name): str(job.out_dir / name) for name in data.get("logs", ())}
-        findings = []
-        for raw in data.get("findings", ()):
-            f = Finding.from_dict(raw)
-            if f.source:
-                f = dataclasses.replace(f, source=renamed.get(f.source, job.out_dir / os.path.basename(f.source)).__str__())
-            findings.append(f)
+        findings = [dataclasses.replace(f, source=renamed.get(f.source, str(job.out_dir / os.path.basename(f.source))))
+                    if f.source else f for f in findings]
         return RunResult(job, data["status"], tuple(findings), exit_code=data.get("exit_code"),
                          signal=data.get("signal"), duration_s=float(data.get("duration_s", 0)),
                          logs=tuple(logs), partial=bool(data.get("partial")),
                          problems=tuple(data.get("problems", ())), message=data.get("message", ""))
 
-    def put(self, key: str | None, result: RunResult, known_hang: bool = False) -> None:
-        """Store a result.  A timeout is stored only for a known hang (a checker the pattern
-        says is blind there): otherwise it may be the machine's load, not the program."""
-        if key is None or not (result.status in CACHEABLE or (known_hang and result.status == "timeout")):
+    def put(self, key: str | None, result: RunResult) -> None:
+        """Store a complete result, replacing what the key held (a rerun with --fresh, or a
+        damaged entry).  An incomplete run is never stored."""
+        if key is None or result.status not in CACHEABLE:
             return
         entry = self.root / key[:2] / key
-        if entry.exists():
-            return
         self.root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".put.", dir=self.root))
         try:
@@ -183,10 +255,80 @@ class ResultCache:
                     f["source"] = names[f["source"]]
             (work / "result.json").write_text(json.dumps(data))
             entry.parent.mkdir(parents=True, exist_ok=True)
+            old = None
+            if entry.exists():  # replace: move the old entry aside first (rename needs an empty target)
+                old = Path(tempfile.mkdtemp(prefix=".old.", dir=self.root))
+                try:
+                    os.rename(entry, old / "entry")
+                except OSError:
+                    pass
             try:
                 os.rename(work, entry)
             except OSError:
-                pass  # another process cached the same result first
+                pass  # another process stored the same key just now: its result is as good
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def _entries(cache_dir: Path):
+    """(path, size in bytes, last use) of every entry of the cache: results, builds, ldd notes."""
+    for sub in ("results", "builds"):
+        root = Path(cache_dir) / sub
+        if not root.is_dir():
+            continue
+        for shard in root.iterdir():
+            if not shard.is_dir() or shard.name.startswith("."):
+                continue
+            for entry in shard.iterdir():
+                size = 0
+                try:
+                    for f in entry.rglob("*"):
+                        if f.is_file():
+                            size += f.stat().st_size
+                    yield entry, size, entry.stat().st_mtime
+                except OSError:
+                    continue
+
+
+def max_bytes() -> int:
+    raw = os.environ.get("LEAKHARNESS_CACHE_MAX", "")
+    try:
+        return int(float(raw) * (1 << 20)) if raw else DEFAULT_MAX_BYTES
+    except ValueError:
+        return DEFAULT_MAX_BYTES
+
+
+def info(cache_dir: Path) -> dict:
+    """What the cache holds: entries and bytes per kind, and the cap."""
+    out = {"path": str(cache_dir), "max_bytes": max_bytes(), "results": 0, "builds": 0, "bytes": 0}
+    for entry, size, _ in _entries(cache_dir):
+        out[entry.parent.parent.name] += 1
+        out["bytes"] += size
+    return out
+
+
+def trim(cache_dir: Path, limit: int | None = None) -> int:
+    """Evict the least recently used entries until the cache is under its cap; returns how many."""
+    limit = max_bytes() if limit is None else limit
+    entries = sorted(_entries(cache_dir), key=lambda e: e[2])
+    total = sum(size for _, size, _ in entries)
+    evicted = 0
+    for entry, size, _ in entries:
+        if total <= limit:
+            break
+        shutil.rmtree(entry, ignore_errors=True)
+        total -= size
+        evicted += 1
+    return evicted
+
+
+def clear(cache_dir: Path) -> int:
+    """Remove every cached build and result (and the notes kept beside them); returns bytes freed."""
+    freed = info(cache_dir)["bytes"]
+    for sub in ("results", "builds", "libs", "pch", "tmp", "reaper"):
+        shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
+    (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
+    return freed

@@ -1,0 +1,210 @@
+"""Read what a finished job's checker wrote, and say whether the job was really checked.
+
+The collecting half of a run (supervise.py is the other): the logs are moved from the job's
+private folder into its results folder, parsed into Findings, and the run is given a status:
+- "ok": the checker ran to the end and its logs are whole (clean, or with findings);
+- "crashed": the program died of a signal and the checker reported it;
+- "incomplete": anything less, with the reason in one line: the checker or the program could
+  not be started, the binary is not instrumented for that sanitizer, a log is missing or cut
+  short, the job timed out or was killed from outside, it crashed with no report, the output
+  limit was reached, the sanitizer's runtime failed, or its exit-time leak check never ran.
+An incomplete job is never clean, never a pass and never cached: a false clean is the worst
+bug leakharness can have.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import signal
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ParseError
+from .findings import Finding
+from .parse import parse_file
+
+# The deadly signals a sanitizer catches and reports (its report's kind), then exits.
+DEADLY = {"SEGV": "SIGSEGV", "BUS": "SIGBUS", "FPE": "SIGFPE", "ILL": "SIGILL", "ABRT": "SIGABRT"}
+# Signals a program does not send itself: the job was stopped from outside (or by its timeout).
+EXTERNAL = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE}
+# What ASan prints at exit with atexit=1: proof that the program ended through exit(), so that
+# LeakSanitizer's exit-time check ran too.
+ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
+# A sanitizer runtime that failed before or instead of checking says so on stderr.
+_RUNTIME_FAILURE = re.compile(
+    r"(?:Sanitizer: ERROR: .*|expected '=' in \w+_OPTIONS|ERROR: \w*Sanitizer failed.*"
+    r"|==\d+==ERROR: External symbolizer.*|ERROR: \w*Sanitizer: .*(?:failed|cannot|unsupported|not supported).*"
+    r"|==\d+==\w*Sanitizer CHECK failed.*|FATAL: \w*Sanitizer.*)$", re.M)
+# Symbols only a binary built with that sanitizer holds (imported from the shared runtime with
+# gcc, linked in with clang).
+INSTRUMENTED = {
+    "asan": (b"__asan_init",),
+    "tsan": (b"__tsan_init",),
+    "ubsan": (b"__ubsan_handle_",),
+    "msan": (b"__msan_init",),
+}
+FLAG = {"asan": "-fsanitize=address", "tsan": "-fsanitize=thread", "ubsan": "-fsanitize=undefined",
+        "msan": "-fsanitize=memory"}
+
+
+@dataclass(frozen=True)
+class Collected:
+    status: str  # "ok", "crashed" or "incomplete"
+    findings: tuple[Finding, ...]
+    logs: tuple[Path, ...]
+    partial: bool
+    problems: tuple[str, ...]
+    signal: str | None
+    reason: str = ""  # why the job is incomplete, one line
+
+
+def signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def not_instrumented(runtime: str, program: str) -> str:
+    """Why a sanitizer cannot check program, or "" when it can (as far as the file shows)."""
+    marks = INSTRUMENTED.get(runtime)
+    if not marks:
+        return ""
+    try:
+        with open(program, "rb") as fh:
+            data = fh.read()
+    except OSError as exc:
+        return f"cannot read {program}: {exc.strerror or exc}"
+    if not data.startswith(b"\x7fELF"):
+        return f"{program} is not an ELF executable: {runtime} checks only a binary built with {FLAG[runtime]}"
+    if not any(m in data for m in marks):
+        return f"{program} is not built with {FLAG[runtime]}: {runtime} cannot check it"
+    return ""
+
+
+def move_logs(private: Path, out_dir: Path) -> None:
+    """The job's private folder (short, safe paths for the tools' option syntax) -> its results folder."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for item in private.iterdir():
+        if item.is_file():
+            shutil.move(str(item), str(out_dir / item.name))
+
+
+def log_files(out_dir: Path) -> list[Path]:
+    return sorted(list(out_dir.glob("vg.*.xml")) + list(out_dir.glob("sanitizer.*")))
+
+
+def _pid_of(path: Path) -> int | None:
+    m = re.search(r"\.(\d+)(?:\.xml)?$", path.name)
+    return int(m.group(1)) if m else None
+
+
+def _stderr_tail(path: Path, limit: int = 16384) -> str:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _last_line(text: str) -> str:
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool, timeout: float,
+            main_pid: int | None, start_error: str = "") -> Collected:
+    findings: list[Finding] = []
+    problems: list[str] = []
+    partial = False
+    logs = log_files(out_dir)
+    parsed_pids: set[int] = set()
+    complete_main = False  # memcheck: the main process's XML is whole
+    exit_mark = False  # asan: the main process reached exit() with ASan alive
+    cut: list[str] = []
+    for path in logs:
+        pid = _pid_of(path)
+        try:
+            log = parse_file(path)
+        except ParseError as exc:
+            if runtime == "asan" and path.name.startswith("sanitizer."):
+                try:
+                    if ASAN_EXIT_MARK in path.read_bytes():
+                        if pid == main_pid:
+                            exit_mark = True
+                        continue  # exit statistics only: a clean exit, nothing to report
+                except OSError:
+                    pass
+            problems.append(str(exc))
+            cut.append(path.name)
+            partial = True
+            continue
+        findings.extend(log.findings)
+        if pid is not None:
+            parsed_pids.add(pid)
+        if log.partial:
+            partial = True
+            cut.append(path.name)
+        problems.extend(f"{path.name}: {p}" for p in log.problems)
+        if pid == main_pid:
+            if path.name.startswith("vg.") and not log.partial:
+                complete_main = True
+            if path.name.startswith("sanitizer."):
+                try:
+                    exit_mark = exit_mark or ASAN_EXIT_MARK in path.read_bytes()
+                except OSError:
+                    pass
+    # valgrind reports the signal that ended the program; SIGTERM or SIGKILL came from outside
+    # (our timeout, a user's kill), not from the program: the job is incomplete, not a crash.
+    external = [f for f in findings if f.kind.startswith("FatalSignal:")
+                and f.kind.split(":", 1)[1] in {s.name for s in EXTERNAL}]
+    if external:
+        findings = [f for f in findings if f not in external]
+        problems.append(f"ended by {external[0].kind.split(':', 1)[1]} from outside")
+    stderr = out_dir / "stderr.txt"
+    sig = signal_name(-returncode) if returncode is not None and returncode < 0 else None
+    main_reported = any(f.pid == main_pid for f in findings) if main_pid is not None else bool(findings)
+    deadly = next((DEADLY[f.kind] for f in findings if f.kind in DEADLY), None)
+
+    def incomplete(reason: str) -> Collected:
+        return Collected("incomplete", tuple(findings), tuple(logs), partial, tuple(problems), sig, reason)
+
+    if start_error:
+        return incomplete(start_error)
+    if timed_out:
+        return incomplete(f"timed out after {timeout:g} s: the program did not finish, so the check is not whole")
+    if returncode is not None and returncode < 0 and -returncode == signal.SIGXFSZ:
+        return incomplete("output limit reached: a file of the job grew past the 1 GiB cap (SIGXFSZ)")
+    if returncode is not None and returncode < 0 and -returncode in EXTERNAL:
+        return incomplete(f"killed by {sig} from outside before the checker finished")
+    tail = _stderr_tail(stderr)
+    if runtime == "memcheck":
+        if main_pid is not None and not any(_pid_of(p) == main_pid for p in logs if p.name.startswith("vg.")):
+            what = _last_line(tail) or f"exit code {returncode}"
+            return incomplete(f"valgrind wrote no log for the program: {what}")
+        if main_pid is not None and not complete_main:
+            return incomplete("valgrind's log of the program is cut short or unreadable")
+        if cut:
+            return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")
+    else:
+        failure = _RUNTIME_FAILURE.search(tail)
+        if failure:
+            return incomplete(f"the {runtime} runtime failed: {failure.group(0).strip()[:300]}")
+        if cut:
+            return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")
+        if sig is not None and not main_reported:
+            return incomplete(f"crashed with {sig} and {runtime} wrote no report of it")
+        if runtime == "asan" and not exit_mark and not main_reported:
+            return incomplete("AddressSanitizer's exit-time leak check did not run (the program ended without "
+                              "exit(): _exit, exec or a signal), so leaks were not checked")
+    if sig is not None:
+        if runtime == "memcheck" and not any(f.kind.startswith("FatalSignal") for f in findings):
+            return incomplete(f"crashed with {sig} and valgrind wrote no report of it")
+        return Collected("crashed", tuple(findings), tuple(logs), partial, tuple(problems), sig)
+    if deadly:  # a sanitizer caught the signal, reported it and exited
+        return Collected("crashed", tuple(findings), tuple(logs), partial, tuple(problems), deadly)
+    return Collected("ok", tuple(findings), tuple(logs), partial, tuple(problems), None)

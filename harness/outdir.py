@@ -1,0 +1,84 @@
+"""The folders leakharness writes results and reports into: claimed, marked and locked.
+
+leakharness writes only into a folder that is empty (or new) or that it made itself, which it
+marks with a `.leakharness` file, and it never deletes what it did not write: `check --out .`
+in a user's source folder is refused instead of cleaned.  While a run writes into a folder it
+holds an exclusive lock on it (flock on `.leakharness.lock`), so a second run on the same folder
+refuses at once with a clear message instead of mixing its files with the first one's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+from pathlib import Path
+
+from .errors import LeakHarnessError
+
+MARKER = ".leakharness"
+LOCK = ".leakharness.lock"
+_MARKER_TEXT = "This folder was written by leakharness; it may delete and rewrite what it wrote here.\n"
+
+
+def _problem(path: Path, exc: OSError) -> LeakHarnessError:
+    return LeakHarnessError(f"{path}: cannot write there: {exc.strerror or exc}")
+
+
+def claim(path: Path) -> Path:
+    """Make path a leakharness folder, or refuse: it must be new, empty, or marked as ours."""
+    path = Path(path).absolute()
+    if path.exists() and not path.is_dir():
+        raise LeakHarnessError(f"{path}: is a file, not a folder; give --out a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _problem(path, exc) from None
+    if (path / MARKER).is_file():
+        return path
+    try:
+        leftover = [p.name for p in path.iterdir() if p.name != LOCK]
+    except OSError as exc:
+        raise _problem(path, exc) from None
+    if leftover:
+        raise LeakHarnessError(
+            f"{path}: not empty and not written by leakharness (it holds {', '.join(sorted(leftover)[:3])}"
+            f"{', ...' if len(leftover) > 3 else ''}); choose a new or empty folder for --out")
+    try:
+        (path / MARKER).write_text(_MARKER_TEXT)
+    except OSError as exc:
+        raise _problem(path, exc) from None
+    return path
+
+
+@contextlib.contextmanager
+def locked(path: Path):
+    """Hold the folder's lock for the duration; refuse at once when another run holds it."""
+    path = claim(path)
+    try:
+        fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise _problem(path, exc) from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                holder = ""
+                try:
+                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+                except OSError:
+                    pass
+                raise LeakHarnessError(
+                    f"{path}: another leakharness run is writing there{f' (pid {holder})' if holder else ''}; "
+                    f"wait for it to end, or give a different --out") from None
+            raise _problem(path, exc) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError:
+            pass
+        yield path
+    finally:
+        os.close(fd)  # closing releases the lock
