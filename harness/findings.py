@@ -2,18 +2,29 @@
 
 Every parser produces Findings; every later stage (judge, report) reads only Findings.
 A Finding is frozen and carries its own signature, a stable name for the bug that is the
-same across runs, addresses and tools (ClusterFuzz's "crash state": the category plus the
-top three frames once allocator, interceptor, libc start-up and OpenSSL allocation wrapper
-frames are dropped).
+same across runs, addresses and tools.  The rules that make signatures and pick frames are
+in heuristics.py.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import re
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
+
+# The rules live in heuristics.py; these names are imported from here by the parsers and judge.
+from .heuristics import (  # noqa: F401
+    frame_key,
+    is_library,
+    is_noise,
+    make_signature,
+    own_frame,
+    own_frame_of,
+    significant_frames,
+    signature_stem,
+    split_signature,
+)
 
 CATEGORIES = (
     "leak",
@@ -184,9 +195,14 @@ class Finding:
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs["stack"] = tuple(Frame.from_dict(f) for f in data.get("stack", ()))
         kwargs["aux_stacks"] = tuple(AuxStack.from_dict(a) for a in data.get("aux_stacks", ()))
-        # The signature is made again, not read: results written by an older leakharness (or
-        # kept in the result cache) then group the same way as new ones.
-        kwargs["signature"] = ""
+        # The frames of the signature are named again, not read: results written by an older
+        # leakharness (or kept in the result cache) then group the same way as new ones.  The
+        # line hash is kept as it was made at the run: the source may have changed or be gone.
+        _, stored_hash = split_signature(data.get("signature") or "")
+        if stored_hash and own_frame_of(kwargs["stack"]) is not None:
+            kwargs["signature"] = f"{signature_stem(kwargs['category'], kwargs['stack'])}@{stored_hash}"
+        else:
+            kwargs["signature"] = ""
         return cls(**kwargs)
 
     def summary(self) -> str:
@@ -203,106 +219,3 @@ class Finding:
     def where(self, depth: int = 3) -> str:
         """The top frames that say something (allocator and wrapper frames left out)."""
         return " < ".join(f.describe() for f in significant_frames(self.stack)[:depth])
-
-
-# --- signatures -------------------------------------------------------------------------------
-
-# Frames that say nothing about the bug: allocators and their interceptors, libc string and memory
-# functions the tools replace, process start-up, and OpenSSL's allocation wrappers.
-_NOISE_FUNCTIONS = frozenset(
-    """
-    malloc calloc realloc free reallocarray memalign posix_memalign aligned_alloc valloc pvalloc
-    cfree strdup strndup wcsdup operator\x20new operator\x20new[] operator\x20delete
-    operator\x20delete[] _Znwm _Znam _ZdlPv _ZdaPv _ZdlPvm _ZdaPvm
-    memcpy memmove memset memcmp bcmp strlen strnlen strcpy strncpy strcat strncat strcmp strncmp
-    strchr strrchr stpcpy mempcpy
-    _start __libc_start_main __libc_start_main_impl __libc_start_call_main start_thread clone
-    clone3 abort raise __GI_abort __GI_raise __pthread_kill_implementation __pthread_kill_internal
-    CRYPTO_malloc CRYPTO_zalloc CRYPTO_realloc CRYPTO_clear_realloc CRYPTO_strdup CRYPTO_strndup
-    CRYPTO_memdup CRYPTO_free CRYPTO_clear_free CRYPTO_secure_malloc CRYPTO_secure_zalloc
-    CRYPTO_secure_free CRYPTO_secure_clear_free
-    """.replace("\\x20", " ").split()
-) | {"operator new", "operator new[]", "operator delete", "operator delete[]"}
-_NOISE_PREFIXES = (
-    "__interceptor_",
-    "___interceptor_",
-    "__asan_",
-    "__lsan_",
-    "__ubsan_",
-    "__tsan_",
-    "__sanitizer_",
-    "__msan_",
-    "__GI_",
-    "__memcpy_",
-    "__memmove_",
-    "__memset_",
-    "__strlen_",
-    "__strcmp_",
-    "__strncmp_",
-    "__strcpy_",
-    "__memcmp_",
-    "__libc_",
-    "_dl_",
-    "operator new(",
-    "operator delete(",
-    "operator new[](",
-    "operator delete[](",
-)
-_NOISE_OBJECTS = ("vgpreload_", "libasan.so", "libtsan.so", "libubsan.so", "liblsan.so", "libclang_rt.")
-
-
-def is_noise(frame: Frame) -> bool:
-    name = frame.function
-    if name:
-        base = name.split("(", 1)[0].strip()
-        if base in _NOISE_FUNCTIONS or name.startswith(_NOISE_PREFIXES):
-            return True
-    obj = os.path.basename(frame.object or "")
-    return bool(obj) and obj.startswith(_NOISE_OBJECTS)
-
-
-def _unnamed_library_frame(frame: Frame) -> bool:
-    # valgrind names such a frame by its library alone, the sanitizers by library+offset:
-    # leaving it out keeps one bug's signature the same under every tool.
-    return frame.function is None and ".so" in os.path.basename(frame.object or "")
-
-
-def significant_frames(stack: Iterable[Frame]) -> list[Frame]:
-    return [f for f in stack if not is_noise(f) and not _unnamed_library_frame(f)]
-
-
-def is_library(frame: Frame) -> bool:
-    """A frame of a system library or the C runtime, not of the program's own source."""
-    if is_noise(frame):
-        return True
-    if frame.file:
-        return frame.file.startswith(("..", "/usr/", "/build/")) or "sysdeps" in frame.file
-    return ".so" in os.path.basename(frame.object or "")
-
-
-def own_frame(finding: "Finding") -> Frame | None:
-    """The program's own frame nearest the top of the stack, with a file and line: where
-    to point a person (a SARIF location, a suppression's most specific name)."""
-    return next((fr for fr in finding.stack if not is_library(fr) and fr.file and fr.line), None)
-
-
-_SUFFIX = re.compile(r"\.(?:isra|constprop|part|cold|lto_priv)\.\d+|\.cold$")
-
-
-def frame_key(frame: Frame) -> str:
-    """The part of a frame that stays the same across runs and tools."""
-    if frame.function:
-        # gcc's clones (foo.isra.0, foo.part.1) are the same source function.
-        return _SUFFIX.sub("", frame.function.split("(", 1)[0].strip())
-    if frame.file:
-        # UBSan names only a place; a file and line are still stable across runs.
-        return f"{os.path.basename(frame.file)}:{frame.line}" if frame.line else os.path.basename(frame.file)
-    if frame.object:
-        base = os.path.basename(frame.object)
-        return f"{base}+{frame.offset:#x}" if frame.offset is not None else base
-    return "??"
-
-
-def make_signature(category: str, stack: Iterable[Frame], depth: int = 3) -> str:
-    frames = significant_frames(stack)[:depth]
-    return category + ":" + ">".join(frame_key(f) for f in frames)
