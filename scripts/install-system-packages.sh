@@ -1,21 +1,34 @@
 #!/usr/bin/env bash
 # Installs the system packages leakharness needs on Debian or Ubuntu, skipping what is there.
 # Used by the Makefile (so by the README's commands and CI) and by the Dockerfile: one list.
+#
+#   scripts/install-system-packages.sh          what `leakharness run/check` needs (make report, the image)
+#   scripts/install-system-packages.sh --test   and what the project's own tests need (make test)
+#
+# Nothing missing: exits at once, without apt-get update (so `make` run twice installs nothing).
 set -euo pipefail
 
-# What leakharness needs to build and check programs.
+# What leakharness needs to build and check programs.  apt-get runs with --no-install-recommends
+# (a small image, no surprises), so whatever a compile needs is named here: gcc only *recommends*
+# libc6-dev, and without it every build fails with "stdio.h: No such file or directory".
 PACKAGES=(
-    gcc make pkg-config libssl-dev openssl valgrind binutils
+    gcc libc6-dev make pkg-config libssl-dev openssl valgrind binutils
     llvm            # llvm-symbolizer: symbolized sanitizer stacks
     python3 python3-venv python3-pip
 )
 # What its own tests need besides (--test): a headless browser for the HTML report test,
 # pgrep to prove no job outlives an interrupted run, clang (with its sanitizer runtimes) to
-# check the catalog under the second compiler.
-TEST_PACKAGES=(chromium procps clang libclang-rt-14-dev)
+# check the catalog under the second compiler, and podman, runc and debootstrap to build and run
+# the container image from a local Debian base (tests/test_docker.py, docs/container.md; crun,
+# podman's default runtime, fails on this kind of host, see there).  uidmap: newuidmap and
+# newgidmap, which podman needs when a developer runs it without root.
+TEST_PACKAGES=(chromium procps clang libclang-rt-14-dev podman runc debootstrap uidmap)
 
 if [ "${1:-}" = "--test" ]; then
     PACKAGES+=("${TEST_PACKAGES[@]}")
+elif [ $# -gt 0 ]; then
+    echo "usage: $0 [--test]" >&2
+    exit 2
 fi
 
 missing=()
@@ -39,12 +52,16 @@ export DEBIAN_FRONTEND=noninteractive
 $SUDO apt-get update -qq
 # A name this release does not have (package names vary across Debian and Ubuntu releases) is
 # reported and skipped rather than failing everything; the tests that need it skip and say why.
+# A name known only as a virtual package, with no version to install, counts as missing too
+# (apt-get would refuse the whole list for it).  The output is kept before grep reads it: with
+# pipefail, `apt-cache policy | grep -q` fails when grep exits early and apt-cache gets SIGPIPE.
 available=()
 for pkg in "${missing[@]}"; do
-    if apt-cache show "$pkg" >/dev/null 2>&1; then
+    policy=$(apt-cache policy "$pkg" 2>/dev/null || true)
+    if grep -q "Candidate: [^(]" <<<"$policy"; then
         available+=("$pkg")
     else
-        echo "warning: no package named $pkg in this release; skipped" >&2
+        echo "warning: no installable package named $pkg in this release; skipped" >&2
     fi
 done
 if [ ${#available[@]} -gt 0 ]; then
