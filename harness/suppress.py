@@ -8,19 +8,51 @@ dropped, and the same file works for every checker.  Two formats are written and
   stack from the top with `...` and shell wildcards, as valgrind itself matches;
 - LSan's (`leak:PATTERN` lines), matched as LSan does: the pattern against any frame's
   function, file or module.
+
+A baseline (`write_valgrind`, `write_lsan`) names each entry after the finding's signature
+(`leakharness:leak:make_name>main@a1b2c3`: in the valgrind entry's name, in a comment line just
+above an LSan line).
+
+- A valgrind entry holds the whole stack from the allocation up to main.  On top, the allocator:
+  one frame under every tool for malloc and its kin, written as a glob both match (`fun:*malloc`
+  is valgrind's `malloc` and ASan's `__interceptor_malloc`), and OpenSSL's wrappers as they are;
+  where the tools differ (libc's strdup calls malloc under valgrind, ASan intercepts strdup
+  itself) one `...` instead.  Then every frame: `fun:NAME` as the tool named it (gcc's clones
+  such as `make_name.constprop.0` too), `obj:*/libfoo.so` for a frame without a name.  One entry
+  per stack shape: a bug whose stack differs between builds or tools gets one entry for each.
+- An LSan line holds one pattern, which LSan matches against every frame: the most specific is
+  the program's own frame nearest the allocation (`leak:make_name`).  The limit: for a leak
+  allocated right in main that is `leak:main`, which LSan itself would apply to every leak.
+
+So when leakharness applies an entry that carries a signature, the finding's signature must
+match it too (the frames equal, and the source-line hash equal when both have one): a new leak
+on another line of a function that already leaks is not hidden, while lines moved by unrelated
+edits still match.  Entries without a signature (a user's own) match by their patterns alone.
+In `fun:` patterns leakharness ignores gcc's clone suffixes on both sides, so an entry written
+from an -O2 build matches an -O0 one and the other way round.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from .errors import LeakHarnessError
-from .findings import Finding, Frame, frame_key, is_noise, own_frame, significant_frames
+from .findings import Finding, Frame
+from .heuristics import (
+    CLONE_SUFFIX,
+    function_key,
+    is_noise,
+    is_startup,
+    own_frame,
+    significant_frames,
+    signature_matches,
+)
 
 _VALGRIND_KIND = {
     "leak": "Memcheck:Leak",
@@ -30,16 +62,24 @@ _VALGRIND_KIND = {
     "uninitialized": "Memcheck:Cond",
 }
 _SIZE = re.compile(r"of size (\d+)")
+NAME_PREFIX = "leakharness:"
+MAX_CALLERS = 24  # valgrind reads at most this many frame lines of a suppression
 
 
 @dataclass(frozen=True)
 class Suppression:
     name: str
     kind: str  # "Memcheck:Leak", "Memcheck:Addr4", ..., or "lsan"
-    frames: tuple[str, ...]  # "fun:NAME", "obj:PATH", "..." (valgrind); one pattern (lsan)
+    frames: tuple[str, ...]  # "fun:NAME", "obj:PATH", "src:FILE:LINE", "..." (valgrind); one pattern (lsan)
     leak_kinds: tuple[str, ...] = ()
+    signature: str | None = None  # the finding's signature a baseline entry was written for
 
     def matches(self, finding: Finding) -> bool:
+        if not self._matches_patterns(finding):
+            return False
+        return self.signature is None or signature_matches(self.signature, finding.signature)
+
+    def _matches_patterns(self, finding: Finding) -> bool:
         if self.kind == "lsan":
             if finding.category != "leak":
                 return False
@@ -57,13 +97,21 @@ class Suppression:
         return _match_frames(self.frames, finding.stack)
 
 
+def _fun_ok(glob: str, function: str) -> bool:
+    if fnmatch.fnmatchcase(function, glob):
+        return True
+    # gcc's clones are the same source function: fun:make_name matches make_name.constprop.0,
+    # and fun:make_name.constprop.0 (written from an -O2 build) matches make_name.isra.0 or make_name.
+    return fnmatch.fnmatchcase(function_key(function), CLONE_SUFFIX.sub("", glob))
+
+
 def _match_frames(patterns: tuple[str, ...], stack: tuple[Frame, ...]) -> bool:
     """valgrind's rule: patterns match the stack from its top frame; `...` spans any frames;
     a stack may be longer than the patterns."""
     def frame_ok(pattern: str, frame: Frame) -> bool:
         kind, _, glob = pattern.partition(":")
         if kind == "fun":
-            return frame.function is not None and fnmatch.fnmatchcase(frame.function, glob)
+            return frame.function is not None and _fun_ok(glob, frame.function)
         if kind == "obj":
             return frame.object is not None and fnmatch.fnmatchcase(frame.object, glob)
         if kind == "src":
@@ -71,12 +119,18 @@ def _match_frames(patterns: tuple[str, ...], stack: tuple[Frame, ...]) -> bool:
             return fnmatch.fnmatchcase(where, glob)
         return False
 
+    memo: dict[tuple[int, int], bool] = {}
+
     def go(i: int, j: int) -> bool:
         if i == len(patterns):
             return True
-        if patterns[i] == "...":
-            return any(go(i + 1, k) for k in range(j, len(stack) + 1))
-        return j < len(stack) and frame_ok(patterns[i], stack[j]) and go(i + 1, j + 1)
+        key = (i, j)
+        if key not in memo:
+            if patterns[i] == "...":
+                memo[key] = any(go(i + 1, k) for k in range(j, len(stack) + 1))
+            else:
+                memo[key] = j < len(stack) and frame_ok(patterns[i], stack[j]) and go(i + 1, j + 1)
+        return memo[key]
 
     return go(0, 0)
 
@@ -92,42 +146,108 @@ def _valgrind_kind(f: Finding) -> str:
 
 def _frame_pattern(frame: Frame) -> str:
     if frame.function:
-        return "fun:" + frame_key(frame)  # gcc's clones (foo.isra.0) match as foo
+        return "fun:" + frame.function
     if frame.object:
-        return "obj:" + frame.object
+        # valgrind says /usr/lib/x86_64-linux-gnu/libssl.so.3 where the sanitizers say
+        # /lib/x86_64-linux-gnu/libssl.so.3 (the same file, through the /lib symlink).
+        return "obj:*/" + os.path.basename(frame.object)
     return "..."
 
 
+# Allocator entry points both valgrind and the sanitizers show as one frame on top (valgrind's
+# replacement, the sanitizer's interceptor), so `fun:*malloc` matches `malloc` and
+# `__interceptor_malloc` alike; and OpenSSL's wrappers, the same under every tool.
+_ONE_FRAME_ALLOCATORS = frozenset("""malloc calloc realloc free memalign posix_memalign aligned_alloc
+    valloc pvalloc _Znwm _Znam _ZdlPv _ZdaPv _ZdlPvm _ZdaPvm""".split())
+_INTERCEPTOR = re.compile(r"^_*interceptor_")
+
+
+def _top_pattern(frame: Frame) -> str | None:
+    """A portable pattern for an allocator frame on top of a stack, or None when the tools
+    show that part differently (libc's strdup calls malloc under valgrind; ASan intercepts
+    strdup itself)."""
+    name = frame.function or ""
+    base = _INTERCEPTOR.sub("", name)
+    if base in _ONE_FRAME_ALLOCATORS:
+        return "fun:*" + base
+    if name.startswith("CRYPTO_") and is_noise(frame):
+        return "fun:" + name
+    return None
+
+
+def stack_patterns(stack: tuple[Frame, ...]) -> list[str]:
+    """A stack as valgrind suppression lines, from the top frame up to main (the start-up
+    frames below main left out): allocator frames as portable globs, or one `...` where the
+    tools differ there, then every frame as it is."""
+    top = 0
+    while top < len(stack) and is_noise(stack[top]) and not is_startup(stack[top]):
+        top += 1
+    portable = [_top_pattern(fr) for fr in stack[:top]]
+    lines = ["..."] if None in portable else portable
+    for frame in stack[top:]:
+        if is_startup(frame):
+            break
+        line = _frame_pattern(frame)
+        if not (line == "..." and lines and lines[-1] == "..."):
+            lines.append(line)
+        if frame.function == "main":
+            break
+    if len(lines) > MAX_CALLERS:
+        lines = lines[:MAX_CALLERS]  # a prefix still matches: valgrind allows longer stacks
+    return lines
+
+
 def write_valgrind(findings: Iterable[Finding]) -> str:
+    """One entry per bug and stack shape: when two tools (or builds) show one bug through
+    different frames (gcc cloned a function in one build only), each shape gets its entry, so
+    that the file also works when handed to valgrind itself."""
     out, seen = [], set()
     for f in findings:
-        if not f.is_error or f.signature in seen:
+        if not f.is_error:
             continue
-        seen.add(f.signature)
-        frames = [fr for fr in f.stack if not is_noise(fr)][:3]
-        lines = ["{", f"   leakharness:{f.signature}", f"   {_valgrind_kind(f)}"]
+        patterns = stack_patterns(f.stack) or ["..."]
+        key = (f.signature, _valgrind_kind(f), tuple(patterns))
+        if key in seen:
+            continue
+        seen.add(key)
+        lines = ["{", f"   {NAME_PREFIX}{f.signature}", f"   {_valgrind_kind(f)}"]
         if f.category == "leak":
             lines.append("   match-leak-kinds: definite,indirect")
-        lines.append("   ...")  # allocator and wrapper frames above the significant ones
-        lines.extend(f"   {_frame_pattern(fr)}" for fr in frames)
+        lines.extend(f"   {line}" for line in patterns)
         lines.append("}")
         out.append("\n".join(lines))
     return "\n".join(out) + ("\n" if out else "")
 
 
+def lsan_pattern(f: Finding) -> str | None:
+    """The most specific single LSan pattern for a leak: the program's own frame nearest the
+    allocation, else the first frame that says something, by function, else by module."""
+    frame = own_frame(f)
+    if frame is not None and frame.function:
+        return function_key(frame.function)
+    frames = significant_frames(f.stack)
+    named = next((fr for fr in frames if fr.function), None)
+    if named is not None:
+        return function_key(named.function)
+    with_object = next((fr for fr in frames if fr.object), None)
+    return os.path.basename(with_object.object) if with_object is not None else None
+
+
 def write_lsan(findings: Iterable[Finding]) -> str:
     out, seen = [], set()
     for f in findings:
-        if f.category != "leak" or not f.is_error:
+        if f.category != "leak" or not f.is_error or f.signature in seen:
             continue
-        frame = own_frame(f)
-        if frame is None or not frame.function:
-            frame = next((fr for fr in significant_frames(f.stack) if fr.function), None)
-        if frame is None or frame.function in seen:
+        seen.add(f.signature)
+        pattern = lsan_pattern(f)
+        if pattern is None:
             continue
-        seen.add(frame.function)
-        out.append(f"# {f.signature}\nleak:{frame.function}")
+        out.append(f"# {NAME_PREFIX}{f.signature}\nleak:{pattern}")
     return "\n".join(out) + ("\n" if out else "")
+
+
+def _signature_of(name: str) -> str | None:
+    return (name[len(NAME_PREFIX):].strip() or None) if name.startswith(NAME_PREFIX) else None
 
 
 def load(path: Path) -> list[Suppression]:
@@ -140,15 +260,19 @@ def load(path: Path) -> list[Suppression]:
     sups: list[Suppression] = []
     lines = [ln.strip() for ln in text.splitlines()]
     i = 0
+    comment: str | None = None  # the comment line just above: an LSan entry's signature
     while i < len(lines):
         line = lines[i]
         if not line or line.startswith("#"):
+            comment = line[1:].strip() if line.startswith("#") else None
             i += 1
             continue
         if line.startswith("leak:"):
-            sups.append(Suppression(line, "lsan", (line[5:],)))
+            sups.append(Suppression(line, "lsan", (line[5:],), signature=_signature_of(comment or "")))
+            comment = None
             i += 1
             continue
+        comment = None
         if line == "{":
             try:
                 end = lines.index("}", i)
@@ -162,7 +286,7 @@ def load(path: Path) -> list[Suppression]:
             if rest and rest[0].startswith("match-leak-kinds:"):
                 leak_kinds = tuple(k.strip() for k in rest[0].split(":", 1)[1].split(","))
                 rest = rest[1:]
-            sups.append(Suppression(name, kind, tuple(rest), leak_kinds))
+            sups.append(Suppression(name, kind, tuple(rest), leak_kinds, signature=_signature_of(name)))
             i = end + 1
             continue
         if re.match(r"^\w+:", line):  # other sanitizers' kinds (interceptor_via_fun, ...): not ours
