@@ -119,7 +119,8 @@ def baseline_jobs(cache: str, out: str):
         job_dir = Path(out) / "logs" / t.pattern / (t.variant or "check") / t.checker
         job = Job(checker=t.checker, command=(str(b.binary),), out_dir=job_dir, timeout=t.timeout,
                   pattern=t.pattern, variant=t.variant)
-        argv, env = command_for(job)
+        job_dir.mkdir(parents=True, exist_ok=True)
+        argv, env = command_for(job, job_dir)  # the baseline writes its logs straight into the job folder
         jobs.append((t, job, argv, env))
     return jobs
 
@@ -263,7 +264,8 @@ def python_costs(jobs, out: str) -> dict:
     from harness.judge import judge
     from harness.results import JobRecord, write_job
     from harness.resultcache import job_key
-    from harness.run import Job, collect
+    from harness.collect import collect
+    from harness.run import Job, RunResult
 
     costs = {"build_lookup": 0.0, "job_key": 0.0, "parse": 0.0, "judge_write": 0.0}
     scratch = os.path.join(WORK, "python-costs")
@@ -277,7 +279,8 @@ def python_costs(jobs, out: str) -> dict:
                   timeout=task.timeout, pattern=task.pattern, variant=task.variant)
         job_key(job)
         t2 = time.perf_counter()
-        result = collect(job, 0, False, 0.0)
+        got = collect(job.out_dir, job.runtime, 0, False, job.timeout, None)
+        result = RunResult(job, got.status, got.findings)
         t3 = time.perf_counter()
         verdict = judge(task.expected, result)
         write_job(Path(scratch), JobRecord(
