@@ -134,7 +134,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             if runtime == "asan" and path.name.startswith("sanitizer."):
                 try:
                     if ASAN_EXIT_MARK in path.read_bytes():
-                        if pid == main_pid:
+                        if pid == main_pid or main_pid is None:
                             exit_mark = True
                         continue  # exit statistics only: a clean exit, nothing to report
                 except OSError:
@@ -150,7 +150,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             partial = True
             cut.append(path.name)
         problems.extend(f"{path.name}: {p}" for p in log.problems)
-        if pid == main_pid:
+        if pid == main_pid or main_pid is None:
             if path.name.startswith("vg.") and not log.partial:
                 complete_main = True
             if path.name.startswith("sanitizer."):
@@ -183,10 +183,10 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
         return incomplete(f"killed by {sig} from outside before the checker finished")
     tail = _stderr_tail(stderr)
     if runtime == "memcheck":
-        if main_pid is not None and not any(_pid_of(p) == main_pid for p in logs if p.name.startswith("vg.")):
+        if not any(main_pid in (None, _pid_of(p)) for p in logs if p.name.startswith("vg.")):
             what = _last_line(tail) or f"exit code {returncode}"
             return incomplete(f"valgrind wrote no log for the program: {what}")
-        if main_pid is not None and not complete_main:
+        if not complete_main:
             return incomplete("valgrind's log of the program is cut short or unreadable")
         if cut:
             return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")

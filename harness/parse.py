@@ -34,7 +34,15 @@ def parse_file(path: str) -> ParsedLog:
         return parse_sanitizer_log(path)
     if b"\0" in head:
         raise ParseError(path, "binary file: not a valgrind XML file or a sanitizer log")
-    raise ParseError(path, "not a valgrind XML file or a sanitizer log (no report found)")
+    # A captured stderr may hold more than 64 KiB of the program's own output before the
+    # first report: read on (the sanitizer parser streams) before calling it no log.
+    try:
+        log = parse_sanitizer_log(path)
+    except ParseError as exc:
+        if exc.problem.startswith("not a sanitizer log"):
+            raise ParseError(path, "not a valgrind XML file or a sanitizer log (no report found)") from None
+        raise
+    return log
 
 
 def parse_files(paths: Iterable[str]) -> tuple[list[ParsedLog], list[ParseError]]:

@@ -41,7 +41,14 @@ _SIMPLE_CATEGORIES = {
 _LEAK_TEXT = re.compile(
     r"^\s*([\d,]+)(?:\s+\(([\d,]+) direct, ([\d,]+) indirect\))? bytes in ([\d,]+) blocks"
 )
-_OUTSIDE_BLOCK = re.compile(r"bytes (?:after|before) a block")
+# valgrind's words for where a bad address is (m_addrinfo.c): "Address 0x.. is 4 bytes inside a
+# block of size 16 free'd", "... 0 bytes after a block of size 10 alloc'd", or, for an address it
+# knows nothing about, "Address 0x.. is not stack'd, malloc'd or (recently) free'd".  Only the
+# first says the block was freed: the last merely contains the word.
+_BLOCK = re.compile(
+    r"is ([\d,]+) bytes (inside|before|after) a (?:recently re-allocated )?block of size [\d,]+ "
+    r"(alloc'd|free'd|client-defined)"
+)
 _TAGS = ("error", "errorcounts", "suppcounts", "fatal_signal", "pid", "ppid", "tool",
          "protocolversion", "argv", "valgrindoutput")
 
@@ -305,15 +312,21 @@ def _category(kind: str, what: str, aux_texts: list[str]) -> str:
     simple = _SIMPLE_CATEGORIES.get(kind)
     if simple:
         return simple
-    aux = " ".join(aux_texts)
+    block = next((m for m in map(_BLOCK.search, aux_texts) if m), None)
     if kind in ("InvalidRead", "InvalidWrite"):
-        if "free'd" in aux:
+        if block and block.group(2) == "inside" and block.group(3) == "free'd":
             return "use-after-free"
-        if _OUTSIDE_BLOCK.search(aux):
+        if block and block.group(2) != "inside":
             return "buffer-overflow"
+        # An address in no block valgrind knows (NULL plus an offset, a wild pointer): the
+        # sanitizers call the same access a READ or WRITE SEGV, and so do we.
         return "invalid-read" if kind == "InvalidRead" else "invalid-write"
     if kind == "InvalidFree":
-        return "double-free" if "free'd" in aux else "invalid-free"
+        # A second free hands back the block's own start; an interior or unknown address is
+        # a bad free, as ASan's bad-free.
+        if block and block.group(3) == "free'd" and block.group(2) == "inside" and _int(block.group(1)) == 0:
+            return "double-free"
+        return "invalid-free"
     if kind == "SyscallParam":
         return "uninitialized" if "uninitialised" in what else "invalid-read"
     return "other"
