@@ -52,6 +52,7 @@ _SIGNAL_ACCESS = re.compile(r"^==\d+==The signal is caused by a (READ|WRITE|UNKN
 _SEGV_ADDR = re.compile(r"on unknown address (0x[0-9a-fA-F]+) \(pc (0x[0-9a-fA-F]+)")
 _STACK_FRAME_OBJECT = re.compile(r"\bis located in stack of thread .* in frame\s*$")
 _SUMMARY = re.compile(r"^SUMMARY: (\w+): (.*)$")
+_EXIT_STATS = "AddressSanitizer exit stats:"
 _PID_SUFFIX = re.compile(r"\.(\d+)$")
 
 _MAX_LINE = 1 << 20  # a line longer than this is read in pieces: bounded memory on any file
@@ -100,6 +101,9 @@ class SanitizerLog:
     partial: bool = False  # a report was cut short
     summaries: tuple[str, ...] = ()
     problems: tuple[str, ...] = field(default=())
+    # "AddressSanitizer exit stats:" (atexit=1) was printed: the program reached exit() with ASan
+    # alive, so the exit-time leak check ran.  Read here so that no caller reads the log again.
+    exit_stats: bool = False
 
 
 # --- frames ---------------------------------------------------------------------------------
@@ -224,6 +228,7 @@ class _LogParser:
         self.leak_pid = pid
         self.seen_report = False  # anything at all that only a sanitizer writes
         self.pending_details: list[str] = []  # MSan says which bytes before its header
+        self.exit_stats = False
         # Big logs repeat the same frames, messages and stacks: keep one copy of each.
         self.frames: dict[str, Frame] = {}
         self.strings: dict[str, str] = {}
@@ -342,6 +347,10 @@ class _LogParser:
             if report is not None and report.leak is None:
                 self.close()
             return
+        if line.startswith(_EXIT_STATS):
+            self.close()
+            self.exit_stats = True
+            return
         if report is None:
             if _MSAN_BYTES.match(line):
                 self.pending_details.append(line.strip())
@@ -412,7 +421,8 @@ class _LogParser:
         self.close()
         findings, problems = symbolize_findings(self.findings, not_newer_than=path)
         return SanitizerLog(path=self.source, findings=tuple(findings), pid=self.pid, partial=partial,
-                            summaries=tuple(self.summaries), problems=tuple(problems))
+                            summaries=tuple(self.summaries), problems=tuple(problems),
+                            exit_stats=self.exit_stats)
 
 
 def sniff(head: bytes) -> bool:

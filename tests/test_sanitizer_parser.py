@@ -310,6 +310,21 @@ def test_a_binary_rebuilt_after_the_log_is_not_used_to_name_frames(cat_builds, t
     assert not any(fr.function for fr in f.stack if fr.object == str(binary))
 
 
+def test_asan_exit_stats_are_seen_while_parsing(tmp_path):
+    """atexit=1: "AddressSanitizer exit stats:" after the reports says the program reached exit()
+    with ASan alive; the parse says so, so that nobody reads a big log a second time for it."""
+    binary = compile_c(CATEGORY_BUGS, tmp_path / "asan-recover", "-O0", "-fsanitize=address",
+                       "-fsanitize-recover=address")
+    log = parse_sanitizer_log(one_log(binary, "uaf", tmp_path / "logs",
+                                      ASAN_OPTIONS=f"halt_on_error=0:atexit=1:log_path={tmp_path}/logs/log"))
+    (f,) = log.findings
+    assert (f.category, f.stack[0].line) == ("use-after-free", line_of("UAF_LINE"))
+    assert log.exit_stats and not log.partial
+    stopped = parse_sanitizer_log(one_log(binary, "uaf", tmp_path / "halted",
+                                          ASAN_OPTIONS=f"atexit=1:log_path={tmp_path}/halted/log"))
+    assert not stopped.exit_stats  # halted at the error: exit() never ran
+
+
 BIG_LOG_MIB = 65
 
 
