@@ -1,8 +1,8 @@
 """Name the stack frames a sanitizer runtime left as module+offset, with llvm-symbolizer.
 
-A runtime leaves a frame unsymbolized (`#1 0x55d0c3a4b7c7  (/path/prog+0x17c7)`) when it
-cannot find a symbolizer, when it is told not to (symbolize=0), or when the exit-time leak
-check runs after main left by pthread_exit.  The module and offset are all llvm-symbolizer
+A runtime leaves a report unsymbolized (`#1 0x55d0c3a4b7c7  (/path/prog+0x17c7)`, every frame)
+when it cannot find a symbolizer, when it is told not to (symbolize=0), or when the exit-time
+leak check runs after main left by pthread_exit.  The module and offset are all llvm-symbolizer
 needs, so the parse stage names such frames afterwards: one llvm-symbolizer process per log,
 fed every distinct "MODULE OFFSET" on a pipe, with a timeout.  Inlined calls become frames of
 their own, as a runtime that symbolizes prints them.  When llvm-symbolizer is not installed,
@@ -121,10 +121,18 @@ def symbolize_findings(findings: Sequence[Finding], not_newer_than: str | None =
     """The findings with their unsymbolized frames named, and the problems met.
     `not_newer_than`: the log file; a module modified after it is not used."""
     wanted: dict[tuple[str, int], None] = {}
+    unnamed: list[bool] = []  # by finding: did the runtime leave all its frames unnamed?
     for finding in findings:
-        for frame in chain(finding.stack, *(a.frames for a in finding.aux_stacks)):
-            if _wanted(frame):
-                wanted[(frame.object, frame.offset)] = None
+        frames = list(chain(finding.stack, *(a.frames for a in finding.aux_stacks)))
+        # A runtime that symbolized a report named some of its frames; the ones it left (static
+        # functions of a stripped libcrypto) have no name for llvm-symbolizer either: asking
+        # would only cost a process per log.
+        blank = bool(frames) and not any(fr.function or fr.file for fr in frames)
+        unnamed.append(blank)
+        if blank:
+            for frame in frames:
+                if _wanted(frame):
+                    wanted[(frame.object, frame.offset)] = None
     if not wanted:
         return list(findings), []
     log_mtime = None
@@ -163,7 +171,10 @@ def symbolize_findings(findings: Sequence[Finding], not_newer_than: str | None =
         return tuple(out), changed
 
     result = []
-    for finding in findings:
+    for finding, blank in zip(findings, unnamed):
+        if not blank:
+            result.append(finding)
+            continue
         stack, changed = expand(finding.stack)
         aux = []
         for a in finding.aux_stacks:
