@@ -133,8 +133,11 @@ def _split_function_and_place(rest: str) -> tuple[str | None, str | None, int | 
         if not name or name.endswith("operator") or _QUALIFIER.match(place):
             continue
         fl = _FILE_LINE.match(place)
-        if fl and not place.startswith("<") and _balanced(name):
-            return name.strip(), fl.group(1), int(fl.group(2))
+        if not fl or place.startswith("<") or not _balanced(name):
+            continue
+        if "(" in fl.group(1) and not place.startswith(("/", ".")):
+            continue  # still inside a signature: `bool operator< <int>(A<int> const&) /x.cc:3`
+        return name.strip(), fl.group(1), int(fl.group(2))
 
 
 def parse_frame(line: str) -> Frame | None:
