@@ -1,4 +1,5 @@
-"""results.json and the per-job files: the one format every later stage reads.
+"""results.json and the per-job files: the one format every later stage reads, and `combine`,
+which reads and merges results (shards of one run, raw logs) for the report.
 
 Each finished job is written at once to DIR/jobs/<name>.json (temporary file, then rename),
 so a crash or Ctrl-C loses only the jobs still running; DIR/results.json gathers them.
@@ -15,8 +16,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import tempfile
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -190,3 +193,99 @@ def relative_logs(paths: Iterable[Path], out_dir: Path) -> tuple[str, ...]:
         except ValueError:
             out.append(str(p))
     return tuple(out)
+
+
+# --- reading and merging results for a report -------------------------------------------------
+
+def load_input(path: Path) -> tuple[Results, Path]:
+    """A results directory, or a raw log file read as a one-job result; with the folder its
+    relative paths start from."""
+    path = Path(path)
+    if path.is_dir():
+        return load_results(path), path
+    if not path.exists():
+        raise LeakHarnessError(f"{path}: no such results directory or log file")
+    from .parse import parse_file  # only for raw logs: a results folder needs no parser
+
+    log = parse_file(path)
+    tool = {"memcheck": "memcheck", "helgrind": "helgrind"}.get(getattr(log, "tool", None) or "", None)
+    if tool is None:
+        tools = {f.tool for f in log.findings}
+        tool = "asan" if tools & {"asan", "lsan"} else (sorted(tools)[0] if tools else "log")
+    job = JobRecord(pattern=path.name, variant=None, tool=tool, status="ok", verdict=None, expected=None,
+                    partial=log.partial, problems=log.problems, findings=log.findings, logs=(path.name,))
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(path.stat().st_mtime))
+    return Results(stamp, stamp, (), (job,)), path.parent
+
+
+def _finding_key(f: Finding) -> tuple:
+    return (f.signature, f.kind, f.leak_kind, f.bytes, f.indirect_bytes, f.blocks, f.message)
+
+
+def merge(loaded: list[tuple[Results, Path]], out: Path) -> Results:
+    """Merge shards into one Results whose log and source paths are relative to `out` (the
+    files copied there).  The same job from two shards is one job, the same finding in it
+    counted once."""
+    jobs: dict[tuple, JobRecord] = {}
+    tools: dict[str, dict] = {}
+    started = [r.started for r, _ in loaded if r.started]
+    finished = [r.finished for r, _ in loaded if r.finished]
+    for index, (results, base) in enumerate(loaded):
+        for t in results.tools:
+            tools.setdefault(t.get("name", "?"), t)
+        for job in results.jobs:
+            logs = tuple(_copy_file(base, rel, out, index, len(loaded)) for rel in job.logs + _own_logs(job, base))
+            sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded))) for s in job.sources)
+            job = replace(job, logs=logs, sources=sources)
+            key = (job.pattern, job.variant, job.tool)
+            if key in jobs:
+                old = jobs[key]
+                seen = {_finding_key(f) for f in old.findings}
+                extra = tuple(f for f in job.findings if _finding_key(f) not in seen)
+                job = replace(old, findings=old.findings + extra,
+                              logs=old.logs + tuple(lg for lg in logs if lg not in old.logs),
+                              sources=old.sources or sources)
+            jobs[key] = job
+    return Results(min(started) if started else "", max(finished) if finished else None,
+                   tuple(tools.values()), tuple(jobs.values()))
+
+
+def _own_logs(job: JobRecord, base: Path) -> tuple[str, ...]:
+    """The program's stdout.txt and stderr.txt where the run keeps them, when they are not among
+    the job's logs: a report links them (the reason a job is incomplete is often there)."""
+    folder = Path("logs") / job.pattern / (job.variant or "check") / job.tool
+    return tuple(rel.as_posix() for rel in (folder / "stdout.txt", folder / "stderr.txt")
+                 if rel.as_posix() not in job.logs and (base / rel).is_file())
+
+
+def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int) -> str:
+    src = base / rel
+    if base.resolve() == out.resolve():
+        return rel
+    target_rel = Path(rel) if shards == 1 else Path(f"shard{index + 1}") / rel
+    if Path(rel).is_absolute():
+        target_rel = Path("logs") / f"shard{index + 1}" / Path(rel).name
+    target = out / target_rel
+    if src.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.exists():
+            shutil.copyfile(src, target)
+    return str(target_rel)
+
+
+def combine(inputs: Iterable[Path], out: Path, suppressions: list | None = None) -> Results:
+    """Read results folders and raw logs, merge them into `out` (files copied, results.json
+    written there unless `out` is the one folder read and nothing changed), and mark what the
+    suppressions match."""
+    inputs = [Path(p) for p in inputs]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = merge([load_input(p) for p in inputs], out)
+    if suppressions:
+        from .suppress import apply
+
+        results = replace(results, jobs=tuple(replace(j, findings=apply(j.findings, suppressions))
+                                              for j in results.jobs))
+    if not (len(inputs) == 1 and inputs[0].resolve() == out.resolve()) or suppressions:
+        write_results(out, results)
+    return results
