@@ -3,6 +3,7 @@ from real runs."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -15,8 +16,9 @@ import pytest
 
 from harness.catalog import load_catalog
 from harness.control import check_tasks, run_catalog, run_check
+from harness.heuristics import split_signature
 from harness.report import CSP, write_report
-from harness.results import load_results
+from harness.results import Results, load_results, write_results
 from realrun import PROGRAMS
 
 SCHEMA = Path(__file__).resolve().parents[2] / "shared" / "schemas" / "sarif-schema-2.1.0.json"
@@ -132,6 +134,7 @@ def test_merging_shards_counts_each_job_once(tmp_path):
     single = next(j for j in load_results(tmp_path / "shard1").jobs if j.variant == "leaky")
     assert len(one.findings) == len(single.findings)
     assert all((tmp_path / "merged" / log).is_file() for j in merged.jobs for log in j.logs)
+    assert one.sources and all((tmp_path / "merged" / s.path).is_file() for j in merged.jobs for s in j.sources)
 
 
 def test_report_of_a_raw_log_and_bad_input(tmp_path):
@@ -197,13 +200,14 @@ def test_signatures_agree_across_checkers(catalog_run):
     for job in results.jobs:
         if job.pattern == "ssl_error_path" and job.variant == "leaky":
             by_tool[job.tool] = {f.signature for f in job.findings if f.is_error}
-    assert "leak:SSL_new>setup_connection>main" in by_tool["memcheck"] & by_tool["asan"]
+    assert by_tool["memcheck"] == by_tool["asan"]
+    assert "leak:SSL_new>setup_connection>main" in {split_signature(s)[0] for s in by_tool["memcheck"]}
 
 
-def test_big_runs_are_paginated(catalog_run, tmp_path, monkeypatch):
+def test_big_runs_are_paginated(catalog_run, hostile_run, tmp_path, monkeypatch):
     import harness.report as report
 
-    monkeypatch.setattr(report, "GROUPS_PER_PAGE", 5)
+    monkeypatch.setattr(report, "GROUPS_PER_PAGE", 1)
     out = tmp_path / "paged"
     shutil.copytree(catalog_run, out)
     write_report([out], out)
@@ -211,6 +215,95 @@ def test_big_runs_are_paginated(catalog_run, tmp_path, monkeypatch):
     assert len(pages) > 1
     first = (out / "signatures.html").read_text()
     assert 'href="signatures-2.html"' in first and "Page 1 of" in first
-    pattern_pages = sorted((out / "patterns").glob("ssl_error_path*.html"))
+    # A user's program with several leaks: one bug a page.
+    out = tmp_path / "paged-check"
+    shutil.copytree(hostile_run, out)
+    write_report([out], out)
+    pattern_pages = sorted((out / "patterns").glob("*.html"))
     assert len(pattern_pages) > 1
-    assert 'href="ssl_error_path-2.html"' in (out / "patterns" / "ssl_error_path.html").read_text()
+    first = min(pattern_pages, key=lambda p: len(p.name))
+    assert f'href="{first.stem}-2.html"' in first.read_text()
+
+
+def _text(page: Path) -> str:
+    """A page's text as a reader sees it (no script, style or menu choices)."""
+    text = re.sub(r"<(script|select|style)\b.*?</\1>", " ", page.read_text(), flags=re.S)
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", text)))
+
+
+def test_root_cause_first_with_its_indirect_bytes_and_short_paths(catalog_run):
+    page = (catalog_run / "patterns" / "ssl_error_path.html").read_text()
+    headlines = [html.unescape(h) for h in re.findall(r"<h3>(.*?)</h3>", page, re.S)]
+    memcheck = next(j for j in load_results(catalog_run).jobs
+                    if (j.pattern, j.variant, j.tool) == ("ssl_error_path", "leaky", "memcheck"))
+    ssl = next(f for f in memcheck.findings if f.leak_kind == "definite")
+    assert headlines[0].startswith(f"leak (definite) {ssl.bytes:,} B + {ssl.indirect_bytes:,} B indirect at "
+                                   "setup_connection ssl_error_path-leaky.c:"), headlines[:3]
+    assert not [h for h in headlines if "(indirect)" in h]  # every indirect record has its owner
+    assert "indirect leak record(s)" in page  # ... listed under it
+    text = _text(catalog_run / "patterns" / "ssl_error_path.html")
+    assert "setup_connection ssl_error_path-leaky.c:" in text
+    assert "/builds/" not in page  # never the build cache's path
+
+
+def test_pages_show_the_sources_that_ran_not_todays_template(catalog_run, tmp_path, monkeypatch):
+    import harness.report as report
+
+    out = tmp_path / "later"
+    shutil.copytree(catalog_run, out)
+    # The template changed after the run: the report must not show (or mark lines of) the new text.
+    monkeypatch.setattr(report, "render", lambda pattern, variant: "/* CHANGED TEMPLATE */\n")
+    monkeypatch.setattr(report, "pattern_diff", lambda pattern: "+CHANGED DIFF\n")
+    write_report([out], out)
+    page = _text(out / "patterns" / "ssl_error_path.html")
+    assert "CHANGED" not in page
+    assert "BUG: ssl, its BIOs and ctx are lost" in page and "goto err" in page  # stored leaky/fixed and their diff
+    assert "older leakharness" not in page
+    # Results without stored sources (an older run): the template, and the page says so.
+    results = load_results(out)
+    write_results(out, Results(results.started, results.finished, results.tools,
+                               tuple(dataclasses.replace(j, sources=()) for j in results.jobs)))
+    write_report([out], out)
+    page = _text(out / "patterns" / "ssl_error_path.html")
+    assert "CHANGED TEMPLATE" in page and "rendered from the pattern's template" in page
+
+
+def test_index_names_tool_versions_plainly_and_check_runs_by_findings(catalog_run, hostile_run):
+    index = _text(catalog_run / "index.html")
+    assert re.search(r"valgrind \d+\.\d+", index) and "valgrind valgrind-" not in index
+    assert "passed" in index
+    check = _text(hostile_run / "index.html")
+    assert "passed" not in check and "failed" not in check and "blind" not in check
+    assert re.search(r"\d+ findings in \d+ of 2 jobs", check)
+
+
+SLEEPY = """\
+#include <stdlib.h>
+#include <unistd.h>
+
+int main(void) {
+    char *p = malloc(33);
+    p[0] = 1;
+    sleep(60);
+    return p[0] - 1;
+}
+"""
+
+
+def test_a_job_not_fully_checked_is_never_shown_clean(tmp_path):
+    source = tmp_path / "sleepy.c"
+    source.write_text(SLEEPY)
+    out = tmp_path / "out"
+    proc = leakharness("check", "--quiet", "--build", source, "--tool", "asan", "--timeout", "2", "--out", out)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    (job,) = load_results(out).jobs
+    assert job.status == "incomplete" and not [f for f in job.findings if f.is_error]
+    index = (out / "index.html").read_text()
+    cell = re.search(r'<td class="([^"]*)" data-status="([^"]*)"[^>]*>(.*?)</td>', index, re.S)
+    assert cell.group(1) == "incomplete" and cell.group(2) == "incomplete", cell.group(0)
+    assert "clean" not in cell.group(3).replace("not clean", "")
+    assert "timed out" in html.unescape(cell.group(3))
+    link = re.search(r'href="([^"]*stderr\.txt)"', cell.group(3)).group(1)
+    assert (out / link).is_file()
+    page = (out / "patterns" / "sleepy.html").read_text()
+    assert "not clean" in page and "timed out" in page and 'stderr.txt"' in page

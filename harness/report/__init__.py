@@ -1,21 +1,22 @@
-"""Reports: HTML people would rather read than logs, SARIF for code scanning, merged shards.
+"""Reports: HTML people would rather read than logs, and SARIF for code scanning.
 
-`write_report(inputs, out)` reads results directories (or raw valgrind XML / sanitizer logs),
-merges them (shards of one run made on several machines: the same job from two shards is
-one job, the same finding in it counted once), and writes into `out`: results.json,
-index.html, signatures*.html, patterns/<id>*.html, leakharness.sarif, and copies of the
-raw logs, so the folder is self-contained and works offline.
+`render_report(results, out)` renders what a run stored (its findings, and the sources it
+compiled, copied into the results folder) into `out`: index.html, signatures*.html,
+patterns/<id>*.html and leakharness.sarif, self-contained and working offline.  Reading and
+merging results folders and logs is results.combine; `write_report(inputs, out)` does both.
+
+Findings are shown by root cause (heuristics.group_findings): a definite leak with the indirect
+leaks it owns, most severe first; the program's own frame first, library frames folded.
 """
 
 from __future__ import annotations
 
 import base64
+import difflib
 import hashlib
 import os
-import shutil
-import time
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -24,12 +25,13 @@ import jinja2
 from .. import __version__
 from ..catalog import CHECKERS, VARIANTS, load_catalog
 from ..errors import CatalogError, LeakHarnessError
-from ..findings import Finding, Frame, is_library
+from ..findings import Finding, Frame
 from ..generate import diff as pattern_diff
 from ..generate import render
-from ..parse import parse_file
-from ..results import JobRecord, Results, load_results, write_atomic, write_results
+from ..heuristics import FindingGroup, group_findings, is_library
+from ..results import JobRecord, Results, SourceFile, combine, write_atomic
 from . import sarif
+from .paths import display_path
 
 GROUPS_PER_PAGE = 200
 SOURCE_LIMIT = 1 << 20  # bytes of a user's source file shown on a page
@@ -78,69 +80,6 @@ CSP = (f"default-src 'none'; script-src '{SCRIPT_HASH}'; style-src 'unsafe-inlin
        "img-src data:; base-uri 'none'; form-action 'none'")
 
 
-# --- loading and merging ------------------------------------------------------------------------
-
-def load_input(path: Path) -> tuple[Results, Path]:
-    """A results directory, or a raw log file read as a one-job result."""
-    path = Path(path)
-    if path.is_dir():
-        return load_results(path), path
-    if not path.exists():
-        raise LeakHarnessError(f"{path}: no such results directory or log file")
-    log = parse_file(path)
-    tool = {"memcheck": "memcheck", "helgrind": "helgrind"}.get(getattr(log, "tool", None) or "", None)
-    if tool is None:
-        tools = {f.tool for f in log.findings}
-        tool = "asan" if tools & {"asan", "lsan"} else (sorted(tools)[0] if tools else "log")
-    job = JobRecord(pattern=path.name, variant=None, tool=tool, status="ok", verdict=None, expected=None,
-                    partial=log.partial, problems=log.problems, findings=log.findings, logs=(path.name,))
-    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(path.stat().st_mtime))
-    return Results(stamp, stamp, (), (job,)), path.parent
-
-
-def _finding_key(f: Finding) -> tuple:
-    return (f.signature, f.kind, f.leak_kind, f.bytes, f.indirect_bytes, f.blocks, f.message)
-
-
-def merge(loaded: list[tuple[Results, Path]], out: Path) -> Results:
-    """Merge shards into one Results whose log paths are relative to `out` (logs copied)."""
-    jobs: dict[tuple, JobRecord] = {}
-    tools: dict[str, dict] = {}
-    started = [r.started for r, _ in loaded if r.started]
-    finished = [r.finished for r, _ in loaded if r.finished]
-    for index, (results, base) in enumerate(loaded):
-        for t in results.tools:
-            tools.setdefault(t.get("name", "?"), t)
-        for job in results.jobs:
-            logs = tuple(_copy_log(base, rel, out, index, len(loaded)) for rel in job.logs)
-            job = replace(job, logs=logs)
-            key = (job.pattern, job.variant, job.tool)
-            if key in jobs:
-                old = jobs[key]
-                seen = {_finding_key(f) for f in old.findings}
-                extra = tuple(f for f in job.findings if _finding_key(f) not in seen)
-                job = replace(old, findings=old.findings + extra, logs=old.logs + tuple(
-                    lg for lg in logs if lg not in old.logs))
-            jobs[key] = job
-    return Results(min(started) if started else "", max(finished) if finished else None,
-                   tuple(tools.values()), tuple(jobs.values()))
-
-
-def _copy_log(base: Path, rel: str, out: Path, index: int, shards: int) -> str:
-    src = (base / rel)
-    if base.resolve() == out.resolve():
-        return rel
-    target_rel = Path(rel) if shards == 1 else Path(f"shard{index + 1}") / rel
-    if Path(rel).is_absolute():
-        target_rel = Path("logs") / f"shard{index + 1}" / Path(rel).name
-    target = out / target_rel
-    if src.is_file():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            shutil.copyfile(src, target)
-    return str(target_rel)
-
-
 # --- views --------------------------------------------------------------------------------------
 
 def human_bytes(n: int | None) -> str:
@@ -153,37 +92,39 @@ def human_bytes(n: int | None) -> str:
     return f"{n / 1024 / 1024:.1f} MB"
 
 
-@dataclass
-class Group:
-    """Findings of one signature within one page's scope."""
-
-    signature: str
-    category: str
-    findings: list[Finding] = field(default_factory=list)
-    jobs: set = field(default_factory=set)  # (variant, checker)
-
-    @property
-    def first(self) -> Finding:
-        return self.findings[0]
-
-    @property
-    def bytes(self) -> int:
-        return sum(f.bytes or 0 for f in self.findings)
-
-    @property
-    def blocks(self) -> int:
-        return sum(f.blocks or 0 for f in self.findings)
-
-    @property
-    def count(self) -> int:
-        return sum(f.count for f in self.findings)
-
-    @property
-    def suppressed(self) -> bool:
-        return all(f.suppressed for f in self.findings)
+def tool_label(tool: dict) -> str:
+    """`valgrind 3.19.0`, not `valgrind valgrind-3.19.0` (the version as the tool prints it)."""
+    name, version = str(tool.get("name", "?")), str(tool.get("version", ""))
+    for sep in ("-", " "):
+        if version.lower().startswith(name.lower() + sep):
+            version = version[len(name) + 1:]
+    return f"{name} {version}".strip()
 
 
-def job_cell(job: JobRecord) -> dict:
+def _stderr_log(job: JobRecord, out: Path | None = None) -> str | None:
+    """The job's stderr.txt, relative to the results folder: among its logs, or where the run
+    keeps it (logs/<pattern>/<variant>/<checker>/)."""
+    found = next((lg for lg in job.logs if os.path.basename(lg) == "stderr.txt"), None)
+    if found is None and out is not None:
+        rel = Path("logs") / job.pattern / (job.variant or "check") / job.tool / "stderr.txt"
+        if (out / rel).is_file():
+            found = rel.as_posix()
+    return found
+
+
+def job_reason(job: JobRecord) -> str:
+    """Why a job is what it is, one line: the verdict's reason, else why the check was not
+    complete (the run's message or the problems met reading its logs)."""
+    if job.reason:
+        return job.reason
+    if job.status != "ok":
+        text = (job.message or "").strip().splitlines()
+        return text[0] if text else "; ".join(job.problems)
+    return ""
+
+
+def job_cell(job: JobRecord, out: Path | None = None) -> dict:
+    """A matrix cell.  Clean means checked and clean: any status but "ok" is not clean."""
     errors = [f for f in job.findings if f.is_error]
     cats: dict[str, int] = defaultdict(int)
     leak_bytes = 0
@@ -194,11 +135,20 @@ def job_cell(job: JobRecord) -> dict:
     parts = []
     for cat, n in sorted(cats.items()):
         parts.append(f"leak {human_bytes(leak_bytes)}" if cat == "leak" else (cat + (f" ×{n}" if n > 1 else "")))
-    status = job.verdict or ("error" if errors else "clean")
-    if job.status in ("timeout", "crashed", "build-failed", "tool-missing") and job.verdict != "blind":
+    if job.verdict:
+        status = job.verdict
+    elif errors:
+        status = "error"
+    elif job.status != "ok":
+        status = "incomplete"
+    else:
+        status = "clean"
+    if job.status != "ok":
         parts.insert(0, job.status + (f" {job.signal}" if job.signal else ""))
-    return {"status": status, "verdict": job.verdict, "what": ", ".join(parts) or "clean",
-            "reason": job.reason, "job": job, "suppressed": sum(1 for f in job.findings if f.suppressed)}
+    label = job.verdict or {"error": "errors", "incomplete": "not clean"}.get(status, status)
+    return {"status": status, "verdict": job.verdict, "label": label, "what": ", ".join(parts) or "clean",
+            "reason": job_reason(job), "job": job, "stderr": _stderr_log(job, out), "checked": job.status == "ok",
+            "suppressed": sum(1 for f in job.findings if f.suppressed)}
 
 
 def slug(text: str) -> str:
@@ -214,18 +164,92 @@ def page_name(base: str, index: int) -> str:
     return f"{base}.html" if index == 0 else f"{base}-{index + 1}.html"
 
 
-def _groups(jobs: Iterable[JobRecord]) -> list[Group]:
-    groups: dict[str, Group] = {}
+def _shown(f: Finding) -> bool:
+    return f.is_error or bool(f.suppressed)
+
+
+@dataclass
+class Bug:
+    """One root cause on a page: the groups (root and owned indirect records) with the same
+    root signature in one variant, one per checker that reported it."""
+
+    signature: str
+    variant: str
+    groups: list[tuple[JobRecord, FindingGroup]] = field(default_factory=list)
+
+    @property
+    def main(self) -> FindingGroup:
+        """The group to show: one whose indirect bytes the tool confirmed, else the first."""
+        return next((g for _, g in self.groups if g.checked), self.groups[0][1])
+
+    @property
+    def first(self) -> Finding:
+        return self.main.root
+
+    @property
+    def category(self) -> str:
+        return self.first.category
+
+    @property
+    def label(self) -> str:
+        f = self.first
+        return f"{f.category} ({f.leak_kind})" if f.leak_kind else f.category
+
+    @property
+    def suppressed(self) -> bool:
+        return all(g.suppressed for _, g in self.groups)
+
+    @property
+    def jobs(self) -> list[tuple[str, str]]:
+        return sorted({(j.variant or "check", j.tool) for j, _ in self.groups})
+
+    @property
+    def count(self) -> int:
+        return sum(f.count for _, g in self.groups for f in (g.root,))
+
+    def rank(self) -> tuple:
+        return self.main.rank()
+
+    def per_tool(self) -> list[dict]:
+        out = []
+        for job, g in self.groups:
+            out.append({"variant": job.variant or "check", "tool": job.tool, "bytes": g.bytes,
+                        "indirect": g.indirect_bytes, "owned": len(g.owned), "checked": g.checked,
+                        "count": g.root.count})
+        return sorted(out, key=lambda d: (d["variant"], d["tool"]))
+
+    def owned_rows(self, limit: int = 50) -> list[dict]:
+        """The main group's indirect records by signature, the most bytes first."""
+        rows: dict[str, dict] = {}
+        for f in self.main.owned:
+            row = rows.setdefault(f.signature, {"signature": f.signature, "bytes": 0, "records": 0,
+                                                "where": f.where()})
+            row["bytes"] += f.bytes or 0
+            row["records"] += 1
+        return sorted(rows.values(), key=lambda r: (-r["bytes"], r["signature"]))[:limit]
+
+
+def job_groups(jobs: Iterable[JobRecord]) -> dict[int, list[FindingGroup]]:
+    """Each job's shown findings as root-cause groups, by id(job)."""
+    return {id(j): group_findings(f for f in j.findings if _shown(f)) for j in jobs}
+
+
+def bugs_of(jobs: Iterable[JobRecord], grouped: dict[int, list[FindingGroup]] | None = None) -> list[Bug]:
+    """Root causes across jobs: each job's findings grouped, then the same root signature in
+    one variant from every checker made one Bug.  The most severe first."""
+    jobs = list(jobs)
+    grouped = grouped if grouped is not None else job_groups(jobs)
+    bugs: dict[tuple[str, str], Bug] = {}
     for job in jobs:
-        for f in job.findings:
-            if not (f.is_error or f.suppressed):
-                continue
-            g = groups.get(f.signature)
-            if g is None:
-                g = groups[f.signature] = Group(f.signature, f.category)
-            g.findings.append(f)
-            g.jobs.add((job.variant or "check", job.tool))
-    return sorted(groups.values(), key=lambda g: (-len(g.findings), g.signature))
+        variant = job.variant or "check"
+        for g in grouped[id(job)]:
+            key = (variant, g.root.signature)
+            bug = bugs.get(key)
+            if bug is None:
+                bug = bugs[key] = Bug(g.root.signature, variant)
+            bug.groups.append((job, g))
+    order = {v: i for i, v in enumerate(VARIANTS + ("check",))}
+    return sorted(bugs.values(), key=lambda b: (b.rank(), order.get(b.variant, 9)))
 
 
 def stack_view(frames: tuple[Frame, ...], max_frames: int = 60) -> list[dict]:
@@ -271,6 +295,8 @@ def _env() -> jinja2.Environment:
     )
     env.filters["bytes"] = human_bytes
     env.filters["basename"] = lambda p: os.path.basename(p or "")
+    env.filters["srcpath"] = display_path
+    env.filters["tool_label"] = tool_label
     env.globals.update(CSP=CSP, SCRIPT=SCRIPT, version=__version__, CHECKERS=CHECKERS, slug=slug,
                        page_name=page_name)
     return env
@@ -278,18 +304,17 @@ def _env() -> jinja2.Environment:
 
 def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
                  suppressions: list | None = None) -> Path:
-    """Render (and merge) results into `out`; returns the path of index.html."""
+    """Read and merge results (results.combine) into `out`, then render them there; returns
+    the path of index.html."""
+    out = Path(out)
+    results = combine(inputs, out, suppressions)
+    return render_report(results, out, fixtures)
+
+
+def render_report(results: Results, out: Path, fixtures: Path | None = None) -> Path:
+    """Render results whose log and source paths are relative to `out`; returns index.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    loaded = [load_input(p) for p in inputs]
-    results = merge(loaded, out)
-    if suppressions:
-        from ..suppress import apply
-
-        results = replace(results, jobs=tuple(replace(j, findings=apply(j.findings, suppressions))
-                                              for j in results.jobs))
-    if not (len(inputs) == 1 and Path(inputs[0]).resolve() == out.resolve()) or suppressions:
-        write_results(out, results)
     env = _env()
     jobs = sorted(results.jobs, key=lambda j: (j.pattern, VARIANTS.index(j.variant) if j.variant in VARIANTS else 9,
                                               CHECKERS.index(j.tool) if j.tool in CHECKERS else 99))
@@ -300,22 +325,27 @@ def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
         by_pattern[j.pattern].append(j)
     columns = [(v, c) for v in VARIANTS + ("check",) for c in CHECKERS
                if any((j.variant or "check") == v and j.tool == c for j in jobs)]
+    columns += sorted({(j.variant or "check", j.tool) for j in jobs} - set(columns))
     rows = []
     for pid, pjobs in by_pattern.items():
-        cells = {((j.variant or "check"), j.tool): job_cell(j) for j in pjobs}
+        cells = {((j.variant or "check"), j.tool): job_cell(j, out) for j in pjobs}
         rows.append({"id": pid, "slug": slug(pid), "title": patterns[pid].title if pid in patterns else pid,
-                     "cells": cells, "failed": any(c["status"] == "fail" for c in cells.values())})
+                     "cells": cells, "failed": any(c["status"] in ("fail", "incomplete") for c in cells.values())})
     totals = {v: sum(1 for j in jobs if j.verdict == v) for v in ("pass", "fail", "blind")}
     totals["jobs"] = len(jobs)
+    totals["verdicts"] = any(j.verdict for j in jobs)  # a catalog run; `check` has none
     totals["findings"] = sum(1 for j in jobs for f in j.findings if f.is_error)
     totals["suppressed"] = sum(1 for j in jobs for f in j.findings if f.suppressed)
     totals["with_errors"] = sum(1 for j in jobs if any(f.is_error for f in j.findings))
+    totals["not_checked"] = sum(1 for j in jobs if j.status != "ok")
     slowest = sorted(jobs, key=lambda j: -j.duration_s)[:10]
 
     # Pages of an earlier report in the same folder would outlive it where there are fewer now.
     for stale in [*out.glob("signatures*.html"), *(out / "patterns").glob("*.html")]:
         stale.unlink()
-    cross = _cross_rows(by_pattern, patterns)
+    grouped = job_groups(jobs)
+    bugs = {pid: bugs_of(pjobs, grouped) for pid, pjobs in by_pattern.items()}
+    cross = _cross_rows(by_pattern, bugs, grouped)
     cross_pages = paginate(cross, GROUPS_PER_PAGE)
     for i, page in enumerate(cross_pages):
         write_atomic(out / page_name("signatures", i), env.get_template("signatures.html.j2").render(
@@ -323,12 +353,12 @@ def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
 
     (out / "patterns").mkdir(exist_ok=True)
     for pid, pjobs in by_pattern.items():
-        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid))
+        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid])
 
+    checkers = sorted({c for _, c in columns}, key=lambda c: (CHECKERS.index(c) if c in CHECKERS else 99, c))
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(
         results=results, rows=rows, columns=columns, totals=totals, slowest=slowest,
-        cross_total=len(cross), checkers=sorted({c for _, c in columns}, key=CHECKERS.index)
-        if all(c in CHECKERS for _, c in columns) else sorted({c for _, c in columns})))
+        cross_total=len(cross), checkers=checkers))
     write_atomic(out / "leakharness.sarif", sarif.dumps(results, out))
     return out / "index.html"
 
@@ -343,72 +373,137 @@ def _catalog(fixtures: Path | None, ids: set[str]) -> dict:
     return {p.id: p for p in found if p.id in ids}
 
 
-def _cross_rows(by_pattern: dict[str, list[JobRecord]], patterns: dict) -> list[dict]:
-    """One row per (pattern, variant, signature): which checkers saw it, which missed it and why."""
+def _cross_rows(by_pattern: dict[str, list[JobRecord]], bugs: dict[str, list[Bug]],
+                grouped: dict[int, list[FindingGroup]]) -> list[dict]:
+    """One row per (pattern, variant, root cause): which checkers saw it, which missed it and why."""
     rows = []
     for pid, pjobs in by_pattern.items():
         by_variant: dict[str, list[JobRecord]] = defaultdict(list)
         for j in pjobs:
             by_variant[j.variant or "check"].append(j)
-        for variant, vjobs in by_variant.items():
-            for g in _groups(vjobs):
-                saw, missed = [], []
-                for j in vjobs:
-                    mine = [f for f in j.findings if f.signature == g.signature]
-                    if mine:
-                        saw.append({"tool": j.tool, "bytes": sum(f.bytes or 0 for f in mine),
-                                    "count": sum(f.count for f in mine), "category": g.category})
-                    else:
-                        why = ""
-                        if j.verdict == "blind":
-                            why = j.reason
-                        elif j.status != "ok":
-                            why = f"run ended: {j.status}" + (f" ({j.signal})" if j.signal else "")
-                        elif any(f.category == g.category and f.is_error for f in j.findings):
-                            why = "reported with a different stack"
-                        missed.append({"tool": j.tool, "why": why, "expected": j.verdict == "blind"})
-                rows.append({"pattern": pid, "slug": slug(pid), "variant": variant, "group": g,
-                             "saw": saw, "missed": missed})
-    rows.sort(key=lambda r: (r["pattern"], r["variant"], -len(r["saw"]), r["group"].signature))
+        for bug in bugs[pid]:
+            vjobs = by_variant[bug.variant]
+            saw_jobs = {id(j) for j, _ in bug.groups}
+            saw = [{"tool": j.tool, "bytes": g.total_bytes, "count": g.root.count, "category": bug.category,
+                    "as_part": None} for j, g in bug.groups]
+            missed = []
+            for j in vjobs:
+                if id(j) in saw_jobs:
+                    continue
+                part = next((g for g in grouped[id(j)] if any(f.signature == bug.signature for f in g.owned)), None)
+                if part is not None:  # the checker saw it, as an indirect leak of another root
+                    saw.append({"tool": j.tool, "bytes": sum(f.bytes or 0 for f in part.owned
+                                                             if f.signature == bug.signature),
+                                "count": 1, "category": bug.category, "as_part": part.headline()})
+                    continue
+                why = ""
+                if j.verdict == "blind":
+                    why = j.reason
+                elif j.status != "ok":
+                    why = f"not fully checked: {j.status}" + (f" ({j.signal})" if j.signal else "")
+                    reason = job_reason(j)
+                    why += f": {reason}" if reason else ""
+                elif any(f.category == bug.category and f.is_error for f in j.findings):
+                    why = "reported with a different stack"
+                missed.append({"tool": j.tool, "why": why, "expected": j.verdict == "blind"})
+            rows.append({"pattern": pid, "slug": slug(pid), "variant": bug.variant, "group": bug,
+                         "saw": sorted(saw, key=lambda s: s["tool"]), "missed": missed})
+    rows.sort(key=lambda r: (r["pattern"], r["variant"], r["group"].rank()))
     return rows
 
 
-def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], pattern) -> None:
-    sources, diff_text, description = [], None, None
-    all_findings = [f for j in pjobs for f in j.findings if f.is_error or f.suppressed]
+def _stored_source(out: Path, source: SourceFile) -> str | None:
+    try:
+        return (out / source.path).read_bytes()[:SOURCE_LIMIT].decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return None
+
+
+def _variant_sources(out: Path, pjobs: list[JobRecord], variant: str) -> list[tuple[SourceFile, str]]:
+    """The sources the run compiled for a variant, read from the results folder."""
+    seen: dict[str, tuple[SourceFile, str]] = {}
+    for job in pjobs:
+        if (job.variant or "check") != variant:
+            continue
+        for src in job.sources:
+            if src.name in seen:
+                continue
+            text = _stored_source(out, src)
+            if text is not None:
+                seen[src.name] = (src, text)
+    return list(seen.values())
+
+
+def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], pattern, bugs: list[Bug]) -> None:
+    sources, diff_text, notes = [], None, []
+    shown = [f for j in pjobs for f in j.findings if _shown(f)]
+    variants = [v for v in VARIANTS + ("check",) if any((j.variant or "check") == v for j in pjobs)]
+    stored: dict[str, list[tuple[SourceFile, str]]] = {v: _variant_sources(out, pjobs, v) for v in variants}
+    for variant in variants:
+        vfind = [f for j in pjobs if (j.variant or "check") == variant for f in j.findings if f.is_error]
+        for src, text in stored[variant]:
+            hl = _lines_in(vfind, src.name)
+            title = f"{variant} variant" if variant != "check" else (src.origin or src.name)
+            sources.append({"title": title, "name": src.name, "lines": source_view(text, hl),
+                            "highlighted": len(hl)})
     if pattern is not None:
-        description = pattern
-        for variant in VARIANTS:
+        missing = [v for v in VARIANTS if v in variants and not stored[v]]
+        for variant in missing:
+            # Results from before sources were kept: the template as it is now, said so.
             try:
                 text = render(pattern, variant)
             except LeakHarnessError:
                 continue
+            name = f"{pid}-{variant}.c"
             vfind = [f for j in pjobs if j.variant == variant for f in j.findings if f.is_error]
-            hl = _lines_in(vfind, f"{pid}-{variant}.c")
-            sources.append({"title": f"{variant} variant", "name": f"{pid}-{variant}.c",
-                            "lines": source_view(text, hl), "highlighted": len(hl)})
-        try:
-            diff_text = pattern_diff(pattern)
-        except LeakHarnessError:
-            diff_text = None
-    else:
-        for path in _user_sources(all_findings):
+            hl = _lines_in(vfind, name)
+            sources.append({"title": f"{variant} variant", "name": name, "lines": source_view(text, hl),
+                            "highlighted": len(hl)})
+        if missing:
+            notes.append("These results hold no copy of the compiled sources (made by an older leakharness): "
+                         "the source and the fix shown here are rendered from the pattern's template as it is "
+                         "now, which may differ from what ran.")
+        diff_text = _stored_diff(pid, stored) if not missing else None
+        if diff_text is None:
+            try:
+                diff_text = pattern_diff(pattern)
+            except LeakHarnessError:
+                diff_text = None
+    elif "check" in variants and not stored["check"]:
+        for path in _user_sources(shown):
             try:
                 text = path.read_bytes()[:SOURCE_LIMIT].decode("utf-8", "replace")
             except OSError:
                 continue
-            hl = _lines_in(all_findings, path.name)
-            sources.append({"title": str(path), "name": path.name, "lines": source_view(text, hl),
+            hl = _lines_in(shown, path.name)
+            sources.append({"title": display_path(str(path)), "name": path.name, "lines": source_view(text, hl),
                             "highlighted": len(hl)})
-    groups = _groups(pjobs)
-    pages = paginate(groups, GROUPS_PER_PAGE)
+        if sources:
+            notes.append("These results hold no copy of the compiled sources: the files are shown as they are "
+                         "on disk now, which may differ from what ran.")
+    pages = paginate(bugs, GROUPS_PER_PAGE)
     base = f"patterns/{slug(pid)}"
+    cells = [job_cell(j, out) for j in pjobs]
     for i, page in enumerate(pages):
         write_atomic(out / page_name(base, i), env.get_template("pattern.html.j2").render(
-            pid=pid, pattern=description, jobs=pjobs, cells=[job_cell(j) for j in pjobs],
-            sources=sources if i == 0 else [], diff=diff_text if i == 0 else None,
-            groups=page, page=i, pages=len(pages), total_groups=len(groups), base=slug(pid),
+            pid=pid, pattern=pattern, jobs=pjobs, cells=cells,
+            sources=sources if i == 0 else [], diff=diff_text if i == 0 else None, notes=notes if i == 0 else [],
+            groups=page, page=i, pages=len(pages), total_groups=len(bugs), base=slug(pid),
             stack_view=stack_view, is_library=is_library))
+
+
+def _stored_diff(pid: str, stored: dict[str, list[tuple[SourceFile, str]]]) -> str | None:
+    """leaky -> fixed from the sources the run compiled."""
+    def main_text(variant: str) -> str | None:
+        files = stored.get(variant) or []
+        named = [t for s, t in files if s.name == f"{pid}-{variant}.c"]
+        return named[0] if named else (files[0][1] if len(files) == 1 else None)
+
+    leaky, fixed = main_text("leaky"), main_text("fixed")
+    if leaky is None or fixed is None:
+        return None
+    return "".join(difflib.unified_diff(leaky.splitlines(keepends=True), fixed.splitlines(keepends=True),
+                                        f"{pid}/leaky.c", f"{pid}/fixed.c"))
 
 
 def _user_sources(findings: list[Finding], limit: int = 10) -> list[Path]:

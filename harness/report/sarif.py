@@ -1,6 +1,8 @@
 """SARIF 2.1.0 for code scanning: one rule per category, one result per finding, located at
 the program's own frame nearest the allocation (or the bad access), fingerprinted by the
-signature so a re-run does not open duplicate alerts."""
+signature so a re-run does not open duplicate alerts.  A frame in a file compiled from the
+build cache points at the user's own file it was copied from, or at the copy the run kept in
+the results folder (uriBaseId RESULTS), never into the cache."""
 
 from __future__ import annotations
 
@@ -10,8 +12,10 @@ import urllib.parse
 from pathlib import Path
 
 from .. import __version__
-from ..findings import CATEGORIES, own_frame
-from ..results import Results
+from ..findings import CATEGORIES
+from ..heuristics import own_frame
+from ..results import JobRecord, Results
+from .paths import build_cache_name
 
 MAX_RESULTS = 25_000  # GitHub code scanning's limit per run
 DESCRIPTIONS = {
@@ -49,7 +53,19 @@ def _uri(path: str) -> tuple[str, str | None]:
     return urllib.parse.quote(p.as_posix()), "%SRCROOT%"
 
 
-def document(results: Results) -> dict:
+def _location(job: JobRecord, path: str) -> tuple[str, str | None]:
+    """(uri, uriBaseId) for a frame's file: the user's file a build-cache copy came from, or
+    the copy the run kept (relative to the results folder), or the path itself."""
+    name = build_cache_name(path)
+    for src in job.sources:
+        if (name and src.name == name) or (src.origin and src.origin == path):
+            if src.origin:
+                return _uri(src.origin)
+            return urllib.parse.quote(Path(src.path).as_posix()), "RESULTS"
+    return _uri(path)
+
+
+def document(results: Results, out_dir: Path | None = None) -> dict:
     used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
                                          for j in results.jobs for f in j.findings)]
     index = {c: i for i, c in enumerate(used)}
@@ -74,7 +90,7 @@ def document(results: Results) -> dict:
             }
             frame = own_frame(f)
             if frame is not None:
-                uri, base = _uri(frame.file)
+                uri, base = _location(job, frame.file)
                 location = {"artifactLocation": {"uri": uri}, "region": {"startLine": frame.line}}
                 if base:
                     location["artifactLocation"]["uriBaseId"] = base
@@ -91,9 +107,11 @@ def document(results: Results) -> dict:
                                 "rules": rules}},
             "results": out,
             "properties": {"started": results.started, "finished": results.finished},
+            **({"originalUriBaseIds": {"RESULTS": {"uri": Path(out_dir).resolve().as_uri() + "/"}}}
+               if out_dir is not None else {}),
         }],
     }
 
 
 def dumps(results: Results, out_dir: Path | None = None) -> str:
-    return json.dumps(document(results), separators=(",", ":"))
+    return json.dumps(document(results, out_dir), separators=(",", ":"))
