@@ -74,9 +74,9 @@ def cmd_parse(args) -> int:
     from .parse import parse_files
 
     logs, errors = parse_files(args.files)
-    if errors and not logs:  # nothing to show: the error alone, not an empty list before it
-        for err in errors:
-            print(f"leakharness: {err}", file=sys.stderr)
+    for err in errors:  # first, and alone when nothing parsed: never an empty list before an error
+        print(f"leakharness: {err}", file=sys.stderr)
+    if errors and not logs:
         return 2
     if args.format == "json":
         _write_findings_json(logs, sys.stdout)
@@ -88,8 +88,6 @@ def cmd_parse(args) -> int:
             note = "; ".join(log.problems) or "cut short"
             print(f"leakharness: {log.path}: partial: {note}; kept {len(log.findings)} finding(s)",
                   file=sys.stderr)
-    for err in errors:
-        print(f"leakharness: {err}", file=sys.stderr)
     return 2 if errors else 0
 
 

@@ -133,7 +133,9 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
         except ParseError as exc:
             if runtime == "asan" and path.name.startswith("sanitizer."):
                 try:
-                    if ASAN_EXIT_MARK in path.read_bytes():
+                    with open(path, "rb") as fh:
+                        head = fh.read(65536)  # a log of exit statistics alone starts with the mark
+                    if ASAN_EXIT_MARK in head:
                         if pid == main_pid or main_pid is None:
                             exit_mark = True
                         continue  # exit statistics only: a clean exit, nothing to report
@@ -154,10 +156,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             if path.name.startswith("vg.") and not log.partial:
                 complete_main = True
             if path.name.startswith("sanitizer."):
-                try:
-                    exit_mark = exit_mark or ASAN_EXIT_MARK in path.read_bytes()
-                except OSError:
-                    pass
+                exit_mark = exit_mark or bool(getattr(log, "exit_stats", False))
     # valgrind reports the signal that ended the program; SIGTERM or SIGKILL came from outside
     # (our timeout, a user's kill), not from the program: the job is incomplete, not a crash.
     external = [f for f in findings if f.kind.startswith("FatalSignal:")
