@@ -19,7 +19,7 @@ from .findings import CATEGORIES, LEAK_KINDS
 
 VARIANTS = ("leaky", "fixed")
 # Every checker leakharness can run.  The -O2 ones inherit their base checker's expectations.
-CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan")
+CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan", "msan")
 # What runs when a pattern says nothing else; tsan runs where a pattern expects something of it.
 DEFAULT_CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan")
 # The checkers a leaky variant must state expectations for.

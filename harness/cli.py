@@ -108,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the catalog under the checkers, in parallel, and judge it")
     p.add_argument("--pattern", action="append", default=[], metavar="ID", help="only this pattern (repeatable)")
     p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
-                   help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan")
+                   help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan, msan")
     _add_run_options(p, "reports/latest")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.set_defaults(func=cmd_run)

@@ -234,6 +234,7 @@ def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
                  overrides: Mapping[str, Any] | None = None) -> build_mod.BuildSpec:
     name = f"{pattern.id}-{variant}"
     source = render(pattern, variant, overrides)
+    cc = build_mod.PROFILE_COMPILER.get(checker, cc)
     return build_mod.BuildSpec(
         name=name,
         sources=((f"{name}.c", source),),
@@ -281,7 +282,7 @@ def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
         name = files[0].stem
         for checker in checkers:
             spec = build_mod.BuildSpec(name=name, sources=(), files=files, profile=checker, cflags=tuple(cflags),
-                                       ldflags=tuple(ldflags), cc=cc)
+                                       ldflags=tuple(ldflags), cc=build_mod.PROFILE_COMPILER.get(checker, cc))
             tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args,
                               cwd=cwd))
         return tasks

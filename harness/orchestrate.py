@@ -24,6 +24,7 @@ from typing import Callable
 from . import run as run_mod
 from . import suppress
 from .build import Build, BuildSpec, build, compiler_identity, openssl_flags
+from .errors import BuildError
 from .catalog import Expectation
 from .judge import Verdict, judge
 from .outdir import claim
@@ -186,7 +187,14 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
     job_dir = out_dir / "logs" / task.pattern / (task.variant or "check") / task.checker
     b: Build | None = None
     if task.spec is not None:
-        b = build(task.spec, cache_dir)
+        try:
+            b = build(task.spec, cache_dir)
+        except BuildError as exc:  # no compiler for this checker (clang for msan): the checker is missing
+            job = Job(checker=task.checker, command=(task.pattern,), out_dir=job_dir, timeout=task.timeout,
+                      pattern=task.pattern, variant=task.variant, cwd=task.cwd)
+            result = RunResult(job, "tool-missing", message=str(exc))
+            verdict = judge(task.expected, result) if task.expected is not None else None
+            return Done(task, result, verdict)
         command = (str(b.binary),) + task.args if b.binary else (task.pattern,)
     else:
         command = task.program + task.args

@@ -40,6 +40,7 @@ SANITIZER_ENV = {
     "LSAN_OPTIONS": "use_stacks=0",
     "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0",
     "TSAN_OPTIONS": "halt_on_error=0:second_deadlock_stack=1",
+    "MSAN_OPTIONS": "",
 }
 INSTALL_HINT = {"memcheck": "sudo apt-get install valgrind (or scripts/install-system-packages.sh)"}
 # The characters a log path may hold and still pass through every tool's option syntax unquoted
