@@ -13,9 +13,11 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-# The rules live in heuristics.py; these names are imported from here by the parsers and judge.
+# The rules live in heuristics.py; these names are imported from here too (parsers, judge).
 from .heuristics import (  # noqa: F401
+    FindingGroup,
     frame_key,
+    group_findings,
     is_library,
     is_noise,
     make_signature,

@@ -163,40 +163,57 @@ def frame_key(frame: Frame) -> str:
 
 SOURCE_LIMIT = 32 << 20  # a source file bigger than this is not read for a line's text
 _HASH = re.compile(r"@([0-9a-f]{6})$")
+class _Source:
+    """One source file's lines, and the hashes of those asked for."""
+
+    def __init__(self, lines: tuple[str, ...]):
+        self.lines = lines
+        self.hashes: dict[int, str] = {}
 
 
 @functools.lru_cache(maxsize=256)
-def _source_lines(path: str, mtime_ns: int, size: int) -> tuple[str, ...] | None:
+def _source(path: str, mtime_ns: int, size: int) -> _Source | None:
     if size > SOURCE_LIMIT:
         return None
     try:
         with open(path, "rb") as fh:
-            return tuple(fh.read().decode("utf-8", "replace").splitlines())
+            return _Source(tuple(fh.read().decode("utf-8", "replace").splitlines()))
     except OSError:
         return None
+
+
+def _open_source(path: str) -> _Source | None:
+    # stat each time (a few microseconds): a file rewritten since is read again.
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return _source(path, st.st_mtime_ns, st.st_size)
 
 
 def source_line(path: str, line: int) -> str | None:
     """The text of line `line` of file `path`, whitespace collapsed; None when unreadable.
     Files are read once per (path, modification time, size)."""
-    try:
-        st = os.stat(path)
-    except (OSError, ValueError):
+    src = _open_source(path)
+    if src is None or not 0 < line <= len(src.lines):
         return None
-    lines = _source_lines(path, st.st_mtime_ns, st.st_size)
-    if lines is None or not 0 < line <= len(lines):
-        return None
-    return " ".join(lines[line - 1].split())
+    return " ".join(src.lines[line - 1].split())
 
 
 def line_hash(frame: Frame | None) -> str | None:
     """Six hex digits naming the text of a frame's source line, or None."""
     if frame is None or not frame.file or not frame.line:
         return None
-    text = source_line(frame.file, frame.line)
-    if text is None:
+    src = _open_source(frame.file)
+    if src is None:
         return None
-    return hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    h = src.hashes.get(frame.line)
+    if h is None:
+        text = source_line(frame.file, frame.line)
+        if text is None:
+            return None
+        h = src.hashes[frame.line] = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:6]
+    return h
 
 
 def signature_stem(category: str, stack: Iterable[Frame], depth: int = 3) -> str:
