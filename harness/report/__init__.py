@@ -443,7 +443,7 @@ def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], patte
         vfind = [f for j in pjobs if (j.variant or "check") == variant for f in j.findings if f.is_error]
         for src, text in stored[variant]:
             hl = _lines_in(vfind, src.name)
-            title = f"{variant} variant" if variant != "check" else (src.origin or src.name)
+            title = f"{variant} variant" if variant != "check" else display_path(src.origin or src.name)
             sources.append({"title": title, "name": src.name, "lines": source_view(text, hl),
                             "highlighted": len(hl)})
     if pattern is not None:
