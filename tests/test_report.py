@@ -93,7 +93,7 @@ def test_sarif_is_valid_and_located_at_the_program(catalog_run):
     jsonschema.validate(data, json.loads(SCHEMA.read_text()))
     run = data["runs"][0]
     assert {r["id"] for r in run["tool"]["driver"]["rules"]} >= {"leak", "double-free"}
-    leak = next(r for r in run["results"] if r["partialFingerprints"]["leakharness/signature/v1"].startswith("leak:SSL_new"))
+    leak = next(r for r in run["results"] if r["partialFingerprints"]["leakharness/signature/v2"].startswith("leak:SSL_new"))
     loc = leak["locations"][0]["physicalLocation"]
     assert loc["artifactLocation"]["uri"].endswith("ssl_error_path-leaky.c") and loc["region"]["startLine"] > 0
 

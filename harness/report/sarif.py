@@ -84,7 +84,7 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                 "ruleIndex": index[f.category],
                 "level": "error",
                 "message": {"text": f"{f.summary()} in {where}"},
-                "partialFingerprints": {"leakharness/signature/v1": f.signature},
+                "partialFingerprints": {"leakharness/signature/v2": f.signature},  # v2: signatures carry the line hash
                 "properties": {"tool": f.tool, "kind": f.kind, "pattern": job.pattern, "variant": job.variant,
                                "checker": job.tool, "bytes": f.bytes, "signature": f.signature},
             }
