@@ -52,12 +52,18 @@ def _write_findings_json(logs, out) -> None:
 
 
 def _write_findings_text(logs, out) -> None:
+    """One row per bug, root cause first: a definite leak with the indirect leaks it owns
+    ("72 B + 933 B indirect"), memory errors before leaks, as `check` and the report show them."""
+    from .heuristics import group_findings
+
     rows = []
     for log in logs:
-        for f in log.findings:
+        for g in group_findings(log.findings):
+            f = g.root
             what = f.category + (f" ({f.leak_kind})" if f.leak_kind else "")
-            size = "" if f.bytes is None else str(f.bytes + f.indirect_bytes)
-            rows.append((what, size, f.where(), os.path.basename(f.source or "")))
+            size = "" if f.bytes is None else (f"{g.bytes} + {g.indirect_bytes} indirect" if g.indirect_bytes
+                                               else str(g.bytes))
+            rows.append((what, size, g.where(), os.path.basename(f.source or "")))
     if not rows:
         out.write("no findings\n")
         return
@@ -67,7 +73,7 @@ def _write_findings_text(logs, out) -> None:
     out.write(fmt.format(*header))
     for r in rows:
         out.write(fmt.format(*r))
-    out.write(f"{len(rows)} finding(s)\n")
+    out.write(f"{len(rows)} bug(s)\n")
 
 
 def cmd_parse(args) -> int:
@@ -300,6 +306,7 @@ def check_exit_code(jobs) -> int:
 def cmd_check(args) -> int:
     import shlex
 
+    from .heuristics import group_findings
     from .orchestrate import Interrupted
 
     program = list(args.program)
@@ -328,8 +335,8 @@ def cmd_check(args) -> int:
             print("  " + "\n  ".join(job.message.splitlines()[:20]))
         if job.status in ("tool-missing", "incomplete"):
             print(f"  {job.status}: {job.message}")
-        for f in errors[:20]:
-            print(f"  {f.summary()}")
+        for g in group_findings(errors)[:20]:
+            print(f"  [{g.root.tool}] {g.headline()}")
     out = session._out("reports/check")
     print(f"results in {out / 'results.json'}")
     if session.html_path:
