@@ -124,5 +124,11 @@ CA_ARGS=()
 if [ -f "$CA" ]; then
     CA_ARGS=(-v "$CA:/run/host-ca-certificates.crt:ro" --build-arg PIP_CERT=/run/host-ca-certificates.crt)
 fi
+# One build at a time on this machine: two at once (pytest -n 2 workers, or developers) would
+# both run the slow apt and pip steps; the second one to get the lock finds them cached.  The lock
+# is held by the exec'd podman until the build ends.
+mkdir -p "$(cache_dir)"
+exec 8>"$(cache_dir)/build.lock"
+flock -w 1800 8 || { echo "build-image: waited 30 min for $(cache_dir)/build.lock" >&2; exit 1; }
 exec "${PODMAN[@]}" build "${ULIMITS[@]}" --network host "${CA_ARGS[@]}" \
     --from "$BASE" "${TAGS[@]}" -f Dockerfile .
