@@ -1,0 +1,456 @@
+"""Nightly runs with history: each night a full catalog run in its own folder, compared with
+the night before, and an index of all nights with trend charts.
+
+    history/
+      index.html            the nights, newest first; trends as inline SVG; last comparison on top
+      history.json          each night's summary numbers (what the charts need)
+      2026-11-26T0300Z/     one night: results.json, jobs/, logs/, its report, comparison.json
+
+The comparison goes by finding signature per (pattern, variant, tool): new and resolved
+findings, changed verdicts, checkers that went missing, jobs not fully checked.  A night
+regresses when a new finding appears in a job that is not a known blind spot, a detection is
+lost (a leaky job passed before and fails now; any pass that became a fail), a job could not
+be checked, or a checker the previous night ran is gone: a failure to check never passes as a
+quiet night.  The history folder is locked for the whole night (a second nightly refuses at
+once), and index.html and history.json are replaced atomically, so a night killed at any
+moment leaves the last good index.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import jinja2
+
+from .errors import LeakHarnessError
+from .outdir import MARKER, locked
+from .results import JobRecord, Results, load_results, write_atomic
+
+HISTORY_SCHEMA = "leakharness/history/1"
+COMPARISON_SCHEMA = "leakharness/comparison/1"
+NIGHT_FORMAT = "%Y-%m-%dT%H%MZ"
+NIGHT_FORMAT_SECONDS = "%Y-%m-%dT%H%M%SZ"  # when two nights start in the same minute
+_NIGHT_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{4}(\d{2})?Z$")
+UNCHECKED = ("incomplete", "tool-missing", "build-failed")
+MAX_LISTED = 200  # rows of one comparison table on the index page
+
+
+# --- nights: names and folders ----------------------------------------------------------------
+
+def parse_night(name: str) -> dt.datetime | None:
+    """The UTC time a night folder's name says, or None when it is not a night's name."""
+    if not _NIGHT_NAME.match(name):
+        return None
+    fmt = NIGHT_FORMAT_SECONDS if len(name) == len("2026-11-26T030000Z") else NIGHT_FORMAT
+    try:
+        return dt.datetime.strptime(name, fmt).replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return None
+
+
+def night_name(now: dt.datetime) -> str:
+    if now.tzinfo is not None:
+        now = now.astimezone(dt.timezone.utc)
+    return now.strftime(NIGHT_FORMAT)
+
+
+def nights(history: Path) -> list[str]:
+    """The night folders of a history, oldest first: a night's name and a results.json."""
+    found = []
+    try:
+        entries = list(Path(history).iterdir())
+    except OSError:
+        return []
+    for p in entries:
+        when = parse_night(p.name)
+        if when is not None and p.is_dir() and not p.is_symlink() and (p / "results.json").is_file():
+            found.append((when, p.name))
+    return [name for _, name in sorted(found)]
+
+
+# --- the comparison ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class FindingChange:
+    job: str  # pattern::variant[tool]
+    signature: str
+    summary: str
+    verdict: str | None  # the job's verdict in the night the finding is in
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "signature": self.signature, "summary": self.summary, "verdict": self.verdict}
+
+
+@dataclass(frozen=True)
+class VerdictChange:
+    job: str
+    before: str | None
+    after: str | None
+    reason: str  # tonight's reason
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "before": self.before, "after": self.after, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    job: str
+    status: str
+    verdict: str | None
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"job": self.job, "status": self.status, "verdict": self.verdict, "message": self.message}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    night: str
+    previous: str | None  # None for the first night of a history
+    new_findings: tuple[FindingChange, ...] = ()
+    resolved_findings: tuple[FindingChange, ...] = ()
+    verdict_changes: tuple[VerdictChange, ...] = ()
+    lost_detections: tuple[VerdictChange, ...] = ()  # a leaky job: pass -> fail, the detection is lost
+    missing_checkers: tuple[str, ...] = ()
+    incomplete: tuple[Unchecked, ...] = ()  # every job tonight that was not fully checked
+    reasons: tuple[str, ...] = ()  # why it regressed; empty when it did not
+
+    @property
+    def regressed(self) -> bool:
+        return bool(self.reasons)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": COMPARISON_SCHEMA, "night": self.night, "previous": self.previous,
+            "regressed": self.regressed, "reasons": list(self.reasons),
+            "new_findings": [c.to_dict() for c in self.new_findings],
+            "resolved_findings": [c.to_dict() for c in self.resolved_findings],
+            "verdict_changes": [c.to_dict() for c in self.verdict_changes],
+            "lost_detections": [c.to_dict() for c in self.lost_detections],
+            "missing_checkers": list(self.missing_checkers),
+            "incomplete": [c.to_dict() for c in self.incomplete],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Comparison":
+        return cls(
+            night=data["night"], previous=data.get("previous"),
+            new_findings=tuple(FindingChange(**c) for c in data.get("new_findings", ())),
+            resolved_findings=tuple(FindingChange(**c) for c in data.get("resolved_findings", ())),
+            verdict_changes=tuple(VerdictChange(**c) for c in data.get("verdict_changes", ())),
+            lost_detections=tuple(VerdictChange(**c) for c in data.get("lost_detections", ())),
+            missing_checkers=tuple(data.get("missing_checkers", ())),
+            incomplete=tuple(Unchecked(**c) for c in data.get("incomplete", ())),
+            reasons=tuple(data.get("reasons", ())),
+        )
+
+
+def _key(job: JobRecord) -> tuple:
+    return (job.pattern, job.variant, job.tool)
+
+
+def _signatures(job: JobRecord) -> dict[str, str]:
+    """The job's bugs (memory errors, definite/indirect leaks, not suppressed) by signature."""
+    found: dict[str, str] = {}
+    for f in job.findings:
+        if f.is_error:
+            found.setdefault(f.signature, f.summary())
+    return found
+
+
+def _not_fully_checked(job: JobRecord) -> bool:
+    return job.status not in ("ok", "crashed") or (job.verdict == "fail" and job.status == "incomplete")
+
+
+def _expects_finding(job: JobRecord) -> bool:
+    """A leaky job: one whose pass means the checker detected the bug."""
+    outcome = (job.expected or {}).get("outcome") if isinstance(job.expected, dict) else None
+    return outcome == "find" if outcome else job.variant == "leaky"
+
+
+def compare(night: str, results: Results, previous: Results | None = None,
+            previous_name: str | None = None) -> Comparison:
+    """Tonight against the previous night (None: the first night, nothing is "new")."""
+    now_jobs = {_key(j): j for j in results.jobs}
+    incomplete = tuple(Unchecked(j.name, j.status, j.verdict, (j.message or j.reason).splitlines()[0]
+                                 if (j.message or j.reason) else "")
+                       for j in sorted(results.jobs, key=lambda j: j.name) if _not_fully_checked(j))
+    reasons: list[str] = []
+    unchecked = [u for u in incomplete if u.status in UNCHECKED and u.verdict != "blind"]
+    if unchecked:
+        reasons.append(f"{len(unchecked)} job(s) could not be checked: "
+                       + ", ".join(f"{u.job} ({u.status})" for u in unchecked[:3])
+                       + (" ..." if len(unchecked) > 3 else ""))
+    if previous is None:
+        return Comparison(night, previous_name, incomplete=incomplete, reasons=tuple(reasons))
+
+    before_jobs = {_key(j): j for j in previous.jobs}
+    new, resolved, changes, lost, broken = [], [], [], [], []
+    for key in sorted(set(now_jobs) | set(before_jobs), key=lambda k: tuple(str(x) for x in k)):
+        now, before = now_jobs.get(key), before_jobs.get(key)
+        now_sigs = _signatures(now) if now else {}
+        before_sigs = _signatures(before) if before else {}
+        if now is not None:
+            for sig in sorted(set(now_sigs) - set(before_sigs)):
+                new.append(FindingChange(now.name, sig, now_sigs[sig], now.verdict))
+        if before is not None and now is not None:  # a job gone tonight resolved nothing
+            for sig in sorted(set(before_sigs) - set(now_sigs)):
+                resolved.append(FindingChange(now.name, sig, before_sigs[sig], now.verdict))
+            if now.verdict != before.verdict:
+                change = VerdictChange(now.name, before.verdict, now.verdict, now.reason)
+                changes.append(change)
+                if before.verdict == "pass" and now.verdict == "fail":
+                    (lost if _expects_finding(now) else broken).append(change)
+    missing = tuple(sorted({j.tool for j in previous.jobs} - {j.tool for j in results.jobs}))
+
+    counted = [c for c in new if c.verdict != "blind"]
+    if counted:
+        in_jobs = list(dict.fromkeys(c.job for c in counted))
+        reasons.insert(0, f"{len(counted)} new finding(s) in {len(in_jobs)} job(s): " + ", ".join(in_jobs[:3])
+                       + (" ..." if len(in_jobs) > 3 else ""))
+    if lost:
+        reasons.append(f"{len(lost)} job(s) passed last night and fail now: "
+                       + ", ".join(c.job for c in lost[:3]) + (" ..." if len(lost) > 3 else ""))
+    if broken:
+        reasons.append(f"{len(broken)} job(s) expected clean passed last night and fail now: "
+                       + ", ".join(c.job for c in broken[:3]) + (" ..." if len(broken) > 3 else ""))
+    if missing:
+        reasons.append(f"checker(s) that ran last night did not run: {', '.join(missing)}")
+    return Comparison(night, previous_name, tuple(new), tuple(resolved), tuple(changes), tuple(lost),
+                      missing, incomplete, tuple(reasons))
+
+
+# --- per-night summary numbers (history.json) -------------------------------------------------
+
+def _seconds(results: Results) -> float:
+    try:
+        start = dt.datetime.fromisoformat(results.started)
+        end = dt.datetime.fromisoformat(results.finished or "")
+        return max(0.0, (end - start).total_seconds())
+    except (TypeError, ValueError):
+        return round(sum(j.duration_s for j in results.jobs), 3)
+
+
+def summarize(name: str, results: Results, regressed: bool | None = None) -> dict[str, Any]:
+    """The numbers of one night that the index's charts and table need."""
+    by_checker: Counter = Counter()
+    by_category: Counter = Counter()
+    for job in results.jobs:
+        for f in job.findings:
+            if f.is_error:
+                by_checker[job.tool] += 1
+                by_category[f.category] += 1
+    return {
+        "night": name,
+        "started": results.started,
+        "seconds": round(_seconds(results), 3),
+        "jobs": len(results.jobs),
+        "failed": sum(1 for j in results.jobs if j.verdict == "fail"),
+        "blind": sum(1 for j in results.jobs if j.verdict == "blind"),
+        "incomplete": sum(1 for j in results.jobs if _not_fully_checked(j)),
+        "findings": sum(by_checker.values()),
+        "findings_by_checker": dict(sorted(by_checker.items())),
+        "findings_by_category": dict(sorted(by_category.items())),
+        "regressed": regressed,
+    }
+
+
+def _read_history(history: Path) -> dict[str, dict]:
+    try:
+        data = json.loads((history / "history.json").read_text(encoding="utf-8"))
+        if data.get("schema") == HISTORY_SCHEMA:
+            return {e["night"]: e for e in data.get("nights", ()) if isinstance(e, dict) and "night" in e}
+    except (OSError, ValueError, AttributeError, TypeError, KeyError):
+        pass  # missing or damaged: rebuilt from the nights' own results
+    return {}
+
+
+def _read_comparison(night_dir: Path) -> Comparison | None:
+    try:
+        return Comparison.from_dict(json.loads((night_dir / "comparison.json").read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _entries(history: Path) -> list[dict]:
+    """Summary entries for the nights on disk, oldest first: from history.json where it has
+    them, else read once from the night's results (and then kept in history.json)."""
+    known = _read_history(history)
+    entries = []
+    for name in nights(history):
+        entry = known.get(name)
+        if entry is None:
+            try:
+                results = load_results(history / name)
+            except LeakHarnessError:
+                continue
+            comparison = _read_comparison(history / name)
+            entry = summarize(name, results, comparison.regressed if comparison else None)
+        entries.append(entry)
+    return entries
+
+
+# --- the index page ---------------------------------------------------------------------------
+
+PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
+           "#bcbd22", "#17becf")
+CHART_W, CHART_H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 180, 48, 28, 12, 28
+
+
+def _chart(title: str, entries: list[dict], series: dict[str, list[float]], unit: str = "") -> dict:
+    """One line chart's geometry: the template draws it as inline SVG."""
+    count = len(entries)
+    top = max([v for values in series.values() for v in values] + [0.0])
+    top = top if top > 0 else 1.0
+    inner_w, inner_h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
+
+    def x(i: int) -> float:
+        return round(PAD_L + (inner_w * i / (count - 1) if count > 1 else inner_w / 2), 1)
+
+    def y(v: float) -> float:
+        return round(PAD_T + inner_h - inner_h * v / top, 1)
+
+    lines = []
+    for index, (name, values) in enumerate(sorted(series.items())):
+        lines.append({
+            "name": name, "color": PALETTE[index % len(PALETTE)],
+            "points": " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values)),
+            "dots": [{"x": x(i), "y": y(v), "label": f"{entries[i]['night']}: {name} {v:g}{unit}"}
+                     for i, v in enumerate(values)],
+            "last": values[-1] if values else 0,
+        })
+    ticks = [{"x": x(i), "label": e["night"][5:10]} for i, e in enumerate(entries)]
+    step = max(1, (count + 7) // 8)  # at most about 8 date labels under the axis
+    return {"title": title, "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R,
+            "top": PAD_T, "bottom": CHART_H - PAD_B, "max": f"{top:g}{unit}", "lines": lines,
+            "ticks": ticks[::step] if count else [], "unit": unit}
+
+
+def charts(entries: list[dict]) -> list[dict]:
+    checkers = sorted({c for e in entries for c in e.get("findings_by_checker", {})})
+    categories = sorted({c for e in entries for c in e.get("findings_by_category", {})})
+    return [
+        _chart("Findings per checker", entries,
+               {c: [float(e.get("findings_by_checker", {}).get(c, 0)) for e in entries] for c in checkers}
+               or {"findings": [0.0] * len(entries)}),
+        _chart("Findings per category", entries,
+               {c: [float(e.get("findings_by_category", {}).get(c, 0)) for e in entries] for c in categories}
+               or {"findings": [0.0] * len(entries)}),
+        _chart("Failed expectations", entries, {"failed": [float(e.get("failed", 0)) for e in entries]}),
+        _chart("Jobs not fully checked", entries, {"incomplete": [float(e.get("incomplete", 0)) for e in entries]}),
+        _chart("Run time", entries, {"seconds": [float(e.get("seconds", 0)) for e in entries]}, unit=" s"),
+    ]
+
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "report" / "templates")),
+        autoescape=True,  # night names are ours, but job names and messages come from programs
+        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+def render_index(history: Path) -> Path:
+    """Write history.json and index.html for the nights on disk (atomically, in that order)."""
+    history = Path(history)
+    entries = _entries(history)
+    write_atomic(history / "history.json",
+                 json.dumps({"schema": HISTORY_SCHEMA, "nights": entries}, indent=1))
+    latest = _read_comparison(history / entries[-1]["night"]) if entries else None
+    limit = lambda items: (items[:MAX_LISTED], max(0, len(items) - MAX_LISTED))  # noqa: E731
+    html = _env().get_template("nightly_index.html.j2").render(
+        entries=list(reversed(entries)), charts=charts(entries) if entries else [], comparison=latest,
+        limit=limit)
+    write_atomic(history / "index.html", html)
+    return history / "index.html"
+
+
+# --- a night ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class NightlyOutcome:
+    night_dir: Path
+    index_path: Path
+    comparison: Comparison
+    regressed: bool
+    removed: tuple[str, ...] = field(default=())  # night folders --keep deleted
+
+
+def _new_night_dir(history: Path, now: dt.datetime) -> Path:
+    now = now.astimezone(dt.timezone.utc) if now.tzinfo else now
+    for fmt in (NIGHT_FORMAT, NIGHT_FORMAT_SECONDS):
+        candidate = history / now.strftime(fmt)
+        if not candidate.exists():
+            return candidate
+    raise LeakHarnessError(f"{candidate}: a night of that name is already in the history; wait a second")
+
+
+def prune(history: Path, keep: int, current: str | None = None) -> tuple[str, ...]:
+    """Delete the oldest nights beyond `keep` (never `current`): only folders named as a night
+    that hold a results.json and leakharness's mark, never anything else in the folder."""
+    names = [n for n in nights(history) if (history / n / MARKER).is_file()]
+    removable = [n for n in names if n != current]
+    excess = len(names) - keep
+    removed = []
+    for name in removable[:max(0, excess)]:
+        shutil.rmtree(history / name)
+        removed.append(name)
+    return tuple(removed)
+
+
+def _check_keep(keep: int | None) -> int | None:
+    if keep is None:
+        return None
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise LeakHarnessError(f"--keep {keep}: the number of nights to keep must be a whole number, 1 or more")
+    return keep
+
+
+def nightly(session, history: Path, keep: int | None = None, patterns=None,
+            checkers: Sequence[str] | None = None, now: dt.datetime | None = None) -> NightlyOutcome:
+    """Run the catalog into history/<UTC date-time>, compare with the previous night, write
+    comparison.json, prune to `keep` nights, and rebuild history/index.html."""
+    keep = _check_keep(keep)
+    history = Path(history).expanduser()
+    if not history.is_absolute():
+        history = Path(session.cwd) / history
+    now = now or dt.datetime.now(dt.timezone.utc)
+    try:
+        with locked(history) as history:
+            before = nights(history)
+            night_dir = _new_night_dir(history, now)
+            # The last night that ended (it wrote comparison.json); one killed half-way would
+            # make every job it never ran look new tonight.
+            ended = [n for n in before if (history / n / "comparison.json").is_file()]
+            previous_name = (ended or before or [None])[-1]
+            previous = None
+            if previous_name:
+                try:
+                    previous = load_results(history / previous_name)
+                except LeakHarnessError:
+                    previous, previous_name = None, None  # a damaged night compares as no night
+            tonight = copy.copy(session)
+            tonight.out = night_dir
+            if patterns is None:
+                patterns = tonight.catalog()
+            results = tonight.run_catalog(patterns, checkers, html=True)
+            comparison = compare(night_dir.name, results, previous, previous_name)
+            write_atomic(night_dir / "comparison.json", json.dumps(comparison.to_dict(), indent=1))
+            # The summary is kept now so that a later index never needs this night's results again.
+            entries = _read_history(history)
+            entries[night_dir.name] = summarize(night_dir.name, results, comparison.regressed)
+            kept = [entries[n] for n in nights(history) if n in entries]
+            write_atomic(history / "history.json", json.dumps({"schema": HISTORY_SCHEMA, "nights": kept}, indent=1))
+            removed = prune(history, keep, night_dir.name) if keep else ()
+            index = render_index(history)
+    except OSError as exc:
+        where = exc.filename or history
+        raise LeakHarnessError(f"{where}: {exc.strerror or exc}") from None
+    return NightlyOutcome(night_dir, index, comparison, comparison.regressed, removed)
