@@ -83,6 +83,10 @@ def junit_xml(results: Results) -> str:
         classname, name = _names(job)
         case = ET.SubElement(suite, "testcase", classname=_xml_text(classname), name=_xml_text(name),
                              time=f"{job.duration_s:.3f}")
+        # The same properties as the pytest plugin records for the item.
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", name="leakharness_job", value=_xml_text(job.name))
+        ET.SubElement(props, "property", name="leakharness_verdict", value=_xml_text(job.verdict or outcome))
         first_line = (reason.splitlines() or [""])[0]
         if outcome == "fail":
             el = ET.SubElement(case, "failure", message=_xml_text(first_line[:1000]),

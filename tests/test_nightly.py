@@ -150,6 +150,11 @@ def test_junit_has_one_testcase_per_job_named_as_pytest_names_them(history, tmp_
     names = {(c.get("classname"), c.get("name")) for c in cases}
     assert ("c_fixtures.x509_name_oneline", "leaky[memcheck]") in names
     assert ("c_fixtures.plain_double_free", "fixed[asan]") in names
+    # and the properties the pytest plugin records for the same item
+    first = cases[0].findall("properties/property")
+    job = results.jobs[0]
+    assert {p.get("name"): p.get("value") for p in first} == {"leakharness_job": job.name,
+                                                               "leakharness_verdict": job.verdict}
     failed = {j.name for j in results.jobs if j.verdict == "fail"}
     assert int(root.find("testsuite").get("failures")) == len(failed)
     assert int(root.find("testsuite").get("tests")) == 8
