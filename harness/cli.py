@@ -117,7 +117,26 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan, msan")
     _add_run_options(p, "reports/latest")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.add_argument("--shard", metavar="K/N", default=None,
+                   help="run only the K-th of N parts of the catalog (a stable split balanced by remembered durations); "
+                        "merge the parts with `leakharness report`")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("nightly", help="run the catalog into a history of nights, compare with the last one, "
+                                       "and rewrite the history's index with trends")
+    p.add_argument("--history", type=Path, required=True, metavar="DIR", help="the history folder (one sub-folder a night)")
+    p.add_argument("--keep", type=int, default=None, metavar="N", help="keep the N newest nights, delete older ones")
+    p.add_argument("--pattern", action="append", default=[], metavar="ID", help="only this pattern (repeatable)")
+    p.add_argument("--tool", action="append", default=[], metavar="CHECKER", help="only this checker (repeatable)")
+    for flag, kw in (("-j", dict(dest="jobs", type=int, default=None, metavar="N", help="jobs at once")),
+                     ("--timeout", dict(type=float, default=None, metavar="S", help="seconds per job")),
+                     ("--cache", dict(type=Path, default=None, metavar="DIR", help="build and result cache")),
+                     ("--fixtures", dict(type=Path, default=None, help="a fixtures folder other than the built-in catalog"))):
+        p.add_argument(flag, **kw)
+    p.add_argument("--fresh", action="store_true", help="ignore cached results")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_ci_options(p)
+    p.set_defaults(func=cmd_nightly)
 
     p = sub.add_parser("check", help="run your own program (or build your sources) under the checkers",
                        usage="leakharness check [options] -- PROGRAM [ARGS...]\n"
@@ -179,6 +198,32 @@ def _add_run_options(p, default_out: str) -> None:
     p.add_argument("--suppressions", type=Path, action="append", default=[], metavar="FILE",
                    help="valgrind or LSan suppressions: matching findings are reported as suppressed, not failing")
     p.add_argument("--no-html", action="store_true", help="write results.json only, no HTML report")
+    _add_ci_options(p)
+
+
+def _add_ci_options(p) -> None:
+    p.add_argument("--junit", type=Path, default=None, metavar="FILE",
+                   help="also write a JUnit XML file (one testcase per job, named as the pytest plugin names them)")
+    p.add_argument("--summary-md", type=Path, default=None, metavar="FILE",
+                   help="also write a short Markdown summary (for a CI job summary)")
+
+
+def _write_ci_outputs(args, session, results, title: str) -> None:
+    from .cioutput import write_junit, write_summary_md
+
+    if args.junit:
+        print(f"junit: {write_junit(results, _user_path(session, args.junit))}")
+    if args.summary_md:
+        print(f"summary: {write_summary_md(results, _user_path(session, args.summary_md), title=title)}")
+
+
+def _user_path(session, path: Path) -> Path:
+    from .control import _absolute
+
+    target = _absolute(path, session.cwd)
+    if not target.parent.is_dir():
+        raise LeakHarnessError(f"{target}: no such folder {target.parent}")
+    return target
 
 
 def _session(args, **extra):
@@ -280,8 +325,13 @@ def cmd_run(args) -> int:
     session = _session(args)
     patterns = session.catalog(args.pattern or None)
     _install_sigterm()
+    shard = None
+    if args.shard:
+        from .shard import parse_shard
+
+        shard = parse_shard(args.shard)
     try:
-        results = session.run_catalog(patterns, checkers, html=not args.no_html)
+        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
@@ -289,7 +339,32 @@ def cmd_run(args) -> int:
     _print_run_summary(results, out)
     if session.html_path:
         print(f"report: {session.html_path}")
+    _write_ci_outputs(args, session, results, "leakharness run")
     return 1 if any(j.verdict == "fail" for j in results.jobs) else 0
+
+
+def cmd_nightly(args) -> int:
+    from .nightly import nightly
+    from .orchestrate import Interrupted
+
+    checkers = _check_checkers(args.tool) or None
+    session = _session(args)
+    patterns = session.catalog(args.pattern or None)
+    _install_sigterm()
+    try:
+        outcome = nightly(session, args.history, keep=args.keep, patterns=patterns, checkers=checkers)
+    except Interrupted as exc:
+        print(f"leakharness: {exc}", file=sys.stderr)
+        return 130
+    from .results import load_results
+
+    results = load_results(outcome.night_dir)
+    _print_run_summary(results, outcome.night_dir)
+    for line in outcome.comparison.reasons:
+        print(f"REGRESSED {line}")
+    print(f"night: {outcome.night_dir}\nhistory: {outcome.index_path}")
+    _write_ci_outputs(args, session, results, "leakharness nightly")
+    return 1 if outcome.regressed else 0
 
 
 def check_exit_code(jobs) -> int:
@@ -341,6 +416,7 @@ def cmd_check(args) -> int:
     print(f"results in {out / 'results.json'}")
     if session.html_path:
         print(f"report: {session.html_path}")
+    _write_ci_outputs(args, session, results, "leakharness check")
     return check_exit_code(results.jobs)
 
 

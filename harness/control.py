@@ -129,10 +129,17 @@ class Session:
 
     @_one_line_errors
     def run_catalog(self, patterns: list[Pattern], checkers: Sequence[str] | None = None,
-                    default_out: str = "reports/latest", html: bool = False) -> Results:
+                    default_out: str = "reports/latest", html: bool = False,
+                    shard: tuple[int, int] | None = None) -> Results:
         tasks = self.catalog_tasks(patterns, checkers)
         if not tasks:
             raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
+        if shard is not None:  # this machine's part of the catalog: a stable split balanced by durations
+            from .shard import load_durations, select_shard
+
+            tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
+            if not tasks:
+                raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
         return self._run(tasks, self._out(default_out), html)
 
     def _run(self, tasks: list[Task], out: Path, html: bool) -> Results:
