@@ -28,6 +28,8 @@ from .parse import parse_file
 DEADLY = {"SEGV": "SIGSEGV", "BUS": "SIGBUS", "FPE": "SIGFPE", "ILL": "SIGILL", "ABRT": "SIGABRT"}
 # Signals a program does not send itself: the job was stopped from outside (or by its timeout).
 EXTERNAL = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE}
+# What lh-reaper says when it had to kill what the program left running (supervise.py).
+REAPER_KILLED = "lh-reaper: killed processes the program left running"
 # What ASan prints at exit with atexit=1: proof that the program ended through exit(), so that
 # LeakSanitizer's exit-time check ran too.
 ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
@@ -88,7 +90,12 @@ def move_logs(private: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for item in private.iterdir():
         if item.is_file():
-            shutil.move(str(item), str(out_dir / item.name))
+            target = out_dir / item.name
+            shutil.move(str(item), str(target))
+            try:
+                target.chmod(0o644)  # sanitizers make their logs 0600/0640; the report links them for all
+            except OSError:
+                pass
 
 
 def log_files(out_dir: Path) -> list[Path]:
@@ -153,7 +160,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             cut.append(path.name)
         problems.extend(f"{path.name}: {p}" for p in log.problems)
         if pid == main_pid or main_pid is None:
-            if path.name.startswith("vg.") and not log.partial:
+            if path.name.startswith("vg.") and not log.partial and getattr(log, "finished", False):
                 complete_main = True
             if path.name.startswith("sanitizer."):
                 exit_mark = exit_mark or bool(getattr(log, "exit_stats", False))
@@ -181,12 +188,17 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
     if returncode is not None and returncode < 0 and -returncode in EXTERNAL:
         return incomplete(f"killed by {sig} from outside before the checker finished")
     tail = _stderr_tail(stderr)
+    if REAPER_KILLED in tail:
+        return incomplete("the program ended while processes it started were still running; they were killed "
+                          "unchecked")
     if runtime == "memcheck":
         if not any(main_pid in (None, _pid_of(p)) for p in logs if p.name.startswith("vg.")):
             what = _last_line(tail) or f"exit code {returncode}"
             return incomplete(f"valgrind wrote no log for the program: {what}")
         if not complete_main:
-            return incomplete("valgrind's log of the program is cut short or unreadable")
+            why = _last_line(tail)
+            return incomplete("valgrind did not check the program to its end (its log is cut short, or it "
+                              f"stopped at start-up){': ' + why if why else ''}")
         if cut:
             return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")
     else:

@@ -29,7 +29,9 @@ from pathlib import Path
 from .findings import Finding
 from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
 
-_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
+# `libfoo.so => /path/libfoo.so (0x...)`, or `/lib64/ld-linux... (0x...)`; the path may be relative
+# (a relative LD_LIBRARY_PATH entry): it is then taken from the program's working folder.
+_LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s*)?([^\s(]\S*)\s+\(0x[0-9a-f]+\)", re.M)
 CACHEABLE = ("ok", "crashed")
 KEY_VERSION = "leakharness-result-2"
 DEFAULT_MAX_BYTES = 2 << 30  # the whole cache (builds and results); LEAKHARNESS_CACHE_MAX overrides
@@ -54,14 +56,20 @@ _LOADER_VARS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT")
 
 
 @functools.lru_cache(maxsize=1024)
-def _libraries(binary: str, mtime_ns: int, loader_env: tuple[tuple[str, str], ...]) -> tuple[str, ...]:
+def _libraries(binary: str, mtime_ns: int, loader_env: tuple[tuple[str, str], ...], cwd: str) -> tuple[str, ...]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(loader_env)}
     try:
         proc = subprocess.run(["ldd", binary], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=30, start_new_session=True, env=env)
+                              timeout=30, start_new_session=True, env=env, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired):
         return ()
-    return tuple(sorted({m.group(1) for m in _LDD_LINE.finditer(proc.stdout)}))
+    found = set()
+    for m in _LDD_LINE.finditer(proc.stdout):
+        path = m.group(1)
+        if "/" not in path:  # linux-vdso.so.1: not a file
+            continue
+        found.add(os.path.normpath(os.path.join(cwd, path)))
+    return tuple(sorted(found))
 
 
 def _ld_cache_stamp() -> str:
@@ -72,22 +80,26 @@ def _ld_cache_stamp() -> str:
         return "none"
 
 
-def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] | None = None) -> tuple[str, ...]:
+def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> tuple[str, ...]:
     """The shared libraries the dynamic loader resolves for binary (ldd) under the job's loader
     variables (LD_LIBRARY_PATH, LD_PRELOAD).  Remembered on disk by the binary's hash, those
     variables and the loader cache's stamp: ldd costs a process per binary, most of the time
     of a cached job.  The libraries' own contents are hashed afresh every time."""
     env = os.environ if env is None else env
+    cwd = str(cwd or os.getcwd())
     loader_env = tuple((k, env[k]) for k in _LOADER_VARS if env.get(k))
     record = None
     if cache_dir is not None:
-        stamp = hashlib.sha256(repr(loader_env).encode()).hexdigest()[:16]
+        # A relative entry in a loader variable resolves against the working folder: part of the note's key.
+        relative = any(not part.startswith("/") for _, v in loader_env for part in re.split(r"[:\s]+", v) if part)
+        stamp = hashlib.sha256(repr((loader_env, cwd if relative else "")).encode()).hexdigest()[:16]
         record = Path(cache_dir) / "libs" / f"{file_hash(binary)}-{_ld_cache_stamp()}-{stamp}.json"
         try:
             return tuple(json.loads(record.read_text()))
         except (OSError, ValueError):
             pass
-    libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns, loader_env)
+    libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns, loader_env, cwd)
     if record is not None and libs:
         try:
             record.parent.mkdir(parents=True, exist_ok=True)
@@ -169,8 +181,8 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     add("program", file_hash(program))
     for path in tool_files(job.runtime, env):
         add("tool", path, file_hash(path) if os.path.isfile(path) else "missing")
-    for lib in libraries(program, cache_dir, env):
-        add("lib", lib, file_hash(lib) if os.path.exists(lib) else "missing")
+    for lib in libraries(program, cache_dir, env, cwd):
+        add("lib", lib, file_hash(lib) if os.path.isfile(lib) else "missing")
     for preload in re.split(r"[\s:]+", env.get("LD_PRELOAD", "")):
         if preload:
             add("preload", preload, file_hash(preload) if os.path.isfile(preload) else "missing")

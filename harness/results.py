@@ -170,6 +170,9 @@ def load_results(out_dir: Path) -> Results:
     path = out_dir / "results.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise LeakHarnessError(f"{path}: not a leakharness results file (a JSON {type(data).__name__}, "
+                                   f"not an object)")
         if data.get("schema") != SCHEMA:
             raise LeakHarnessError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA}")
         return Results(data.get("started", ""), data.get("finished"), tuple(data.get("tools", ())),

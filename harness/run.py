@@ -42,6 +42,12 @@ SANITIZER_ENV = {
     "TSAN_OPTIONS": "halt_on_error=0:second_deadlock_stack=1",
     "MSAN_OPTIONS": "",
 }
+# Options the user's own cannot turn off: the log path, ASan's exit statistics (proof that the
+# exit-time leak check ran) and the leak check itself (detect_leaks=0 would make a leak look clean).
+FORCED_OPTIONS = {
+    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1",
+    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1",
+}
 INSTALL_HINT = {"memcheck": "sudo apt-get install valgrind (or scripts/install-system-packages.sh)"}
 # The characters a log path may hold and still pass through every tool's option syntax unquoted
 # (ASAN_OPTIONS splits on ':' ',' and spaces; valgrind expands '%').
@@ -127,7 +133,7 @@ def command_for(job: Job, log_dir: Path) -> tuple[list[str], dict[str, str]]:
         user = env.get(var, "")
         # Ours first, then the user's: a user's option wins, but the log path is always ours,
         # and ASan's exit statistics (atexit=1) prove the exit-time leak check ran.
-        forced = f"log_path={prefix}" + (":atexit=1" if var == "ASAN_OPTIONS" else "")
+        forced = f"log_path={prefix}" + FORCED_OPTIONS.get(var, "")
         env[var] = ":".join(x for x in (options, user, forced) if x)
     return list(job.command), env
 

@@ -50,7 +50,7 @@ _BLOCK = re.compile(
     r"(alloc'd|free'd|client-defined)"
 )
 _TAGS = ("error", "errorcounts", "suppcounts", "fatal_signal", "pid", "ppid", "tool",
-         "protocolversion", "argv", "valgrindoutput")
+         "protocolversion", "argv", "status", "valgrindoutput")
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,9 @@ class ValgrindLog:
     suppression_counts: dict[str, int] = field(default_factory=dict)  # name -> times used
     fatal_signal: str | None = None
     partial: bool = False  # the file ended before </valgrindoutput>
+    # The program ran to its end under valgrind (a <status> FINISHED): a valgrind that stopped at
+    # start-up (a suppressions file it cannot open) still closes its XML, with RUNNING only.
+    finished: bool = False
     problems: tuple[str, ...] = ()  # what was wrong with the file, when anything was
 
 
@@ -275,6 +278,9 @@ class _Parser:
             self.info[tag] = _int(elem.text)
         elif tag == "tool":
             self.info["tool"] = self.tool_name = (elem.text or "").strip() or None
+        elif tag == "status":
+            if (elem.findtext("state") or "").strip() == "FINISHED":
+                self.info["finished"] = True
         elif tag == "valgrindoutput":
             self.complete = True
             return
@@ -407,5 +413,6 @@ def parse_valgrind_xml(path: str, tool_name: str | None = None) -> ValgrindLog:
         suppression_counts=info["suppression_counts"],
         fatal_signal=info.get("fatal_signal"),
         partial=partial,
+        finished=bool(info.get("finished")),
         problems=tuple(problems),
     )

@@ -255,9 +255,6 @@ def test_checker_broken_by_asan_options_is_incomplete_and_not_cached(tmp_path, o
     assert_leak(job)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: valgrind that stops on a FATAL option error (a --suppressions file "
-                                       "that does not exist) still writes a closed XML file with no FINISHED "
-                                       "status; collect() takes it as a whole, clean run: status ok, exit 0, cached")
 def test_valgrind_that_cannot_start_its_check_is_incomplete(tmp_path, own_cache):
     build(tmp_path, "leak", "leaky_binary")
     args = ("check", "--out", "out", "--no-html", "--quiet", "--", "./leaky_binary")
@@ -549,9 +546,6 @@ def test_ld_library_path_to_another_build_misses_the_cache(tmp_path, own_cache):
     assert_leak(job, 1234, "foo_alloc")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: with a relative LD_LIBRARY_PATH, ldd prints the library as a relative "
-                                       "path, which resultcache._LDD_LINE (/\\S+ only) drops: the library's content "
-                                       "is not in the key, and a leaking rebuild is served the clean cached result")
 def test_relative_ld_library_path_rebuilt_library_misses_the_cache(tmp_path, own_cache):
     _libfoo(tmp_path)
     (tmp_path / "current").mkdir()
@@ -676,9 +670,6 @@ def test_setsid_child_left_by_an_exiting_parent_is_gone(tmp_path, cache):
         kill_leftovers(name)
 
 
-@pytest.mark.xfail(strict=True, reason="bug (or a decision to make): a child still running when the program "
-                                       "ends is killed by lh-reaper before it is checked; memcheck says "
-                                       "incomplete (its log is cut), asan says ok: clean although unchecked")
 def test_child_killed_unchecked_is_not_clean_under_asan(tmp_path, cache):
     name = unique("setsid_exit")
     build(tmp_path, "setsid_spin", name, "-fsanitize=address", "-fno-omit-frame-pointer")
@@ -764,9 +755,6 @@ def test_cache_under_a_file(tmp_path, cache):
     assert_one_line_error(proc, tmp_path / "afile" / "cache", "cache")
 
 
-@pytest.mark.xfail(strict=True, reason="bug: results.load_results calls data.get() on whatever JSON it read; "
-                                       "a list, number or string raises AttributeError, which nothing catches: "
-                                       "a traceback, exit 1")
 @pytest.mark.parametrize("content", ["[]", "3", '"text"'])
 def test_report_on_a_results_json_that_is_not_an_object(tmp_path, cache, content):
     (tmp_path / "res").mkdir()
@@ -804,9 +792,6 @@ def test_bad_jobs_and_timeout_numbers(tmp_path, cache, command, option):
     assert not (tmp_path / "out").exists()
 
 
-@pytest.mark.xfail(strict=True, reason="bug: the user's ASAN_OPTIONS (or LSAN_OPTIONS) detect_leaks=0 comes after "
-                                       "leakharness's options and wins: LeakSanitizer never runs, and a leaking "
-                                       "program is reported ok, 0 errors, exit 0")
 @pytest.mark.parametrize("var", ["ASAN_OPTIONS", "LSAN_OPTIONS"])
 def test_leak_detection_turned_off_by_the_users_environment_is_not_clean(tmp_path, cache, var):
     shutil.copy(TRUST / "leak.c", tmp_path / "leak.c")
