@@ -1,0 +1,151 @@
+"""Leak growth: how many bytes a program loses per operation, and how many once.
+
+A leak that grows with the number of requests a server handles is a different bug from
+memory lost once at start-up, though one run's leak report cannot tell them apart.  Running
+the same program at several iteration counts and fitting
+
+    bytes = fixed + rate x iterations
+
+by least squares, per finding signature and for the whole job, separates them: `rate` is what
+each operation loses, `fixed` what is lost once.  This module is pure: it takes the findings
+of runs the caller has already made (complete runs only: a run that could not be checked must
+never be read as "0 bytes lost") and returns frozen results, plus a small inline SVG plot.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Iterable, Sequence
+
+from .errors import LeakHarnessError
+from .findings import Finding
+
+# Below this many bytes per operation a fitted rate is rounding noise, not a leak per operation:
+# the allocators the tools replace round block sizes, never by a byte per call on average.
+MIN_RATE = 0.5
+
+
+@dataclass(frozen=True)
+class GrowthFit:
+    """bytes = fixed_bytes + rate_per_op x iterations, fitted to `points`."""
+
+    rate_per_op: float  # bytes lost per operation (iteration)
+    fixed_bytes: float  # bytes lost once, whatever the number of operations
+    points: tuple[tuple[int, int], ...]  # (iterations, lost bytes), sorted by iterations
+    r2: float  # how well the line fits: 1.0 exactly, lower when the points scatter
+
+    @property
+    def kind(self) -> str:
+        """"per-operation" (grows with the work done), "one-time" (lost once) or "none"."""
+        if self.rate_per_op >= MIN_RATE:
+            return "per-operation"
+        if max((b for _, b in self.points), default=0) > 0:
+            return "one-time"
+        return "none"
+
+    def to_dict(self) -> dict:
+        return {
+            "rate_per_op": round(self.rate_per_op, 3),
+            "fixed_bytes": round(self.fixed_bytes, 3),
+            "points": [list(p) for p in self.points],
+            "r2": round(self.r2, 6),
+            "kind": self.kind,
+        }
+
+
+@dataclass(frozen=True)
+class GrowthReport:
+    """The fit of a job's total lost bytes and of each signature's."""
+
+    total: GrowthFit
+    by_signature: tuple[tuple[str, GrowthFit], ...]  # largest rate first
+
+    def to_dict(self) -> dict:
+        return {"total": self.total.to_dict(),
+                "by_signature": {sig: fit.to_dict() for sig, fit in self.by_signature}}
+
+
+def fit_line(points: Iterable[tuple[int, int]]) -> GrowthFit:
+    """Least-squares line through (iterations, bytes); needs two different iteration counts."""
+    pts = tuple(sorted((int(n), int(b)) for n, b in points))
+    if len({n for n, _ in pts}) < 2:
+        raise LeakHarnessError(f"growth: need runs at two or more different iteration counts, got "
+                               f"{sorted({n for n, _ in pts}) or 'none'}")
+    if any(n < 0 for n, _ in pts):
+        raise LeakHarnessError("growth: an iteration count cannot be negative")
+    k = len(pts)
+    mean_n = sum(n for n, _ in pts) / k
+    mean_b = sum(b for _, b in pts) / k
+    sxx = sum((n - mean_n) ** 2 for n, _ in pts)
+    sxy = sum((n - mean_n) * (b - mean_b) for n, b in pts)
+    rate = sxy / sxx
+    fixed = mean_b - rate * mean_n
+    ss_res = sum((b - (fixed + rate * n)) ** 2 for n, b in pts)
+    ss_tot = sum((b - mean_b) ** 2 for _, b in pts)
+    # Equal bytes at every count (a one-time leak, or none) fit a flat line exactly.
+    r2 = 1.0 - ss_res / ss_tot if ss_tot > 0 else (1.0 if ss_res <= 1e-9 else 0.0)
+    return GrowthFit(rate_per_op=rate, fixed_bytes=fixed, points=pts, r2=r2)
+
+
+def lost_bytes(findings: Iterable[Finding]) -> dict[str, int]:
+    """Lost (definite + indirect, unsuppressed) bytes per signature of one run."""
+    out: dict[str, int] = {}
+    for f in findings:
+        if f.is_lost_leak and not f.suppressed:
+            out[f.signature] = out.get(f.signature, 0) + (f.bytes or 0)
+    return out
+
+
+def fit_growth(runs: Sequence[tuple[int, Iterable[Finding]]]) -> GrowthReport:
+    """Fit the total and every signature over runs of one program at several iteration counts.
+
+    `runs` holds (iterations, findings of that run).  A signature missing from a run lost 0
+    bytes there (the runs are complete: the caller has checked), so a leak that starts only
+    past some count still fits."""
+    per_run = [(int(n), lost_bytes(findings)) for n, findings in runs]
+    total = fit_line((n, sum(by_sig.values())) for n, by_sig in per_run)
+    signatures = sorted({s for _, by_sig in per_run for s in by_sig})
+    fits = [(s, fit_line((n, by_sig.get(s, 0)) for n, by_sig in per_run)) for s in signatures]
+    fits.sort(key=lambda item: (-item[1].rate_per_op, item[0]))
+    return GrowthReport(total=total, by_signature=tuple(fits))
+
+
+def _num(value: float) -> str:
+    return f"{value:.1f}".rstrip("0").rstrip(".")
+
+
+def svg_plot(fit: GrowthFit, title: str = "", width: int = 120, height: int = 48) -> str:
+    """A tiny inline SVG: the measured points and the fitted line, bytes against iterations.
+
+    `title` (a signature: program text) is escaped, as is everything else put in it."""
+    pad = 4
+    ns = [n for n, _ in fit.points]
+    bs = [b for _, b in fit.points]
+    x0, x1 = 0, max(ns) or 1
+    top = max(max(bs), fit.fixed_bytes + fit.rate_per_op * x1, 1)
+    bottom = min(0.0, fit.fixed_bytes)
+
+    def x(n: float) -> str:
+        return _num(pad + (n - x0) / (x1 - x0) * (width - 2 * pad))
+
+    def y(b: float) -> str:
+        return _num(height - pad - (b - bottom) / (top - bottom) * (height - 2 * pad))
+
+    label = f"{title}: " if title else ""
+    label += (f"{_num(fit.rate_per_op)} B per operation + {_num(fit.fixed_bytes)} B once "
+              f"(R\u00b2 {fit.r2:.3f})")
+    esc = html.escape(label, quote=True)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" class="growth" width="{width}" height="{height}" '
+        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc}">',
+        f"<title>{esc}</title>",
+        f'<line x1="{x(x0)}" y1="{y(fit.fixed_bytes)}" x2="{x(x1)}" '
+        f'y2="{y(fit.fixed_bytes + fit.rate_per_op * x1)}" stroke="#0969da" stroke-width="1.5"/>',
+    ]
+    for n, b in fit.points:
+        if math.isfinite(b):
+            parts.append(f'<circle cx="{x(n)}" cy="{y(b)}" r="2.5" fill="#cf222e"/>')
+    parts.append("</svg>")
+    return "".join(parts)
