@@ -1,5 +1,7 @@
 """Compile C sources for each checker profile, through a content-addressed cache.
 
+(Go programs, BuildSpec.language == "go", are built by gobuild.py through the same cache.)
+
 The cache key is a hash of everything that can change the binary: the sources and the
 headers beside them, the profile's flags, the compiler's identity and version, and the
 OpenSSL version.  A build happens in a private temporary folder and is renamed into place,
@@ -44,6 +46,10 @@ PROFILES: dict[str, Profile] = {
     # back looks uninitialised), so meant for code that does not link OpenSSL, not the catalog.
     "msan": Profile("msan", ("-g", "-O0", "-fsanitize=memory", "-fsanitize-memory-track-origins",
                              "-fno-omit-frame-pointer"), "msan"),
+    # Go programs only (gobuild.py): `go build -asan` with the exit-time leak check added, and
+    # the plain build run with GODEBUG=cgocheck=2.
+    "go-asan": Profile("go-asan", (), "go-asan"),
+    "cgocheck": Profile("cgocheck", (), "cgocheck"),
 }
 # Checkers only one compiler can build.
 PROFILE_COMPILER = {"msan": "clang"}
@@ -110,8 +116,13 @@ class BuildSpec:
     cc: str = "gcc"
     files: tuple[Path, ...] = ()  # a user's own sources, compiled where they are
     pch: Path | None = None  # a header every source includes first: precompiled once per profile
+    language: str = "c"  # "go": a Go program (cgo), built by gobuild.py
 
     def key(self) -> str:
+        if self.language == "go":
+            from .gobuild import key as go_key
+
+            return go_key(self)
         h = hashlib.sha256()
 
         def add(*parts: str) -> None:
@@ -172,6 +183,10 @@ class Build:
 def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
     """Compile spec, or reuse the cached binary of the same key."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if spec.language == "go":
+        from .gobuild import build_go
+
+        return build_go(spec, cache_dir)
     key = spec.key()
     final = cache_dir / "builds" / key[:2] / key
     done = final / "build.json"

@@ -1,8 +1,9 @@
 """The pattern catalog: read c_fixtures/<id>/pattern.toml into Patterns and Expectations.
 
-A pattern folder holds its metadata (pattern.toml) and one jinja2 template (pattern.c.j2)
-that renders both variants.  This module only reads and checks the metadata; rendering is
-generate.py's job.
+A pattern folder holds its metadata (pattern.toml) and one jinja2 template that renders both
+variants: pattern.c.j2 for a C pattern, pattern.go.j2 for a Go pattern (`language = "go"`),
+whose program calls C and OpenSSL through cgo.  This module only reads and checks the
+metadata; rendering is generate.py's job.
 """
 
 from __future__ import annotations
@@ -18,13 +19,19 @@ from .errors import CatalogError
 from .findings import CATEGORIES, LEAK_KINDS
 
 VARIANTS = ("leaky", "fixed")
+LANGUAGES = ("c", "go")
 # Every checker leakharness can run.  The -O2 ones inherit their base checker's expectations.
-CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan", "msan")
+# go-asan (`go build -asan` plus an exit-time leak check) and cgocheck (GODEBUG=cgocheck=2)
+# check Go programs; memcheck checks both languages.
+CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan", "msan", "go-asan", "cgocheck")
+GO_CHECKERS = ("memcheck", "go-asan", "cgocheck")
 # What runs when a pattern says nothing else; tsan runs where a pattern expects something of it.
 DEFAULT_CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan")
-# The checkers a leaky variant must state expectations for.
+# The checkers a leaky variant must state expectations for, by language.
 REQUIRED_CHECKERS = ("memcheck", "asan")
+REQUIRED_GO_CHECKERS = ("memcheck", "go-asan")
 TEMPLATE_NAME = "pattern.c.j2"
+TEMPLATE_NAMES = {"c": "pattern.c.j2", "go": "pattern.go.j2"}
 METADATA_NAME = "pattern.toml"
 DEFAULT_TIMEOUT = 120.0
 
@@ -32,7 +39,8 @@ _ID = re.compile(r"^[a-z0-9_]+$")
 
 
 def base_checker(checker: str) -> str:
-    return checker.split("-", 1)[0]
+    """memcheck-O2 -> memcheck, asan-O2 -> asan; go-asan is a checker of its own."""
+    return checker if checker == "go-asan" else checker.split("-", 1)[0]
 
 
 def default_fixtures_dir() -> Path:
@@ -90,12 +98,21 @@ class Pattern:
     params: Mapping[str, Any] = field(default_factory=dict)
     expectations: Mapping[tuple[str, str], Expectation] = field(default_factory=dict)
     extra_checkers: tuple[str, ...] = ()  # non-default checkers the pattern states expectations for
+    language: str = "c"  # "c", or "go" (a Go program calling C through cgo)
 
     @property
     def template_path(self) -> Path:
-        return self.directory / TEMPLATE_NAME
+        return self.directory / TEMPLATE_NAMES[self.language]
+
+    @property
+    def source_suffix(self) -> str:
+        return ".go" if self.language == "go" else ".c"
 
     def checkers(self) -> tuple[str, ...]:
+        # A Go program runs under memcheck, go-asan and cgocheck only: the C checkers' builds
+        # (gcc -fsanitize=...) do not apply to it, nor go-asan to a C program.
+        if self.language == "go":
+            return GO_CHECKERS
         return DEFAULT_CHECKERS + tuple(c for c in self.extra_checkers if c not in DEFAULT_CHECKERS)
 
     def expectation(self, variant: str, checker: str) -> Expectation:
@@ -143,14 +160,18 @@ def load_pattern(directory: Path) -> Pattern:
     meta_path = directory / METADATA_NAME
     if not meta_path.is_file():
         raise CatalogError(f"{directory}: no {METADATA_NAME}")
-    if not (directory / TEMPLATE_NAME).is_file():
-        raise CatalogError(f"{directory}: no {TEMPLATE_NAME}")
     try:
         meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{meta_path}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise CatalogError(f"{meta_path}: cannot read: {exc.strerror or exc}") from None
+    language = meta.get("language", "c")
+    if language not in LANGUAGES:
+        raise CatalogError(f"{meta_path}: language must be one of {', '.join(LANGUAGES)}, not {language!r}")
+    template = TEMPLATE_NAMES[language]
+    if not (directory / template).is_file():
+        raise CatalogError(f"{directory}: no {template}")
     pid = meta.get("id", directory.name)
     if pid != directory.name or not _ID.match(pid):
         raise CatalogError(f"{meta_path}: id {pid!r} must match the folder name and be [a-z0-9_]+")
@@ -169,13 +190,14 @@ def load_pattern(directory: Path) -> Pattern:
             raise CatalogError(f"{meta_path}: expect.{variant} must be a table of checkers "
                                f"([expect.{variant}.memcheck] ...), not {per_checker!r}")
         for checker, raw in per_checker.items():
-            if checker not in CHECKERS:
-                raise CatalogError(f"{meta_path}: [expect.{variant}.{checker}]: unknown checker "
-                                   f"(one of {', '.join(CHECKERS)})")
+            allowed = GO_CHECKERS if language == "go" else tuple(c for c in CHECKERS if c not in ("go-asan", "cgocheck"))
+            if checker not in allowed:
+                raise CatalogError(f"{meta_path}: [expect.{variant}.{checker}]: unknown checker for a "
+                                   f"{language.upper() if language == 'c' else 'Go'} pattern (one of {', '.join(allowed)})")
             expectations[(variant, checker)] = _expectation(raw, f"{meta_path}: [expect.{variant}.{checker}]")
             if checker not in DEFAULT_CHECKERS and checker not in extra:
                 extra.append(checker)
-    for checker in REQUIRED_CHECKERS:
+    for checker in (REQUIRED_GO_CHECKERS if language == "go" else REQUIRED_CHECKERS):
         if ("leaky", checker) not in expectations:
             raise CatalogError(f"{meta_path}: [expect.leaky.{checker}] is missing: say what it must find, "
                                f"or blind = \"why\"")
@@ -201,7 +223,8 @@ def load_pattern(directory: Path) -> Pattern:
         timeout=float(timeout),
         params=dict(meta.get("params", {})),
         expectations=expectations,
-        extra_checkers=tuple(extra),
+        extra_checkers=tuple(extra) if language == "c" else (),
+        language=language,
     )
 
 

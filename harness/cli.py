@@ -114,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the catalog under the checkers, in parallel, and judge it")
     p.add_argument("--pattern", action="append", default=[], metavar="ID", help="only this pattern (repeatable)")
     p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
-                   help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan, msan")
+                   help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan, msan; "
+                        "for the Go patterns memcheck, go-asan, cgocheck")
     _add_run_options(p, "reports/latest")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.add_argument("--shard", metavar="K/N", default=None,
@@ -141,11 +142,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="run your own program (or build your sources) under the checkers",
                        usage="leakharness check [options] -- PROGRAM [ARGS...]\n"
                              "       leakharness check --build FILE.c [FILE.c ...] [options] [-- ARGS...]")
-    p.add_argument("--build", nargs="+", type=Path, metavar="FILE.c", help="compile these sources per checker")
+    p.add_argument("--build", nargs="+", type=Path, metavar="FILE.c",
+                   help="compile these sources per checker: C files, or Go files (main.go) or the folder of a "
+                        "Go package using cgo")
     p.add_argument("--cflags", default="", help="extra compiler flags for --build (one string)")
     p.add_argument("--ldflags", default="", help="extra linker flags for --build (one string)")
     p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
-                   help="checker (repeatable); default memcheck, plus asan with --build")
+                   help="checker (repeatable); default memcheck, plus asan with --build of C sources; "
+                        "memcheck, go-asan and cgocheck for Go sources")
     _add_run_options(p, "reports/check")
     p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     p.set_defaults(func=cmd_check)
@@ -381,14 +385,16 @@ def check_exit_code(jobs) -> int:
 def cmd_check(args) -> int:
     import shlex
 
+    from .control import default_check_checkers
     from .heuristics import group_findings
     from .orchestrate import Interrupted
 
     program = list(args.program)
     if program and program[0] == "--":
         program = program[1:]
-    checkers = _check_checkers(args.tool) or (("memcheck", "asan") if args.build else ("memcheck",))
     session = _session(args)
+    checkers = _check_checkers(args.tool) or (
+        default_check_checkers(args.build, session.cwd) if args.build else ("memcheck",))
     if args.build:
         tasks = session.check_tasks(sources=args.build, checkers=checkers, cflags=shlex.split(args.cflags),
                                     ldflags=shlex.split(args.ldflags), args=program)

@@ -10,6 +10,11 @@ private folder into its results folder, parsed into Findings, and the run is giv
   limit was reached, the sanitizer's runtime failed, or its exit-time leak check never ran.
 An incomplete job is never clean, never a pass and never cached: a false clean is the worst
 bug leakharness can have.
+
+A Go program (cgo) also reports on stderr: the Go runtime's crash output (a panic, a fatal
+error, a signal inside C, cgocheck's verdicts) is parsed from there (goparse.py).  A go-asan run
+is whole only when the leak check the build added ran (its mark on stderr), or when ASan or the
+Go runtime reported the error that ended it; a cgocheck run when the program exited.
 """
 
 from __future__ import annotations
@@ -22,6 +27,9 @@ from pathlib import Path
 
 from .errors import ParseError
 from .findings import Finding
+from .goparse import parse_go_crash
+from .goparse import sniff as looks_like_go_crash
+from .gobuild import LEAK_CHECK_MARK
 from .parse import parse_file
 
 # The deadly signals a sanitizer catches and reports (its report's kind), then exits.
@@ -42,11 +50,13 @@ _RUNTIME_FAILURE = re.compile(
 # gcc, linked in with clang).
 INSTRUMENTED = {
     "asan": (b"__asan_init",),
+    "go-asan": (b"__asan_init",),  # go build -asan imports it from gcc's runtime, as gcc does
+    "cgocheck": (b"\xff Go buildinf:",),  # any Go binary: GODEBUG=cgocheck=2 is read by its runtime
     "tsan": (b"__tsan_init",),
     "ubsan": (b"__ubsan_handle_",),
     "msan": (b"__msan_init",),
 }
-FLAG = {"asan": "-fsanitize=address", "tsan": "-fsanitize=thread", "ubsan": "-fsanitize=undefined",
+FLAG = {"go-asan": "go build -asan", "cgocheck": "the Go toolchain", "asan": "-fsanitize=address", "tsan": "-fsanitize=thread", "ubsan": "-fsanitize=undefined",
         "msan": "-fsanitize=memory"}
 
 
@@ -82,6 +92,9 @@ def not_instrumented(runtime: str, program: str) -> str:
         return f"{program} is not an ELF executable: {runtime} checks only a binary built with {FLAG[runtime]}"
     if not any(m in data for m in marks):
         return f"{program} is not built with {FLAG[runtime]}: {runtime} cannot check it"
+    if runtime == "go-asan" and LEAK_CHECK_MARK.encode() not in data:
+        return (f"{program} has no leakharness leak check: go-asan checks a Go program that leakharness built "
+                f"(check --build main.go), since Go 1.19 never runs LeakSanitizer by itself")
     return ""
 
 
@@ -123,8 +136,28 @@ def _last_line(text: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
+def _go_crash(stderr: Path, main_pid: int | None) -> tuple[list[Finding], list[str], bool]:
+    """(findings, problems, cut) from the Go runtime's crash output on a Go program's stderr."""
+    try:
+        with open(stderr, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            # The crash comes last: a head for the sniff, unless the program printed megabytes first.
+            fh.seek(max(0, size - (4 << 20)))
+            head = fh.read()
+    except OSError:
+        return [], [], False
+    if not looks_like_go_crash(head):
+        return [], [], False
+    try:
+        log = parse_go_crash(str(stderr), pid=main_pid)
+    except ParseError as exc:
+        return [], [str(exc)], True
+    return list(log.findings), [f"{stderr.name}: {p}" for p in log.problems], log.partial
+
+
 def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool, timeout: float,
-            main_pid: int | None, start_error: str = "") -> Collected:
+            main_pid: int | None, start_error: str = "", go: bool = False) -> Collected:
     findings: list[Finding] = []
     problems: list[str] = []
     partial = False
@@ -172,6 +205,14 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
         findings = [f for f in findings if f not in external]
         problems.append(f"ended by {external[0].kind.split(':', 1)[1]} from outside")
     stderr = out_dir / "stderr.txt"
+    if go:  # the Go runtime's own report of a crash, a panic or a cgocheck verdict
+        go_findings, go_problems, go_cut = _go_crash(stderr, main_pid)
+        findings.extend(go_findings)
+        problems.extend(go_problems)
+        if go_findings or go_cut:
+            logs.append(stderr)
+        if go_cut and not go_findings:
+            cut.append(stderr.name)
     sig = signal_name(-returncode) if returncode is not None and returncode < 0 else None
     main_reported = any(f.pid == main_pid for f in findings) if main_pid is not None else bool(findings)
     deadly = next((DEADLY[f.kind] for f in findings if f.kind in DEADLY), None)
@@ -212,6 +253,10 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
         if runtime == "asan" and not exit_mark and not main_reported:
             return incomplete("AddressSanitizer's exit-time leak check did not run (the program ended without "
                               "exit(): _exit, exec or a signal), so leaks were not checked")
+        if runtime == "go-asan" and LEAK_CHECK_MARK not in tail and not main_reported:
+            what = f"exit code {returncode}" if returncode is not None else "no exit code"
+            return incomplete(f"the leak check did not run: the program ended before main returned (os.Exit, "
+                              f"panic, signal; {what}), so leaks were not checked")
     if sig is not None:
         if runtime == "memcheck" and not any(f.kind.startswith("FatalSignal") for f in findings):
             return incomplete(f"crashed with {sig} and valgrind wrote no report of it")

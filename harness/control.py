@@ -241,6 +241,8 @@ def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
                  overrides: Mapping[str, Any] | None = None) -> build_mod.BuildSpec:
     name = f"{pattern.id}-{variant}"
     source = render(pattern, variant, overrides)
+    if pattern.language == "go":  # a Go program calling C: gobuild.py, its own compiler and flags
+        return build_mod.BuildSpec(name=name, sources=((f"{name}.go", source),), profile=checker, language="go")
     cc = build_mod.PROFILE_COMPILER.get(checker, cc)
     return build_mod.BuildSpec(
         name=name,
@@ -283,10 +285,28 @@ def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
     tasks = []
     if sources:
         files = tuple(_absolute(s, cwd) for s in sources)
+        language = source_language(files)
         for f in files:
-            if not f.is_file():
-                raise LeakHarnessError(f"{f}: no such source file")
-        name = files[0].stem
+            if not (f.is_file() or (language == "go" and f.is_dir())):
+                raise LeakHarnessError(f"{f}: no such source file" + (" (a folder is taken only when it holds "
+                                                                       "Go files)" if f.is_dir() else ""))
+        name = files[0].stem if files[0].is_file() else files[0].name
+        if language == "go":
+            from .catalog import GO_CHECKERS
+
+            wrong = [c for c in checkers if c not in GO_CHECKERS]
+            if wrong:
+                raise LeakHarnessError(f"--tool {wrong[0]}: cannot check a Go program (Go checkers: "
+                                       f"{', '.join(GO_CHECKERS)})")
+            for checker in checkers:
+                spec = build_mod.BuildSpec(name=name, sources=(), files=files, profile=checker, cflags=tuple(cflags),
+                                           ldflags=tuple(ldflags), language="go")
+                tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args,
+                                  cwd=cwd))
+            return tasks
+        wrong = [c for c in checkers if c in ("go-asan", "cgocheck")]
+        if wrong:
+            raise LeakHarnessError(f"--tool {wrong[0]}: checks Go programs only, and {files[0].name} is C")
         for checker in checkers:
             spec = build_mod.BuildSpec(name=name, sources=(), files=files, profile=checker, cflags=tuple(cflags),
                                        ldflags=tuple(ldflags), cc=build_mod.PROFILE_COMPILER.get(checker, cc))
@@ -311,6 +331,26 @@ def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
         tasks.append(Task(pattern=path.name, variant=None, checker=checker, timeout=timeout,
                           program=(str(path),), args=tuple(program[1:]) + tuple(args), cwd=cwd))
     return tasks
+
+
+def source_language(files: Sequence[Path]) -> str:
+    """"go" when the sources are Go files or a folder of them, else "c"; never a mix."""
+    from .gobuild import is_go_source
+
+    go = [is_go_source(Path(f)) for f in files]
+    if any(go) and not all(go):
+        raise LeakHarnessError(f"{files[go.index(False)]}: cannot build C and Go sources as one program "
+                               f"(give the Go files, or the folder of the Go package, alone)")
+    return "go" if go and all(go) else "c"
+
+
+def default_check_checkers(sources: Sequence[str | os.PathLike], cwd: Path) -> tuple[str, ...]:
+    """The checkers `check --build` runs when none is named: memcheck and asan for C, the three
+    Go checkers for a Go program."""
+    from .catalog import GO_CHECKERS
+
+    files = [_absolute(s, cwd) for s in sources]
+    return GO_CHECKERS if files and source_language(files) == "go" else ("memcheck", "asan")
 
 
 # --- the functions earlier callers use, over a default Session -------------------------------

@@ -1,23 +1,35 @@
-"""Read any log leakharness understands: valgrind XML files and sanitizer logs.
+"""Read any log leakharness understands: valgrind XML files, sanitizer logs, and the Go
+runtime's crash output (a captured stderr of a Go program).
 
 The format is recognised from the file's first bytes, not its name, so a user can hand
-over whatever their tools wrote.
+over whatever their tools wrote.  Stacks that run into cgo (a Go program's C calls) get their
+cgo frames named (goparse.name_cgo_frames), whichever tool wrote them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Iterable, Union
 
 from .errors import ParseError
+from .goparse import GoCrashLog, name_cgo_frames, parse_go_crash
+from .goparse import sniff as looks_like_go_crash
 from .sanitizers import SanitizerLog, parse_sanitizer_log
 from .sanitizers import sniff as looks_like_sanitizer_log
 from .valgrind import ValgrindLog, parse_valgrind_xml
 from .valgrind import sniff as looks_like_valgrind_xml
 
-ParsedLog = Union[ValgrindLog, SanitizerLog]
+ParsedLog = Union[ValgrindLog, SanitizerLog, GoCrashLog]
 
 
 def parse_file(path: str) -> ParsedLog:
+    log = _parse_file(path)
+    if any(fr.function and "_Cfunc_" in fr.function for f in log.findings for fr in f.stack):
+        log = dataclasses.replace(log, findings=tuple(name_cgo_frames(log.findings)))
+    return log
+
+
+def _parse_file(path: str) -> ParsedLog:
     path = str(path)
     try:
         with open(path, "rb") as fh:
@@ -32,6 +44,8 @@ def parse_file(path: str) -> ParsedLog:
         return parse_valgrind_xml(path)
     if looks_like_sanitizer_log(head):
         return parse_sanitizer_log(path)
+    if looks_like_go_crash(head):
+        return parse_go_crash(path)
     if b"\0" in head:
         raise ParseError(path, "binary file: not a valgrind XML file or a sanitizer log")
     # A captured stderr may hold more than 64 KiB of the program's own output before the

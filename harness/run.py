@@ -7,10 +7,16 @@ syntax, so that a results folder with spaces, colons or quotes in its name canno
 path, and two runs can never read each other's half-written files.  Whatever the checker
 wrote before the end is parsed: a timed-out or crashed run keeps its findings, but it is
 "incomplete", never clean.
+
+Go programs (cgo) run under memcheck with the shipped Go suppressions (data/go/go.supp), under
+go-asan (the -asan build whose helper runs LeakSanitizer when main returns; signals are left to
+the Go runtime, whose crash output names the Go callers, since no unwinder crosses the cgo stack
+switch) and under cgocheck (GODEBUG=cgocheck=2).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
@@ -24,6 +30,14 @@ from .findings import Finding
 from .supervise import reset_stop, stopping, terminate_all  # noqa: F401 - the stop switch, used by orchestrate
 
 SUPPRESSIONS = Path(__file__).parent / "data" / "openssl.supp"
+GO_SUPPRESSIONS = Path(__file__).parent / "data" / "go" / "go.supp"
+# go-asan: the leak check is the helper's (LSan's detect_leaks must stay on for it to do anything);
+# a signal goes to the Go runtime, which prints the goroutine stacks with the Go callers and the
+# cgo function, where ASan's report would stop at the cgo stack switch.
+GO_ASAN_OPTIONS = ("detect_leaks=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0"
+                   ":handle_abort=0:allow_user_segv_handler=1")
+# Runtimes that run a Go binary (memcheck may run either kind: told by the binary itself).
+GO_RUNTIMES = ("go-asan", "cgocheck")
 VALGRIND_OPTIONS = (
     "--xml=yes",
     "--leak-check=full",
@@ -71,6 +85,8 @@ class Job:
 
     @property
     def runtime(self) -> str:
+        if self.checker in GO_RUNTIMES:
+            return self.checker
         return self.checker.split("-", 1)[0]
 
     @property
@@ -102,6 +118,39 @@ def tool_available(runtime: str) -> bool:
     return runtime != "memcheck" or shutil.which("valgrind") is not None
 
 
+def is_go_binary(program: str) -> bool:
+    """A binary the Go toolchain built (it carries Go's build-info blob)."""
+    try:
+        st = os.stat(program)
+    except OSError:
+        return False
+    return _is_go_binary(os.path.realpath(program), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=256)
+def _is_go_binary(path: str, mtime_ns: int, size: int) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4)
+            if head != b"\x7fELF":
+                return False
+            fh.seek(0)
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    return False
+                if GO_BUILDINFO in chunk:
+                    return True
+                fh.seek(fh.tell() - len(GO_BUILDINFO))  # a mark split over two chunks
+                if len(chunk) < (1 << 20):
+                    return False
+    except OSError:
+        return False
+
+
+GO_BUILDINFO = b"\xff Go buildinf:"
+
+
 def child_environment(extra: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
     """The environment a job's tool is handed: the caller's, less what only describes the
     caller (test runner, make, terminal), which changes nothing a checker reports but would
@@ -124,10 +173,23 @@ def command_for(job: Job, log_dir: Path) -> tuple[list[str], dict[str, str]]:
     """The command line and environment of a job, its logs going to log_dir."""
     env = child_environment(job.env)
     if job.runtime == "memcheck":
+        go = (f"--suppressions={GO_SUPPRESSIONS}",) if is_go_binary(job.command[0]) else ()
         cmd = [shutil.which("valgrind") or "valgrind", *VALGRIND_OPTIONS,
                # No --log-file: with it, valgrind 3.19 writes no XML for a forked child.
-               f"--xml-file={log_dir}/vg.%p.xml", f"--suppressions={SUPPRESSIONS}", *job.command]
+               f"--xml-file={log_dir}/vg.%p.xml", f"--suppressions={SUPPRESSIONS}", *go, *job.command]
         return cmd, env
+    if job.runtime == "cgocheck":
+        user = env.get("GODEBUG", "")
+        env["GODEBUG"] = ",".join(x for x in (user, "cgocheck=2") if x)  # the last setting wins
+        return list(job.command), env
+    if job.runtime == "go-asan":
+        prefix = log_dir / "sanitizer"
+        user = env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["ASAN_OPTIONS"], GO_ASAN_OPTIONS, user,
+                                                   f"log_path={prefix}") if x)
+        user = env.get("LSAN_OPTIONS", "")
+        env["LSAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["LSAN_OPTIONS"], user, f"log_path={prefix}") if x)
+        return list(job.command), env
     prefix = log_dir / "sanitizer"
     for var, options in SANITIZER_ENV.items():
         user = env.get(var, "")
@@ -173,7 +235,7 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
     finally:
         shutil.rmtree(private, ignore_errors=True)
     got = collect(job.out_dir, job.runtime, ended.returncode, ended.timed_out, job.timeout, ended.main_pid,
-                  ended.start_error)
+                  ended.start_error, go=job.runtime in GO_RUNTIMES or is_go_binary(job.command[0]))
     return RunResult(job, got.status, got.findings, exit_code=ended.returncode, signal=got.signal,
                      duration_s=ended.duration_s, logs=got.logs, partial=got.partial, problems=got.problems,
                      message=got.reason)

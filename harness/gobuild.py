@@ -1,0 +1,295 @@
+"""Build Go programs (which call C through cgo) for the Go checkers, through the build cache.
+
+Three builds of one program: plain `go build` (run under memcheck, and under cgocheck with
+GODEBUG=cgocheck=2: the same binary), and `go build -asan` for go-asan.  Go 1.19 (Debian 12's
+golang-go) never runs LeakSanitizer at exit, so the go-asan build adds a small cgo file whose
+`main` calls the program's own main (renamed) and then LeakSanitizer's check, and prints
+LEAK_CHECK_MARK when the check has run; the user's files are never touched: `go build -overlay`
+hands the compiler the renamed copy and the extra file (measured in ../shared/catalog.md).
+
+A program is a rendered catalog source (written, with a go.mod, into a folder of the cache
+that stays, so stack traces name a file that exists), one or more .go files of one folder, or a
+folder holding a Go package (a module, or loose files).  The cache key covers the sources, the
+Go toolchain's and the C compiler's identities, the OpenSSL version, the build mode and the
+helper's text.  GOCACHE lives in the harness's cache (never $HOME); the network is off
+(GOPROXY=off, GOTOOLCHAIN=local): only the standard library and what is already downloaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from .errors import BuildError
+
+COMPILE_TIMEOUT = 300
+# Printed to stderr by the go-asan helper once LeakSanitizer's check has returned: without it
+# the program ended before its main returned (os.Exit, a panic, a signal) and nothing was checked.
+LEAK_CHECK_MARK = "leakharness: go-asan leak check done"
+HELPER_NAME = "zz_leakharness_leakcheck.go"
+USER_MAIN = "leakharnessUserMain"
+GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
+INSTALL_HINT = "sudo apt-get install golang-go (or scripts/install-system-packages.sh)"
+
+# The recoverable check returns instead of exiting on a leak, so the mark is printed either way;
+# the process then exits 23 when leaks were found (as LSan's exitcode) so a shell sees it too.
+HELPER_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): Go 1.19 never runs
+// LeakSanitizer at exit, so main runs the program's own main and then the leak check.
+package main
+
+/*
+#include <stdio.h>
+#include <stdlib.h>
+int __lsan_do_recoverable_leak_check(void);
+static int leakharness_leak_check(void) {{
+	int leaked = __lsan_do_recoverable_leak_check();
+	fprintf(stderr, "\\n{LEAK_CHECK_MARK}\\n");
+	fflush(stderr);
+	return leaked;
+}}
+*/
+import "C"
+
+import "os"
+
+func main() {{
+	{USER_MAIN}()
+	if C.leakharness_leak_check() != 0 {{
+		os.Exit(23)
+	}}
+}}
+"""
+
+# How each checker's binary is built: the mode decides the binary (memcheck and cgocheck share one).
+MODES = {"memcheck": "plain", "cgocheck": "plain", "go-asan": "asan"}
+_MAIN_FUNC = re.compile(r"^func\s+main\s*\(\s*\)", re.M)
+_PACKAGE_MAIN = re.compile(r"^package\s+main\b", re.M)
+
+
+def go_binary() -> str | None:
+    return shutil.which("go")
+
+
+def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
+         timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True, env=env, cwd=cwd)
+
+
+@functools.lru_cache(maxsize=None)
+def go_identity() -> str:
+    """`/usr/lib/go-1.19/bin/go go version go1.19.8 linux/amd64`: part of every Go build's key."""
+    go = go_binary()
+    if go is None:
+        raise BuildError(f"go not found (the Go checkers need it; install: {INSTALL_HINT})")
+    try:
+        proc = _run([go, "version"], env=_go_env(None))
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise BuildError(f"go version failed: {exc}") from None
+    return f"{os.path.realpath(go)} {proc.stdout.strip()}"
+
+
+def _go_env(cache_dir: Path | None, extra_cflags: tuple[str, ...] = (),
+            extra_ldflags: tuple[str, ...] = ()) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GO") or k in ("GOPATH", "GOMODCACHE", "GOFLAGS")}
+    env.update({
+        "CGO_ENABLED": "1",
+        "GOTOOLCHAIN": "local",  # never download another toolchain
+        "GOPROXY": "off",  # nor modules: stdlib and what the module cache holds
+        "GOSUMDB": "off",
+        "GO111MODULE": "on",
+        "CC": "gcc",
+        # -O0: cgo's own C (the preamble's helpers) keeps its frames in memcheck's stacks.
+        "CGO_CFLAGS": " ".join(("-g", "-O0", *extra_cflags)),
+        "CGO_LDFLAGS": " ".join(extra_ldflags),
+    })
+    if cache_dir is not None:
+        env["GOCACHE"] = str(Path(cache_dir) / "go-build")
+    return env
+
+
+def is_go_source(path: Path) -> bool:
+    path = Path(path)
+    return path.suffix == ".go" or (path.is_dir() and any(path.glob("*.go")))
+
+
+def _package_files(folder: Path) -> list[Path]:
+    """The files of the package in folder that the build reads (and go.mod, go.sum above it)."""
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".go", ".c", ".h", ".s", ".S")
+                   and not p.name.endswith("_test.go"))
+    for parent in (folder, *folder.parents):
+        if (parent / "go.mod").is_file():
+            files.append(parent / "go.mod")
+            if (parent / "go.sum").is_file():
+                files.append(parent / "go.sum")
+            break
+    return files
+
+
+def _module_root(folder: Path) -> Path | None:
+    for parent in (folder, *folder.parents):
+        if (parent / "go.mod").is_file():
+            return parent
+    return None
+
+
+def key(spec) -> str:
+    from .build import compiler_identity, openssl_flags
+
+    h = hashlib.sha256()
+
+    def add(*parts: str) -> None:
+        for part in parts:
+            h.update(part.encode("utf-8", "surrogateescape"))
+            h.update(b"\0")
+
+    mode = MODES.get(spec.profile)
+    if mode is None:
+        raise BuildError(f"checker {spec.profile!r} cannot check a Go program (one of {', '.join(MODES)})")
+    version, ssl_cflags, ssl_libs = openssl_flags()
+    add("leakharness-gobuild-1", go_identity(), compiler_identity("gcc"), "openssl", version, *ssl_cflags,
+        *ssl_libs, "mode", mode, "cflags", *spec.cflags, "ldflags", *spec.ldflags)
+    if mode == "asan":
+        add("helper", HELPER_SOURCE)
+    for name, text in spec.sources:
+        add("source", name, text)
+    for path in _user_files(spec):
+        add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
+    return h.hexdigest()
+
+
+def _user_files(spec) -> list[Path]:
+    found: list[Path] = []
+    for f in spec.files:
+        f = Path(f).resolve()
+        if f.is_dir():
+            found.extend(_package_files(f))
+        elif f.is_file():
+            found.append(f)
+            found.extend(p for p in _package_files(f.parent) if p.name in ("go.mod", "go.sum"))
+        else:
+            raise BuildError(f"{f}: no such source file or folder")
+    return list(dict.fromkeys(found))
+
+
+def _overlay(package_dir: Path, go_files: list[Path], work: Path) -> tuple[Path, Path]:
+    """An overlay that renames the program's main and adds the leak-check helper beside it;
+    (overlay.json, the helper's path as the compiler sees it)."""
+    main_file = None
+    for f in go_files:
+        text = f.read_text(encoding="utf-8", errors="replace")
+        if _PACKAGE_MAIN.search(text) and _MAIN_FUNC.search(text):
+            main_file = (f, text)
+            break
+    if main_file is None:
+        raise BuildError(f"{package_dir}: no `func main()` in package main: nothing to build a program from")
+    f, text = main_file
+    (work / "overlay").mkdir()
+    renamed = work / "overlay" / f.name
+    renamed.write_text(_MAIN_FUNC.sub(f"func {USER_MAIN}()", text, count=1), encoding="utf-8")
+    helper = work / "overlay" / HELPER_NAME
+    helper.write_text(HELPER_SOURCE, encoding="utf-8")
+    virtual = package_dir / HELPER_NAME
+    if virtual.exists():
+        raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's go-asan helper")
+    overlay = work / "overlay.json"
+    overlay.write_text(json.dumps({"Replace": {str(f): str(renamed), str(virtual): str(helper)}}))
+    return overlay, virtual
+
+
+def build_go(spec, cache_dir: Path):
+    """Build spec (a Go program) or reuse the cached binary of the same key: a build.Build."""
+    from .build import Build, _from_cache
+
+    cache_dir = Path(cache_dir)
+    k = key(spec)
+    final = cache_dir / "builds" / k[:2] / k
+    if (final / "build.json").is_file():
+        return _from_cache(spec, final, k)
+    started = time.monotonic()
+    (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f"{k[:12]}.", dir=cache_dir / "tmp"))
+    try:
+        if spec.sources:
+            package_dir = _catalog_sources(spec, cache_dir, k)
+            go_files = [package_dir / name for name, _ in spec.sources if name.endswith(".go")]
+            targets: list[str] = ["."]
+        else:
+            given = [Path(f).resolve() for f in spec.files]
+            if len(given) == 1 and given[0].is_dir():
+                package_dir = given[0]
+                go_files = [p for p in _package_files(package_dir) if p.suffix == ".go"]
+                # A module builds as a package; loose files of a folder without go.mod as files.
+                targets = ["."] if _module_root(package_dir) else [str(p) for p in go_files]
+            else:
+                if any(p.suffix != ".go" for p in given) or len({p.parent for p in given}) != 1:
+                    raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
+                package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
+        binary = work / spec.name
+        cmd = [go_binary() or "go", "build", "-o", str(binary)]
+        if MODES[spec.profile] == "asan":
+            overlay, helper = _overlay(package_dir, go_files, work)
+            cmd += ["-asan", f"-overlay={overlay}"]
+            if targets != ["."]:
+                targets = targets + [str(helper)]
+        cmd += targets
+        env = _go_env(cache_dir, spec.cflags, spec.ldflags)
+        try:
+            proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return Build(spec, "build-failed", None, message=f"go build timed out after {COMPILE_TIMEOUT} s",
+                         key=k, duration_s=time.monotonic() - started, command=tuple(cmd))
+        message = (proc.stderr + proc.stdout).strip()
+        if proc.returncode != 0 or not binary.is_file():
+            return Build(spec, "build-failed", None, message=message or f"go build exit {proc.returncode}",
+                         key=k, duration_s=time.monotonic() - started, command=tuple(cmd))
+        shutil.rmtree(work / "overlay", ignore_errors=True)
+        (work / "overlay.json").unlink(missing_ok=True)
+        source_paths = [str(package_dir / name) for name, _ in spec.sources]
+        (work / "build.json").write_text(json.dumps({
+            "name": spec.name, "profile": spec.profile, "language": "go", "command": cmd, "message": message,
+            "sources": [], "source_paths": source_paths, "compile_dir": str(package_dir),
+            "files": [str(p) for p in _user_files(spec)] if spec.files else source_paths,
+            "duration_s": time.monotonic() - started,
+        }))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(work, final)
+        except OSError:
+            if not (final / "build.json").is_file():
+                raise
+        return _from_cache(spec, final, k, cached=False, duration=time.monotonic() - started)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _catalog_sources(spec, cache_dir: Path, k: str) -> Path:
+    """A rendered program's files and a go.mod in a cache folder that stays (beside the build,
+    so the cache's trimming removes it too): Go's stack traces name these paths."""
+    folder = cache_dir / "builds" / k[:2] / f"{k}.src"
+    if (folder / "go.mod").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{k[:12]}.", dir=folder.parent))
+    try:
+        for name, text in spec.sources:
+            (tmp / name).write_text(text, encoding="utf-8")
+        (tmp / "go.mod").write_text(GO_MOD, encoding="utf-8")
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not (folder / "go.mod").is_file():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder

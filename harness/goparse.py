@@ -1,0 +1,264 @@
+"""Parse the Go runtime's own crash output, and name the cgo frames other tools print.
+
+A Go program that dies prints, on stderr, a header (`panic: ...`, `fatal error: ...`, or
+`SIGSEGV: segmentation violation` with "signal arrived during cgo execution"), for a signal a
+`[signal SIGSEGV: segmentation violation code=... addr=0x0 pc=0x...]` line, then the
+goroutines' stacks: `goroutine 1 [syscall]:` and, per frame, `pkg.func(args)` and a tab-indented
+`file.go:21 +0x3f` line.  The crashing goroutine comes first.  One Finding per crash:
+- cgocheck's verdicts (GODEBUG=cgocheck=2: "Go pointer stored into non-Go memory"; the default
+  check's "cgo argument has Go pointer to ...") are category "other", kind "cgocheck";
+- a signal is category "crash" with the signal as kind ("SEGV", as the sanitizers name it), so a
+  run that ended that way counts as crashed;
+- any other panic or fatal error is category "crash", kind "panic" or "fatal-error".
+The stack is the crashing goroutine's, the runtime's own frames above the program's left out;
+when its top is cgo's stub `main._Cfunc_NAME`, the C function NAME is put above it, so the
+finding reads "C function NAME, called from Go main.f (main.go:21)".
+
+Go 1.19's unwinders (LeakSanitizer's, valgrind's) stop at the cgo stack switch: their stacks end
+in `_cgo_<hash>_Cfunc__Cmalloc` (C.CString, C.CBytes or C.malloc called from Go) or
+`_cgo_<hash>_Cfunc_NAME` (the C function NAME) and `runtime.asmcgocall`, valgrind's then in
+garbage.  name_cgo_frames() gives such frames a stable name (the hash changes with the
+package), cuts the garbage, and says in the message what the frame means and that the Go caller
+is hidden by the stack switch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import re
+from dataclasses import dataclass
+from typing import Iterable
+
+from .errors import ParseError
+from .findings import Finding, Frame
+
+_HEADER = re.compile(r"^(panic: |fatal error: |(SIG[A-Z]+): )(.*)$")
+_SIGNAL = re.compile(r"^\[signal (SIG[A-Z]+)(?:: ([^\]]*?))?(?: code=(\S+))?(?: addr=(\S+))?(?: pc=(0x[0-9a-fA-F]+))?\]")
+_PC_LINE = re.compile(r"^PC=(0x[0-9a-fA-F]+)")
+_GOROUTINE = re.compile(r"^goroutine (\d+) \[([^\]]*)\]:\s*$")
+_FUNC = re.compile(r"^(\S.*?)\((.*)\)\s*$|^(\S+)\(\.\.\.\)\s*$")
+_PLACE = re.compile(r"^\t(.+?):(\d+)(?: \+0x[0-9a-fA-F]+)?(?: .*?pc=(0x[0-9a-fA-F]+))?\s*$")
+_CGO_STUB = re.compile(r"^(?:.*\.)?_Cfunc_(\w+)$")
+_CGO_C_FRAME = re.compile(r"^_cgo_[0-9a-f]+_Cfunc_(\w+)$")
+_CGOCHECK = ("Go pointer stored into non-Go memory", "cgo argument has Go pointer", "cgo result has Go pointer",
+             "Go pointer to unpinned Go pointer", "unpinned Go pointer")
+CGO_MALLOC = "_Cfunc__Cmalloc"  # cgo's allocator stub: C.CString, C.CBytes and C.malloc all go through it
+_MAX_LINE = 1 << 20
+
+
+@dataclass(frozen=True)
+class GoCrashLog:
+    """What the Go runtime printed when the program died."""
+
+    path: str
+    findings: tuple[Finding, ...]
+    pid: int | None = None
+    partial: bool = False  # a header with no goroutine stack after it
+    problems: tuple[str, ...] = ()
+
+
+def sniff(head: bytes) -> bool:
+    text = head.decode("utf-8", "replace")
+    return bool(re.search(r"^(?:panic: |fatal error: |SIG[A-Z]+: )", text, re.M)
+                and re.search(r"^goroutine \d+ \[", text, re.M))
+
+
+def _lines(path: str) -> Iterable[str]:
+    with open(path, "rb") as raw:
+        with io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=None) as text:
+            while True:
+                line = text.readline(_MAX_LINE)
+                if not line:
+                    return
+                yield line.rstrip("\n")
+
+
+def parse_go_crash(path: str, pid: int | None = None) -> GoCrashLog:
+    """Read a captured stderr; ParseError when it holds no Go crash."""
+    path = str(path)
+    try:
+        findings, partial = _parse(_lines(path), path, pid)
+    except OSError as exc:
+        raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not findings:
+        raise ParseError(path, "not a Go crash (no panic:, fatal error: or SIGnal header followed by goroutines)")
+    problems = ("the Go runtime's crash output is cut short: no goroutine stack",) if partial else ()
+    return GoCrashLog(path, tuple(findings), pid, partial, problems)
+
+
+def parse_go_text(text: str, source: str = "<stderr>", pid: int | None = None) -> GoCrashLog:
+    findings, partial = _parse(text.splitlines(), source, pid)
+    return GoCrashLog(source, tuple(findings), pid, partial)
+
+
+class _Crash:
+    def __init__(self, header: str, word: str, signame: str | None):
+        self.header = header
+        self.word = word  # "panic", "fatal error" or the signal
+        self.signal = signame
+        self.details: list[str] = []
+        self.addr: str | None = None
+        self.pc: str | None = None
+        self.cgo = False  # "signal arrived during cgo execution"
+        self.goroutine: tuple[int, str] | None = None
+        self.frames: list[Frame] = []
+        self.done = False  # the crashing goroutine's stack is complete
+
+
+def _parse(lines: Iterable[str], source: str, pid: int | None) -> tuple[list[Finding], bool]:
+    crashes: list[_Crash] = []
+    crash: _Crash | None = None
+    state = "idle"  # idle, header, stack (in the crashing goroutine), skip (other goroutines)
+    pending: str | None = None  # a function line waiting for its place line
+    for line in lines:
+        m = _HEADER.match(line)
+        if m and (state in ("idle", "skip") or (crash and not crash.frames and state == "header")):
+            if crash is None or crash.done or state != "header":
+                crash = _Crash(m.group(3).strip(), "panic" if m.group(1) == "panic: " else
+                               "fatal error" if m.group(1) == "fatal error: " else m.group(2), m.group(2))
+                crashes.append(crash)
+                state = "header"
+            else:  # "panic: ..." then "fatal error: ..." (a panic during a panic): keep the first
+                crash.details.append(line.strip())
+            continue
+        if crash is None:
+            continue
+        if state == "header":
+            s = _SIGNAL.match(line)
+            if s:
+                crash.signal = s.group(1)
+                crash.addr, crash.pc = s.group(4), s.group(5)
+                continue
+            p = _PC_LINE.match(line)
+            if p:
+                crash.pc = crash.pc or p.group(1)
+                continue
+            if "signal arrived during cgo execution" in line:
+                crash.cgo = True
+                continue
+            g = _GOROUTINE.match(line)
+            if g:
+                crash.goroutine = (int(g.group(1)), g.group(2))
+                state, pending = "stack", None
+                continue
+            if line.startswith("runtime stack:"):
+                state, pending = "runtime", None
+                continue
+            if line.strip() and not line.startswith(("\t", " ")) and len(crash.details) < 4:
+                crash.details.append(line.strip())
+            continue
+        if state == "runtime":  # the system stack of a fatal error: the runtime's own, skipped
+            g = _GOROUTINE.match(line)
+            if g:
+                crash.goroutine = (int(g.group(1)), g.group(2))
+                state, pending = "stack", None
+            continue
+        if state == "stack":
+            if not line.strip():
+                crash.done, state = True, "skip"
+                continue
+            place = _PLACE.match(line)
+            if place and pending is not None:
+                crash.frames.append(Frame(address=int(place.group(3), 16) if place.group(3) else None,
+                                          function=pending, file=place.group(1), line=int(place.group(2))))
+                pending = None
+                continue
+            if line.startswith("created by "):
+                continue
+            f = _FUNC.match(line)
+            if f:
+                pending = f.group(1) or f.group(3)
+            continue
+    findings = [_finding(c, source, pid) for c in crashes]
+    partial = any(not c.frames for c in crashes)
+    return findings, partial
+
+
+def _program_frames(frames: list[Frame]) -> list[Frame]:
+    """The crashing goroutine's frames from the first that is not the runtime's (cgocall,
+    throw, the write barrier, sigpanic), without runtime.main and goexit at the bottom."""
+    start = next((i for i, f in enumerate(frames) if not (f.function or "").startswith("runtime.")), len(frames))
+    kept = [f for f in frames[start:] if f.function not in ("runtime.main", "runtime.goexit")]
+    out = []
+    for f in kept:
+        if f.file and (f.file.startswith("_cgo_") or "/_cgo_" in f.file):
+            f = dataclasses.replace(f, file=None, line=None, object="cgo")  # cgo's generated file: no source
+        out.append(f)
+    return out or list(frames)
+
+
+def _finding(c: _Crash, source: str, pid: int | None) -> Finding:
+    frames = _program_frames(c.frames)
+    c_function = None
+    if frames:
+        stub = _CGO_STUB.match(frames[0].function or "")
+        if stub:
+            c_function = stub.group(1)
+            frames.insert(0, Frame(address=int(c.pc, 16) if c.pc else None, function=c_function, object="C (cgo)"))
+    go_frames = [f for f in frames if f.function and not _CGO_STUB.match(f.function) and f.object != "C (cgo)"]
+    go_caller = go_frames[0] if go_frames else None
+    # cgo wraps a call that passes pointers in a closure (main.f.func1) at the caller's line: name the caller.
+    if go_caller is not None and len(go_frames) > 1 and re.fullmatch(
+            re.escape(go_frames[1].function or "") + r"\.func\d+", go_caller.function or ""):
+        go_caller = go_frames[1]
+    caller = ""
+    if go_caller is not None:
+        place = f" ({go_caller.file.rsplit('/', 1)[-1]}:{go_caller.line})" if go_caller.file else ""
+        caller = f"{go_caller.function}{place}"
+    text = f"{c.word}: {c.header}" if c.word in ("panic", "fatal error") else f"{c.word}: {c.header}"
+    if any(k in c.header or any(k in d for d in c.details) for k in _CGOCHECK):
+        detail = next((d for d in c.details if "Go pointer" in d), "")
+        message = f"cgocheck: {c.header}" + (f" ({detail})" if detail else "")
+        if caller:
+            message += f", in Go {caller}"
+        return Finding(tool="go", kind="cgocheck", category="other", message=message, stack=tuple(frames),
+                       pid=pid, source=source)
+    if c.signal:
+        where = f" at addr={c.addr}" if c.addr else ""
+        if c_function:
+            message = f"{c.signal}{where} inside C function {c_function}, called from Go {caller or '?'} through cgo"
+        else:
+            message = f"{c.signal}{where} in Go {caller or '?'}"
+        message += f" ({text})"
+        return Finding(tool="go", kind=c.signal[3:] if c.signal.startswith("SIG") else c.signal, category="crash",
+                       message=message, stack=tuple(frames), pid=pid, source=source)
+    kind = "panic" if c.word == "panic" else "fatal-error"
+    message = text + (f", in Go {caller}" if caller else "")
+    return Finding(tool="go", kind=kind, category="crash", message=message, stack=tuple(frames), pid=pid,
+                   source=source)
+
+
+# --- cgo frames in other tools' stacks ------------------------------------------------------
+
+HIDDEN = "the Go caller is hidden by the cgo stack switch (Go 1.19's unwinders stop there)"
+
+
+def name_cgo_frames(findings: Iterable[Finding]) -> list[Finding]:
+    """Stacks that run into cgo: `_cgo_<hash>_Cfunc_NAME` named `_Cfunc_NAME` (the hash changes
+    with the package, the bug does not), `runtime.asmcgocall.abi0` as runtime.asmcgocall, the
+    frames below asmcgocall (valgrind's garbage) cut, and the message saying what it means."""
+    out = []
+    for f in findings:
+        stack = list(f.stack)
+        hit = None
+        for i, fr in enumerate(stack):
+            m = _CGO_C_FRAME.match(fr.function or "")
+            if m:
+                hit = hit or m.group(1)
+                stack[i] = dataclasses.replace(fr, function=f"_Cfunc_{m.group(1)}", file=None, line=None,
+                                               object=fr.object or "cgo")
+        if hit is None:
+            out.append(f)
+            continue
+        for i, fr in enumerate(stack):
+            if (fr.function or "").startswith("runtime.asmcgocall"):
+                stack = stack[:i] + [dataclasses.replace(fr, function="runtime.asmcgocall")]
+                break
+        if hit == "_Cmalloc":
+            what = "allocated by C.CString, C.CBytes or C.malloc called from Go"
+        else:
+            what = f"in the C function {hit}, called from Go through cgo"
+        message = f"{f.message}; {what}; {HIDDEN}" if f.message else f"{what}; {HIDDEN}"
+        out.append(dataclasses.replace(f, stack=tuple(stack), message=message, signature=""))
+    return out
