@@ -1,5 +1,11 @@
 """Parse valgrind's XML output (protocol 4, 5 and 6) into Findings, streaming.
 
+Memcheck's errors and leaks, and helgrind's thread errors: data races (Race), lock-order
+inversions (LockOrder), and misuse of locks and the pthread API (UnlockUnlocked, UnlockForeign,
+UnlockBogus, PthAPIerror, Misc).  Helgrind names threads by number and announces each one once,
+with the stack that created it (<announcethread>); a thread error gets the creation stacks of the
+threads it names as extra stacks, as helgrind's text output shows them.
+
 One file per process (valgrind --xml-file=name.%p.xml).  The file is read with lxml's
 iterparse and every <error> is dropped from memory once turned into a Finding, so a file of
 any size parses in bounded memory.  A file cut short (valgrind killed) keeps every complete
@@ -19,7 +25,7 @@ from typing import BinaryIO
 from lxml import etree
 
 from .errors import ParseError
-from .findings import AuxStack, Finding, Frame, make_signature
+from .findings import AuxStack, Finding, Frame, make_signature, significant_frames
 
 SUPPORTED_PROTOCOLS = (4, 5, 6)
 
@@ -37,7 +43,25 @@ _SIMPLE_CATEGORIES = {
     "InvalidJump": "crash",
     "Race": "data-race",  # helgrind
     "ConflictingAccess": "data-race",  # drd
+    # helgrind: two locks taken in both orders somewhere in the run, a deadlock waiting to happen
+    # even when this run's threads never overlapped.
+    "LockOrder": "lock-order",
+    # helgrind: misuse of a lock or of the pthread API (unlocking a lock that is not held, or held
+    # by another thread, or is no lock; a failed pthread call; "Misc": re-locking a non-recursive
+    # lock, a thread exiting while it holds a lock, destroying a locked mutex).  A bug, but neither
+    # a race nor an ordering: "other", with the tool's own kind and words kept.
+    "UnlockUnlocked": "other",
+    "UnlockForeign": "other",
+    "UnlockBogus": "other",
+    "PthAPIerror": "other",
+    "Misc": "other",
 }
+# helgrind's error kinds: every thread a finding names is given its creation stack.
+_HELGRIND_KINDS = frozenset({"Race", "LockOrder", "UnlockUnlocked", "UnlockForeign", "UnlockBogus",
+                             "PthAPIerror", "Misc"})
+# Threads whose creation stack is kept: helgrind numbers them from 1, and a run creating more than
+# this many keeps the first ones only (bounded memory, as the rest of the parser).
+_MAX_THREADS = 100_000
 _LEAK_TEXT = re.compile(
     r"^\s*([\d,]+)(?:\s+\(([\d,]+) direct, ([\d,]+) indirect\))? bytes in ([\d,]+) blocks"
 )
@@ -50,7 +74,7 @@ _BLOCK = re.compile(
     r"(alloc'd|free'd|client-defined)"
 )
 _TAGS = ("error", "errorcounts", "suppcounts", "fatal_signal", "pid", "ppid", "tool",
-         "protocolversion", "argv", "status", "valgrindoutput")
+         "protocolversion", "argv", "status", "announcethread", "valgrindoutput")
 
 
 @dataclass(frozen=True)
@@ -109,6 +133,7 @@ class _Parser:
         self.frames: dict[tuple, Frame] = {}  # identical frames are shared: big files repeat them
         self.signatures: dict[tuple, str] = {}
         self.strings: dict[str, str] = {}
+        self.threads: dict[int, tuple[Frame, ...]] = {}  # helgrind: thread number -> creation stack
         self.complete = False
 
     # -- elements ---------------------------------------------------------------------------
@@ -170,6 +195,8 @@ class _Parser:
         aux: list[AuxStack] = []
         aux_texts: list[str] = []
         pending_label: str | None = None
+        notes: list[str] = []  # words with no stack of their own ("Address .. inside data symbol ..")
+        thread_ids: list[int] = []  # helgrind: the threads the error names, in order
         for child in elem:
             tag = child.tag
             if tag == "stack":
@@ -179,13 +206,21 @@ class _Parser:
                 else:
                     text = pending_label or ""
                     aux.append(AuxStack(_aux_label(text), frames, text))
+                    if notes and notes[-1] == text:
+                        notes.pop()
                     pending_label = None
             elif tag == "kind":
                 kind = child.text
             elif tag == "what":
-                what = child.text
+                # helgrind's PthAPIerror says it in two parts: <xwhat> "Thread #1's call to
+                # pthread_mutex_lock failed", then <what> "with error code 35 (EDEADLK: ...)".
+                what = f"{what} {child.text or ''}".strip() if what else child.text
             elif tag in ("xwhat", "xauxwhat"):
                 text = child.findtext("text") or ""
+                for hid in child.iterfind("hthreadid"):
+                    number = _int(hid.text)
+                    if number is not None and number not in thread_ids:
+                        thread_ids.append(number)
                 if tag == "xwhat":
                     what = leak_text = text
                     leaked_bytes = _int(child.findtext("leakedbytes"))
@@ -196,6 +231,7 @@ class _Parser:
             elif tag == "auxwhat":
                 text = child.text or ""
                 aux_texts.append(text)
+                notes.append(text)
                 pending_label = text
             elif tag == "unique":
                 unique = child.text
@@ -204,8 +240,26 @@ class _Parser:
         if kind is None:
             self.info.setdefault("problems", []).append("an <error> without <kind> was skipped")
             return
+        if kind in _HELGRIND_KINDS:
+            # Where the threads came from, as helgrind's text output shows it: which worker raced
+            # is often the whole story.  The root thread (#1) has no creation stack.
+            for number in thread_ids:
+                created = self.threads.get(number)
+                if created:
+                    aux.append(AuxStack("thread created", created, f"Thread #{number} was created"))
+            # The variable raced on ("Address 0x.. is 0 bytes inside data symbol "counter""), said
+            # with no stack of its own: part of the message, as it is of helgrind's text.
+            if notes and what:
+                what = "; ".join([what, *notes])
         finding = self.make_finding(kind, what or "", aux_texts, main_stack or (), tuple(aux),
                                     tid, leak_text, leaked_bytes, leaked_blocks)
+        if kind in _HELGRIND_KINDS and not significant_frames(finding.stack):
+            # "Exiting thread still holds 1 lock" is reported at the thread's end, whose stack is
+            # start_thread and clone only: the thread is named by where it was created instead.
+            created = _creation_site(next((a.frames for a in finding.aux_stacks
+                                           if a.label == "thread created"), ()))
+            if significant_frames(created):
+                finding = dataclasses.replace(finding, signature=self.signature(finding.category, created))
         if unique is not None:
             self.by_unique[unique] = len(self.findings)
         self.findings.append(finding)
@@ -272,6 +326,11 @@ class _Parser:
                     self.info["suppression_counts"][name] = count
         elif tag == "fatal_signal":
             self.fatal_signal(elem)
+        elif tag == "announcethread":
+            number = _int(elem.findtext("hthreadid"))
+            stack_elem = elem.find("stack")
+            if number is not None and stack_elem is not None and len(self.threads) < _MAX_THREADS:
+                self.threads[number] = self.stack(stack_elem)
         elif tag == "argv":
             self.info["command"] = tuple((c.text or "") for c in elem if c.tag in ("exe", "arg"))
         elif tag in ("pid", "ppid", "protocolversion"):
@@ -306,11 +365,30 @@ class _Parser:
             self.handle(elem)
 
 
+def _creation_site(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    """The program's part of a thread's creation stack: what lies below pthread_create (the
+    frames above it, clone and libc's own, are the same for every thread)."""
+    last = max((i for i, fr in enumerate(frames) if fr.function and fr.function.startswith("pthread_create")),
+               default=-1)
+    return frames[last + 1:]
+
+
 def _aux_label(text: str) -> str:
     if "free'd" in text:
         return "freed"
-    if "alloc'd" in text:
+    if "alloc'd" in text:  # memcheck's "Address .. alloc'd", helgrind's "Block was alloc'd by thread #1"
         return "allocated"
+    # helgrind's words (hg_errors.c)
+    if "conflicts with a previous" in text:
+        return "previous access"
+    if text.startswith("Required order was established"):
+        return "required order"
+    if "later acquisition" in text:
+        return "later acquisition"
+    if text.startswith("Lock at") and "first observed" in text:
+        return "lock first observed"
+    if text.startswith("Lock was previously acquired"):
+        return "previous acquisition"
     return "auxiliary"
 
 
