@@ -1,0 +1,396 @@
+"""The residue checker: secrets left in freed memory and dead stack frames (issue 13).
+
+Two halves, as for the other checkers: what the run needs, and reading what it wrote.
+- `interposer(cache_dir)` compiles data/residue.c into the cache (by the source's hash, as
+  supervise.reaper builds lh-reaper) as lh-residue.so; `environment(...)` is what a run under it
+  needs: LD_PRELOAD, the canaries (LH_RESIDUE_SECRETS), the log prefix (LH_RESIDUE_LOG) and
+  LD_BIND_NOW=1 (a lazily bound call overwrites the dead stack frames the exit-time search reads).
+- `parse_residue_log(path)` reads one process's log (`residue.<pid>`) into Findings of category
+  secret-residue: SecretInFreedBlock (free of a block still holding a canary), SecretInReallocCopy
+  (realloc moved a block and left the old copy holding one) and SecretInStack (a dead stack frame
+  still holds one when main returns).  The interposer logs raw return addresses with module and
+  offset; they are named here with one llvm-symbolizer process per log.
+
+A log says itself whether its process was checked to the end: a start line and a config line
+when the interposer loaded, an end line from its destructor.  `ResidueLog.complete` is false when
+the last section has no end line (a crash, _exit, a kill), when the interposer could not read the
+canaries, or when there were none to look for: never a clean result then.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from .errors import LeakHarnessError, ParseError
+from .findings import AuxStack, Finding, Frame
+from .symbolize import find_symbolizer, symbolize
+
+SOURCE = Path(__file__).parent / "data" / "residue.c"
+SO_NAME = "lh-residue.so"
+LOG_NAME = "residue"  # the interposer writes LOG_NAME.<pid> in the job's log folder
+MIN_SECRET_BYTES = 8
+MAX_SECRET_BYTES = 1024
+MAX_SECRETS = 64
+TOOL = "residue"
+CATEGORY = "secret-residue"
+KINDS = {"free": "SecretInFreedBlock", "realloc": "SecretInReallocCopy", "stack": "SecretInStack"}
+START = "LH-RESIDUE 1 start "
+_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
+_FRAME = re.compile(r"^([fa]) 0x([0-9a-f]+) (?:0x([0-9a-f]+)|-) (.*)$")
+_FIELD = re.compile(r"(\w+)=(\S*)")
+_PLACE = re.compile(r"^(.*):(\d+)(?::\d+)?$")  # llvm-symbolizer's FILE:LINE:COLUMN (a path may hold ':')
+
+_BUILD_LOCK = threading.Lock()
+
+
+# --- the run's half ------------------------------------------------------------------------------
+
+def interposer(cache_dir: Path) -> Path | None:
+    """lh-residue.so compiled into the cache (by its source's hash), or None when no C compiler
+    is there (the residue checker then cannot run: the job is incomplete, never clean)."""
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source).hexdigest()[:16]
+    so = Path(cache_dir) / "residue" / key / SO_NAME
+    if so.is_file():
+        return so
+    with _BUILD_LOCK:
+        if so.is_file():
+            return so
+        cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if cc is None:
+            return None
+        so.parent.mkdir(parents=True, exist_ok=True)
+        tmp = so.with_name(f".{SO_NAME}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            # -g: the interposer's own frames (free, realloc) are named like the program's.
+            proc = subprocess.run([cc, "-O2", "-g", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"],
+                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                                  start_new_session=True)
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, so)  # atomic: a concurrent process sees no half-written library
+        return so
+
+
+def secret_hex(secrets: Iterable[str | bytes], where: str = "--secret") -> str:
+    """The canaries as LH_RESIDUE_SECRETS wants them: hex, comma-separated.  Text is taken as
+    hex; bytes as they are.  One-line errors for anything the interposer would refuse."""
+    out: list[str] = []
+    for value in secrets:
+        if isinstance(value, bytes):
+            text = value.hex()
+        else:
+            text = value.strip().lower()
+            if text.startswith("0x"):
+                text = text[2:]
+            if not _HEX.match(text):
+                raise LeakHarnessError(f"{where} {value!r}: not hex (two digits per byte)")
+        size = len(text) // 2
+        if size < MIN_SECRET_BYTES:
+            raise LeakHarnessError(f"{where} {value!r}: {size} bytes; a secret needs at least "
+                                   f"{MIN_SECRET_BYTES} (shorter ones match by chance)")
+        if size > MAX_SECRET_BYTES:
+            raise LeakHarnessError(f"{where}: a secret of {size} bytes; at most {MAX_SECRET_BYTES}")
+        if text not in out:
+            out.append(text)
+    if not out:
+        raise LeakHarnessError(f"{where}: no secret given: the residue checker needs the bytes to look for")
+    if len(out) > MAX_SECRETS:
+        raise LeakHarnessError(f"{where}: {len(out)} secrets; at most {MAX_SECRETS}")
+    return ",".join(out)
+
+
+def read_secrets_file(path: str | os.PathLike) -> list[str]:
+    """A file of secrets: one hex string a line; blank lines and `#` comments are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise LeakHarnessError(f"{path}: cannot read the secrets: {getattr(exc, 'strerror', None) or exc}") from None
+    secrets = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.split("#", 1)[0].strip()
+        if line:
+            secret_hex([line], where=f"{path}:{number}:")
+            secrets.append(line)
+    if not secrets:
+        raise LeakHarnessError(f"{path}: no secret in the file (one hex string a line)")
+    return secrets
+
+
+def environment(so: Path, secrets: str, log_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The variables a run under the interposer needs (added to `env`, whose own LD_PRELOAD
+    comes after ours: ours must see every malloc first)."""
+    out = dict(env or {})
+    user = out.get("LD_PRELOAD", "")
+    out["LD_PRELOAD"] = f"{so}:{user}" if user else str(so)
+    out["LH_RESIDUE_SECRETS"] = secrets
+    out["LH_RESIDUE_LOG"] = f"{log_dir}/{LOG_NAME}"
+    out["LD_BIND_NOW"] = "1"
+    return out
+
+
+def log_files(out_dir: Path) -> list[Path]:
+    return sorted(p for p in Path(out_dir).glob(f"{LOG_NAME}.*") if p.name[len(LOG_NAME) + 1:].isdigit())
+
+
+# --- the parse half ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ResidueLog:
+    path: str
+    pid: int | None
+    findings: tuple[Finding, ...]
+    complete: bool  # the last section ran to its end line, with canaries to look for
+    reason: str = ""  # why not complete, one line
+    problems: tuple[str, ...] = ()
+    partial: bool = False  # a record was cut short
+    stats: dict = field(default_factory=dict)  # the end line's numbers (frees, scanned bytes, ...)
+
+
+def sniff(head: bytes) -> bool:
+    return head.startswith(START.encode())
+
+
+@dataclass
+class _Record:
+    fields: dict
+    pid: int | None
+    free: list = field(default_factory=list)  # (address, offset, module)
+    alloc: list = field(default_factory=list)
+    caller_only: bool = False
+
+
+def _ours(frame: tuple) -> bool:
+    return os.path.basename(frame[2] or "") == SO_NAME
+
+
+def _trim(frames: list) -> list:
+    """Our own frames off the top, but the last of them: the replacement free/malloc/realloc
+    frame stays, as valgrind shows its own."""
+    i = 0
+    while i + 1 < len(frames) and _ours(frames[i]) and _ours(frames[i + 1]):
+        i += 1
+    return frames[i:]
+
+
+def parse_residue_log(path: str | os.PathLike, symbolizer: str | None = None) -> ResidueLog:
+    path = str(path)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except IsADirectoryError:
+        raise ParseError(path, "is a directory, not a residue log") from None
+    except OSError as exc:
+        raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
+    if not data.strip():
+        raise ParseError(path, "empty file: the residue interposer wrote nothing")
+    if not sniff(data):
+        raise ParseError(path, "not a residue log (no LH-RESIDUE start line)")
+    text = data.decode("utf-8", "surrogateescape")
+    cut_last = not text.endswith("\n")
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+
+    records: list[_Record] = []
+    problems: list[str] = []
+    section_done: list[bool] = []
+    section_secrets: list[int | None] = []
+    error = ""
+    stats: dict = {}
+    pid = None
+    current: _Record | None = None
+    partial = False
+    for number, line in enumerate(lines, 1):
+        last = number == len(lines)
+        if current is not None:
+            if line == "E":
+                records.append(current)
+                current = None
+                continue
+            m = _FRAME.match(line)
+            if m and not (last and cut_last):
+                tag, addr, offset, module = m.groups()
+                entry = (int(addr, 16), int(offset, 16) if offset else None, None if module == "-" else module)
+                (current.free if tag == "f" else current.alloc).append(entry)
+                continue
+            if line == "p caller-only":
+                current.caller_only = True
+                continue
+            # Another record began (a write of a process killed mid-record), or the line is cut.
+            partial = True
+            problems.append(f"line {number}: a record is cut short")
+            current = None
+        if line.startswith(START):
+            fields = dict(_FIELD.findall(line[len(START):].split(" exe=", 1)[0]))
+            pid = int(fields["pid"]) if fields.get("pid", "").isdigit() else pid
+            section_done.append(False)
+            section_secrets.append(None)
+        elif line.startswith("LH-RESIDUE config "):
+            fields = dict(_FIELD.findall(line))
+            if section_secrets and fields.get("secrets", "").isdigit():
+                section_secrets[-1] = int(fields["secrets"])
+        elif line.startswith("LH-RESIDUE error "):
+            error = line[len("LH-RESIDUE error "):].strip()
+        elif line.startswith("LH-RESIDUE end "):
+            if section_done:
+                section_done[-1] = True
+            stats = {k: (int(v) if v.isdigit() else v) for k, v in _FIELD.findall(line)}
+        elif line.startswith("R "):
+            current = _Record(dict(_FIELD.findall(line)), pid)
+            if current.fields.get("kind") not in KINDS or not current.fields.get("bytes", "").isdigit():
+                raise ParseError(path, f"line {number}: not a residue record: {line[:80]!r}")
+        elif last and cut_last:
+            partial = True
+            problems.append(f"line {number}: cut short")
+        else:
+            raise ParseError(path, f"line {number}: not a line of a residue log: {line[:80]!r}")
+    if current is not None:
+        partial = True
+        problems.append("the last record is cut short")
+
+    reason = ""
+    if error:
+        reason = f"the residue interposer refused its canaries: {error}"
+    elif not section_secrets or section_secrets[-1] is None:
+        reason = "the residue interposer started but never became ready (no config line)"
+    elif section_secrets[-1] == 0:
+        reason = "no secrets to look for (give the canaries: a pattern's secrets, --secret HEX or a file)"
+    elif not section_done[-1]:
+        reason = "the process ended before the residue interposer's exit check (crash, _exit or kill): not checked to the end"
+    findings, sym_problems = _findings(records, path, symbolizer)
+    problems.extend(sym_problems)
+    return ResidueLog(path, pid, tuple(findings), complete=not reason, reason=reason, problems=tuple(problems),
+                      partial=partial, stats=stats)
+
+
+def _message(kind: str, fields: dict) -> str:
+    which = f"secret #{fields.get('secret', '?')} ({fields.get('secret_bytes', '?')} bytes"
+    if kind == "free":
+        return (f"a block of {fields['bytes']} bytes was freed still holding {which} at offset "
+                f"{fields.get('offset', '?')}): wipe it first (OPENSSL_clear_free, OPENSSL_cleanse)")
+    if kind == "realloc":
+        return (f"realloc moved a block of {fields['bytes']} bytes and left the old copy holding {which} at "
+                f"offset {fields.get('offset', '?')}): grow secrets with OPENSSL_clear_realloc or copy and cleanse")
+    return (f"a stack frame that was given up still holds {which}) when main returned; the frame "
+            f"belonged to a function called from the first frame shown: OPENSSL_cleanse the buffer before returning")
+
+
+def _findings(records: Sequence[_Record], path: str, symbolizer: str | None) -> tuple[list[Finding], list[str]]:
+    if not records:
+        return [], []
+    stacks = []
+    for r in records:
+        stacks.append((_trim(r.free) if r.fields["kind"] != "stack" else r.free, _trim(r.alloc)))
+    names, problems = _symbolize([fr for pair in stacks for part in pair for fr in part], path, symbolizer)
+
+    def frames(entries: list) -> tuple[Frame, ...]:
+        out: list[Frame] = []
+        for i, (addr, offset, module) in enumerate(entries):
+            named = names.get((module, offset))
+            if _ours((addr, offset, module)):
+                # The interposer's own frames: the replacement free/malloc/realloc on top, named
+                # by its outermost function alone (its helpers are inlined into it), as valgrind
+                # shows its replacement; the main() wrapper further down says nothing: dropped.
+                if i == 0:
+                    out.append(Frame(address=addr, function=named[-1][0] if named else None,
+                                     object=module, offset=offset))
+                continue
+            if named:
+                out.extend(Frame(address=addr, function=fn, file=file, line=line, object=module, offset=offset)
+                           for fn, file, line in named)
+            else:
+                out.append(Frame(address=addr, object=module, offset=offset))
+        return tuple(out)
+
+    merged: dict[tuple, Finding] = {}
+    counts: dict[tuple, int] = {}
+    for r, (free, alloc) in zip(records, stacks):
+        kind = r.fields["kind"]
+        stack = frames(free)
+        aux = ()
+        if alloc:
+            text = ("allocated by (the allocator's caller only: the block was allocated inside a system library)"
+                    if r.caller_only else "allocated at")
+            aux = (AuxStack("allocated", frames(alloc), text),)
+        key = (kind, r.fields["bytes"], r.fields.get("secret"), stack, aux)
+        counts[key] = counts.get(key, 0) + 1
+        if key not in merged:
+            merged[key] = Finding(tool=TOOL, kind=KINDS[kind], category=CATEGORY, message=_message(kind, r.fields),
+                                  bytes=int(r.fields["bytes"]), blocks=1, stack=stack, aux_stacks=aux,
+                                  pid=r.pid, source=path)
+    result = []
+    for key, finding in merged.items():
+        if counts[key] > 1:
+            finding = dataclasses.replace(finding, count=counts[key], blocks=counts[key])
+        result.append(finding)
+    return result, problems
+
+
+def _symbolize(entries: list, path: str, symbolizer: str | None) -> tuple[dict, list[str]]:
+    """(module, offset) -> [(function, file, line), ...] innermost inlined call first.
+    Return addresses are looked up one byte back: inside the call, on the call's own line."""
+    try:
+        log_mtime = os.stat(path).st_mtime
+    except OSError:
+        log_mtime = None
+    wanted: dict[tuple[str, int], None] = {}
+    usable: dict[str, bool] = {}
+    for _addr, offset, module in entries:
+        if module is None or offset is None or not os.path.isabs(module):
+            continue
+        if module not in usable:
+            try:
+                st = os.stat(module)
+                usable[module] = ('"' not in module and os.path.isfile(module)
+                                  and (log_mtime is None or st.st_mtime <= log_mtime))
+            except OSError:
+                usable[module] = False
+        if usable[module]:
+            wanted[(module, offset)] = None
+    if not wanted:
+        return {}, []
+    exe = symbolizer or find_symbolizer()
+    if exe is None:
+        return {}, ["llvm-symbolizer not found: frames left as module+offset"]
+    requests = [(module, max(offset - 1, 0)) for module, offset in wanted]
+    answers, problem = symbolize(requests, exe)
+    names: dict = {}
+    for (module, offset), request in zip(wanted, requests):
+        block = answers.get(request)
+        if not block:
+            continue
+        named = []
+        for i in range(0, len(block) - 1, 2):
+            fn = None if block[i] == "??" else block[i]
+            m = _PLACE.match(block[i + 1])
+            file = line = None
+            if m and m.group(1) != "??":
+                file, line = m.group(1), int(m.group(2)) or None
+            if fn or file:
+                named.append((fn, file, line))
+        if named:
+            names[(module, offset)] = named
+    return names, [problem] if problem else []
+
+
+def parse_logs(paths: Iterable[str | os.PathLike], symbolizer: str | None = None) -> tuple[list[ResidueLog], list[ParseError]]:
+    logs, errors = [], []
+    for p in paths:
+        try:
+            logs.append(parse_residue_log(p, symbolizer))
+        except ParseError as exc:
+            errors.append(exc)
+    return logs, errors
