@@ -18,7 +18,7 @@ from typing import Iterable
 
 import pytest
 
-from .catalog import CHECKERS, METADATA_NAME, VARIANTS, Pattern, load_pattern
+from .catalog import CHECKERS, METADATA_NAME, TEMPLATE_NAMES, VARIANTS, Pattern, load_pattern
 from .errors import LeakHarnessError
 from .findings import Finding
 from .results import JobRecord, Results, read_jobs, write_job, write_results
@@ -53,7 +53,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 # --- the catalog as items ---------------------------------------------------------------------
 
 def pytest_collect_directory(path: Path, parent):
-    if (path / METADATA_NAME).is_file() and (path / "pattern.c.j2").is_file():
+    if (path / METADATA_NAME).is_file() and any((path / t).is_file() for t in TEMPLATE_NAMES.values()):
         wanted = _csv(parent.config.getoption("leak_patterns"))
         if wanted and path.name not in wanted:
             return None
@@ -265,8 +265,9 @@ class CheckResult:
 
 @pytest.fixture
 def leak_check(request, tmp_path):
-    """Run a program, or build C sources, under memory checkers:
-    leak_check(program=None, args=(), build=None, tools=("memcheck", "asan"), timeout=120).
+    """Run a program, or build C or Go sources, under memory checkers:
+    leak_check(program=None, args=(), build=None, tools=None, timeout=120); tools default to
+    memcheck and asan, or for Go sources (main.go, a package folder) memcheck, go-asan, cgocheck.
     Relative paths are taken from the folder pytest was started in, and the program runs there."""
     from .control import Session
     from .orchestrate import Interrupted
@@ -274,7 +275,7 @@ def leak_check(request, tmp_path):
     accepted = tuple(sig for mark in request.node.iter_markers("known_leak") for sig in mark.args)
     counter = {"n": 0}
 
-    def check(program=None, args=(), build=None, tools=("memcheck", "asan"), timeout=120,
+    def check(program=None, args=(), build=None, tools=None, timeout=120,
               cflags=(), ldflags=()) -> CheckResult:
         counter["n"] += 1
         out = tmp_path / f"leak_check{counter['n']}"
@@ -283,11 +284,16 @@ def leak_check(request, tmp_path):
                           fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
         if build:
             sources = (build,) if isinstance(build, (str, os.PathLike)) else tuple(build)
+            if tools is None:  # memcheck and asan for C; memcheck, go-asan and cgocheck for Go
+                from .control import default_check_checkers
+
+                tools = default_check_checkers(sources, session.cwd)
             tasks = session.check_tasks(sources=sources, checkers=tuple(tools), cflags=tuple(cflags),
                                         ldflags=tuple(ldflags), args=tuple(map(str, args)))
         else:
             if program is None:
                 raise TypeError("leak_check needs program= or build=")
+            tools = ("memcheck", "asan") if tools is None else tools
             tasks = session.check_tasks(program=(str(program),), checkers=tuple(tools), args=tuple(map(str, args)))
         try:
             results = session.check(tasks)
