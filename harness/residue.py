@@ -26,6 +26,7 @@ import re
 import shutil
 import subprocess
 import threading
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -47,7 +48,8 @@ START = "LH-RESIDUE 1 start "
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 _FRAME = re.compile(r"^([fa]) 0x([0-9a-f]+) (?:0x([0-9a-f]+)|-) (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S*)")
-_PLACE = re.compile(r"^(.*):(\d+)(?::\d+)?$")  # llvm-symbolizer's FILE:LINE:COLUMN (a path may hold ':')
+# llvm-symbolizer's FILE:LINE:COLUMN (or FILE:LINE): matched from the right, a path may hold ':'.
+_PLACE = re.compile(r"^(.*):(\d+):\d+$|^(.*):(\d+)$")
 
 _BUILD_LOCK = threading.Lock()
 
@@ -127,6 +129,22 @@ def read_secrets_file(path: str | os.PathLike) -> list[str]:
     if not secrets:
         raise LeakHarnessError(f"{path}: no secret in the file (one hex string a line)")
     return secrets
+
+
+def pattern_secrets(directory: str | os.PathLike) -> list[str]:
+    """The canaries a pattern declares: `secrets = ["hex", ...]` at the top of its pattern.toml
+    (the template plants the same bytes).  [] when it declares none."""
+    meta_path = Path(directory) / "pattern.toml"
+    try:
+        meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise LeakHarnessError(f"{meta_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
+    value = meta.get("secrets", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LeakHarnessError(f"{meta_path}: secrets must be a list of hex strings, not {value!r}")
+    if value:
+        secret_hex(value, where=f"{meta_path}: secrets:")
+    return list(value)
 
 
 def environment(so: Path, secrets: str, log_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
@@ -377,8 +395,10 @@ def _symbolize(entries: list, path: str, symbolizer: str | None) -> tuple[dict, 
             fn = None if block[i] == "??" else block[i]
             m = _PLACE.match(block[i + 1])
             file = line = None
-            if m and m.group(1) != "??":
-                file, line = m.group(1), int(m.group(2)) or None
+            if m:
+                path_, number = (m.group(1), m.group(2)) if m.group(1) is not None else (m.group(3), m.group(4))
+                if path_ != "??":
+                    file, line = path_, int(number) or None
             if fn or file:
                 named.append((fn, file, line))
         if named:

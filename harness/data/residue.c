@@ -685,6 +685,18 @@ static const char *parse_secrets(const char *text)
     return "";
 }
 
+static void write_config(void)
+{
+    struct buf b;
+    b.len = 0;
+    put(&b, "LH-RESIDUE config secrets=");
+    put_u(&b, (unsigned long)nsecrets);
+    put(&b, " alloc_stacks=");
+    put(&b, alloc_stacks == 2 ? "all" : alloc_stacks == 1 ? "own" : "none");
+    put(&b, "\n");
+    flush(&b);
+}
+
 static void before_fork(void)
 {
     lock();
@@ -703,6 +715,7 @@ static void after_fork_child(void)
     log_fd = -1;
     n_frees = n_reallocs = n_findings = scanned_bytes = 0;
     open_log();  /* the child's own file, by its own pid */
+    write_config();
 }
 
 __attribute__((constructor(101))) static void residue_init(void)
@@ -755,12 +768,7 @@ __attribute__((constructor(101))) static void residue_init(void)
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     real_exit = (void (*)(int))dlsym(RTLD_NEXT, "exit");
     prepare_scan();
-    put(&b, "LH-RESIDUE config secrets=");
-    put_u(&b, (unsigned long)nsecrets);
-    put(&b, " alloc_stacks=");
-    put_u(&b, (unsigned long)alloc_stacks);
-    put(&b, "\n");
-    flush(&b);
+    write_config();
     ready = 1;
     in_hook = 0;
 }
