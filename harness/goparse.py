@@ -180,6 +180,11 @@ def _program_frames(frames: list[Frame]) -> list[Frame]:
     throw, the write barrier, sigpanic), without runtime.main and goexit at the bottom."""
     start = next((i for i, f in enumerate(frames) if not (f.function or "").startswith("runtime.")), len(frames))
     kept = [f for f in frames[start:] if f.function not in ("runtime.main", "runtime.goexit")]
+    # cgo wraps a call that passes pointers in a closure (main.f.func1) on the caller's own line:
+    # not a function of the program's, so left out, and the caller is the next frame.
+    kept = [f for i, f in enumerate(kept)
+            if not (i + 1 < len(kept) and f.file and f.file == kept[i + 1].file and f.line == kept[i + 1].line
+                    and re.fullmatch(re.escape(kept[i + 1].function or "") + r"\.func\d+", f.function or ""))]
     out = []
     for f in kept:
         if f.file and (f.file.startswith("_cgo_") or "/_cgo_" in f.file):
@@ -198,10 +203,6 @@ def _finding(c: _Crash, source: str, pid: int | None) -> Finding:
             frames.insert(0, Frame(address=int(c.pc, 16) if c.pc else None, function=c_function, object="C (cgo)"))
     go_frames = [f for f in frames if f.function and not _CGO_STUB.match(f.function) and f.object != "C (cgo)"]
     go_caller = go_frames[0] if go_frames else None
-    # cgo wraps a call that passes pointers in a closure (main.f.func1) at the caller's line: name the caller.
-    if go_caller is not None and len(go_frames) > 1 and re.fullmatch(
-            re.escape(go_frames[1].function or "") + r"\.func\d+", go_caller.function or ""):
-        go_caller = go_frames[1]
     caller = ""
     if go_caller is not None:
         place = f" ({go_caller.file.rsplit('/', 1)[-1]}:{go_caller.line})" if go_caller.file else ""

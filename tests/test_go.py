@@ -1,0 +1,219 @@
+"""Go programs with cgo, for real: `go build` (plain and -asan), valgrind, LeakSanitizer and the Go
+runtime's own crash output.  The Go catalog under every Go checker, in `run` and in pytest; the
+leak-check helper against plain `go build -asan`; `check --build` on a user's Go program with a
+C.CString leak, one that crashes inside C, one that ends with os.Exit, a module folder; no Go
+installed; the Go crash parser on real output cut short.  Skipped, with the reason, without go."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from realrun import have, run
+
+from harness.catalog import GO_CHECKERS, load_catalog
+from harness.control import Session
+
+pytest_plugins = ["pytester"]
+
+pytestmark = [
+    pytest.mark.skipif(not have("go"), reason="go is not installed (apt-get install golang-go)"),
+    pytest.mark.skipif(not have("valgrind"), reason="valgrind is not installed"),
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS = ROOT / "tests" / "programs" / "go"
+LEAKHARNESS = [str(Path(os.sys.executable).parent / "leakharness")]
+GO_PATTERNS = sorted(p.id for p in load_catalog() if p.language == "go")
+
+
+@pytest.fixture(scope="module")
+def go_cache(tmp_path_factory) -> Path:
+    """One build and result cache (and GOCACHE) for the module: each Go build happens once."""
+    return tmp_path_factory.mktemp("go-cache")
+
+
+@pytest.fixture(scope="module")
+def catalog_run(go_cache, tmp_path_factory):
+    session = Session(out=tmp_path_factory.mktemp("go-run"), cache=go_cache, jobs=2, progress=False)
+    results = session.run_catalog(session.catalog(GO_PATTERNS), html=True)
+    return session, results
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*LEAKHARNESS, *args], cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=600, start_new_session=True)
+
+
+def _jobs(out: Path) -> dict[str, dict]:
+    return {j["tool"]: j for j in json.loads((out / "results.json").read_text())["jobs"]}
+
+
+def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
+    session, results = catalog_run
+    assert len(GO_PATTERNS) >= 9
+    by_name = {(j.pattern, j.variant, j.tool): j for j in results.jobs}
+    assert len(by_name) == len(GO_PATTERNS) * 2 * len(GO_CHECKERS)  # and no C checker on a Go pattern
+    failed = [f"{j.name}: {j.reason}" for j in results.jobs if j.verdict == "fail"]
+    assert not failed, "\n".join(failed)
+    # What a user reads: the leak through cgo's allocator with its bytes (100 x 14 + 16 + 64) ...
+    cstring = by_name[("cgo_cstring_no_free", "leaky", "go-asan")]
+    leak = [f for f in cstring.findings if f.is_lost_leak]
+    assert sum(f.bytes for f in leak) == 1480
+    assert any(fr.function == "_Cfunc__Cmalloc" for fr in leak[0].stack)
+    assert "C.CString, C.CBytes or C.malloc" in leak[0].message and "hidden by the cgo stack switch" in leak[0].message
+    assert "_cgo_" not in leak[0].signature  # the per-package hash is not part of the bug's name
+    memcheck = [f for f in by_name[("cgo_cstring_no_free", "leaky", "memcheck")].findings if f.is_lost_leak]
+    assert sum(f.bytes for f in memcheck) == 1480
+    assert {f.signature for f in memcheck} == {leak[0].signature}  # one bug, one name, both tools
+    # ... the crash inside C with the Go caller and the C function, under each Go checker ...
+    for tool in GO_CHECKERS:
+        crash = by_name[("cgo_signal_in_c", "leaky", tool)]
+        assert crash.status == "crashed" and crash.signal == "SIGSEGV"
+        go = [f for f in crash.findings if f.tool == "go"]
+        assert go and go[0].category == "crash"
+        assert [fr.function for fr in go[0].stack[:3]] == ["ctx_state", "main._Cfunc_ctx_state",
+                                                            "main.handshakeState"]
+        assert "inside C function ctx_state, called from Go main.handshakeState" in go[0].message
+    # ... cgocheck's verdict at the Go line that stored the pointer ...
+    check = [f for f in by_name[("cgo_go_pointer_in_c", "leaky", "cgocheck")].findings if f.kind == "cgocheck"]
+    assert check and check[0].stack[0].function == "main.attach" and check[0].stack[0].line
+    # ... the use after free a finalizer causes without KeepAlive, under both memory checkers.
+    for tool in ("memcheck", "go-asan"):
+        uaf = by_name[("go_finalizer_keepalive", "leaky", tool)]
+        assert any(f.category == "use-after-free" and "lh_digest_read" in f.functions() for f in uaf.findings)
+    # memcheck's blind spot says why, with the measured difference.
+    assert "still-reachable" in by_name[("cgo_evp_ctx_leak", "leaky", "memcheck")].reason
+    report = (session.out / "index.html").read_text()
+    assert "main.handshakeState" not in report or "ctx_state" in report
+
+
+def test_go_patterns_are_pytest_items(pytester, go_cache, catalog_run):
+    """The same expectations as pytest items (the builds and results come from the cache)."""
+    shutil.copytree(ROOT / "c_fixtures" / "cgo_cstring_no_free", pytester.path / "cgo_cstring_no_free")
+    shutil.copytree(ROOT / "c_fixtures" / "cgo_go_pointer_in_c", pytester.path / "cgo_go_pointer_in_c")
+    result = pytester.runpytest("-p", "no:cacheprovider", "--leak-cache", str(go_cache), "-v")
+    result.assert_outcomes(passed=9, xfailed=3)
+    result.stdout.fnmatch_lines(["*cgo_cstring_no_free::leaky?go-asan? PASSED*",
+                                 "*cgo_go_pointer_in_c::leaky?cgocheck? PASSED*"])
+
+
+def test_the_leak_check_helper_finds_what_plain_go_asan_misses(go_cache, tmp_path):
+    source = PROGRAMS / "cstring_leak"
+    env = {"GOCACHE": str(go_cache / "go-build"), "GOPROXY": "off", "GOTOOLCHAIN": "local", "CGO_ENABLED": "1",
+           "GO111MODULE": "on"}
+    proc = run(["go", "build", "-asan", "-o", tmp_path / "plain-asan", source / "main.go"], env=env)
+    assert proc.returncode == 0, proc.stderr
+    plain = run([tmp_path / "plain-asan"], env={"ASAN_OPTIONS": "detect_leaks=1", "LSAN_OPTIONS": "use_stacks=0"})
+    assert plain.returncode == 0 and "LeakSanitizer" not in plain.stderr  # Go 1.19 never checks at exit
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    results = session.check(session.check_tasks(sources=[source / "main.go"], checkers=("go-asan",)))
+    job = results.jobs[0]
+    assert job.status == "ok"
+    leaks = [f for f in job.findings if f.is_lost_leak]
+    assert sum(f.bytes for f in leaks) == 21 and sum(f.blocks for f in leaks) == 3  # 3 x "sha256\0"
+    assert (source / "main.go").read_text().count("func main()") == 1  # the user's file is untouched
+    assert not (source / "zz_leakharness_leakcheck.go").exists()
+
+
+def test_check_build_on_a_go_program_with_a_cstring_leak(go_cache, tmp_path):
+    proc = _cli("check", "--build", str(PROGRAMS / "cstring_leak" / "main.go"), "--out", str(tmp_path / "out"),
+                "--cache", str(go_cache), "--no-html", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    jobs = _jobs(tmp_path / "out")
+    assert set(jobs) == set(GO_CHECKERS)  # Go sources: the Go checkers by default
+    for tool in ("memcheck", "go-asan"):
+        leaks = [f for f in jobs[tool]["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"]
+        assert sum(f["bytes"] for f in leaks) == 21, tool
+        assert leaks[0]["stack"][1]["function"] == "_Cfunc__Cmalloc" or any(
+            fr["function"] == "_Cfunc__Cmalloc" for fr in leaks[0]["stack"])
+        assert "C.CString" in leaks[0]["message"]
+    assert jobs["cgocheck"]["status"] == "ok" and not jobs["cgocheck"]["findings"]
+    assert "21 B at _Cfunc__Cmalloc" in proc.stdout
+
+
+def test_check_build_on_a_go_program_that_crashes_inside_c(go_cache, tmp_path):
+    proc = _cli("check", "--build", str(PROGRAMS / "crash_in_c"), "--out", str(tmp_path / "out"),
+                "--cache", str(go_cache), "--no-html", cwd=tmp_path)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    jobs = _jobs(tmp_path / "out")
+    for tool in GO_CHECKERS:
+        job = jobs[tool]
+        assert job["status"] == "crashed" and job["signal"] == "SIGSEGV", tool
+        crash = next(f for f in job["findings"] if f["tool"] == "go")
+        names = [fr["function"] for fr in crash["stack"]]
+        assert names[:3] == ["SSL_get_state", "main._Cfunc_SSL_get_state", "main.reportState"], tool
+        assert crash["stack"][2]["file"].endswith("crash_in_c/main.go") and crash["stack"][2]["line"] == 17
+        assert "inside C function SSL_get_state, called from Go main.reportState (main.go:17)" in crash["message"]
+    # valgrind names the C frame itself too: the read through the nil pointer.
+    assert any(f["category"] == "invalid-read" and f["stack"][0]["function"] == "SSL_get_state"
+               for f in jobs["memcheck"]["findings"])
+
+
+def test_go_asan_without_its_leak_check_is_incomplete_never_clean(go_cache, tmp_path):
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    results = session.check(session.check_tasks(sources=[PROGRAMS / "exits_early"], checkers=("go-asan", "memcheck")))
+    jobs = {j.tool: j for j in results.jobs}
+    assert jobs["go-asan"].status == "incomplete"
+    assert "the leak check did not run" in jobs["go-asan"].message and "os.Exit" in jobs["go-asan"].message
+    # memcheck needs no help at exit: it finds the 32 B.
+    assert sum(f.bytes for f in jobs["memcheck"].findings if f.is_lost_leak) == 32
+
+
+def test_a_module_folder_and_a_prebuilt_go_binary(go_cache, tmp_path):
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    results = session.check(session.check_tasks(sources=[PROGRAMS / "module"], checkers=("go-asan",)))
+    job = results.jobs[0]
+    assert job.status == "ok"
+    assert any("_Cfunc_EVP_MD_CTX_new" in f.functions() and f.bytes == 4 * 72 for f in job.findings if f.is_lost_leak)
+    # A Go binary leakharness did not build: go-asan says it cannot check it, never clean.
+    binary = tmp_path / "digest"
+    env = {"GOCACHE": str(go_cache / "go-build"), "GOPROXY": "off", "GOTOOLCHAIN": "local"}
+    proc = subprocess.run(["go", "build", "-asan", "-o", str(binary), "."], cwd=PROGRAMS / "module",
+                          env={**os.environ, **env}, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=300, start_new_session=True)
+    assert proc.returncode == 0, proc.stderr
+    results = session.check(session.check_tasks(program=[str(binary)], checkers=("go-asan",)))
+    assert results.jobs[0].status == "incomplete" and "no leakharness leak check" in results.jobs[0].message
+
+
+def test_without_go_the_go_checkers_are_tool_missing(monkeypatch, tmp_path):
+    from harness import gobuild
+
+    monkeypatch.setattr(gobuild, "go_binary", lambda: None)
+    gobuild.go_identity.cache_clear()
+    try:
+        session = Session(out=tmp_path / "out", cache=tmp_path / "cache", progress=False)
+        results = session.check(session.check_tasks(sources=[PROGRAMS / "cstring_leak" / "main.go"],
+                                                    checkers=GO_CHECKERS))
+    finally:
+        gobuild.go_identity.cache_clear()
+    assert {j.status for j in results.jobs} == {"tool-missing"}
+    assert all("golang-go" in j.message for j in results.jobs)
+
+
+def test_the_go_crash_parser_on_real_output_cut_short(go_cache, tmp_path):
+    """The Go runtime's real crash output (from a run), whole, then cut inside the goroutine list
+    and before it: the crash is kept; with no stack at all it is marked partial."""
+    from harness.goparse import parse_go_crash
+    from harness.parse import parse_file
+
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    results = session.check(session.check_tasks(sources=[PROGRAMS / "crash_in_c"], checkers=("cgocheck",)))
+    stderr = tmp_path / "out" / "logs" / "crash_in_c" / "check" / "cgocheck" / "stderr.txt"
+    text = stderr.read_text()
+    assert results.jobs[0].status == "crashed"
+    whole = parse_file(str(stderr))  # sniffed as a Go crash, as `leakharness parse` would
+    assert not whole.partial and whole.findings[0].stack[2].function == "main.reportState"
+    cut = tmp_path / "cut.txt"
+    cut.write_text(text[: text.index("goroutine 2 ")])
+    assert parse_go_crash(str(cut)).findings[0].stack[2].function == "main.reportState"
+    head = tmp_path / "head.txt"
+    head.write_text(text[: text.index("goroutine 1 ")] + "goroutine 1 [syscall]:\n")
+    cut_log = parse_go_crash(str(head))
+    assert cut_log.partial and cut_log.findings[0].category == "crash"
