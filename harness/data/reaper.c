@@ -29,8 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* Every process whose parent is us: read from /proc, since orphans arrive at any time. */
-static int kill_children(void)
+/* Every living process whose parent is us (read from /proc, since orphans arrive at any time):
+ * killed when do_kill; returns whether there was any. */
+static int living_children(int do_kill)
 {
     char path[64], buf[512];
     int found = 0;
@@ -56,8 +57,9 @@ static int kill_children(void)
         long ppid;
         char state;
         if (close && sscanf(close + 1, " %c %ld", &state, &ppid) == 2 && ppid == self && state != 'Z') {
-            kill((pid_t)pid, SIGKILL);
-            found = 1; /* alive when the command ended: it ran unchecked to the end */
+            if (do_kill)
+                kill((pid_t)pid, SIGKILL);
+            found = 1;
         }
     }
     closedir(proc);
@@ -125,9 +127,19 @@ int main(int argc, char **argv)
     }
     /* The command has ended: kill and reap everything it left behind, including what escaped
      * its process group with setsid(), until nothing is left. */
+    /* A helper about to end on its own (a sanitizer's llvm-symbolizer reading EOF) gets half a
+     * second; what still runs after that was left running, and ran unchecked. */
     int left_running = 0;
+    for (int wait = 0; wait < 50; wait++) {
+        while (waitpid(-1, NULL, WNOHANG) > 0)
+            ;
+        left_running = living_children(0);
+        if (!left_running)
+            break;
+        usleep(10000);
+    }
     for (int round = 0; round < 1000; round++) {
-        left_running |= kill_children();
+        living_children(1);
         while (waitpid(-1, NULL, WNOHANG) > 0)
             ;
         if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
