@@ -47,8 +47,9 @@ class GrowthFit:
 
     def to_dict(self) -> dict:
         return {
-            "rate_per_op": round(self.rate_per_op, 3),
-            "fixed_bytes": round(self.fixed_bytes, 3),
+            # + 0.0: a fit of exact multiples gives -0.0 for the fixed part; JSON shows 0.0.
+            "rate_per_op": round(self.rate_per_op, 3) + 0.0,
+            "fixed_bytes": round(self.fixed_bytes, 3) + 0.0,
             "points": [list(p) for p in self.points],
             "r2": round(self.r2, 6),
             "kind": self.kind,

@@ -125,3 +125,19 @@ def test_only_lost_unsuppressed_bytes_count_and_a_missing_signature_is_zero(runs
                         for n, r in runs])
     points = dict(later.by_signature)[ssl_sig].points
     assert points[0] == (1, 0) and points[1:] == dict(base.by_signature)[ssl_sig].points[1:]
+
+
+def test_results_json_form_carries_both_rates(runs):
+    """What results.json would carry: the job's rate and each signature's, in bytes per operation."""
+    import json
+
+    report = fit_growth([(n, r.findings) for n, r in runs])
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["total"]["rate_per_op"] == round(report.total.rate_per_op, 3)
+    assert data["total"]["kind"] == "per-operation"
+    assert data["total"]["points"] == [[n, b] for n, b in report.total.points] and [n for n, _ in runs] == [1, 2, 4]
+    ssl = next(v for s, v in data["by_signature"].items() if stem(s) == "leak:SSL_new>setup_connection>main")
+    assert ssl["kind"] == "per-operation" and ssl["rate_per_op"] > 7000
+    # A leak of exact multiples fits a fixed part of -0.0 in floating point: written as 0.0.
+    assert not any(json.dumps(v["fixed_bytes"]).startswith("-") and v["fixed_bytes"] == 0
+                   for v in data["by_signature"].values())
