@@ -78,8 +78,9 @@ def malloc_category(message: str) -> str:
     return "buffer-overflow"
 
 
-def _finding(kind: str, category: str, message: str, path: str, stack: tuple[Frame, ...] = ()) -> Finding:
-    return Finding(tool=TOOL, kind=kind, category=category, message=message, stack=stack, source=path)
+def _finding(kind: str, category: str, message: str, path: str, stack: tuple[Frame, ...] = (),
+             pid: int | None = None) -> Finding:
+    return Finding(tool=TOOL, kind=kind, category=category, message=message, stack=stack, source=path, pid=pid)
 
 
 def _signal_name(returncode: int | None) -> str | None:
@@ -91,12 +92,14 @@ def _signal_name(returncode: int | None) -> str | None:
         return f"signal {-returncode}"
 
 
-def parse_native_stderr(path: str | Path, returncode: int | None = None) -> NativeLog:
+def parse_native_stderr(path: str | Path, returncode: int | None = None, pid: int | None = None) -> NativeLog:
     """Read a natively run program's captured stderr (and how it ended) into Findings.
 
     A program killed by a fault signal (SIGSEGV, or SIGABRT from abort()) with no check's line
     before it still gets one finding: it crashed, which is what a user of the hardened build
-    would see.  Raises ParseError when the file cannot be read."""
+    would see.  `pid` is the program's process id: glibc's lines do not say which process printed
+    them, and one stderr is shared with any children, so every finding is given the program's.
+    Raises ParseError when the file cannot be read."""
     path = str(path)
     findings: list[Finding] = []
     dropped = 0
@@ -110,7 +113,7 @@ def parse_native_stderr(path: str | Path, returncode: int | None = None) -> Nati
             if len(line) > 4096 or "***" not in line and "()" not in line and "corrupt" not in line \
                     and "double free" not in line and "Assertion" not in line:
                 continue  # the program's own output: cheap to skip
-            finding = _read_line(line, path)
+            finding = _read_line(line, path, pid)
             if finding is None:
                 continue
             if len(findings) < MAX_FINDINGS:
@@ -121,31 +124,31 @@ def parse_native_stderr(path: str | Path, returncode: int | None = None) -> Nati
     if sig is not None and -returncode in _FAULTS and not findings:
         # Killed by its own fault with no check's words before it: a plain crash (a NULL pointer
         # read, an abort() of the program's own).  Where is unknown: nothing prints a stack.
-        findings.append(_finding(sig, "crash", f"the program was killed by {sig}", path))
+        findings.append(_finding(sig, "crash", f"the program was killed by {sig}", path, pid=pid))
     problems = (f"{dropped} more findings were counted but not kept",) if dropped else ()
     return NativeLog(path=path, findings=tuple(findings), signal=sig,
                      exit_code=returncode if returncode is not None and returncode >= 0 else None,
                      dropped=dropped, problems=problems)
 
 
-def _read_line(line: str, path: str) -> Finding | None:
+def _read_line(line: str, path: str, pid: int | None) -> Finding | None:
     m = _FORTIFY.match(line)
     if m:
         what = m.group("what")
         if what == "stack smashing detected":
-            return _finding("stack-protector", "buffer-overflow", line, path)
+            return _finding("stack-protector", "buffer-overflow", line, path, pid=pid)
         if what == "buffer overflow detected":
-            return _finding("fortify", "buffer-overflow", line, path)
+            return _finding("fortify", "buffer-overflow", line, path, pid=pid)
         # Other fortify checks ("longjmp causes uninitialized stack frame", "%n in writable
         # segment detected"): the program was stopped for a reason no category names.
-        return _finding("fortify", "crash", line, path)
+        return _finding("fortify", "crash", line, path, pid=pid)
     m = _MALLOC.match(line)
     if m:
-        return _finding("glibc-malloc", malloc_category(line), line, path)
+        return _finding("glibc-malloc", malloc_category(line), line, path, pid=pid)
     m = _ASSERT.match(line)
     if m:
         frame = Frame(function=m.group("func"), file=m.group("file"), line=int(m.group("line")))
-        return _finding("assertion", "crash", line, path, (frame,))
+        return _finding("assertion", "crash", line, path, (frame,), pid=pid)
     return None
 
 

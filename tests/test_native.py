@@ -124,18 +124,18 @@ def builds(tmp_path_factory) -> dict[str, Path]:
 ])
 def test_abort_messages_become_findings(builds, tmp_path, mode, kind, category, message):
     stderr, rc = run_native(builds["hardened"], mode, tmp_path)
-    log = parse_native_stderr(stderr, rc)
+    log = parse_native_stderr(stderr, rc, pid=4242)
     assert log.signal == "SIGABRT" and log.exit_code is None
     (finding,) = log.findings  # the program's 2,000 lines of chatter are not findings
     assert (finding.tool, finding.kind, finding.category, finding.message) == ("hardened", kind, category, message)
-    assert finding.is_error and finding.source == str(stderr)
+    assert finding.is_error and finding.source == str(stderr) and finding.pid == 4242
 
 
 def test_crash_without_a_message_is_a_crash(builds, tmp_path):
     stderr, rc = run_native(builds["hardened"], "segv", tmp_path)
-    log = parse_native_stderr(stderr, rc)
+    log = parse_native_stderr(stderr, rc, pid=4242)
     (finding,) = log.findings
-    assert (log.signal, finding.kind, finding.category) == ("SIGSEGV", "SIGSEGV", "crash")
+    assert (log.signal, finding.kind, finding.category, finding.pid) == ("SIGSEGV", "SIGSEGV", "crash", 4242)
 
 
 def test_failed_assertion_names_function_file_and_line(builds, tmp_path):
