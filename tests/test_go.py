@@ -89,8 +89,9 @@ def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
         assert any(f.category == "use-after-free" and "lh_digest_read" in f.functions() for f in uaf.findings)
     # memcheck's blind spot says why, with the measured difference.
     assert "still-reachable" in by_name[("cgo_evp_ctx_leak", "leaky", "memcheck")].reason
-    report = (session.out / "index.html").read_text()
-    assert "main.handshakeState" not in report or "ctx_state" in report
+    # The report's page for the pattern shows the Go caller and the C function it entered.
+    page = (session.out / "patterns" / "cgo_signal_in_c.html").read_text()
+    assert "main.handshakeState" in page and "inside C function ctx_state" in page
 
 
 def test_go_patterns_are_pytest_items(pytester, go_cache, catalog_run):

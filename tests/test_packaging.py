@@ -112,7 +112,8 @@ def test_wheel_holds_every_subpackage_template_data_file_and_the_catalog(wheel):
     assert len(patterns) >= 20
     for pattern in patterns:
         assert f"harness/c_fixtures/{pattern}/pattern.toml" in names
-        assert f"harness/c_fixtures/{pattern}/pattern.c.j2" in names
+        template = "pattern.go.j2" if (REPO / "c_fixtures" / pattern / "pattern.go.j2").is_file() else "pattern.c.j2"
+        assert f"harness/c_fixtures/{pattern}/{template}" in names
 
 
 def test_installed_wheel_lists_runs_and_checks_from_an_unrelated_folder(venv, tmp_path):
