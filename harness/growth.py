@@ -55,6 +55,12 @@ class GrowthFit:
             "kind": self.kind,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict) -> "GrowthFit":
+        """Back from results.json (a report draws its plots from there)."""
+        return cls(rate_per_op=float(data["rate_per_op"]), fixed_bytes=float(data["fixed_bytes"]),
+                   points=tuple((int(n), int(b)) for n, b in data["points"]), r2=float(data["r2"]))
+
 
 @dataclass(frozen=True)
 class GrowthReport:
@@ -66,6 +72,12 @@ class GrowthReport:
     def to_dict(self) -> dict:
         return {"total": self.total.to_dict(),
                 "by_signature": {sig: fit.to_dict() for sig, fit in self.by_signature}}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "GrowthReport":
+        fits = [(sig, GrowthFit.from_dict(fit)) for sig, fit in data.get("by_signature", {}).items()]
+        fits.sort(key=lambda item: (-item[1].rate_per_op, item[0]))
+        return cls(total=GrowthFit.from_dict(data["total"]), by_signature=tuple(fits))
 
 
 def fit_line(points: Iterable[tuple[int, int]]) -> GrowthFit:
@@ -114,7 +126,8 @@ def fit_growth(runs: Sequence[tuple[int, Iterable[Finding]]]) -> GrowthReport:
 
 
 def _num(value: float) -> str:
-    return f"{value:.1f}".rstrip("0").rstrip(".")
+    text = f"{value:.1f}".rstrip("0").rstrip(".")
+    return "0" if text == "-0" else text  # a rounding error's sign says nothing
 
 
 def svg_plot(fit: GrowthFit, title: str = "", width: int = 120, height: int = 48) -> str:

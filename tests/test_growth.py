@@ -138,6 +138,14 @@ def test_results_json_form_carries_both_rates(runs):
     assert data["total"]["points"] == [[n, b] for n, b in report.total.points] and [n for n, _ in runs] == [1, 2, 4]
     ssl = next(v for s, v in data["by_signature"].items() if stem(s) == "leak:SSL_new>setup_connection>main")
     assert ssl["kind"] == "per-operation" and ssl["rate_per_op"] > 7000
+    # Read back (a report draws its plots from results.json): the same fits, the same plots.
+    from harness.growth import GrowthReport
+
+    again = GrowthReport.from_dict(data)
+    assert [s for s, _ in again.by_signature] == [s for s, _ in report.by_signature]
+    assert again.total.points == report.total.points
+    assert again.total.rate_per_op == pytest.approx(report.total.rate_per_op, abs=1e-3)
+    assert svg_plot(again.by_signature[0][1]) == svg_plot(report.by_signature[0][1])
     # A leak of exact multiples fits a fixed part of -0.0 in floating point: written as 0.0.
     assert not any(json.dumps(v["fixed_bytes"]).startswith("-") and v["fixed_bytes"] == 0
                    for v in data["by_signature"].values())
