@@ -27,9 +27,9 @@ from pathlib import Path
 
 from .errors import ParseError
 from .findings import Finding
-from .goparse import parse_go_crash
+from .goparse import name_go_callers, parse_go_crash, recorded_allocations
 from .goparse import sniff as looks_like_go_crash
-from .gobuild import LEAK_CHECK_MARK
+from .gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK
 from .parse import parse_file
 
 # The deadly signals a sanitizer catches and reports (its report's kind), then exits.
@@ -213,6 +213,11 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             logs.append(stderr)
         if go_cut and not go_findings:
             cut.append(stderr.name)
+    if runtime == "go-asan" and any("_Cfunc__Cmalloc" in f.functions() for f in findings):
+        table = recorded_allocations(str(stderr), GO_ALLOC_MARK) if stderr.is_file() else {}
+        if table:  # the Go callers of cgo allocations LSan could not see past the stack switch
+            lsan = [str(p) for p in logs if p.name.startswith("sanitizer.")]
+            findings, _named, _seen = name_go_callers(findings, lsan, table)
     sig = signal_name(-returncode) if returncode is not None and returncode < 0 else None
     main_reported = any(f.pid == main_pid for f in findings) if main_pid is not None else bool(findings)
     deadly = next((DEADLY[f.kind] for f in findings if f.kind in DEADLY), None)

@@ -34,6 +34,9 @@ COMPILE_TIMEOUT = 300
 # Printed to stderr by the go-asan helper once LeakSanitizer's check has returned: without it
 # the program ended before its main returned (os.Exit, a panic, a signal) and nothing was checked.
 LEAK_CHECK_MARK = "leakharness: go-asan leak check done"
+# Before the mark, when leaks were found: one line per block a Go call allocated and Go never freed.
+GO_ALLOC_MARK = "leakharness-go-alloc"
+GO_ALLOC_LIMIT = 100000
 HELPER_NAME = "zz_leakharness_leakcheck.go"
 USER_MAIN = "leakharnessUserMain"
 GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
@@ -41,6 +44,13 @@ INSTALL_HINT = "sudo apt-get install golang-go (or scripts/install-system-packag
 
 # The recoverable check returns instead of exiting on a leak, so the mark is printed either way;
 # the process then exits 23 when leaks were found (as LSan's exitcode) so a shell sees it too.
+#
+# Naming the Go caller: no unwinder crosses the cgo stack switch, so LSan's stack of a C.CString
+# ends in cgo's allocation stub.  The overlay also rewrites the package's C.CString, C.CBytes,
+# C.malloc and C.free calls into the wrappers below, which record each block's address with the Go
+# function and line that asked for it (and forget it when Go frees it); after a leak check that
+# found leaks, the blocks still recorded are printed (GO_ALLOC_MARK lines), and collect joins them
+# with the addresses LSan lists (report_objects=1): a leaked block named by both is that Go call's.
 HELPER_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): Go 1.19 never runs
 // LeakSanitizer at exit, so main runs the program's own main and then the leak check.
 package main
@@ -50,23 +60,124 @@ package main
 #include <stdlib.h>
 int __lsan_do_recoverable_leak_check(void);
 static int leakharness_leak_check(void) {{
-	int leaked = __lsan_do_recoverable_leak_check();
+	return __lsan_do_recoverable_leak_check();
+}}
+static void leakharness_mark(void) {{
 	fprintf(stderr, "\\n{LEAK_CHECK_MARK}\\n");
 	fflush(stderr);
-	return leaked;
 }}
 */
 import "C"
 
-import "os"
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+type leakharnessSite struct {{
+	size int
+	n    int
+	pcs  [4]uintptr
+}}
+
+var (
+	leakharnessMu     sync.Mutex
+	leakharnessBlocks = map[uintptr]leakharnessSite{{}}
+)
+
+func leakharnessRecord(p unsafe.Pointer, size int) {{
+	if p == nil {{
+		return
+	}}
+	site := leakharnessSite{{size: size}}
+	site.n = runtime.Callers(2, site.pcs[:]) // the wrapper and its callers (resolved at exit)
+	leakharnessMu.Lock()
+	leakharnessBlocks[uintptr(p)] = site
+	leakharnessMu.Unlock()
+}}
+
+func leakharnessCString(s string) *C.char {{
+	p := C.CString(s)
+	leakharnessRecord(unsafe.Pointer(p), len(s)+1)
+	return p
+}}
+
+func leakharnessCBytes(b []byte) unsafe.Pointer {{
+	p := C.CBytes(b)
+	leakharnessRecord(p, len(b))
+	return p
+}}
+
+func leakharnessCMalloc(n C.size_t) unsafe.Pointer {{
+	p := C.malloc(n)
+	leakharnessRecord(p, int(n))
+	return p
+}}
+
+func leakharnessCFree(p unsafe.Pointer) {{
+	leakharnessMu.Lock()
+	delete(leakharnessBlocks, uintptr(p))
+	leakharnessMu.Unlock()
+	C.free(p)
+}}
+
+func leakharnessReport() {{
+	w := bufio.NewWriter(os.Stderr)
+	leakharnessMu.Lock()
+	n := 0
+	for addr, site := range leakharnessBlocks {{
+		if n++; n > {GO_ALLOC_LIMIT} {{
+			break
+		}}
+		fn, file, line := "?", "?", 0
+		frames := runtime.CallersFrames(site.pcs[:site.n])
+		for {{ // the first frame that is not a wrapper (inlined ones included) is the Go caller
+			fr, more := frames.Next()
+			if !strings.HasPrefix(fr.Function, "main.leakharness") {{
+				fn, file, line = fr.Function, fr.File, fr.Line
+				break
+			}}
+			if !more {{
+				break
+			}}
+		}}
+		w.WriteString("{GO_ALLOC_MARK} 0x" + strconv.FormatUint(uint64(addr), 16) + " " + strconv.Itoa(site.size) +
+			" " + fn + " " + file + ":" + strconv.Itoa(line) + "\\n")
+	}}
+	leakharnessMu.Unlock()
+	w.Flush()
+}}
 
 func main() {{
 	{USER_MAIN}()
-	if C.leakharness_leak_check() != 0 {{
+	leaked := C.leakharness_leak_check() != 0
+	if leaked {{
+		leakharnessReport()
+	}}
+	C.leakharness_mark()
+	if leaked {{
 		os.Exit(23)
 	}}
 }}
 """
+# C.CString(...) and the others, as a call (not C.CStringFoo, not inside another identifier).
+_CGO_ALLOC_CALL = re.compile(r"(?<![\w.])C\.(CString|CBytes|malloc|free)\(")
+_WRAPPERS = {"CString": "leakharnessCString(", "CBytes": "leakharnessCBytes(", "malloc": "leakharnessCMalloc(",
+             "free": "leakharnessCFree("}
+_IMPORTS_C = re.compile(r'^import\s+"C"|^\s+"C"\s*$', re.M)
+
+
+def _rewrite_allocations(text: str) -> str:
+    """The file's cgo allocations and frees through the recording wrappers (lines unchanged)."""
+    if not _IMPORTS_C.search(text):
+        return text
+    return _CGO_ALLOC_CALL.sub(lambda m: _WRAPPERS[m.group(1)], text)
+
 
 # How each checker's binary is built: the mode decides the binary (memcheck and cgocheck share one).
 MODES = {"memcheck": "plain", "cgocheck": "plain", "go-asan": "asan"}
@@ -180,9 +291,10 @@ def _user_files(spec) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
-def _overlay(package_dir: Path, go_files: list[Path], work: Path) -> tuple[Path, Path]:
-    """An overlay that renames the program's main and adds the leak-check helper beside it;
-    (overlay.json, the helper's path as the compiler sees it)."""
+def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool = True) -> tuple[Path, Path]:
+    """An overlay that renames the program's main, adds the leak-check helper beside it and, with
+    record, sends the cgo allocations through the recording wrappers; (overlay.json, the helper's
+    path as the compiler sees it)."""
     main_file = None
     for f in go_files:
         text = f.read_text(encoding="utf-8", errors="replace")
@@ -192,16 +304,26 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path) -> tuple[Path,
     if main_file is None:
         raise BuildError(f"{package_dir}: no `func main()` in package main: nothing to build a program from")
     f, text = main_file
-    (work / "overlay").mkdir()
-    renamed = work / "overlay" / f.name
-    renamed.write_text(_MAIN_FUNC.sub(f"func {USER_MAIN}()", text, count=1), encoding="utf-8")
-    helper = work / "overlay" / HELPER_NAME
+    folder = work / "overlay"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    replace: dict[str, str] = {}
+    for g in go_files:
+        original = text if g == f else g.read_text(encoding="utf-8", errors="replace")
+        changed = _MAIN_FUNC.sub(f"func {USER_MAIN}()", original, count=1) if g == f else original
+        if record:
+            changed = _rewrite_allocations(changed)
+        if changed != original:
+            (folder / g.name).write_text(changed, encoding="utf-8")
+            replace[str(g)] = str(folder / g.name)
+    helper = folder / HELPER_NAME
     helper.write_text(HELPER_SOURCE, encoding="utf-8")
     virtual = package_dir / HELPER_NAME
     if virtual.exists():
         raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's go-asan helper")
+    replace[str(virtual)] = str(helper)
     overlay = work / "overlay.json"
-    overlay.write_text(json.dumps({"Replace": {str(f): str(renamed), str(virtual): str(helper)}}))
+    overlay.write_text(json.dumps({"Replace": replace}))
     return overlay, virtual
 
 
@@ -234,19 +356,25 @@ def build_go(spec, cache_dir: Path):
                     raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
                 package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
         binary = work / spec.name
-        cmd = [go_binary() or "go", "build", "-o", str(binary)]
-        if MODES[spec.profile] == "asan":
-            overlay, helper = _overlay(package_dir, go_files, work)
-            cmd += ["-asan", f"-overlay={overlay}"]
-            if targets != ["."]:
-                targets = targets + [str(helper)]
-        cmd += targets
         env = _go_env(cache_dir, spec.cflags, spec.ldflags)
-        try:
-            proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return Build(spec, "build-failed", None, message=f"go build timed out after {COMPILE_TIMEOUT} s",
-                         key=k, duration_s=time.monotonic() - started, command=tuple(cmd))
+        # go-asan: first with the allocation-recording wrappers; should the rewritten calls not
+        # compile (a C.malloc given another integer type), again with only the leak check.
+        for record in ((True, False) if MODES[spec.profile] == "asan" else (False,)):
+            cmd = [go_binary() or "go", "build", "-o", str(binary)]
+            build_targets = list(targets)
+            if MODES[spec.profile] == "asan":
+                overlay, helper = _overlay(package_dir, go_files, work, record=record)
+                cmd += ["-asan", f"-overlay={overlay}"]
+                if build_targets != ["."]:
+                    build_targets.append(str(helper))
+            cmd += build_targets
+            try:
+                proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                return Build(spec, "build-failed", None, message=f"go build timed out after {COMPILE_TIMEOUT} s",
+                             key=k, duration_s=time.monotonic() - started, command=tuple(cmd))
+            if proc.returncode == 0 and binary.is_file():
+                break
         message = (proc.stderr + proc.stdout).strip()
         if proc.returncode != 0 or not binary.is_file():
             return Build(spec, "build-failed", None, message=message or f"go build exit {proc.returncode}",

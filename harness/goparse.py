@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Iterable
 
 from .errors import ParseError
-from .findings import Finding, Frame
+from .findings import AuxStack, Finding, Frame
 
 _HEADER = re.compile(r"^(panic: |fatal error: |(SIG[A-Z]+): )(.*)$")
 _SIGNAL = re.compile(r"^\[signal (SIG[A-Z]+)(?:: ([^\]]*?))?(?: code=(\S+))?(?: addr=(\S+))?(?: pc=(0x[0-9a-fA-F]+))?\]")
@@ -263,3 +263,89 @@ def name_cgo_frames(findings: Iterable[Finding]) -> list[Finding]:
         message = f"{f.message}; {what}; {HIDDEN}" if f.message else f"{what}; {HIDDEN}"
         out.append(dataclasses.replace(f, stack=tuple(stack), message=message, signature=""))
     return out
+
+
+# --- the Go caller of a cgo allocation, from the go-asan build's record ----------------------
+
+_LSAN_RECORD = re.compile(r"^(Direct|Indirect) leak of (\d+) byte\(s\) in (\d+) object\(s\)")
+_LSAN_OBJECT = re.compile(r"^(0x[0-9a-fA-F]+) \((\d+) bytes\)")
+_ALLOC_LINE = re.compile(r"^(\S+) (0x[0-9a-fA-F]+) (\d+) (\S+) (.+):(\d+)$")
+
+
+def leaked_objects(path: str) -> list[tuple[str, int, int, list[int]]]:
+    """LSan's records with report_objects=1: (Direct|Indirect, bytes, objects, [addresses])."""
+    records: list[tuple[str, int, int, list[int]]] = []
+    listing = False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            line = line.rstrip("\n")
+            m = _LSAN_RECORD.match(line)
+            if m:
+                records.append((m.group(1), int(m.group(2)), int(m.group(3)), []))
+                listing = False
+                continue
+            if line.startswith("Objects leaked above:"):
+                listing = bool(records)
+                continue
+            if listing:
+                o = _LSAN_OBJECT.match(line)
+                if o:
+                    records[-1][3].append(int(o.group(1), 16))
+                else:
+                    listing = False
+    return records
+
+
+def recorded_allocations(stderr: str, mark: str) -> dict[int, tuple[int, str, str, int]]:
+    """The go-asan helper's lines: address -> (size, Go function, file, line)."""
+    table: dict[int, tuple[int, str, str, int]] = {}
+    with open(stderr, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith(mark):
+                continue
+            m = _ALLOC_LINE.match(line.rstrip("\n"))
+            if m and m.group(1) == mark:
+                table[int(m.group(2), 16)] = (int(m.group(3)), m.group(4), m.group(5), int(m.group(6)))
+    return table
+
+
+def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: dict) -> tuple[list[Finding], int, int]:
+    """Leaks through cgo's allocation stub joined, by address, with the Go calls the go-asan
+    build recorded: each Go caller becomes an aux stack ("Go caller") with its objects and bytes,
+    and the message names them.  Only a record whose bytes and object count match the finding it
+    came from is used.  Returns (findings, objects named, objects seen)."""
+    named_total = seen_total = 0
+    out = list(findings)
+    for path in lsan_logs:
+        try:
+            records = leaked_objects(path)
+        except OSError:
+            continue
+        leaks = [i for i, f in enumerate(out) if f.source == path and f.category == "leak"]
+        if len(leaks) != len(records):
+            continue
+        for i, (kind, nbytes, nobjects, addresses) in zip(leaks, records):
+            f = out[i]
+            if f.bytes != nbytes or f.blocks != nobjects or "_Cfunc__Cmalloc" not in f.functions():
+                continue
+            groups: dict[tuple[str, str, int], list[int]] = {}
+            for addr in addresses:
+                site = table.get(addr)
+                if site is not None:
+                    groups.setdefault(site[1:], []).append(site[0])
+            seen_total += len(addresses)
+            named = sum(len(v) for v in groups.values())
+            named_total += named
+            if not groups:
+                continue
+            aux, words = [], []
+            for (fn, file, line), sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+                place = f"{file.rsplit('/', 1)[-1]}:{line}"
+                aux.append(AuxStack(label="Go caller", frames=(Frame(function=fn, file=file, line=line),),
+                                    text=f"{fn} {place}: {len(sizes)} object(s), {sum(sizes)} B "
+                                         f"(recorded by leakharness's go-asan build)"))
+                words.append(f"{fn} ({place}) {len(sizes)} object(s) {sum(sizes)} B")
+            message = (f"{f.message}; the go-asan build recorded the Go caller(s): {', '.join(words)}"
+                       f" ({named} of {len(addresses)} object(s) named)")
+            out[i] = dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
+    return out, named_total, seen_total

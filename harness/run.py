@@ -31,6 +31,7 @@ from .supervise import reset_stop, stopping, terminate_all  # noqa: F401 - the s
 
 SUPPRESSIONS = Path(__file__).parent / "data" / "openssl.supp"
 GO_SUPPRESSIONS = Path(__file__).parent / "data" / "go" / "go.supp"
+GO_LSAN_SUPPRESSIONS = Path(__file__).parent / "data" / "go" / "lsan.supp"
 # go-asan: the leak check is the helper's (LSan's detect_leaks must stay on for it to do anything);
 # a signal goes to the Go runtime, which prints the goroutine stacks with the Go callers and the
 # cgo function, where ASan's report would stop at the cgo stack switch.
@@ -188,7 +189,11 @@ def command_for(job: Job, log_dir: Path) -> tuple[list[str], dict[str, str]]:
         env["ASAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["ASAN_OPTIONS"], GO_ASAN_OPTIONS, user,
                                                    f"log_path={prefix}") if x)
         user = env.get("LSAN_OPTIONS", "")
-        env["LSAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["LSAN_OPTIONS"], user, f"log_path={prefix}") if x)
+        # report_objects: the leaked blocks' addresses, joined with the Go calls the build recorded.
+        # The runtime's own noise (lsan.supp), where its path passes LSAN_OPTIONS' syntax unquoted.
+        supp = f"suppressions={GO_LSAN_SUPPRESSIONS}" if _SAFE_PATH.match(str(GO_LSAN_SUPPRESSIONS)) else ""
+        env["LSAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["LSAN_OPTIONS"], "report_objects=1", supp, user,
+                                                   f"log_path={prefix}") if x)
         return list(job.command), env
     prefix = log_dir / "sanitizer"
     for var, options in SANITIZER_ENV.items():
