@@ -74,7 +74,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"sync"
 	"unsafe"
 )
@@ -84,6 +83,9 @@ type leakharnessSite struct {{
 	n    int
 	pcs  [4]uintptr
 }}
+
+var leakharnessWrappers = map[string]bool{{"main.leakharnessRecord": true, "main.leakharnessCString": true,
+	"main.leakharnessCBytes": true, "main.leakharnessCMalloc": true}}
 
 var (
 	leakharnessMu     sync.Mutex
@@ -138,8 +140,11 @@ func leakharnessReport() {{
 		frames := runtime.CallersFrames(site.pcs[:site.n])
 		for {{ // the first frame that is not a wrapper (inlined ones included) is the Go caller
 			fr, more := frames.Next()
-			if !strings.HasPrefix(fr.Function, "main.leakharness") {{
+			if !leakharnessWrappers[fr.Function] {{
 				fn, file, line = fr.Function, fr.File, fr.Line
+				if fn == "main.{USER_MAIN}" {{
+					fn = "main.main" // renamed for the overlay only
+				}}
 				break
 			}}
 			if !more {{
@@ -173,10 +178,36 @@ _IMPORTS_C = re.compile(r'^import\s+"C"|^\s+"C"\s*$', re.M)
 
 
 def _rewrite_allocations(text: str) -> str:
-    """The file's cgo allocations and frees through the recording wrappers (lines unchanged)."""
+    """The file's cgo allocations and frees through the recording wrappers (lines unchanged);
+    strings, runes and comments (the cgo preamble among them) are left as they are."""
     if not _IMPORTS_C.search(text):
         return text
-    return _CGO_ALLOC_CALL.sub(lambda m: _WRAPPERS[m.group(1)], text)
+    out: list[str] = []
+    i, n, code_start = 0, len(text), 0
+    while i < n:
+        c = text[i]
+        if c in "\"'`" or text.startswith(("//", "/*"), i):
+            out.append(_CGO_ALLOC_CALL.sub(lambda m: _WRAPPERS[m.group(1)], text[code_start:i]))
+            if text.startswith("//", i):
+                end = text.find("\n", i)
+                end = n if end < 0 else end
+            elif text.startswith("/*", i):
+                end = text.find("*/", i + 2)
+                end = n if end < 0 else end + 2
+            elif c == "`":
+                end = text.find("`", i + 1)
+                end = n if end < 0 else end + 1
+            else:  # "..." or '...', with backslash escapes, never past the line
+                end = i + 1
+                while end < n and text[end] not in (c, "\n"):
+                    end += 2 if text[end] == "\\" else 1
+                end = min(end + 1, n)
+            out.append(text[i:end])
+            i = code_start = end
+            continue
+        i += 1
+    out.append(_CGO_ALLOC_CALL.sub(lambda m: _WRAPPERS[m.group(1)], text[code_start:]))
+    return "".join(out)
 
 
 # How each checker's binary is built: the mode decides the binary (memcheck and cgocheck share one).

@@ -68,6 +68,10 @@ def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
     assert any(fr.function == "_Cfunc__Cmalloc" for fr in leak[0].stack)
     assert "C.CString, C.CBytes or C.malloc" in leak[0].message and "hidden by the cgo stack switch" in leak[0].message
     assert "_cgo_" not in leak[0].signature  # the per-package hash is not part of the bug's name
+    # The Go callers the stack switch hides, named from the go-asan build's record: all 102 blocks.
+    callers = {a.frames[0].function: a.text for a in leak[0].aux_stacks if a.label == "Go caller"}
+    assert set(callers) == {"main.nidOf", "main.checksum", "main.scratch"}
+    assert "100 object(s), 1400 B" in callers["main.nidOf"] and "(102 of 102 object(s) named)" in leak[0].message
     memcheck = [f for f in by_name[("cgo_cstring_no_free", "leaky", "memcheck")].findings if f.is_lost_leak]
     assert sum(f.bytes for f in memcheck) == 1480
     assert {f.signature for f in memcheck} == {leak[0].signature}  # one bug, one name, both tools
@@ -136,6 +140,11 @@ def test_check_build_on_a_go_program_with_a_cstring_leak(go_cache, tmp_path):
         assert "C.CString" in leaks[0]["message"]
     assert jobs["cgocheck"]["status"] == "ok" and not jobs["cgocheck"]["findings"]
     assert "21 B at _Cfunc__Cmalloc" in proc.stdout
+    # go-asan also names the Go function that called C.CString, and its line.
+    leak = next(f for f in jobs["go-asan"]["findings"] if f["leak_kind"] == "definite")
+    caller = next(a for a in leak["aux_stacks"] if a["label"] == "Go caller")
+    assert caller["frames"][0]["function"] == "main.lookup" and caller["frames"][0]["line"] == 15
+    assert "main.lookup (main.go:15) 3 object(s) 21 B (3 of 3 object(s) named)" in leak["message"]
 
 
 def test_check_build_on_a_go_program_that_crashes_inside_c(go_cache, tmp_path):
@@ -164,6 +173,19 @@ def test_go_asan_without_its_leak_check_is_incomplete_never_clean(go_cache, tmp_
     assert "the leak check did not run" in jobs["go-asan"].message and "os.Exit" in jobs["go-asan"].message
     # memcheck needs no help at exit: it finds the 32 B.
     assert sum(f.bytes for f in jobs["memcheck"].findings if f.is_lost_leak) == 32
+
+
+def test_recording_wrappers_leave_strings_and_other_integer_types_alone(go_cache, tmp_path):
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    results = session.check(session.check_tasks(sources=[PROGRAMS / "malloc_kinds"], checkers=("go-asan",)))
+    job = results.jobs[0]
+    assert job.status == "ok"
+    stdout = tmp_path / "out" / "logs" / "malloc_kinds" / "check" / "go-asan" / "stdout.txt"
+    assert stdout.read_text() == "true true C.malloc( C.free(\n"
+    leak = next(f for f in job.findings if f.is_lost_leak)
+    assert leak.bytes == 24
+    lines = sorted(a.frames[0].line for a in leak.aux_stacks if a.label == "Go caller")
+    assert lines == [14, 15] and all(a.frames[0].function == "main.main" for a in leak.aux_stacks)
 
 
 def test_a_module_folder_and_a_prebuilt_go_binary(go_cache, tmp_path):
