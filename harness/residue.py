@@ -74,7 +74,9 @@ def interposer(cache_dir: Path) -> Path | None:
         tmp = so.with_name(f".{SO_NAME}.{os.getpid()}.{threading.get_ident()}")
         try:
             # -g: the interposer's own frames (free, realloc) are named like the program's.
-            proc = subprocess.run([cc, "-O2", "-g", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE), "-ldl"],
+            # -fno-omit-frame-pointer: the hooks read their caller's stack pointer from their frame.
+            proc = subprocess.run([cc, "-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", str(tmp),
+                                   str(SOURCE), "-ldl"],
                                   stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
                                   start_new_session=True)
         except (OSError, subprocess.TimeoutExpired):

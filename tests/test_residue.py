@@ -177,6 +177,11 @@ def test_evp_context_freed_correctly_is_clean(tmp_path, interposer, opt):
     assert finding.kind == "SecretInFreedBlock" and finding.bytes == 56
     assert "OPENSSL_free(s)" in _line(source, _frame(finding, "session_free").line)
     assert "EVP_CIPHER_CTX_free" not in finding.functions()
+    # Allocated through OPENSSL_zalloc (a wrapper in libcrypto): the whole stack all the same.
+    (alloc,) = finding.aux_stacks
+    assert alloc.text == "allocated at"
+    assert "OPENSSL_zalloc(sizeof *s)" in _line(source, next(fr for fr in alloc.frames
+                                                              if fr.function == "session_new").line)
     _source, fixed = _checked(tmp_path / "fixed", interposer, "evp_session_key_copy", "fixed", opt)
     assert fixed.findings == ()
 
@@ -198,6 +203,9 @@ def test_evp_context_is_clean_because_openssl_cleanses_it(tmp_path, interposer):
     in_ctx = [f for f in log.findings if "EVP_CIPHER_CTX_free" in f.functions()]
     assert in_ctx and all(f.kind == "SecretInFreedBlock" for f in in_ctx)
     assert any("session_free" in f.functions() for f in in_ctx)
+    # Allocated inside libcrypto: only the allocator's caller is kept (the cost of unwinding at
+    # every malloc), and the finding says so.
+    assert all(len(f.aux_stacks[0].frames) == 1 and "caller only" in f.aux_stacks[0].text for f in in_ctx)
 
 
 # --- small programs: what "checked" means, and the corners ------------------------------------
@@ -274,6 +282,10 @@ int main(int argc, char **argv)
         free_it(p);
     } else if (!strcmp(mode, "exit-deep")) {
         deep_exit();
+    } else if (!strcmp(mode, "exec")) {
+        free_it(holding(24, 0));
+        execl(argv[0], argv[0], "free", (char *)NULL);  /* the same pid, a new image */
+        return 1;
     }
     return 0;
 }
@@ -350,6 +362,15 @@ def test_exit_from_deep_inside_scans_the_stack_first(tmp_path, interposer, cases
     assert log.complete and log.stats["stack_scan"] == "exit"
     assert {f.kind for f in log.findings} == {"SecretInStack"}
     assert sum(f.count for f in log.findings) == 2  # key[0:16] and key[16:32]
+
+
+def test_exec_starts_a_new_section_of_the_same_log(tmp_path, interposer, cases):
+    proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path, "exec")
+    assert proc.returncode == 0 and len(logs) == 1
+    (log,) = logs
+    assert Path(log.path).read_text().count("LH-RESIDUE 1 start") == 2
+    assert log.complete  # the image that ran last finished
+    assert sorted(f.bytes for f in log.findings) == [24, 48]  # one from each image
 
 
 # --- the parser on real logs, cut and corrupted -----------------------------------------------

@@ -20,8 +20,8 @@
  * Every allocation's requested size is kept in a table (a finding gives the block's size, not
  * the allocator's rounded-up usable size), with its allocation stack, deduplicated in a depot as
  * the sanitizers keep theirs.  LH_RESIDUE_ALLOC_STACKS: "own" (default) unwinds the whole stack
- * only for allocations called from the program's own code (not a system library) and keeps the
- * caller alone for the others; "all" unwinds at every allocation (about 12x a plain run on
+ * only for allocations called from the program's own code (not a system library), directly or
+ * through OPENSSL_malloc/zalloc/strdup/..., and keeps the caller alone for the others; "all" unwinds at every allocation (about 12x a plain run on
  * the catalog's cleanse_missing, against 1.6x for "own"); "0" keeps none.  Stacks are raw
  * return addresses with their module and offset (dladdr1): the harness names them offline with
  * llvm-symbolizer.
@@ -95,6 +95,7 @@ static size_t min_len = (size_t)-1;
 
 static char exe_path[1024];
 static unsigned long n_frees, n_reallocs, n_findings, scanned_bytes;
+static unsigned long n_unwinds, n_sites;  /* backtraces taken at allocations; wrapper call sites learnt */
 
 /* --- a lock that needs nothing (no pthread_mutex_init before the constructor) ------------ */
 
@@ -408,21 +409,57 @@ static int system_path(const char *name)
     return 0;
 }
 
+static uintptr_t self_lo, self_hi;  /* this interposer's code */
+
 static int add_own(struct dl_phdr_info *info, size_t size, void *self)
 {
     (void)size;
-    if (info->dlpi_name && info->dlpi_name[0] && system_path(info->dlpi_name))
-        return 0;
+    int is_system = info->dlpi_name && info->dlpi_name[0] && system_path(info->dlpi_name);
     for (int i = 0; i < info->dlpi_phnum; i++) {
         const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || nown == MAX_OWN)
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
             continue;
         uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
-        if ((uintptr_t)self >= lo && (uintptr_t)self < lo + ph->p_memsz)
-            return 0;  /* this interposer */
+        if ((uintptr_t)self >= lo && (uintptr_t)self < lo + ph->p_memsz) {
+            self_lo = lo, self_hi = lo + ph->p_memsz;
+            return 0;
+        }
+        if (is_system || nown == MAX_OWN)
+            continue;
         own[nown].lo = lo;
         own[nown++].hi = lo + ph->p_memsz;
     }
+    return 0;
+}
+
+/* OpenSSL's allocation wrappers (OPENSSL_zalloc, OPENSSL_strdup, ...): their caller decides. */
+#define MAX_WRAPPERS 16
+static struct {
+    uintptr_t lo, hi;
+} wrappers[MAX_WRAPPERS];
+static int nwrappers;
+
+static void find_wrappers(void)
+{
+    static const char *const names[] = {"CRYPTO_malloc", "CRYPTO_zalloc", "CRYPTO_realloc", "CRYPTO_clear_realloc",
+                                        "CRYPTO_strdup", "CRYPTO_strndup", "CRYPTO_memdup", "CRYPTO_secure_malloc",
+                                        "CRYPTO_secure_zalloc"};
+    for (size_t i = 0; i < sizeof names / sizeof *names && nwrappers < MAX_WRAPPERS; i++) {
+        void *fn = dlsym(RTLD_DEFAULT, names[i]);
+        Dl_info info;
+        const ElfW(Sym) *sym = NULL;
+        if (fn && dladdr1(fn, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
+            wrappers[nwrappers].lo = (uintptr_t)fn;
+            wrappers[nwrappers++].hi = (uintptr_t)fn + sym->st_size;
+        }
+    }
+}
+
+static int in_wrapper(uintptr_t a)
+{
+    for (int i = 0; i < nwrappers; i++)
+        if (a >= wrappers[i].lo && a < wrappers[i].hi)
+            return 1;
     return 0;
 }
 
@@ -435,20 +472,95 @@ static int is_own(uintptr_t a)
 }
 
 /* The allocation stack of the block being made now (our own frames are dropped by the harness). */
-static uint32_t alloc_stack(void *caller)
+/* Call sites inside the wrappers, each with where its wrapper's own return address lies above
+ * the wrapper's stack pointer at that call: constant for a given call site (the wrapper's frame
+ * at that instruction is fixed), learnt once with the unwinder, then read in one load. */
+#define SITES 1024
+static struct {
+    uintptr_t site;
+    intptr_t offset;  /* -1: could not be learnt */
+} sites[SITES];
+
+static intptr_t site_offset(uintptr_t site, uintptr_t sp)
 {
-    static TLS __thread void *last_caller;
-    static TLS __thread uint32_t last_id;
+    size_t h = hash_ptr(site) & (SITES - 1);
+    for (int probe = 0; probe < 16; probe++, h = (h + 1) & (SITES - 1)) {
+        uintptr_t known = __atomic_load_n(&sites[h].site, __ATOMIC_ACQUIRE);
+        if (known == site)
+            return sites[h].offset;
+        if (known == 0)
+            break;
+    }
+    void *frames[8];
+    intptr_t offset = -1;
+    int n = backtrace(frames, 8);
+    __atomic_add_fetch(&n_sites, 1, __ATOMIC_RELAXED);
+    for (int j = 0; j + 1 < n; j++) {
+        if ((uintptr_t)frames[j] != site)
+            continue;
+        uintptr_t wanted = (uintptr_t)frames[j + 1];
+        for (uintptr_t w = sp; w < sp + 512; w += 8)  /* the slot is in the wrapper's frame, just above */
+            if (*(uintptr_t *)w == wanted) {
+                offset = (intptr_t)(w - sp);
+                break;
+            }
+        break;
+    }
+    lock();
+    h = hash_ptr(site) & (SITES - 1);
+    for (int probe = 0; probe < 16; probe++, h = (h + 1) & (SITES - 1))
+        if (sites[h].site == 0 || sites[h].site == site) {
+            sites[h].offset = offset;
+            __atomic_store_n(&sites[h].site, site, __ATOMIC_RELEASE);
+            break;
+        }
+    unlock();
+    return offset;
+}
+
+#define CALLER_CACHE 64
+
+static uint32_t alloc_stack(void *caller, uintptr_t caller_sp)
+{
+    static TLS __thread void *last_caller[CALLER_CACHE];
+    static TLS __thread uint32_t last_id[CALLER_CACHE];
     void *frames[MAX_FRAMES];
     if (alloc_stacks == 0)
         return 0;
     if (alloc_stacks == 1 && !is_own((uintptr_t)caller)) {
-        if (caller != last_caller || last_id == 0) {  /* the same caller again: most allocations */
-            last_id = depot_put(&caller, 1, 1);
-            last_caller = caller;
+        if (!in_wrapper((uintptr_t)caller)) {
+            /* A few callers make most allocations: a small per-thread cache spares the depot. */
+            size_t h = hash_ptr((uintptr_t)caller) & (CALLER_CACHE - 1);
+            if (last_caller[h] != caller || last_id[h] == 0) {
+                last_id[h] = depot_put(&caller, 1, 1);
+                last_caller[h] = caller;
+            }
+            return last_id[h];
         }
-        return last_id;
+        /* Called through OPENSSL_zalloc & co: the wrapper's caller decides. */
+        intptr_t offset = site_offset((uintptr_t)caller, caller_sp);
+        if (offset >= 0) {
+            void *outer = *(void **)(caller_sp + (uintptr_t)offset);
+            if (!in_wrapper((uintptr_t)outer)) {
+                if (!is_own((uintptr_t)outer))
+                    return depot_put(&outer, 1, 1);  /* inside the library (EVP_CIPHER_CTX_new ...) */
+                __atomic_add_fetch(&n_unwinds, 1, __ATOMIC_RELAXED);
+                int n = backtrace(frames, MAX_FRAMES);
+                return n > 0 ? depot_put(frames, n, 0) : 0;
+            }
+        }
+        /* A wrapper calling a wrapper (OPENSSL_strdup): a few frames, the unwinder stops there. */
+        __atomic_add_fetch(&n_unwinds, 1, __ATOMIC_RELAXED);
+        int n = backtrace(frames, 8), i = 0;
+        while (i < n && (((uintptr_t)frames[i] >= self_lo && (uintptr_t)frames[i] < self_hi) ||
+                         in_wrapper((uintptr_t)frames[i])))
+            i++;
+        if (i == n)
+            return depot_put(&caller, 1, 1);
+        if (!is_own((uintptr_t)frames[i]))
+            return depot_put(&frames[i], 1, 1);  /* inside the library (EVP_CIPHER_CTX_new ...) */
     }
+    __atomic_add_fetch(&n_unwinds, 1, __ATOMIC_RELAXED);
     int n = backtrace(frames, MAX_FRAMES);
     return n > 0 ? depot_put(frames, n, 0) : 0;
 }
@@ -552,11 +664,15 @@ void cfree(void *ptr)
     free(ptr);
 }
 
-static void *record(void *p, size_t size, void *caller)
+/* Where the hook was called from, and the caller's stack pointer at that call (the .so is built
+ * with frame pointers: the hook's frame address + 16). */
+#define CALLER __builtin_return_address(0), (uintptr_t)__builtin_frame_address(0) + 16
+
+static void *record(void *p, size_t size, void *caller, uintptr_t caller_sp)
 {
     if (p != NULL && ready && !in_hook) {
         in_hook = 1;
-        table_put(p, size, alloc_stack(caller));
+        table_put(p, size, alloc_stack(caller, caller_sp));
         in_hook = 0;
     }
     return p;
@@ -565,19 +681,19 @@ static void *record(void *p, size_t size, void *caller)
 void *malloc(size_t size)
 {
     void *p = (real_malloc ? real_malloc : __libc_malloc)(size);
-    return record(p, size, __builtin_return_address(0));
+    return record(p, size, CALLER);
 }
 
 void *calloc(size_t n, size_t size)
 {
     void *p = (real_calloc ? real_calloc : __libc_calloc)(n, size);
-    return record(p, n * size, __builtin_return_address(0));  /* calloc failed on overflow, so the product is whole here */
+    return record(p, n * size, CALLER);  /* calloc failed on overflow, so the product is whole here */
 }
 
 void *realloc(void *ptr, size_t size)
 {
     if (ptr == NULL)
-        return record((real_malloc ? real_malloc : __libc_malloc)(size), size, __builtin_return_address(0));
+        return record((real_malloc ? real_malloc : __libc_malloc)(size), size, CALLER);
     if (!ready || in_hook)
         return (real_realloc ? real_realloc : __libc_realloc)(ptr, size);
     if (size == 0) {  /* glibc frees the block and returns NULL */
@@ -597,7 +713,7 @@ void *realloc(void *ptr, size_t size)
     } else {
         if (fresh != ptr && secret >= 0)
             report_block("realloc", old_size, secret, offset, stack);
-        table_put(fresh, size, alloc_stack(__builtin_return_address(0)));
+        table_put(fresh, size, alloc_stack(CALLER));
     }
     in_hook = 0;
     return fresh;
@@ -616,13 +732,13 @@ void *reallocarray(void *ptr, size_t n, size_t size)
 void *memalign(size_t align, size_t size)
 {
     void *p = (real_memalign ? real_memalign : __libc_memalign)(align, size);
-    return record(p, size, __builtin_return_address(0));
+    return record(p, size, CALLER);
 }
 
 void *aligned_alloc(size_t align, size_t size)
 {
     void *p = real_aligned_alloc ? real_aligned_alloc(align, size) : __libc_memalign(align, size);
-    return record(p, size, __builtin_return_address(0));
+    return record(p, size, CALLER);
 }
 
 int posix_memalign(void **out, size_t align, size_t size)
@@ -636,7 +752,7 @@ int posix_memalign(void **out, size_t align, size_t size)
     }
     int rc = real_posix_memalign(out, align, size);
     if (rc == 0)
-        record(*out, size, __builtin_return_address(0));
+        record(*out, size, CALLER);
     return rc;
 }
 
@@ -713,7 +829,7 @@ static void after_fork_child(void)
     if (log_fd >= 0)
         close(log_fd);
     log_fd = -1;
-    n_frees = n_reallocs = n_findings = scanned_bytes = 0;
+    n_frees = n_reallocs = n_findings = scanned_bytes = n_unwinds = n_sites = 0;
     open_log();  /* the child's own file, by its own pid */
     write_config();
 }
@@ -745,6 +861,7 @@ __attribute__((constructor(101))) static void residue_init(void)
     const char *stacks = getenv("LH_RESIDUE_ALLOC_STACKS");
     alloc_stacks = stacks == NULL ? 1 : strcmp(stacks, "0") == 0 ? 0 : strcmp(stacks, "all") == 0 ? 2 : 1;
     dl_iterate_phdr(add_own, (void *)residue_init);
+    find_wrappers();
     const char *problem = parse_secrets(getenv("LH_RESIDUE_SECRETS"));
     open_log();
     struct buf b;
@@ -991,6 +1108,10 @@ __attribute__((destructor(101))) static void residue_fini(void)
     put_u(&b, (unsigned long)table_live);
     put(&b, " stacks=");
     put_u(&b, (unsigned long)depot_stacks);
+    put(&b, " unwinds=");
+    put_u(&b, n_unwinds);
+    put(&b, " sites=");
+    put_u(&b, n_sites);
     put(&b, " stack_scan=");
     put(&b, stack_scanned == 1 ? "main-returned" : stack_scanned == 2 ? "exit" : stack_scanned == 3 ? "destructor" : "none");
     put(&b, "\n");
