@@ -85,6 +85,7 @@ _ASAN_KINDS = {
     "wild-addr-write": "invalid-write",
     "data race": "data-race",  # ThreadSanitizer
     "data race on vptr": "data-race",
+    "lock-order-inversion (potential deadlock)": "lock-order",  # ThreadSanitizer, like helgrind's LockOrder
     "heap-use-after-free (virtual call vs free)": "use-after-free",
 }
 # Signals whose report says which access caused them.

@@ -29,6 +29,7 @@ DESCRIPTIONS = {
     "buffer-overflow": "Access outside the bounds of a heap, stack or global buffer.",
     "uninitialized": "A decision or system call depends on uninitialised memory.",
     "data-race": "Two threads access the same memory without synchronisation.",
+    "lock-order": "Two locks taken in opposite orders by different code paths: a deadlock waiting to happen.",
     "undefined-behavior": "Undefined behaviour at run time.",
     "crash": "The program was killed by a signal.",
     "secret-residue": "Secret material left in freed memory.",
@@ -69,7 +70,7 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
     used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
                                          for j in results.jobs for f in j.findings)]
     index = {c: i for i, c in enumerate(used)}
-    rules = [{"id": c, "name": _rule_name(c), "shortDescription": {"text": DESCRIPTIONS[c]},
+    rules = [{"id": c, "name": _rule_name(c), "shortDescription": {"text": DESCRIPTIONS.get(c, c)},
               "defaultConfiguration": {"level": "error"}} for c in used]
     out = []
     for job in results.jobs:
