@@ -46,7 +46,7 @@ CATEGORY = "secret-residue"
 KINDS = {"free": "SecretInFreedBlock", "realloc": "SecretInReallocCopy", "stack": "SecretInStack"}
 START = "LH-RESIDUE 1 start "
 _HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
-_FRAME = re.compile(r"^([fa]) 0x([0-9a-f]+) (?:0x([0-9a-f]+)|-) (.*)$")
+_FRAME = re.compile(r"^([fam]) 0x([0-9a-f]+) (?:0x([0-9a-f]+)|-) (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S*)")
 # llvm-symbolizer's FILE:LINE:COLUMN (or FILE:LINE): matched from the right, a path may hold ':'.
 _PLACE = re.compile(r"^(.*):(\d+):\d+$|^(.*):(\d+)$")
@@ -190,6 +190,7 @@ class _Record:
     free: list = field(default_factory=list)  # (address, offset, module)
     alloc: list = field(default_factory=list)
     caller_only: bool = False
+    entries: set = field(default_factory=set)  # frames that are a function's entry address
 
 
 def _ours(frame: tuple) -> bool:
@@ -244,7 +245,9 @@ def parse_residue_log(path: str | os.PathLike, symbolizer: str | None = None) ->
             if m and not (last and cut_last):
                 tag, addr, offset, module = m.groups()
                 entry = (int(addr, 16), int(offset, 16) if offset else None, None if module == "-" else module)
-                (current.free if tag == "f" else current.alloc).append(entry)
+                if tag == "m":  # main's entry, not a return address: looked up as it is
+                    current.entries.add(entry)
+                (current.alloc if tag == "a" else current.free).append(entry)
                 continue
             if line == "p caller-only":
                 current.caller_only = True
@@ -314,7 +317,8 @@ def _findings(records: Sequence[_Record], path: str, symbolizer: str | None) -> 
     stacks = []
     for r in records:
         stacks.append((_trim(r.free) if r.fields["kind"] != "stack" else r.free, _trim(r.alloc)))
-    names, problems = _symbolize([fr for pair in stacks for part in pair for fr in part], path, symbolizer)
+    names, problems = _symbolize([fr for pair in stacks for part in pair for fr in part], path, symbolizer,
+                                 set().union(*(r.entries for r in records)))
 
     def frames(entries: list) -> tuple[Frame, ...]:
         out: list[Frame] = []
@@ -359,9 +363,11 @@ def _findings(records: Sequence[_Record], path: str, symbolizer: str | None) -> 
     return result, problems
 
 
-def _symbolize(entries: list, path: str, symbolizer: str | None) -> tuple[dict, list[str]]:
+def _symbolize(entries: list, path: str, symbolizer: str | None, exact: set = frozenset()) -> tuple[dict, list[str]]:
     """(module, offset) -> [(function, file, line), ...] innermost inlined call first.
-    Return addresses are looked up one byte back: inside the call, on the call's own line."""
+    Return addresses are looked up one byte back: inside the call, on the call's own line;
+    the `exact` entries (a function's entry address) as they are."""
+    exact_keys = {(module, offset) for _addr, offset, module in exact}
     try:
         log_mtime = os.stat(path).st_mtime
     except OSError:
@@ -385,7 +391,7 @@ def _symbolize(entries: list, path: str, symbolizer: str | None) -> tuple[dict, 
     exe = symbolizer or find_symbolizer()
     if exe is None:
         return {}, ["llvm-symbolizer not found: frames left as module+offset"]
-    requests = [(module, max(offset - 1, 0)) for module, offset in wanted]
+    requests = [(module, offset if (module, offset) in exact_keys else max(offset - 1, 0)) for module, offset in wanted]
     answers, problem = symbolize(requests, exe)
     names: dict = {}
     for (module, offset), request in zip(wanted, requests):
@@ -406,6 +412,23 @@ def _symbolize(entries: list, path: str, symbolizer: str | None) -> tuple[dict, 
         if named:
             names[(module, offset)] = named
     return names, [problem] if problem else []
+
+
+def whole_run(logs: Sequence[ResidueLog], main_pid: int | None) -> tuple[str, list[str]]:
+    """Was the run checked to the end?  ("" or why not, problems to note) from its parsed logs.
+    The main process's log must be whole; another process's log without its end line (a child
+    that left with _exit, or was killed) is noted: its frees were checked, its stack was not."""
+    main = [log for log in logs if main_pid is None or log.pid == main_pid]
+    if not main:
+        return ("the residue interposer wrote no log for the program: it was not loaded (a static binary, "
+                "a setuid one, or one built with a sanitizer, whose runtime must come first)"), []
+    for log in main:
+        if not log.complete:
+            return log.reason, []
+        if log.partial:
+            return f"{os.path.basename(log.path)}: the log is cut short", []
+    problems = [f"{os.path.basename(log.path)}: {log.reason}" for log in logs if log not in main and not log.complete]
+    return "", problems
 
 
 def parse_logs(paths: Iterable[str | os.PathLike], symbolizer: str | None = None) -> tuple[list[ResidueLog], list[ParseError]]:

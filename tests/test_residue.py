@@ -266,6 +266,8 @@ int main(int argc, char **argv)
         pid_t child = fork();
         if (child == 0) {
             free_it(holding(40, 0));
+            if (argc > 2)
+                _exit(0);  /* a child that leaves without exit(): its stack is not checked */
             return 0;
         }
         waitpid(child, NULL, 0);
@@ -282,6 +284,10 @@ int main(int argc, char **argv)
         free_it(p);
     } else if (!strcmp(mode, "exit-deep")) {
         deep_exit();
+    } else if (!strcmp(mode, "main-frame")) {
+        char key[16];
+        memcpy(key, secret, 16);
+        __asm__ volatile("" : : "r"(key) : "memory");
     } else if (!strcmp(mode, "exec")) {
         free_it(holding(24, 0));
         execl(argv[0], argv[0], "free", (char *)NULL);  /* the same pid, a new image */
@@ -345,6 +351,21 @@ def test_fork_child_writes_its_own_log(tmp_path, interposer, cases):
     assert child.findings[0].bytes == 40 and child.findings[0].pid == child.pid == _pid_of(child.path)
 
 
+def test_whole_run(tmp_path, interposer, cases):
+    _proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path / "fork", "fork")
+    parent = min(logs, key=lambda log: log.pid)
+    assert residue.whole_run(logs, parent.pid) == ("", [])
+    _proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path / "child-exit", "fork", "_exit")
+    parent = min(logs, key=lambda log: log.pid)
+    reason, problems = residue.whole_run(logs, parent.pid)
+    assert reason == "" and len(problems) == 1 and "ended before" in problems[0]
+    _proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path / "abort", "abort")
+    reason, _ = residue.whole_run(logs, logs[0].pid)
+    assert "ended before" in reason
+    reason, _ = residue.whole_run(logs, logs[0].pid + 1)  # the program's own log is missing
+    assert "wrote no log for the program" in reason
+
+
 def test_threads(tmp_path, interposer, cases):
     _proc, (log,) = _run(interposer, cases, [SECRET.hex()], tmp_path, "threads")
     assert log.complete
@@ -362,6 +383,12 @@ def test_exit_from_deep_inside_scans_the_stack_first(tmp_path, interposer, cases
     assert log.complete and log.stats["stack_scan"] == "exit"
     assert {f.kind for f in log.findings} == {"SecretInStack"}
     assert sum(f.count for f in log.findings) == 2  # key[0:16] and key[16:32]
+
+
+def test_secret_in_mains_own_frame(tmp_path, interposer, cases):
+    _proc, (log,) = _run(interposer, cases, [SECRET.hex()], tmp_path, "main-frame")
+    (finding,) = log.findings
+    assert finding.kind == "SecretInStack" and [fr.function for fr in finding.stack] == ["main"]
 
 
 def test_exec_starts_a_new_section_of_the_same_log(tmp_path, interposer, cases):

@@ -32,7 +32,8 @@
  * and calls that arrive before the constructor pass straight through.
  *
  * The log (PREFIX.<pid>): a start line, a config line, one record per finding (an R line; `f`
- * lines: the free or realloc stack, or the caller above a stack secret; `a` lines: the
+ * lines: the free or realloc stack, or the caller above a stack secret; an `m` line: main itself
+ * (the secret was in main's own frame: the address is main's entry, not a return address); `a` lines: the
  * allocation stack, after a `p` line when only the allocator's caller was kept; an E line), and
  * an end line written by the destructor.  A process that did not finish (crash, _exit, kill)
  * leaves no end line, and the harness must not call it clean; an exec starts a new section
@@ -81,6 +82,7 @@ static int (*real_posix_memalign)(void **, size_t, size_t);
 static void *(*real_aligned_alloc)(size_t, size_t);
 
 static void prepare_scan(void);
+static int (*real_main)(int, char **, char **);
 static void (*real_exit)(int);
 static volatile int ready;              /* the constructor finished */
 static TLS __thread int in_hook;        /* this thread is inside one of our hooks */
@@ -974,18 +976,33 @@ static void report_stack(uintptr_t at, int secret, uintptr_t sp)
      * address: into the caller of the function whose frame held the buffer (or of a later call
      * made from the same depth, which overwrote that slot: the caller is then still the one
      * whose frame lies above, the callee may be any).  So only the caller is given. */
+    /* Stale code pointers in the dead frame's unset slots look like return addresses too: most
+     * are left by the loader and libc start-up, which used this stack before main.  So the
+     * nearest candidate into the program's own code (or our main wrapper: main's own frame) is
+     * taken; else the nearest one (a frame of a library called from a library). */
+    uintptr_t first = 0, chosen = 0;
     uintptr_t w = (at + 7) & ~(uintptr_t)7;
-    for (; w + 8 <= stack_hi && w < at + 65536; w += 8) {
+    for (; w + 8 <= stack_hi && w < at + 65536 && !chosen; w += 8) {
         uintptr_t ret = *(uintptr_t *)w;
         if (!in_code(ret, 7))
             continue;
         const unsigned char *c = (const unsigned char *)ret;
-        if (c[-5] == 0xe8 || (c[-2] == 0xff && (c[-1] & 0x38) == 0x10) ||
-            (c[-3] == 0xff && (c[-2] & 0x38) == 0x10) || (c[-6] == 0xff && (c[-5] & 0x38) == 0x10) ||
-            (c[-7] == 0xff && (c[-6] & 0x38) == 0x10)) {
-            put_frame(b, "f", (void *)ret);
-            break;
-        }
+        if (!(c[-5] == 0xe8 || (c[-2] == 0xff && (c[-1] & 0x38) == 0x10) ||
+              (c[-3] == 0xff && (c[-2] & 0x38) == 0x10) || (c[-6] == 0xff && (c[-5] & 0x38) == 0x10) ||
+              (c[-7] == 0xff && (c[-6] & 0x38) == 0x10)))
+            continue;
+        if (is_own(ret) || (ret >= self_lo && ret < self_hi))
+            chosen = ret;
+        else if (!first)
+            first = ret;
+    }
+    if (!chosen)
+        chosen = first;
+    if (chosen) {
+        if (chosen >= self_lo && chosen < self_hi && real_main != NULL)
+            put_frame(b, "m", (void *)real_main);  /* our main wrapper's call: main's own frame held it */
+        else
+            put_frame(b, "f", (void *)chosen);
     }
     put(b, "E\n");
     n_findings++;
@@ -1055,8 +1072,6 @@ static void prepare_scan(void)
 
 /* main returns into __libc_start_call_main, which calls exit() inside libc (not through a
  * symbol we can interpose): so main is wrapped, and the stack is scanned the moment it returns. */
-static int (*real_main)(int, char **, char **);
-
 static int main_wrapper(int argc, char **argv, char **envp)
 {
     int rc = real_main(argc, argv, envp);
