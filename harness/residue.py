@@ -149,10 +149,14 @@ def pattern_secrets(directory: str | os.PathLike) -> list[str]:
     return list(value)
 
 
-def environment(so: Path, secrets: str, log_dir: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+def environment(so: Path, secrets: str, log_dir: Path, env: dict[str, str] | None = None,
+                skip: Sequence[str | os.PathLike] = ()) -> dict[str, str]:
     """The variables a run under the interposer needs (added to `env`, whose own LD_PRELOAD
-    comes after ours: ours must see every malloc first)."""
+    comes after ours: ours must see every malloc first).  `skip`: programs that are not the one
+    checked (the harness's lh-reaper, which runs the command): the interposer stays inert there."""
     out = dict(env or {})
+    if skip:
+        out["LH_RESIDUE_SKIP_EXE"] = ":".join(os.path.realpath(p) for p in skip)
     user = out.get("LD_PRELOAD", "")
     out["LD_PRELOAD"] = f"{so}:{user}" if user else str(so)
     out["LH_RESIDUE_SECRETS"] = secrets

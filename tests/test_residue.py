@@ -342,6 +342,18 @@ def test_no_canaries_is_not_a_check(tmp_path, interposer, cases):
     assert not log.complete and "no secrets" in log.reason
 
 
+def test_a_skipped_program_is_inert(tmp_path, interposer, cases):
+    """lh-reaper runs every job's command: the interposer writes nothing for it (but for the
+    program it starts)."""
+    env = residue.environment(interposer, SECRET.hex(), tmp_path, dict(os.environ), skip=[cases])
+    proc = subprocess.run(["/bin/sh", "-c", f"{cases} free; /bin/true"], stdin=subprocess.DEVNULL,
+                          capture_output=True, env=env, timeout=60, start_new_session=True)
+    assert proc.returncode == 0
+    logs = [residue.parse_residue_log(p) for p in residue.log_files(tmp_path)]
+    assert logs and all("/cases" not in Path(p.path).read_text().split("\n", 1)[0] for p in logs)
+    assert not any(log.findings for log in logs)  # sh and true: no secret (dash leaves by _exit)
+
+
 def test_fork_child_writes_its_own_log(tmp_path, interposer, cases):
     proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path, "fork")
     assert proc.returncode == 0 and len(logs) == 2 and all(log.complete for log in logs)

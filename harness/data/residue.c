@@ -852,6 +852,18 @@ __attribute__((constructor(101))) static void residue_init(void)
     }
     ssize_t n = readlink("/proc/self/exe", exe_path, sizeof exe_path - 1);
     exe_path[n > 0 ? n : 0] = '\0';
+    /* The harness's own wrapper (lh-reaper) is not the program: it passes through, writes nothing. */
+    const char *skip = getenv("LH_RESIDUE_SKIP_EXE");
+    size_t exe_len = strlen(exe_path);
+    while (skip && *skip && exe_len) {
+        const char *end = strchr(skip, ':');
+        size_t len = end ? (size_t)(end - skip) : strlen(skip);
+        if (len == exe_len && strncmp(skip, exe_path, len) == 0) {
+            in_hook = 0;
+            return;
+        }
+        skip = end ? end + 1 : NULL;
+    }
     const char *prefix = getenv("LH_RESIDUE_LOG");
     if (prefix == NULL || !*prefix || strlen(prefix) >= sizeof log_prefix) {
         in_hook = 0;
