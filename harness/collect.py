@@ -157,7 +157,7 @@ def _go_crash(stderr: Path, main_pid: int | None) -> tuple[list[Finding], list[s
 
 
 def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool, timeout: float,
-            main_pid: int | None, start_error: str = "", go: bool = False) -> Collected:
+            main_pid: int | None, start_error: str = "", go: bool = False, go_mark: str = "") -> Collected:
     findings: list[Finding] = []
     problems: list[str] = []
     partial = False
@@ -247,6 +247,12 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
                               f"stopped at start-up){': ' + why if why else ''}")
         if cut:
             return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")
+        main_errors = any(f.is_error and (main_pid is None or f.pid == main_pid) for f in findings)
+        if go_mark and go_mark not in _stderr_tail(stderr, 1 << 20) and not main_errors:
+            what = f"exit code {returncode}" if returncode is not None else "no exit code"
+            return incomplete(f"the Go program ended before main returned (os.Exit, panic, signal; {what}), so "
+                              f"valgrind's leak check ran with Go's memory in view, where stale pointers hide "
+                              f"lost C memory")
     else:
         failure = _RUNTIME_FAILURE.search(tail)
         if failure:
@@ -258,7 +264,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
         if runtime == "asan" and not exit_mark and not main_reported:
             return incomplete("AddressSanitizer's exit-time leak check did not run (the program ended without "
                               "exit(): _exit, exec or a signal), so leaks were not checked")
-        if runtime == "go-asan" and LEAK_CHECK_MARK not in tail and not main_reported:
+        if runtime == "go-asan" and (go_mark or LEAK_CHECK_MARK) not in tail and not main_reported:
             what = f"exit code {returncode}" if returncode is not None else "no exit code"
             return incomplete(f"the leak check did not run: the program ended before main returned (os.Exit, "
                               f"panic, signal; {what}), so leaks were not checked")

@@ -239,8 +239,42 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
         move_logs(private, job.out_dir)
     finally:
         shutil.rmtree(private, ignore_errors=True)
+    go = job.runtime in GO_RUNTIMES or is_go_binary(job.command[0])
     got = collect(job.out_dir, job.runtime, ended.returncode, ended.timed_out, job.timeout, ended.main_pid,
-                  ended.start_error, go=job.runtime in GO_RUNTIMES or is_go_binary(job.command[0]))
+                  ended.start_error, go=go, go_mark=_go_mark(job) if go else "")
     return RunResult(job, got.status, got.findings, exit_code=ended.returncode, signal=got.signal,
                      duration_s=ended.duration_s, logs=got.logs, partial=got.partial, problems=got.problems,
                      message=got.reason)
+
+
+def _go_mark(job: Job) -> str:
+    """What a Go program built by leakharness prints once its exit-time check is set up: the
+    go-asan build's after LeakSanitizer's check, the memcheck build's after hiding Go's memory
+    from valgrind (a Go binary built elsewhere has no such mark, and is checked as it is)."""
+    from .gobuild import LEAK_CHECK_MARK, MEMCHECK_MARK
+
+    if job.runtime == "go-asan":
+        return LEAK_CHECK_MARK
+    if job.runtime == "memcheck" and _contains(job.command[0], MEMCHECK_MARK.encode()):
+        return MEMCHECK_MARK
+    return ""
+
+
+def _contains(program: str, needle: bytes) -> bool:
+    try:
+        st = os.stat(program)
+    except OSError:
+        return False
+    return _file_contains(os.path.realpath(program), st.st_mtime_ns, st.st_size, needle)
+
+
+@functools.lru_cache(maxsize=256)
+def _file_contains(path: str, mtime_ns: int, size: int, needle: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            return needle in fh.read()
+    except OSError:
+        return False
+
+
+
