@@ -14,7 +14,9 @@ Two halves, as for the other checkers: what the run needs, and reading what it w
 A log says itself whether its process was checked to the end: a start line and a config line
 when the interposer loaded, an end line from its destructor.  `ResidueLog.complete` is false when
 the last section has no end line (a crash, _exit, a kill), when the interposer could not read the
-canaries, or when there were none to look for: never a clean result then.
+canaries, or when there were none to look for: never a clean result then.  (exit, _exit and
+main's return are seen; a signal and a raw exit_group system call, the Go runtime's way out, are
+not: Go programs cannot be checked by residue.)
 """
 
 from __future__ import annotations
@@ -296,7 +298,8 @@ def parse_residue_log(path: str | os.PathLike, symbolizer: str | None = None) ->
     elif section_secrets[-1] == 0:
         reason = "no secrets to look for (give the canaries: a pattern's secrets, --secret HEX or a file)"
     elif not section_done[-1]:
-        reason = "the process ended before the residue interposer's exit check (crash, _exit or kill): not checked to the end"
+        reason = ("the process ended before the residue interposer's exit check (a signal, or an exit_group "
+                  "system call made directly, as the Go runtime does): not checked to the end")
     findings, sym_problems = _findings(records, path, symbolizer)
     problems.extend(sym_problems)
     return ResidueLog(path, pid, tuple(findings), complete=not reason, reason=reason, problems=tuple(problems),
@@ -421,7 +424,7 @@ def _symbolize(entries: list, path: str, symbolizer: str | None, exact: set = fr
 def whole_run(logs: Sequence[ResidueLog], main_pid: int | None) -> tuple[str, list[str]]:
     """Was the run checked to the end?  ("" or why not, problems to note) from its parsed logs.
     The main process's log must be whole; another process's log without its end line (a child
-    that left with _exit, or was killed) is noted: its frees were checked, its stack was not."""
+    killed by a signal) is noted: its frees until then were checked, its stack was not."""
     main = [log for log in logs if main_pid is None or log.pid == main_pid]
     if not main:
         return ("the residue interposer wrote no log for the program: it was not loaded (a static binary, "

@@ -213,6 +213,7 @@ def test_evp_context_is_clean_because_openssl_cleanses_it(tmp_path, interposer):
 CASES_C = r"""
 #define _GNU_SOURCE
 #include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -262,12 +263,15 @@ int main(int argc, char **argv)
     } else if (!strcmp(mode, "abort")) {
         free_it(holding(48, 8));
         abort();
+    } else if (!strcmp(mode, "kill")) {
+        free_it(holding(48, 8));
+        raise(SIGKILL);
     } else if (!strcmp(mode, "fork")) {
         pid_t child = fork();
         if (child == 0) {
             free_it(holding(40, 0));
             if (argc > 2)
-                _exit(0);  /* a child that leaves without exit(): its stack is not checked */
+                raise(SIGKILL);  /* a child killed: its stack is not checked */
             return 0;
         }
         waitpid(child, NULL, 0);
@@ -321,7 +325,13 @@ def test_calloc_size(tmp_path, interposer, cases):
     assert finding.aux_stacks[0].frames[0].function == "calloc"
 
 
-@pytest.mark.parametrize("mode", ["_exit", "abort"])
+def test_exit_without_destructors_is_still_checked(tmp_path, interposer, cases):
+    _proc, (log,) = _run(interposer, cases, [SECRET.hex()], tmp_path, "_exit")
+    assert log.complete and log.stats["stack_scan"] == "_exit" and log.stats["by"] == "_exit"
+    assert [f.bytes for f in log.findings] == [48]
+
+
+@pytest.mark.parametrize("mode", ["abort", "kill"])
 def test_a_process_that_does_not_finish_is_not_checked(tmp_path, interposer, cases, mode):
     _proc, (log,) = _run(interposer, cases, [SECRET.hex()], tmp_path, mode)
     assert not log.complete
@@ -351,7 +361,7 @@ def test_a_skipped_program_is_inert(tmp_path, interposer, cases):
     assert proc.returncode == 0
     logs = [residue.parse_residue_log(p) for p in residue.log_files(tmp_path)]
     assert logs and all("/cases" not in Path(p.path).read_text().split("\n", 1)[0] for p in logs)
-    assert not any(log.findings for log in logs)  # sh and true: no secret (dash leaves by _exit)
+    assert all(log.complete and not log.findings for log in logs)  # sh (which leaves by _exit) and true
 
 
 def test_fork_child_writes_its_own_log(tmp_path, interposer, cases):
@@ -367,7 +377,7 @@ def test_whole_run(tmp_path, interposer, cases):
     _proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path / "fork", "fork")
     parent = min(logs, key=lambda log: log.pid)
     assert residue.whole_run(logs, parent.pid) == ("", [])
-    _proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path / "child-exit", "fork", "_exit")
+    _proc, logs = _run(interposer, cases, [SECRET.hex()], tmp_path / "child-killed", "fork", "kill")
     parent = min(logs, key=lambda log: log.pid)
     reason, problems = residue.whole_run(logs, parent.pid)
     assert reason == "" and len(problems) == 1 and "ended before" in problems[0]

@@ -35,8 +35,8 @@
  * lines: the free or realloc stack, or the caller above a stack secret; an `m` line: main itself
  * (the secret was in main's own frame: the address is main's entry, not a return address); `a` lines: the
  * allocation stack, after a `p` line when only the allocator's caller was kept; an E line), and
- * an end line written by the destructor.  A process that did not finish (crash, _exit, kill)
- * leaves no end line, and the harness must not call it clean; an exec starts a new section
+ * an end line written by the destructor (or _exit).  A process that did not finish (a signal, a
+ * raw exit_group as the Go runtime makes) leaves no end line, and the harness must not call it clean; an exec starts a new section
  * (another start line) in the same file.
  */
 #define _GNU_SOURCE
@@ -82,6 +82,7 @@ static int (*real_posix_memalign)(void **, size_t, size_t);
 static void *(*real_aligned_alloc)(size_t, size_t);
 
 static void prepare_scan(void);
+static void (*real__exit)(int);
 static int (*real_main)(int, char **, char **);
 static void (*real_exit)(int);
 static volatile int ready;              /* the constructor finished */
@@ -898,6 +899,7 @@ __attribute__((constructor(101))) static void residue_init(void)
     backtrace(warm, 4);  /* loads libgcc_s now, while its malloc calls pass straight through */
     pthread_atfork(before_fork, after_fork_parent, after_fork_child);
     real_exit = (void (*)(int))dlsym(RTLD_NEXT, "exit");
+    real__exit = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
     prepare_scan();
     write_config();
     ready = 1;
@@ -1111,15 +1113,14 @@ void exit(int status)
     __builtin_unreachable();
 }
 
-__attribute__((destructor(101))) static void residue_fini(void)
+static int ended;  /* the end line is written */
+
+static void write_end(const char *how)
 {
-    if (!ready || log_fd < 0)
-        return;
-    in_hook = 1;
-    in_hook = 0;
-    SCAN_STACK_NOW(3);  /* neither main returned nor exit() was called: exit frames may have overwritten secrets */
-    in_hook = 1;
     struct buf b;
+    if (ended || log_fd < 0)
+        return;
+    ended = 1;
     b.len = 0;
     put(&b, "LH-RESIDUE end pid=");
     put_u(&b, (unsigned long)getpid());
@@ -1140,9 +1141,53 @@ __attribute__((destructor(101))) static void residue_fini(void)
     put(&b, " sites=");
     put_u(&b, n_sites);
     put(&b, " stack_scan=");
-    put(&b, stack_scanned == 1 ? "main-returned" : stack_scanned == 2 ? "exit" : stack_scanned == 3 ? "destructor" : "none");
+    put(&b, stack_scanned == 1 ? "main-returned" : stack_scanned == 2 ? "exit" : stack_scanned == 3 ? "destructor"
+            : stack_scanned == 4 ? "_exit" : "none");
+    put(&b, " by=");
+    put(&b, how);
     put(&b, "\n");
     flush(&b);
+}
+
+/* _exit() (a shell, a forked child) skips the destructors: the stack is scanned and the log
+ * closed here.  A raw exit_group system call (the Go runtime) or a signal cannot be seen: such a
+ * process leaves no end line, and the harness does not call it checked. */
+static void exit_now(int status) __attribute__((noreturn));
+static void exit_now(int status)
+{
+    if (real__exit == NULL)
+        real__exit = (void (*)(int))dlsym(RTLD_NEXT, "_exit");
+    real__exit(status);
+    __builtin_unreachable();
+}
+
+void _exit(int status)
+{
+    SCAN_STACK_NOW(4);
+    if (ready && !in_hook) {
+        in_hook = 1;
+        write_end("_exit");
+    }
+    exit_now(status);
+}
+
+void _Exit(int status)
+{
+    SCAN_STACK_NOW(4);
+    if (ready && !in_hook) {
+        in_hook = 1;
+        write_end("_exit");
+    }
+    exit_now(status);
+}
+
+__attribute__((destructor(101))) static void residue_fini(void)
+{
+    if (!ready || log_fd < 0)
+        return;
+    SCAN_STACK_NOW(3);  /* neither main returned nor exit() was called: exit frames may have overwritten secrets */
+    in_hook = 1;
+    write_end("exit");
     in_hook = 0;
     /* Frees after this point (other destructors, libc's own clean-up) are still checked: their
      * records come after the end line, and the harness reads them too. */
