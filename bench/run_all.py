@@ -21,7 +21,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 ORDER = ("parse_bench.py",   # issue 2: `leakharness parse` against its peers
          "run_bench.py",     # issue 4: `leakharness run` against xargs -P; cold cache; re-run
-         "pytest_bench.py")  # issue 5: pytest -n 2 against -n 0
+         "pytest_bench.py",  # issue 5: pytest -n 2 against -n 0
+         "residue_bench.py")  # issue 13: the residue checker against a plain run
 
 
 def main(argv: list[str]) -> int:
