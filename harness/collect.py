@@ -14,7 +14,9 @@ bug leakharness can have.
 A Go program (cgo) also reports on stderr: the Go runtime's crash output (a panic, a fatal
 error, a signal inside C, cgocheck's verdicts) is parsed from there (goparse.py).  A go-asan run
 is whole only when the leak check the build added ran (its mark on stderr), or when ASan or the
-Go runtime reported the error that ended it; a cgocheck run when the program exited.
+Go runtime reported the error that ended it; a memcheck run of leakharness's Go build only when
+the program's main returned (the build then hid Go's memory from valgrind's leak check) or an
+error was found; a cgocheck run when the program exited.
 """
 
 from __future__ import annotations
@@ -247,6 +249,9 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
                               f"stopped at start-up){': ' + why if why else ''}")
         if cut:
             return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")
+        if go and not go_mark:  # a Go binary built elsewhere: valgrind scans Go's memory too
+            problems.append("a Go program not built by leakharness (check --build): C memory it lost while dead Go "
+                            "frames or objects still hold its address shows as still reachable, not lost")
         main_errors = any(f.is_error and (main_pid is None or f.pid == main_pid) for f in findings)
         if go_mark and go_mark not in _stderr_tail(stderr, 1 << 20) and not main_errors:
             what = f"exit code {returncode}" if returncode is not None else "no exit code"
