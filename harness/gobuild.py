@@ -344,6 +344,9 @@ def key(spec) -> str:
     mode = MODES.get(spec.profile)
     if mode is None:
         raise BuildError(f"checker {spec.profile!r} cannot check a Go program (one of {', '.join(MODES)})")
+    if mode == "memcheck" and shutil.which("valgrind") is None:  # its build includes valgrind/memcheck.h
+        raise BuildError("valgrind not found on PATH; install: sudo apt-get install valgrind "
+                         "(or scripts/install-system-packages.sh)")
     version, ssl_cflags, ssl_libs = openssl_flags()
     add("leakharness-gobuild-1", go_identity(), compiler_identity("gcc"), "openssl", version, *ssl_cflags,
         *ssl_libs, "mode", mode, "cflags", *spec.cflags, "ldflags", *spec.ldflags)
