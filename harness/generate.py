@@ -57,4 +57,5 @@ def render(pattern: Pattern, variant: str, overrides: Mapping[str, Any] | None =
 def diff(pattern: Pattern, overrides: Mapping[str, Any] | None = None) -> str:
     leaky = render(pattern, "leaky", overrides).splitlines(keepends=True)
     fixed = render(pattern, "fixed", overrides).splitlines(keepends=True)
-    return "".join(difflib.unified_diff(leaky, fixed, f"{pattern.id}/leaky.c", f"{pattern.id}/fixed.c"))
+    suffix = pattern.source_suffix  # .c, or .go for a Go pattern
+    return "".join(difflib.unified_diff(leaky, fixed, f"{pattern.id}/leaky{suffix}", f"{pattern.id}/fixed{suffix}"))

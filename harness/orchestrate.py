@@ -71,6 +71,13 @@ def tool_versions(checkers, cc: str) -> tuple[dict[str, str], ...]:
         tools.append({"name": cc, "version": compiler_identity(cc).split(" ", 1)[-1]})
     except Exception:  # noqa: BLE001 - a missing compiler is reported per job
         tools.append({"name": cc, "version": "missing"})
+    if runtimes & {"go", "cgocheck"}:
+        from .gobuild import go_identity
+
+        try:
+            tools.append({"name": "go", "version": go_identity().split(" ", 2)[-1]})
+        except Exception:  # noqa: BLE001 - a missing go is reported per job (tool-missing)
+            tools.append({"name": "go", "version": "missing"})
     tools.append({"name": "openssl", "version": openssl_flags()[0]})
     return tuple(tools)
 

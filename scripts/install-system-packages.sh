@@ -14,6 +14,7 @@ set -euo pipefail
 PACKAGES=(
     gcc libc6-dev make pkg-config libssl-dev openssl valgrind binutils
     llvm            # llvm-symbolizer: symbolized sanitizer stacks
+    golang-go       # the Go patterns and `check --build main.go` (cgo): go-asan, memcheck, cgocheck
     python3 python3-venv python3-pip
 )
 # What its own tests need besides (--test): a headless browser for the HTML report test,
