@@ -40,10 +40,19 @@ PROFILES: dict[str, Profile] = {
     "memcheck-O2": Profile("memcheck-O2", ("-g", "-O2"), "memcheck"),
     "asan": Profile("asan", ("-g", "-O0", "-fsanitize=address", "-fno-omit-frame-pointer"), "asan"),
     "asan-O2": Profile("asan-O2", ("-g", "-O2", "-fsanitize=address", "-fno-omit-frame-pointer"), "asan"),
+    # Plain, run natively under the residue interposer (harness/residue.py, data/residue.c).
+    "residue": Profile("residue", ("-g", "-O0"), "residue"),
     "ubsan": Profile("ubsan", ("-g", "-O0", "-fsanitize=undefined", "-fno-omit-frame-pointer"), "ubsan"),
     "tsan": Profile("tsan", ("-g", "-O1", "-fsanitize=thread"), "tsan"),
     # clang only; blind to whatever the uninstrumented libcrypto writes (every byte OpenSSL hands
     # back looks uninitialised), so meant for code that does not link OpenSSL, not the catalog.
+    # -O2 with the checks gcc and glibc build into a program, run natively with no tool (native.py
+    # reads what they print as they abort): fortified libc calls (__memcpy_chk ...), the stack
+    # protector, glibc's malloc checks.  -U first: some distributions' gcc predefine another level.
+    "hardened": Profile("hardened", ("-g", "-O2", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=2",
+                                     "-fstack-protector-strong"), "hardened"),
+    # valgrind --tool=helgrind (lock order, races) on the same build as memcheck's.
+    "helgrind": Profile("helgrind", ("-g", "-O0"), "helgrind"),
     "msan": Profile("msan", ("-g", "-O0", "-fsanitize=memory", "-fsanitize-memory-track-origins",
                              "-fno-omit-frame-pointer"), "msan"),
     # Go programs only (gobuild.py): `go build -asan` with the exit-time leak check added, and

@@ -23,10 +23,11 @@ LANGUAGES = ("c", "go")
 # Every checker leakharness can run.  The -O2 ones inherit their base checker's expectations.
 # go-asan (`go build -asan` plus an exit-time leak check) and cgocheck (GODEBUG=cgocheck=2)
 # check Go programs; memcheck checks both languages.
-CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan", "msan", "go-asan", "cgocheck")
+CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan", "msan", "go-asan", "cgocheck", "helgrind",
+            "hardened", "residue")
 GO_CHECKERS = ("memcheck", "go-asan", "cgocheck")
 # What runs when a pattern says nothing else; tsan runs where a pattern expects something of it.
-DEFAULT_CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan")
+DEFAULT_CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "hardened")
 # The checkers a leaky variant must state expectations for, by language.
 REQUIRED_CHECKERS = ("memcheck", "asan")
 REQUIRED_GO_CHECKERS = ("memcheck", "go-asan")
@@ -36,6 +37,7 @@ METADATA_NAME = "pattern.toml"
 DEFAULT_TIMEOUT = 120.0
 
 _ID = re.compile(r"^[a-z0-9_]+$")
+_SECRET = re.compile(r"^(?:[0-9a-fA-F]{2}){8,1024}$")
 
 
 def base_checker(checker: str) -> str:
@@ -99,6 +101,7 @@ class Pattern:
     expectations: Mapping[tuple[str, str], Expectation] = field(default_factory=dict)
     extra_checkers: tuple[str, ...] = ()  # non-default checkers the pattern states expectations for
     language: str = "c"  # "c", or "go" (a Go program calling C through cgo)
+    secrets: tuple[str, ...] = ()  # hex canaries the template plants in its secrets (residue checker)
 
     @property
     def template_path(self) -> Path:
@@ -214,6 +217,13 @@ def load_pattern(directory: Path) -> Pattern:
         raise CatalogError(f"{meta_path}: params must be a table (name = value), not {meta['params']!r}")
     if not isinstance(meta.get("per_operation", False), bool):
         raise CatalogError(f"{meta_path}: per_operation must be true or false")
+    secrets = meta.get("secrets", [])
+    if not isinstance(secrets, list) or not all(isinstance(s, str) and _SECRET.match(s) for s in secrets):
+        raise CatalogError(f"{meta_path}: secrets must be a list of hex strings of 8 to 1024 bytes "
+                           f"(the canaries the template plants), not {secrets!r}")
+    if any(checker == "residue" for _variant, checker in expectations) and not secrets:
+        raise CatalogError(f"{meta_path}: [expect.*.residue] needs secrets = [\"HEX\", ...]: "
+                           f"the bytes the template plants in its keys")
     return Pattern(
         id=pid,
         title=meta["title"].strip(),
@@ -227,6 +237,7 @@ def load_pattern(directory: Path) -> Pattern:
         expectations=expectations,
         extra_checkers=tuple(extra) if language == "c" else (),
         language=language,
+        secrets=tuple(s.lower() for s in secrets),
     )
 
 

@@ -118,6 +118,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "for the Go patterns memcheck, go-asan, cgocheck")
     _add_run_options(p, "reports/latest")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.add_argument("--growth", action="store_true",
+                   help="also run each leaking pattern's leaky variant at several iteration counts and fit "
+                        "bytes = fixed + rate x iterations, per signature and in total (results.json \"growth\")")
+    p.add_argument("--growth-iterations", default="1,2,4", metavar="N,N,...",
+                   help="the iteration counts of --growth (default 1,2,4)")
+    p.add_argument("--growth-tool", default="asan", metavar="CHECKER", help="the checker of --growth (default asan)")
     p.add_argument("--shard", metavar="K/N", default=None,
                    help="run only the K-th of N parts of the catalog (a stable split balanced by remembered durations); "
                         "merge the parts with `leakharness report`")
@@ -147,9 +153,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "Go package using cgo")
     p.add_argument("--cflags", default="", help="extra compiler flags for --build (one string)")
     p.add_argument("--ldflags", default="", help="extra linker flags for --build (one string)")
+    p.add_argument("--growth", default=None, metavar="ARG-TEMPLATE",
+                   help="also run the program at several iteration counts, the template giving the arguments "
+                        "that set the count ('--requests {n}'), and fit bytes = fixed + rate x n")
+    p.add_argument("--growth-iterations", default="1,2,4", metavar="N,N,...",
+                   help="the iteration counts of --growth (default 1,2,4)")
     p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
                    help="checker (repeatable); default memcheck, plus asan with --build of C sources; "
                         "memcheck, go-asan and cgocheck for Go sources")
+    p.add_argument("--secret", action="append", default=[], metavar="HEX",
+                   help="for --tool residue: bytes the program's secrets hold, in hex (8 bytes or more; repeatable)")
+    p.add_argument("--secrets-file", type=Path, metavar="FILE",
+                   help="for --tool residue: secrets, one hex string a line (# comments)")
     _add_run_options(p, "reports/check")
     p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...]")
     p.set_defaults(func=cmd_check)
@@ -335,7 +350,12 @@ def cmd_run(args) -> int:
 
         shard = parse_shard(args.shard)
     try:
-        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard)
+        growth = None
+        if args.growth:
+            from .growthrun import parse_counts
+
+            growth = (_check_checkers([args.growth_tool])[0], parse_counts(args.growth_iterations))
+        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
@@ -400,9 +420,27 @@ def cmd_check(args) -> int:
                                     ldflags=shlex.split(args.ldflags), args=program)
     else:
         tasks = session.check_tasks(program=program, checkers=checkers)
+    if "residue" in checkers:  # the canaries the interposer looks for
+        import dataclasses
+
+        from .residue import read_secrets_file, secret_hex
+
+        listed = read_secrets_file(session.cwd / args.secrets_file) if args.secrets_file else []
+        hexes = secret_hex([*args.secret, *listed], where="--secret")
+        tasks = [dataclasses.replace(t, env=(("LH_RESIDUE_SECRETS", hexes),)) if t.checker == "residue" else t
+                 for t in tasks]
+    elif args.secret or args.secrets_file:
+        raise LeakHarnessError("--secret/--secrets-file are for --tool residue")
     _install_sigterm()
     try:
-        results = session.check(tasks, html=not args.no_html)
+        growth = None
+        if args.growth is not None:
+            from .growthrun import check_template, parse_counts
+
+            if args.build:
+                raise LeakHarnessError("check --growth runs a ready program: give it after --, not --build")
+            growth = (program, check_template(args.growth), checkers[0], parse_counts(args.growth_iterations))
+        results = session.check(tasks, html=not args.no_html, growth=growth)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130

@@ -32,6 +32,7 @@ from .findings import Finding
 from .goparse import name_go_callers, parse_go_crash, recorded_allocations
 from .goparse import sniff as looks_like_go_crash
 from .gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK
+from .native import parse_native_stderr
 from .parse import parse_file
 
 # The deadly signals a sanitizer catches and reports (its report's kind), then exits.
@@ -40,6 +41,8 @@ DEADLY = {"SEGV": "SIGSEGV", "BUS": "SIGBUS", "FPE": "SIGFPE", "ILL": "SIGILL", 
 EXTERNAL = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE}
 # What lh-reaper says when it had to kill what the program left running (supervise.py).
 REAPER_KILLED = "lh-reaper: killed processes the program left running"
+# What LSan writes when every leak it found was suppressed.
+SUPPRESSIONS_USED = b"Suppressions used:"
 # What ASan prints at exit with atexit=1: proof that the program ended through exit(), so that
 # LeakSanitizer's exit-time check ran too.
 ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
@@ -114,7 +117,7 @@ def move_logs(private: Path, out_dir: Path) -> None:
 
 
 def log_files(out_dir: Path) -> list[Path]:
-    return sorted(list(out_dir.glob("vg.*.xml")) + list(out_dir.glob("sanitizer.*")))
+    return sorted(list(out_dir.glob("vg.*.xml")) + list(out_dir.glob("sanitizer.*")) + list(out_dir.glob("residue.*")))
 
 
 def _pid_of(path: Path) -> int | None:
@@ -168,26 +171,33 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
     complete_main = False  # memcheck: the main process's XML is whole
     exit_mark = False  # asan: the main process reached exit() with ASan alive
     cut: list[str] = []
+    residue_logs: list = []  # residue: every process's parsed log, for residue.whole_run
     for path in logs:
         pid = _pid_of(path)
         try:
             log = parse_file(path)
         except ParseError as exc:
-            if runtime == "asan" and path.name.startswith("sanitizer."):
+            if path.name.startswith("sanitizer."):
                 try:
                     with open(path, "rb") as fh:
                         head = fh.read(65536)  # a log of exit statistics alone starts with the mark
-                    if ASAN_EXIT_MARK in head:
-                        if pid == main_pid or main_pid is None:
-                            exit_mark = True
-                        continue  # exit statistics only: a clean exit, nothing to report
                 except OSError:
-                    pass
+                    head = b""
+                if runtime == "asan" and ASAN_EXIT_MARK in head:
+                    if pid == main_pid or main_pid is None:
+                        exit_mark = True
+                    continue  # exit statistics only: a clean exit, nothing to report
+                if head.lstrip(b"-\n").startswith(SUPPRESSIONS_USED) and b"ERROR:" not in head:
+                    # LSan found only leaks a suppression covers: it lists the suppressions used, nothing else.
+                    problems.append(f"{path.name}: only leaks that suppressions cover")
+                    continue
             problems.append(str(exc))
             cut.append(path.name)
             partial = True
             continue
         findings.extend(log.findings)
+        if path.name.startswith("residue."):
+            residue_logs.append(log)
         if pid is not None:
             parsed_pids.add(pid)
         if log.partial:
@@ -220,6 +230,18 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
         if table:  # the Go callers of cgo allocations LSan could not see past the stack switch
             lsan = [str(p) for p in logs if p.name.startswith("sanitizer.")]
             findings, _named, _seen = name_go_callers(findings, lsan, table)
+    if runtime == "hardened":
+        # No tool wrote a log: the program's stderr holds what fortify, the stack protector and
+        # glibc's malloc printed as they aborted it.
+        try:
+            native = parse_native_stderr(stderr, returncode, pid=main_pid)
+            findings.extend(native.findings)
+            problems.extend(f"{stderr.name}: {p}" for p in native.problems)
+            if native.findings:
+                logs.append(stderr)
+        except ParseError as exc:
+            problems.append(str(exc))
+            cut.append(stderr.name)
     sig = signal_name(-returncode) if returncode is not None and returncode < 0 else None
     main_reported = any(f.pid == main_pid for f in findings) if main_pid is not None else bool(findings)
     deadly = next((DEADLY[f.kind] for f in findings if f.kind in DEADLY), None)
@@ -239,7 +261,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
     if REAPER_KILLED in tail:
         return incomplete("the program ended while processes it started were still running; they were killed "
                           "unchecked")
-    if runtime == "memcheck":
+    if runtime in ("memcheck", "helgrind"):
         if not any(main_pid in (None, _pid_of(p)) for p in logs if p.name.startswith("vg.")):
             what = _last_line(tail) or f"exit code {returncode}"
             return incomplete(f"valgrind wrote no log for the program: {what}")
@@ -258,6 +280,16 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             return incomplete(f"the Go program ended before main returned (os.Exit, panic, signal; {what}), so "
                               f"valgrind's leak check ran with Go's memory in view, where stale pointers hide "
                               f"lost C memory")
+    elif runtime == "residue":
+        from .residue import whole_run
+
+        why, notes = whole_run(residue_logs, main_pid)
+        if why:
+            said = _last_line(tail)
+            return incomplete(why + (f" (stderr: {said})" if said and not residue_logs else ""))
+        if cut:
+            return incomplete(f"a log is cut short or unreadable: {', '.join(cut)}")
+        problems.extend(notes)
     else:
         failure = _RUNTIME_FAILURE.search(tail)
         if failure:
@@ -274,7 +306,7 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
             return incomplete(f"the leak check did not run: the program ended before main returned (os.Exit, "
                               f"panic, signal; {what}), so leaks were not checked")
     if sig is not None:
-        if runtime == "memcheck" and not any(f.kind.startswith("FatalSignal") for f in findings):
+        if runtime in ("memcheck", "helgrind") and not any(f.kind.startswith("FatalSignal") for f in findings):
             return incomplete(f"crashed with {sig} and valgrind wrote no report of it")
         return Collected("crashed", tuple(findings), tuple(logs), partial, tuple(problems), sig)
     if deadly:  # a sanitizer caught the signal, reported it and exited

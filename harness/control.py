@@ -130,7 +130,9 @@ class Session:
     @_one_line_errors
     def run_catalog(self, patterns: list[Pattern], checkers: Sequence[str] | None = None,
                     default_out: str = "reports/latest", html: bool = False,
-                    shard: tuple[int, int] | None = None) -> Results:
+                    shard: tuple[int, int] | None = None,
+                    growth: tuple[str, Sequence[int]] | None = None) -> Results:
+        """growth: (checker, iteration counts): also fit every leaking pattern's growth."""
         tasks = self.catalog_tasks(patterns, checkers)
         if not tasks:
             raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
@@ -140,20 +142,38 @@ class Session:
             tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
             if not tasks:
                 raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
-        return self._run(tasks, self._out(default_out), html)
+        return self._run(tasks, self._out(default_out), html, growth=self._catalog_growth(patterns, growth))
 
-    def _run(self, tasks: list[Task], out: Path, html: bool) -> Results:
-        """Run the tasks into out, holding its lock; with html, render the report there too."""
+    def _run(self, tasks: list[Task], out: Path, html: bool, growth=None) -> Results:
+        """Run the tasks into out, holding its lock; then `growth(out, cache, suppressions)` (a
+        list of growthrun.GrowthEntry) when given; with html, render the report there too."""
+        import dataclasses
+
         from .outdir import locked
+        from .results import write_results
 
         cache = self._cache_dir()
         suppressions = self.suppressions()
         with locked(out) as out:
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
                                 progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions)
+            if growth is not None:
+                entries = growth(out, cache, suppressions)
+                results = dataclasses.replace(results, growth=tuple(e.to_dict() for e in entries))
+                write_results(out, results)
             if html:
                 self.html_path = self._render_html(out)
         return results
+
+    def _catalog_growth(self, patterns, growth):
+        if growth is None:
+            return None
+        from .growthrun import catalog_growth
+
+        checker, counts = growth
+        return lambda out, cache, suppressions: catalog_growth(
+            patterns, out, cache, checker, counts, self.cc, self.timeout, self.cwd, self.fresh, suppressions,
+            self.jobs or os.cpu_count() or 1)
 
     html_path: Path | None = None
 
@@ -182,8 +202,18 @@ class Session:
                            cwd=self.cwd)
 
     @_one_line_errors
-    def check(self, tasks: list[Task], default_out: str = "reports/check", html: bool = False) -> Results:
-        return self._run(tasks, self._out(default_out), html)
+    def check(self, tasks: list[Task], default_out: str = "reports/check", html: bool = False,
+              growth: tuple[Sequence[str], str, str, Sequence[int]] | None = None) -> Results:
+        """growth: (program, argument template, checker, counts): also fit the program's growth."""
+        step = None
+        if growth is not None:
+            from .growthrun import program_growth
+
+            program, template, checker, counts = growth
+            step = lambda out, cache, suppressions: [program_growth(  # noqa: E731
+                program, template, out, cache, checker, counts, self.timeout or DEFAULT_TIMEOUT, self.cwd,
+                self.fresh, suppressions, self.jobs or os.cpu_count() or 1)]
+        return self._run(tasks, self._out(default_out), html, growth=step)
 
     # --- reports, baselines, the cache ------------------------------------------------------
 
@@ -258,7 +288,8 @@ def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
 def catalog_task(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
                  overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
                  cwd: Path | None = None) -> Task:
-    return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout or pattern.timeout,
+    env = (("LH_RESIDUE_SECRETS", ",".join(pattern.secrets)),) if checker == "residue" else ()
+    return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout or pattern.timeout, env=env,
                 spec=catalog_spec(pattern, variant, checker, cc, overrides),
                 expected=pattern.expectation(variant, checker), cwd=cwd)
 

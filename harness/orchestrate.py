@@ -44,6 +44,7 @@ class Task:
     args: tuple[str, ...] = ()
     expected: Expectation | None = None  # None for `check`: no verdict
     cwd: Path | None = None  # where the program runs (the user's working directory)
+    env: tuple[tuple[str, str], ...] = ()  # added to the program's environment (the residue checker's canaries)
 
     @property
     def name(self) -> str:
@@ -198,7 +199,7 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
             b = build(task.spec, cache_dir)
         except BuildError as exc:  # no compiler for this checker (clang for msan): the checker is missing
             job = Job(checker=task.checker, command=(task.pattern,), out_dir=job_dir, timeout=task.timeout,
-                      pattern=task.pattern, variant=task.variant, cwd=task.cwd)
+                      pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
             result = RunResult(job, "tool-missing", message=str(exc))
             verdict = judge(task.expected, result) if task.expected is not None else None
             return Done(task, result, verdict)
@@ -208,7 +209,7 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
     if run_mod.stopping():
         return None
     job = Job(checker=task.checker, command=command, out_dir=job_dir, timeout=task.timeout,
-              pattern=task.pattern, variant=task.variant, cwd=task.cwd)
+              pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
     cached = False
     if b is not None and b.status != "ok":
         result = RunResult(job, "build-failed", message=b.message)

@@ -12,6 +12,8 @@ import dataclasses
 from typing import Iterable, Union
 
 from .errors import ParseError
+from .residue import ResidueLog, parse_residue_log
+from .residue import sniff as looks_like_residue_log
 from .goparse import GoCrashLog, name_cgo_frames, parse_go_crash
 from .goparse import sniff as looks_like_go_crash
 from .sanitizers import SanitizerLog, parse_sanitizer_log
@@ -19,7 +21,7 @@ from .sanitizers import sniff as looks_like_sanitizer_log
 from .valgrind import ValgrindLog, parse_valgrind_xml
 from .valgrind import sniff as looks_like_valgrind_xml
 
-ParsedLog = Union[ValgrindLog, SanitizerLog, GoCrashLog]
+ParsedLog = Union[ValgrindLog, SanitizerLog, GoCrashLog, ResidueLog]
 
 
 def parse_file(path: str) -> ParsedLog:
@@ -40,6 +42,8 @@ def _parse_file(path: str) -> ParsedLog:
         raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head.strip():
         raise ParseError(path, "empty file")
+    if looks_like_residue_log(head):
+        return parse_residue_log(path)
     if looks_like_valgrind_xml(head) or head.lstrip().startswith(b"<"):
         return parse_valgrind_xml(path)
     if looks_like_sanitizer_log(head):

@@ -167,7 +167,7 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     if not program.is_file():
         return None
     cwd = Path(job.cwd or os.getcwd())
-    cmd, env = command_for(job, LOG_PLACEHOLDER)
+    cmd, env = command_for(job, LOG_PLACEHOLDER, cache_dir)
     h = hashlib.sha256()
 
     def add(*parts) -> None:

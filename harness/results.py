@@ -133,10 +133,16 @@ class Results:
     finished: str | None
     tools: tuple[dict[str, str], ...]
     jobs: tuple[JobRecord, ...] = field(default=())
+    # Leak growth fits (growthrun.GrowthEntry.to_dict()): per program, the lost bytes' rate per
+    # operation and one-time part, in total and per signature.  Absent when no --growth.
+    growth: tuple[dict[str, Any], ...] = field(default=())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema": SCHEMA, "started": self.started, "finished": self.finished,
+        data = {"schema": SCHEMA, "started": self.started, "finished": self.finished,
                 "tools": list(self.tools), "jobs": [j.to_dict() for j in self.jobs]}
+        if self.growth:
+            data["growth"] = list(self.growth)
+        return data
 
 
 def write_job(out_dir: Path, record: JobRecord) -> Path:
@@ -176,7 +182,8 @@ def load_results(out_dir: Path) -> Results:
         if data.get("schema") != SCHEMA:
             raise LeakHarnessError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA}")
         return Results(data.get("started", ""), data.get("finished"), tuple(data.get("tools", ())),
-                       tuple(JobRecord.from_dict(j) for j in data.get("jobs", ())))
+                       tuple(JobRecord.from_dict(j) for j in data.get("jobs", ())),
+                       tuple(g for g in data.get("growth", ()) if isinstance(g, dict)))
     except FileNotFoundError:
         pass
     except (ValueError, KeyError, TypeError) as exc:

@@ -27,6 +27,7 @@ from pathlib import Path
 from . import supervise
 from .collect import collect, move_logs, not_instrumented
 from .findings import Finding
+from .native import not_hardened
 from .supervise import reset_stop, stopping, terminate_all  # noqa: F401 - the stop switch, used by orchestrate
 
 SUPPRESSIONS = Path(__file__).parent / "data" / "openssl.supp"
@@ -115,8 +116,21 @@ class RunResult:
         return f"{self.status} ({self.signal})" if self.signal and self.status == "crashed" else self.status
 
 
+# valgrind's tools: one XML file per process (vg.PID.xml), read by valgrind.py.
+VALGRIND_RUNTIMES = ("memcheck", "helgrind")
+HELGRIND_OPTIONS = (
+    "--tool=helgrind",
+    "--xml=yes",
+    "--history-level=full",  # both stacks of a race, not only the second access
+    "--trace-children=yes",
+    "--num-callers=40",
+)
+# glibc's fatal messages (fortify, stack protector, malloc) on stderr, never on /dev/tty.
+HARDENED_ENV = {"LIBC_FATAL_STDERR_": "1"}
+
+
 def tool_available(runtime: str) -> bool:
-    return runtime != "memcheck" or shutil.which("valgrind") is not None
+    return runtime not in VALGRIND_RUNTIMES or shutil.which("valgrind") is not None
 
 
 def is_go_binary(program: str) -> bool:
@@ -170,15 +184,33 @@ VOLATILE_ENV = frozenset({
 })
 
 
-def command_for(job: Job, log_dir: Path) -> tuple[list[str], dict[str, str]]:
+def command_for(job: Job, log_dir: Path, cache_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
     """The command line and environment of a job, its logs going to log_dir."""
     env = child_environment(job.env)
+    if job.runtime == "residue":
+        from . import residue
+        from .build import default_cache_dir
+
+        cache = Path(cache_dir) if cache_dir else default_cache_dir()
+        so = residue.interposer(cache)
+        wrapper = supervise.reaper(cache)  # runs the command: not the program, the interposer stays inert in it
+        # No interposer (no compiler): run_job stops first; the path only names what is missing.
+        env = residue.environment(so or Path(residue.SO_NAME), env.get("LH_RESIDUE_SECRETS", ""), log_dir, env,
+                                  skip=(wrapper,) if wrapper else ())
+        return list(job.command), env
     if job.runtime == "memcheck":
         go = (f"--suppressions={GO_SUPPRESSIONS}",) if is_go_binary(job.command[0]) else ()
         cmd = [shutil.which("valgrind") or "valgrind", *VALGRIND_OPTIONS,
                # No --log-file: with it, valgrind 3.19 writes no XML for a forked child.
                f"--xml-file={log_dir}/vg.%p.xml", f"--suppressions={SUPPRESSIONS}", *go, *job.command]
         return cmd, env
+    if job.runtime == "helgrind":
+        cmd = [shutil.which("valgrind") or "valgrind", *HELGRIND_OPTIONS,
+               f"--xml-file={log_dir}/vg.%p.xml", f"--suppressions={SUPPRESSIONS}", *job.command]
+        return cmd, env
+    if job.runtime == "hardened":  # natively: the checks are in the binary and in glibc
+        env.update(HARDENED_ENV)
+        return list(job.command), env
     if job.runtime == "cgocheck":
         user = env.get("GODEBUG", "")
         env["GODEBUG"] = ",".join(x for x in (user, "cgocheck=2") if x)  # the last setting wins
@@ -223,17 +255,29 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
     if not tool_available(job.runtime):
         return RunResult(job, "tool-missing",
                          message=f"valgrind not found on PATH; install: {INSTALL_HINT['memcheck']}")
+    if job.runtime == "residue":
+        from .residue import interposer
+
+        if interposer(cache_dir) is None:
+            return RunResult(job, "tool-missing", message="the residue interposer could not be compiled: "
+                             "install a C compiler (sudo apt-get install gcc)")
+        if not dict(job.env).get("LH_RESIDUE_SECRETS"):
+            why = "residue needs the canaries to look for: a pattern's secrets, or --secret HEX / --secrets-file FILE"
+            return RunResult(job, "incomplete", message=why, problems=(why,))
     job.out_dir.mkdir(parents=True, exist_ok=True)
     for old in job.out_dir.glob("*"):  # a rerun into the same folder starts clean (the folder is ours)
-        if old.is_file() and (old.name.startswith(("vg.", "sanitizer.", "valgrind.")) or
+        if old.is_file() and (old.name.startswith(("vg.", "sanitizer.", "valgrind.", "residue.")) or
                               old.name in ("stdout.txt", "stderr.txt")):
             old.unlink()
-    why_not = not_instrumented(job.runtime, job.command[0]) if os.path.isfile(job.command[0]) else ""
+    why_not = ""
+    if os.path.isfile(job.command[0]):
+        why_not = (not_hardened(job.command[0]) if job.runtime == "hardened"
+                   else not_instrumented(job.runtime, job.command[0]))
     if why_not:
         return RunResult(job, "incomplete", message=why_not, problems=(why_not,))
     private = private_log_dir()
     try:
-        cmd, env = command_for(job, private)
+        cmd, env = command_for(job, private, cache_dir)
         ended = supervise.supervise(cmd, env, Path(job.cwd or os.getcwd()), job.timeout,
                                     private / "stdout.txt", private / "stderr.txt", cache_dir)
         move_logs(private, job.out_dir)
