@@ -7,6 +7,11 @@ merging results folders and logs is results.combine; `write_report(inputs, out)`
 
 Findings are shown by root cause (heuristics.group_findings): a definite leak with the indirect
 leaks it owns, most severe first; the program's own frame first, library frames folded.
+
+Two views answer questions the matrix does not: leak growth (results.json's "growth", from
+`--growth`: bytes lost per operation and once, per program and per signature, with small inline
+SVG plots) and, on each pattern page, which build flags and checkers would have caught the
+leaky variant (caught, missed, blind, incomplete), grouped by checker family.
 """
 
 from __future__ import annotations
@@ -14,27 +19,32 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
+import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterable
 
 import jinja2
+from markupsafe import Markup
 
 from .. import __version__
-from ..catalog import CHECKERS, VARIANTS, load_catalog
+from ..build import PROFILES
+from ..catalog import CHECKERS, VARIANTS, base_checker, load_catalog
 from ..errors import CatalogError, LeakHarnessError
 from ..findings import Finding, Frame
 from ..generate import diff as pattern_diff
 from ..generate import render
+from ..growth import GrowthFit, GrowthReport, svg_plot
 from ..heuristics import FindingGroup, group_findings, is_library
-from ..results import JobRecord, Results, SourceFile, combine, write_atomic
+from ..results import JobRecord, Results, SourceFile, combine, load_results, write_atomic, write_results
 from . import sarif
 from .paths import display_path
 
 GROUPS_PER_PAGE = 200
 SOURCE_LIMIT = 1 << 20  # bytes of a user's source file shown on a page
+GROWTH_SIGNATURES = 100  # signatures of one growth fit shown (with a plot each) on a pattern page
 
 SCRIPT = """(function () {
   var table = document.getElementById('matrix');
@@ -283,6 +293,197 @@ def _lines_in(findings: Iterable[Finding], file_name: str) -> set[int]:
     return lines
 
 
+# --- which flags would have caught it ------------------------------------------------------------
+
+# Checker families, in the order a reader compares them: a tool around the unchanged program,
+# checks compiled into it, a hardened build run with no tool, the residue interposer, Go's own.
+FAMILIES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("valgrind", "Valgrind: the program as compiled, run under valgrind", ("memcheck", "memcheck-O2", "helgrind")),
+    ("sanitizers", "Sanitizers: checks compiled into the program", ("asan", "asan-O2", "ubsan", "tsan", "msan")),
+    ("hardened", "Native hardened build: fortified libc calls, the stack protector and glibc's malloc checks, "
+                 "run with no tool", ("hardened",)),
+    ("residue", "Residue: an LD_PRELOAD interposer on the plain build, looking for secrets left in memory",
+     ("residue",)),
+    ("go", "Go: go build -asan, and GODEBUG=cgocheck=2", ("go-asan", "cgocheck")),
+)
+FAMILY_OF = {c: name for name, _, members in FAMILIES for c in members}
+COMPLETE = ("ok", "crashed")  # a crash is how the hardened build reports, and a run that ended
+
+
+def opt_level(checker: str) -> str:
+    """The -O level the checker's build uses (from its profile), "" when it has none (Go)."""
+    prof = PROFILES.get(checker)
+    return next((f for f in reversed(prof.cflags) if f.startswith("-O")), "") if prof else ""
+
+
+def _found_text(findings: list[Finding], function: str | None = None) -> str:
+    """What a checker found, short: category, bytes where the tool gave them, count, and the
+    place: the frame of `function` (the one the pattern names), else the program's own."""
+    by_cat: dict[str, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_cat[f.category].append(f)
+    parts = []
+    for cat, fs in by_cat.items():
+        nbytes = sum(f.bytes or 0 for f in fs)
+        count = sum(f.count for f in fs)
+        text = cat + (f" {human_bytes(nbytes)}" if nbytes else "") + (f" ×{count}" if count > 1 else "")
+        # The program's own frame says where the bug is; the tool's top frames (printf,
+        # memcpy's interceptor, libcrypto) say only where it was noticed.
+        own = next((fr for f in fs for fr in f.stack if function and fr.function == function), None)
+        own = own or next((fr for f in fs for fr in f.stack if not is_library(fr) and fr.function), None)
+        where = own.describe() if own is not None else fs[0].where(2)
+        parts.append(text + (f" at {where}" if where else ""))
+    return "; ".join(parts)
+
+
+def leaky_outcome(job: JobRecord) -> dict:
+    """caught / missed / blind / incomplete for a leaky variant's job, with what or why."""
+    expected = job.expected or {}
+    complete = job.status in COMPLETE
+    if job.verdict == "blind":
+        why = str(expected.get("reason") or job.reason)
+        if not complete:
+            why += f" (and the run did not complete: {job.status})"
+        return {"outcome": "blind", "detail": why}
+    if not complete:
+        return {"outcome": "incomplete", "detail": f"{job.status}: " + (job_reason(job) or "no reason given")}
+    if job.verdict == "pass":
+        errors = [f for f in job.findings if f.is_error]
+        cat = expected.get("category")
+        matched = [f for f in errors if not cat or cat == "any" or f.category == cat] or errors
+        detail = _found_text(matched, expected.get("function"))
+        if job.status == "crashed":
+            detail += ("; " if detail else "") + "the program was stopped" + (f" ({job.signal})" if job.signal else "")
+        return {"outcome": "caught", "detail": detail}
+    if job.verdict == "fail":
+        return {"outcome": "missed", "detail": job.reason}
+    return {"outcome": "unjudged", "detail": job_reason(job)}  # a job with no expectation: nothing to say
+
+
+def fixed_outcome(job: JobRecord | None) -> dict:
+    """Whether the fixed variant was checked and clean under the same checker."""
+    if job is None:
+        return {"outcome": "not run", "detail": ""}
+    errors = [f for f in job.findings if f.is_error]
+    if job.verdict == "blind":
+        return {"outcome": "blind", "detail": str((job.expected or {}).get("reason") or job.reason)}
+    if job.status not in COMPLETE:
+        return {"outcome": "incomplete", "detail": f"{job.status}: " + (job_reason(job) or "no reason given")}
+    if errors or job.status != "ok" or job.verdict == "fail":
+        what = _found_text(errors) or job.reason or job.status
+        return {"outcome": "not clean", "detail": what}
+    return {"outcome": "clean", "detail": ""}
+
+
+def flag_matrix(pjobs: list[JobRecord]) -> dict | None:
+    """Checker x outcome for the pattern's leaky variant, grouped by family, with the fixed
+    variant beside it; None when no leaky variant was judged (a user's program)."""
+    leaky = {j.tool: j for j in pjobs if j.variant == "leaky" and j.verdict}
+    if not leaky:
+        return None
+    fixed = {j.tool: j for j in pjobs if j.variant == "fixed"}
+    order = {c: i for i, c in enumerate(CHECKERS)}
+    families = []
+    known = [(name, label, members) for name, label, members in FAMILIES]
+    others = tuple(sorted(c for c in leaky if c not in FAMILY_OF))
+    if others:
+        known.append(("other", "Other checkers", others))
+    rows_by_checker = {}
+    for name, label, members in known:
+        ran = sorted((c for c in members if c in leaky),
+                     key=lambda c: (order.get(base_checker(c), 99), opt_level(c), order.get(c, 99), c))
+        rows = []
+        for c in ran:
+            row = {"checker": c, "level": opt_level(c), **leaky_outcome(leaky[c]), "fixed": fixed_outcome(fixed.get(c))}
+            rows.append(row)
+            rows_by_checker[c] = row
+        if rows:
+            counts = defaultdict(int)
+            for r in rows:
+                counts[r["outcome"]] += 1
+            families.append({"name": name, "label": label, "rows": rows,
+                             "counts": [(o, counts[o]) for o in OUTCOMES if counts[o]]})
+    # -O0 vs -O2: one base checker built at several levels, with different outcomes.
+    levels: dict[str, list[dict]] = defaultdict(list)
+    for c, row in rows_by_checker.items():
+        if row["level"]:
+            levels[base_checker(c)].append(row)
+    contrasts = []
+    for base, rows in sorted(levels.items(), key=lambda kv: order.get(kv[0], 99)):
+        if len(rows) > 1 and len({r["outcome"] for r in rows}) > 1:
+            rows.sort(key=lambda r: r["level"])
+            contrasts.append(f"{base}: " + ", ".join(f"{r['outcome']} at {r['level']}" for r in rows))
+    caught = [r["checker"] for f in families for r in f["rows"] if r["outcome"] == "caught"]
+    return {"families": families, "contrasts": contrasts, "caught": caught}
+
+
+OUTCOMES = ("caught", "missed", "blind", "incomplete", "unjudged")
+
+
+# --- leak growth --------------------------------------------------------------------------------
+
+def rate_text(value: float) -> str:
+    """268.0 -> "268", 18452.5 -> "18,452.5", -0.0 -> "0": bytes as a reader writes them."""
+    text = f"{value:,.1f}"
+    text = text[:-2] if text.endswith(".0") else text
+    return "0" if text in ("-0", "-0.0") else text
+
+
+def growth_views(entries: Iterable[dict]) -> list[dict]:
+    """results.json's "growth" entries, read back into fits for the pages.  An entry that
+    cannot be read shows as such, never as a fit of 0 bytes."""
+    views = []
+    for entry in entries:
+        view = {"pattern": str(entry.get("pattern", "?")), "variant": entry.get("variant"),
+                "checker": str(entry.get("checker", "?")), "status": str(entry.get("status", "?")),
+                "reason": str(entry.get("reason") or ""), "total": None, "signatures": []}
+        try:
+            view["iterations"] = [int(n) for n in entry.get("iterations", ())]
+            if view["status"] == "ok":
+                report = GrowthReport.from_dict(entry)
+                view["total"] = report.total
+                view["signatures"] = list(report.by_signature)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            view.update(status="unreadable", total=None, signatures=[],
+                        reason=f"this growth entry of results.json cannot be read ({type(exc).__name__}: {exc})")
+            view.setdefault("iterations", [])
+        view["slug"] = slug(view["pattern"])
+        views.append(view)
+    return views
+
+
+def growth_plot(fit: GrowthFit, title: str) -> Markup:
+    """svg_plot's output, the one piece of markup a page takes as it is: it escapes its own
+    text (the title is a signature, program text)."""
+    return Markup(svg_plot(fit, title=title))
+
+
+def _input_growth(inputs: list[Path]) -> tuple[dict, ...]:
+    """The growth entries of the results folders read, in order, each program once.
+
+    results.merge keeps jobs only; until it carries "growth" too, the report reads them here
+    so that a report of a --growth run shows them."""
+    found: dict[tuple, dict] = {}
+    for path in inputs:
+        try:
+            if not path.is_dir() or b'"growth"' not in (path / "results.json").read_bytes():
+                continue
+            entries = load_results(path).growth
+        except (OSError, LeakHarnessError):
+            continue  # combine has read it already: whatever is wrong was said there
+        for entry in entries:
+            key = _growth_key(entry)
+            # The same program in two shards (each shard fits every pattern): one entry, a
+            # complete fit before an incomplete one.
+            if key not in found or (found[key].get("status") != "ok" and entry.get("status") == "ok"):
+                found[key] = entry
+    return tuple(found.values())
+
+
+def _growth_key(entry: dict) -> str:
+    return json.dumps([entry.get(k) for k in ("pattern", "variant", "checker", "iterations")], default=str)
+
+
 # --- rendering ----------------------------------------------------------------------------------
 
 def _env() -> jinja2.Environment:
@@ -297,8 +498,9 @@ def _env() -> jinja2.Environment:
     env.filters["basename"] = lambda p: os.path.basename(p or "")
     env.filters["srcpath"] = display_path
     env.filters["tool_label"] = tool_label
+    env.filters["rate"] = rate_text
     env.globals.update(CSP=CSP, SCRIPT=SCRIPT, version=__version__, CHECKERS=CHECKERS, slug=slug,
-                       page_name=page_name)
+                       page_name=page_name, growth_plot=growth_plot, GROWTH_SIGNATURES=GROWTH_SIGNATURES)
     return env
 
 
@@ -307,7 +509,13 @@ def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
     """Read and merge results (results.combine) into `out`, then render them there; returns
     the path of index.html."""
     out = Path(out)
+    inputs = [Path(p) for p in inputs]
+    growth = _input_growth(inputs)  # read first: combine may write results.json over an input's
     results = combine(inputs, out, suppressions)
+    if growth and not results.growth:
+        results = replace(results, growth=growth)
+        if not (len(inputs) == 1 and inputs[0].resolve() == out.resolve()) or suppressions:
+            write_results(out, results)  # where combine wrote results.json, it keeps them too
     return render_report(results, out, fixtures)
 
 
@@ -318,11 +526,15 @@ def render_report(results: Results, out: Path, fixtures: Path | None = None) -> 
     env = _env()
     jobs = sorted(results.jobs, key=lambda j: (j.pattern, VARIANTS.index(j.variant) if j.variant in VARIANTS else 9,
                                               CHECKERS.index(j.tool) if j.tool in CHECKERS else 99))
-    patterns = _catalog(fixtures, {j.pattern for j in jobs if j.variant})
+    growth = growth_views(results.growth)
+    patterns = _catalog(fixtures, {j.pattern for j in jobs if j.variant} | {g["pattern"] for g in growth if g["variant"]})
 
     by_pattern: dict[str, list[JobRecord]] = defaultdict(list)
     for j in jobs:
         by_pattern[j.pattern].append(j)
+    growth_by_pattern: dict[str, list[dict]] = defaultdict(list)
+    for g in growth:
+        growth_by_pattern[g["pattern"]].append(g)
     columns = [(v, c) for v in VARIANTS + ("check",) for c in CHECKERS
                if any((j.variant or "check") == v and j.tool == c for j in jobs)]
     columns += sorted({(j.variant or "check", j.tool) for j in jobs} - set(columns))
@@ -353,12 +565,14 @@ def render_report(results: Results, out: Path, fixtures: Path | None = None) -> 
 
     (out / "patterns").mkdir(exist_ok=True)
     for pid, pjobs in by_pattern.items():
-        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid])
+        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid], growth_by_pattern.get(pid, []))
+    for pid in growth_by_pattern.keys() - by_pattern.keys():  # a program fitted, with no job of its own
+        _write_pattern_pages(env, out, pid, [], patterns.get(pid), [], growth_by_pattern[pid])
 
     checkers = sorted({c for _, c in columns}, key=lambda c: (CHECKERS.index(c) if c in CHECKERS else 99, c))
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(
         results=results, rows=rows, columns=columns, totals=totals, slowest=slowest,
-        cross_total=len(cross), checkers=checkers))
+        cross_total=len(cross), checkers=checkers, growth=growth))
     write_atomic(out / "leakharness.sarif", sarif.dumps(results, out))
     return out / "index.html"
 
@@ -434,7 +648,8 @@ def _variant_sources(out: Path, pjobs: list[JobRecord], variant: str) -> list[tu
     return list(seen.values())
 
 
-def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], pattern, bugs: list[Bug]) -> None:
+def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], pattern, bugs: list[Bug],
+                         growth: list[dict] = ()) -> None:
     sources, diff_text, notes = [], None, []
     shown = [f for j in pjobs for f in j.findings if _shown(f)]
     variants = [v for v in VARIANTS + ("check",) if any((j.variant or "check") == v for j in pjobs)]
@@ -484,12 +699,14 @@ def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], patte
     pages = paginate(bugs, GROUPS_PER_PAGE)
     base = f"patterns/{slug(pid)}"
     cells = [job_cell(j, out) for j in pjobs]
+    flags = flag_matrix(pjobs)
     for i, page in enumerate(pages):
         write_atomic(out / page_name(base, i), env.get_template("pattern.html.j2").render(
             pid=pid, pattern=pattern, jobs=pjobs, cells=cells,
             sources=sources if i == 0 else [], diff=diff_text if i == 0 else None, notes=notes if i == 0 else [],
             groups=page, page=i, pages=len(pages), total_groups=len(bugs), base=slug(pid),
-            stack_view=stack_view, is_library=is_library))
+            stack_view=stack_view, is_library=is_library, flags=flags if i == 0 else None,
+            growth=growth if i == 0 else []))
 
 
 def _stored_diff(pid: str, stored: dict[str, list[tuple[SourceFile, str]]]) -> str | None:
