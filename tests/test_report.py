@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from harness.catalog import load_catalog
-from harness.control import check_tasks, run_catalog, run_check
+from harness.control import Session, check_tasks, run_catalog, run_check
 from harness.heuristics import split_signature
 from harness.report import CSP, write_report
 from harness.results import Results, load_results, write_results
@@ -307,3 +307,102 @@ def test_a_job_not_fully_checked_is_never_shown_clean(tmp_path):
     assert (out / link).is_file()
     page = (out / "patterns" / "sleepy.html").read_text()
     assert "not clean" in page and "timed out" in page and 'stderr.txt"' in page
+
+
+# --- which flags would have caught it ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def flags_run(tmp_path_factory):
+    """fortify_overflow and dangling_local_pointer under every default checker, and a copy of
+    fortify_overflow that wrongly says ubsan finds the overflow (a real miss)."""
+    work = tmp_path_factory.mktemp("flags")
+    fixtures = work / "fixtures"
+    source = Path(__file__).resolve().parents[1] / "c_fixtures"
+    for name in ("_common", "fortify_overflow"):
+        shutil.copytree(source / name, fixtures / name)
+    toml = fixtures / "fortify_overflow" / "pattern.toml"
+    text = toml.read_text()
+    blind = re.search(r'\[expect\.leaky\.ubsan\]\nblind = "[^"]*"\n', text)
+    toml.write_text(text.replace(blind.group(0), '[expect.leaky.ubsan]\ncategory = "buffer-overflow"\n'))
+    session = Session(out=work / "out", cache=work / "cache", progress=False)
+    session.run_catalog(load_catalog(ids=["fortify_overflow", "dangling_local_pointer"]), html=True)
+    wrong = Session(out=work / "wrong", cache=work / "cache", progress=False, fixtures=fixtures)
+    wrong.run_catalog(wrong.catalog(["fortify_overflow"]), ["ubsan", "asan"], html=True)
+    return work
+
+
+def flag_matrix_rows(page: Path) -> tuple[list[str], dict[str, dict]]:
+    """The families in order, and per checker: family, build, outcome, detail, fixed."""
+    table = re.search(r'<table id="flag-matrix">(.*?)</table>', page.read_text(), re.S)
+    assert table, f"no flag matrix on {page}"
+    families, rows = [], {}
+
+    def text(cell: str) -> str:
+        return re.sub(r"\s+", " ", html.unescape(re.sub(r"<[^>]+>", " ", cell))).strip()
+
+    for body in re.findall(r"<tbody>(.*?)</tbody>", table.group(1), re.S):
+        family = text(re.search(r'<tr class="family">(.*?)</tr>', body, re.S).group(1))
+        families.append(family)
+        for tr in re.findall(r"<tr>(.*?)</tr>", body, re.S):
+            cells = re.findall(r'<td(?: class="([^"]*)")?>(.*?)</td>', tr, re.S)
+            checker, level, outcome, detail, fixed = cells
+            assert outcome[0] == text(outcome[1])  # the cell's colour is its outcome
+            rows[text(checker[1])] = {"family": family, "level": text(level[1]), "outcome": text(outcome[1]),
+                                      "detail": text(detail[1]), "fixed": text(fixed[1])}
+    return families, rows
+
+
+def test_which_flags_catch_fortify_overflow(flags_run):
+    page = flags_run / "out" / "patterns" / "fortify_overflow.html"
+    families, rows = flag_matrix_rows(page)
+    assert [f.split(":")[0] for f in families] == ["Valgrind", "Sanitizers", "Native hardened build"]
+    (pattern,) = load_catalog(ids=["fortify_overflow"])
+    # The hardened build (-O2 fortify) aborts in __memcpy_chk: caught, natively.
+    assert rows["hardened"]["outcome"] == "caught" and rows["hardened"]["level"] == "-O2"
+    assert rows["hardened"]["detail"].startswith("buffer-overflow") and "SIGABRT" in rows["hardened"]["detail"]
+    assert rows["hardened"]["family"].startswith("Native hardened build")
+    # valgrind cannot see stack arrays: blind, with the pattern's own reason, at -O0 and -O2.
+    for checker in ("memcheck", "memcheck-O2"):
+        assert rows[checker]["outcome"] == "blind" and rows[checker]["family"].startswith("Valgrind")
+        assert rows[checker]["detail"] == pattern.expectation("leaky", checker).reason
+    assert rows["asan"]["outcome"] == "caught" and rows["asan"]["level"] == "-O0"
+    assert re.match(r"buffer-overflow at derive_key fortify_overflow-leaky\.c:\d+$", rows["asan"]["detail"])
+    assert rows["asan-O2"]["outcome"] == "caught" and rows["ubsan"]["outcome"] == "blind"
+    assert {r["fixed"] for r in rows.values()} == {"clean"}  # the fixed variant, checked and clean
+    text = _text(page)
+    assert "caught by asan, asan-O2, hardened" in text
+    assert "valgrind: 2 blind" in text and "sanitizers: 2 caught, 1 blind" in text and "hardened: 1 caught" in text
+
+
+def test_which_flags_catch_dangling_local_pointer_minus_o0_vs_o2(flags_run):
+    page = flags_run / "out" / "patterns" / "dangling_local_pointer.html"
+    _, rows = flag_matrix_rows(page)
+    (pattern,) = load_catalog(ids=["dangling_local_pointer"])
+    assert rows["memcheck"]["outcome"] == "blind"
+    assert rows["memcheck"]["detail"] == pattern.expectation("leaky", "memcheck").reason
+    assert rows["memcheck-O2"]["outcome"] == "caught"
+    assert re.match(r"uninitialized ×\d+ at main dangling_local_pointer-leaky\.c:\d+$", rows["memcheck-O2"]["detail"])
+    assert rows["asan"]["outcome"] == "caught" and rows["asan"]["detail"].startswith("use-after-free at main ")
+    assert rows["hardened"]["outcome"] == "blind" and "dead stack frame" in rows["hardened"]["detail"]
+    assert "-O level: memcheck: blind at -O0, caught at -O2" in _text(page)
+    # Readable without JavaScript: the table is plain markup, nothing hidden for a script to show.
+    assert not re.search(r'id="flag-matrix"[^>]*hidden', page.read_text())
+
+
+def test_a_checker_that_missed_is_missed_with_the_verdicts_reason(flags_run):
+    _, rows = flag_matrix_rows(flags_run / "wrong" / "patterns" / "fortify_overflow.html")
+    assert rows["ubsan"]["outcome"] == "missed"
+    assert rows["ubsan"]["detail"].startswith("expected buffer-overflow")
+    assert rows["asan"]["outcome"] == "caught" and set(rows) == {"ubsan", "asan"}
+
+
+def test_a_run_not_fully_checked_is_incomplete_never_missed_nor_clean(tmp_path):
+    session = Session(out=tmp_path / "out", cache=tmp_path / "cache", progress=False, timeout=0.3)
+    results = session.run_catalog(load_catalog(ids=["dangling_local_pointer"]), ["memcheck-O2"], html=True)
+    assert {j.status for j in results.jobs} == {"incomplete"}  # valgrind needs more than 0.3 s to start
+    page = tmp_path / "out" / "patterns" / "dangling_local_pointer.html"
+    _, rows = flag_matrix_rows(page)
+    row = rows["memcheck-O2"]
+    assert row["outcome"] == "incomplete" and row["detail"].startswith("incomplete: timed out after 0.3 s")
+    assert row["fixed"].startswith("incomplete") and "clean" not in row["fixed"]
+    assert "no checker caught it" in _text(page)

@@ -336,6 +336,13 @@ def _found_text(findings: list[Finding], function: str | None = None) -> str:
     return "; ".join(parts)
 
 
+def _unchecked(job: JobRecord) -> str:
+    """Why a job's run was not complete: the run's own message (the verdict only adds "not
+    fully checked"), else the problems met reading its logs."""
+    lines = (job.message or "").strip().splitlines()
+    return f"{job.status}: " + (lines[0] if lines else job_reason(job) or "no reason given")
+
+
 def leaky_outcome(job: JobRecord) -> dict:
     """caught / missed / blind / incomplete for a leaky variant's job, with what or why."""
     expected = job.expected or {}
@@ -346,7 +353,7 @@ def leaky_outcome(job: JobRecord) -> dict:
             why += f" (and the run did not complete: {job.status})"
         return {"outcome": "blind", "detail": why}
     if not complete:
-        return {"outcome": "incomplete", "detail": f"{job.status}: " + (job_reason(job) or "no reason given")}
+        return {"outcome": "incomplete", "detail": _unchecked(job)}
     if job.verdict == "pass":
         errors = [f for f in job.findings if f.is_error]
         cat = expected.get("category")
@@ -368,7 +375,7 @@ def fixed_outcome(job: JobRecord | None) -> dict:
     if job.verdict == "blind":
         return {"outcome": "blind", "detail": str((job.expected or {}).get("reason") or job.reason)}
     if job.status not in COMPLETE:
-        return {"outcome": "incomplete", "detail": f"{job.status}: " + (job_reason(job) or "no reason given")}
+        return {"outcome": "incomplete", "detail": _unchecked(job)}
     if errors or job.status != "ok" or job.verdict == "fail":
         what = _found_text(errors) or job.reason or job.status
         return {"outcome": "not clean", "detail": what}
