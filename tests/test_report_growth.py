@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -180,7 +181,7 @@ def server(tmp_path_factory):
 
 
 def test_check_growth_of_a_program_named_in_html(server, tmp_path):
-    env = {**__import__("os").environ, "LEAKHARNESS_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "LEAKHARNESS_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "out"
     proc = leakharness("check", "--quiet", "--tool", "memcheck", "--growth", "--n {n}", "--growth-iterations",
                        "1,2,4", "--out", out, "--", server / "plain" / HOSTILE, env=env)
@@ -202,7 +203,7 @@ def test_check_growth_of_a_program_named_in_html(server, tmp_path):
 
 
 def test_a_growth_run_that_timed_out_shows_no_numbers(server, tmp_path):
-    env = {**__import__("os").environ, "LEAKHARNESS_CACHE": str(tmp_path / "cache")}
+    env = {**os.environ, "LEAKHARNESS_CACHE": str(tmp_path / "cache")}
     out = tmp_path / "out"
     proc = leakharness("check", "--quiet", "--tool", "memcheck", "--timeout", "8", "--growth", "--n {n}",
                        "--growth-iterations", "1,2,4", "--out", out, "--", server / "slow" / HOSTILE, env=env)

@@ -534,7 +534,8 @@ def render_report(results: Results, out: Path, fixtures: Path | None = None) -> 
     jobs = sorted(results.jobs, key=lambda j: (j.pattern, VARIANTS.index(j.variant) if j.variant in VARIANTS else 9,
                                               CHECKERS.index(j.tool) if j.tool in CHECKERS else 99))
     growth = growth_views(results.growth)
-    patterns = _catalog(fixtures, {j.pattern for j in jobs if j.variant} | {g["pattern"] for g in growth if g["variant"]})
+    patterns = _catalog(fixtures, {j.pattern for j in jobs if j.variant}
+                        | {g["pattern"] for g in growth if g["variant"]})
 
     by_pattern: dict[str, list[JobRecord]] = defaultdict(list)
     for j in jobs:
