@@ -142,7 +142,10 @@ class Session:
             tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
             if not tasks:
                 raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
-        return self._run(tasks, self._out(default_out), html, growth=self._catalog_growth(patterns, growth))
+        # A shard fits only the patterns it runs: every shard fitting all of them would repeat the work.
+        chosen = {t.pattern for t in tasks}
+        return self._run(tasks, self._out(default_out), html,
+                         growth=self._catalog_growth([p for p in patterns if p.id in chosen], growth))
 
     def _run(self, tasks: list[Task], out: Path, html: bool, growth=None) -> Results:
         """Run the tasks into out, holding its lock; then `growth(out, cache, suppressions)` (a

@@ -240,9 +240,15 @@ def merge(loaded: list[tuple[Results, Path]], out: Path) -> Results:
     tools: dict[str, dict] = {}
     started = [r.started for r, _ in loaded if r.started]
     finished = [r.finished for r, _ in loaded if r.finished]
+    growth: dict[str, dict] = {}
     for index, (results, base) in enumerate(loaded):
         for t in results.tools:
             tools.setdefault(t.get("name", "?"), t)
+        for entry in results.growth:
+            key = json.dumps([entry.get(k) for k in ("pattern", "variant", "checker", "iterations")], default=str)
+            # Each shard of a --growth run may fit the same program: one entry, a complete fit first.
+            if key not in growth or (growth[key].get("status") != "ok" and entry.get("status") == "ok"):
+                growth[key] = entry
         for job in results.jobs:
             logs = tuple(_copy_file(base, rel, out, index, len(loaded)) for rel in job.logs + _own_logs(job, base))
             sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded))) for s in job.sources)
@@ -257,7 +263,7 @@ def merge(loaded: list[tuple[Results, Path]], out: Path) -> Results:
                               sources=old.sources or sources)
             jobs[key] = job
     return Results(min(started) if started else "", max(finished) if finished else None,
-                   tuple(tools.values()), tuple(jobs.values()))
+                   tuple(tools.values()), tuple(jobs.values()), tuple(growth.values()))
 
 
 def _own_logs(job: JobRecord, base: Path) -> tuple[str, ...]:

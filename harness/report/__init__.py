@@ -19,10 +19,9 @@ from __future__ import annotations
 import base64
 import difflib
 import hashlib
-import json
 import os
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
@@ -38,7 +37,7 @@ from ..generate import diff as pattern_diff
 from ..generate import render
 from ..growth import GrowthFit, GrowthReport, svg_plot
 from ..heuristics import FindingGroup, group_findings, is_library
-from ..results import JobRecord, Results, SourceFile, combine, load_results, write_atomic, write_results
+from ..results import JobRecord, Results, SourceFile, combine, write_atomic
 from . import sarif
 from .paths import display_path
 
@@ -465,32 +464,6 @@ def growth_plot(fit: GrowthFit, title: str) -> Markup:
     return Markup(svg_plot(fit, title=title))
 
 
-def _input_growth(inputs: list[Path]) -> tuple[dict, ...]:
-    """The growth entries of the results folders read, in order, each program once.
-
-    results.merge keeps jobs only; until it carries "growth" too, the report reads them here
-    so that a report of a --growth run shows them."""
-    found: dict[tuple, dict] = {}
-    for path in inputs:
-        try:
-            if not path.is_dir() or b'"growth"' not in (path / "results.json").read_bytes():
-                continue
-            entries = load_results(path).growth
-        except (OSError, LeakHarnessError):
-            continue  # combine has read it already: whatever is wrong was said there
-        for entry in entries:
-            key = _growth_key(entry)
-            # The same program in two shards (each shard fits every pattern): one entry, a
-            # complete fit before an incomplete one.
-            if key not in found or (found[key].get("status") != "ok" and entry.get("status") == "ok"):
-                found[key] = entry
-    return tuple(found.values())
-
-
-def _growth_key(entry: dict) -> str:
-    return json.dumps([entry.get(k) for k in ("pattern", "variant", "checker", "iterations")], default=str)
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 def _env() -> jinja2.Environment:
@@ -517,12 +490,7 @@ def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
     the path of index.html."""
     out = Path(out)
     inputs = [Path(p) for p in inputs]
-    growth = _input_growth(inputs)  # read first: combine may write results.json over an input's
-    results = combine(inputs, out, suppressions)
-    if growth and not results.growth:
-        results = replace(results, growth=growth)
-        if not (len(inputs) == 1 and inputs[0].resolve() == out.resolve()) or suppressions:
-            write_results(out, results)  # where combine wrote results.json, it keeps them too
+    results = combine(inputs, out, suppressions)  # growth entries merged too, one per program
     return render_report(results, out, fixtures)
 
 
