@@ -68,6 +68,9 @@ class Expectation:
     function: str | None = None
     min_bytes: int | None = None
     reason: str | None = None  # for "blind": why the checker cannot see the bug
+    # For a blind spot that hangs: give up after this many seconds instead of the pattern's
+    # timeout.  A hang is never cached (it is an incomplete run), so it costs this on every run.
+    timeout: float | None = None
 
     def describe(self) -> str:
         if self.outcome == "clean":
@@ -133,13 +136,18 @@ class Pattern:
 def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: must be a table")
-    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "clean"}
+    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "clean", "timeout"}
     if unknown:
         raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    if "timeout" in raw and "blind" not in raw:
+        raise CatalogError(f"{where}: timeout is for a blind spot that hangs (give the pattern's timeout instead)")
     if "blind" in raw:
         if not isinstance(raw["blind"], str) or not raw["blind"].strip():
             raise CatalogError(f"{where}: blind must say why, as a string")
-        return Expectation("blind", reason=raw["blind"])
+        hang = raw.get("timeout")
+        if hang is not None and (isinstance(hang, bool) or not isinstance(hang, (int, float)) or not hang > 0):
+            raise CatalogError(f"{where}: timeout must be a number of seconds above 0, not {hang!r}")
+        return Expectation("blind", reason=raw["blind"], timeout=float(hang) if hang is not None else None)
     if raw.get("clean"):
         return Expectation("clean")
     category = raw.get("category")

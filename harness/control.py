@@ -292,9 +292,11 @@ def catalog_task(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
                  overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
                  cwd: Path | None = None) -> Task:
     env = (("LH_RESIDUE_SECRETS", ",".join(pattern.secrets)),) if checker == "residue" else ()
-    return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout or pattern.timeout, env=env,
-                spec=catalog_spec(pattern, variant, checker, cc, overrides),
-                expected=pattern.expectation(variant, checker), cwd=cwd)
+    expected = pattern.expectation(variant, checker)
+    # The user's --timeout first; else a known hang's own (shorter) limit; else the pattern's.
+    timeout = timeout or expected.timeout or pattern.timeout
+    return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout, env=env,
+                spec=catalog_spec(pattern, variant, checker, cc, overrides), expected=expected, cwd=cwd)
 
 
 def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",
