@@ -320,7 +320,8 @@ def _print_run_summary(results, out_dir: Path) -> None:
             cell += f" ({'crashed' if j.status == 'crashed' else j.status})"
         rows.setdefault((j.pattern, j.variant or "-"), {})[j.tool] = cell
     width = max([len(f"{p} {v}") for p, v in rows] + [7])
-    cols = [max(len(c), 6) for c in checkers]
+    # Each column as wide as its widest cell ("pass (crashed)"), so the matrix stays in line.
+    cols = [max([len(c), 6] + [len(cells.get(c, "")) for cells in rows.values()]) for c in checkers]
     print(f"{'pattern variant':<{width}}  " + "  ".join(f"{c:<{w}}" for c, w in zip(checkers, cols)))
     for (pattern, variant), cells in sorted(rows.items()):
         print(f"{pattern + ' ' + variant:<{width}}  " +
@@ -333,8 +334,10 @@ def _print_run_summary(results, out_dir: Path) -> None:
             print(f"incomplete {j.name}: {j.message} (a known blind spot of {j.tool})")
     counts = {v: sum(1 for j in jobs if j.verdict == v) for v in ("pass", "fail", "blind")}
     cached = sum(1 for j in jobs if j.cached)
+    suppressed = sum(1 for j in jobs for f in j.findings if f.suppressed)
+    note = f", {suppressed} finding(s) suppressed" if suppressed else ""
     print(f"{len(jobs)} job(s): {counts['pass']} passed, {counts['fail']} failed, {counts['blind']} blind"
-          f" ({cached} from cache); results in {out_dir / 'results.json'}")
+          f" ({cached} from cache{note}); results in {out_dir / 'results.json'}")
 
 
 def cmd_run(args) -> int:
