@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,3 +295,33 @@ def _from_cache(spec: BuildSpec, final: Path, key: str, cached: bool = True, dur
                  + tuple(Path(f) for f in info.get("files", ())),
                  message=info.get("message", ""), key=key, cached=cached,
                  duration_s=duration, command=tuple(info.get("command", ())))
+
+
+_HELPER_LOCK = threading.Lock()
+
+
+def helper_binary(source: Path, cache_dir: Path, folder: str, name: str, flags: tuple[str, ...]) -> Path | None:
+    """A small C helper of leakharness's own (lh-reaper, the residue interposer) compiled once
+    into the cache, keyed by its source's hash; None when no C compiler is there.  Renamed into
+    place, so a concurrent process never sees a half-written file."""
+    key = hashlib.sha256(Path(source).read_bytes() + "\0".join(flags).encode()).hexdigest()[:16]
+    target = Path(cache_dir) / folder / key / name
+    if target.is_file():
+        return target
+    with _HELPER_LOCK:
+        if target.is_file():
+            return target
+        cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
+        if cc is None:
+            return None
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            proc = _run([cc, "-o", str(tmp), str(source), *flags], timeout=120)  # libraries after the source
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        if proc.returncode != 0:
+            tmp.unlink(missing_ok=True)
+            return None
+        os.replace(tmp, target)
+        return target

@@ -22,12 +22,8 @@ not: Go programs cannot be checked by residue.)
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import re
-import shutil
-import subprocess
-import threading
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,41 +49,17 @@ _FIELD = re.compile(r"(\w+)=(\S*)")
 # llvm-symbolizer's FILE:LINE:COLUMN (or FILE:LINE): matched from the right, a path may hold ':'.
 _PLACE = re.compile(r"^(.*):(\d+):\d+$|^(.*):(\d+)$")
 
-_BUILD_LOCK = threading.Lock()
-
-
 # --- the run's half ------------------------------------------------------------------------------
 
 def interposer(cache_dir: Path) -> Path | None:
-    """lh-residue.so compiled into the cache (by its source's hash), or None when no C compiler
-    is there (the residue checker then cannot run: the job is incomplete, never clean)."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source).hexdigest()[:16]
-    so = Path(cache_dir) / "residue" / key / SO_NAME
-    if so.is_file():
-        return so
-    with _BUILD_LOCK:
-        if so.is_file():
-            return so
-        cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-        if cc is None:
-            return None
-        so.parent.mkdir(parents=True, exist_ok=True)
-        tmp = so.with_name(f".{SO_NAME}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            # -g: the interposer's own frames (free, realloc) are named like the program's.
-            # -fno-omit-frame-pointer: the hooks read their caller's stack pointer from their frame.
-            proc = subprocess.run([cc, "-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", str(tmp),
-                                   str(SOURCE), "-ldl"],
-                                  stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
-                                  start_new_session=True)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if proc.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            return None
-        os.replace(tmp, so)  # atomic: a concurrent process sees no half-written library
-        return so
+    """lh-residue.so compiled into the cache, or None when no C compiler is there (the residue
+    checker then cannot run: the job is incomplete, never clean)."""
+    from .build import helper_binary
+
+    # -g: the interposer's own frames (free, realloc) are named like the program's.
+    # -fno-omit-frame-pointer: the hooks read their caller's stack pointer from their frame.
+    return helper_binary(SOURCE, cache_dir, "residue", SO_NAME,
+                         ("-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-ldl"))
 
 
 def secret_hex(secrets: Iterable[str | bytes], where: str = "--secret") -> str:

@@ -12,10 +12,8 @@ What the job wrote is not read here: that is collect.py's job.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import select
-import shutil
 import signal
 import subprocess
 import tempfile
@@ -71,35 +69,12 @@ def kill_group(pgid: int, sig: int) -> None:
         pass
 
 
-_REAPER_LOCK = threading.Lock()
-
-
 def reaper(cache_dir: Path) -> Path | None:
-    """lh-reaper compiled into the cache (by its source's hash), or None when no C compiler is
-    there; then jobs run without it and a process that leaves its group may outlive its job."""
-    source = REAPER_SOURCE.read_bytes()
-    key = hashlib.sha256(source).hexdigest()[:16]
-    binary = Path(cache_dir) / "reaper" / key / "lh-reaper"
-    if binary.is_file():
-        return binary
-    with _REAPER_LOCK:
-        if binary.is_file():
-            return binary
-        cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
-        if cc is None:
-            return None
-        binary.parent.mkdir(parents=True, exist_ok=True)
-        tmp = binary.with_name(f".lh-reaper.{os.getpid()}.{threading.get_ident()}")
-        try:
-            proc = subprocess.run([cc, "-O2", "-o", str(tmp), str(REAPER_SOURCE)], stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, timeout=120, start_new_session=True)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        if proc.returncode != 0:
-            tmp.unlink(missing_ok=True)
-            return None
-        os.replace(tmp, binary)  # atomic: a concurrent process sees no half-written binary
-        return binary
+    """lh-reaper compiled into the cache, or None when no C compiler is there; then jobs run
+    without it and a process that leaves its group may outlive its job."""
+    from .build import helper_binary
+
+    return helper_binary(REAPER_SOURCE, cache_dir, "reaper", "lh-reaper", ("-O2",))
 
 
 def wait_exit(proc: subprocess.Popen, timeout: float) -> int:
