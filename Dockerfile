@@ -27,7 +27,7 @@ COPY pyproject.toml README.md /tmp/leakharness-src/
 COPY harness /tmp/leakharness-src/harness
 COPY c_fixtures /tmp/leakharness-src/c_fixtures
 RUN python3 -m venv /opt/leakharness \
-    && /opt/leakharness/bin/pip install --no-cache-dir --disable-pip-version-check /tmp/leakharness-src \
+    && /opt/leakharness/bin/pip install --no-cache-dir --disable-pip-version-check "/tmp/leakharness-src[distributed]" \
     && rm -rf /tmp/leakharness-src
 
 # A non-root user.  UID is a build argument so that files the container writes into a bind mount

@@ -177,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--suppressions", type=Path, action="append", default=[], metavar="FILE",
                    help="mark the findings these suppressions match as suppressed")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    _add_ci_options(p)
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("suppressions", help="write suppressions for a run's findings (a baseline)")
@@ -256,8 +257,13 @@ def _session(args, **extra):
 
 
 def cmd_report(args) -> int:
-    index = _session(args).report(args.inputs, args.out)
+    session = _session(args)
+    index = session.report(args.inputs, args.out)
     print(f"report: {index}")
+    if args.junit or args.summary_md:  # of the merged results, e.g. the shards of a CI run
+        from .results import load_results
+
+        _write_ci_outputs(args, session, load_results(index.parent), "leakharness report")
     return 0
 
 
