@@ -254,7 +254,7 @@ _LEAK_RANK = {"definite": 1, None: 1, "indirect": 2, "possible": 3, "reachable":
 
 
 def _bytes(n: int) -> str:
-    return f"{n:,} B"
+    return f"{n} B"  # no thousands separator: what a user greps for is the number the tool printed
 
 
 @dataclass(frozen=True)

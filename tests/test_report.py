@@ -237,7 +237,7 @@ def test_root_cause_first_with_its_indirect_bytes_and_short_paths(catalog_run):
     memcheck = next(j for j in load_results(catalog_run).jobs
                     if (j.pattern, j.variant, j.tool) == ("ssl_error_path", "leaky", "memcheck"))
     ssl = next(f for f in memcheck.findings if f.leak_kind == "definite")
-    assert headlines[0].startswith(f"leak (definite) {ssl.bytes:,} B + {ssl.indirect_bytes:,} B indirect at "
+    assert headlines[0].startswith(f"leak (definite) {ssl.bytes} B + {ssl.indirect_bytes} B indirect at "
                                    "setup_connection ssl_error_path-leaky.c:"), headlines[:3]
     assert not [h for h in headlines if "(indirect)" in h]  # every indirect record has its owner
     assert "indirect leak record(s)" in page  # ... listed under it

@@ -204,7 +204,7 @@ def test_ssl_error_path_is_one_ssl_leak_with_its_indirect_bytes(catalog_results)
             groups = group_findings([Finding.from_dict(f) for f in job["findings"]])
             first = groups[0]
             assert first.root.leak_kind == "definite" and first.bytes == 15216, first.headline()
-            assert first.headline().startswith("leak (definite) 15,216 B + ")
+            assert first.headline().startswith("leak (definite) 15216 B + ")
             assert "setup_connection ssl_error_path-leaky.c:" in first.headline()
             assert not [g for g in groups if g.root.leak_kind == "indirect"]  # every indirect record owned
             if job["tool"] == "memcheck":
