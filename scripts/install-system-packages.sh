@@ -22,8 +22,9 @@ PACKAGES=(
 # check the catalog under the second compiler, and podman, runc and debootstrap to build and run
 # the container image from a local Debian base (tests/test_docker.py, docs/container.md; crun,
 # podman's default runtime, fails on this kind of host, see there).  uidmap: newuidmap and
-# newgidmap, which podman needs when a developer runs it without root.
-TEST_PACKAGES=(chromium procps clang libclang-rt-14-dev podman runc debootstrap uidmap)
+# newgidmap, which podman needs when a developer runs it without root.  jq: the CI workflow's
+# durations merge is run as written (tests/test_distributed.py).
+TEST_PACKAGES=(chromium procps clang libclang-rt-14-dev podman runc debootstrap uidmap jq)
 
 if [ "${1:-}" = "--test" ]; then
     PACKAGES+=("${TEST_PACKAGES[@]}")
