@@ -137,7 +137,8 @@ class Session:
         if not tasks:
             raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
         if shard is not None:  # this machine's part of the catalog: a stable split balanced by durations
-            from .shard import load_durations, select_shard
+            from .orchestrate import load_durations
+            from .shard import select_shard
 
             tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
             if not tasks:

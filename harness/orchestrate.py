@@ -13,13 +13,14 @@ import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 import json
+import math
 import os
 import shutil
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from . import run as run_mod
 from . import suppress
@@ -117,11 +118,25 @@ class Progress:
             self.stream.flush()
 
 
-def _load_durations(cache_dir: Path) -> dict[str, float]:
+def load_durations(cache_dir: Path) -> dict[str, float]:
+    """<cache>/durations.json (seconds per task, as the last run measured them); {} when missing
+    or damaged.  Read by the scheduler here and by shard.py, so both weigh a task alike."""
     try:
-        return json.loads((cache_dir / "durations.json").read_text())
+        data = json.loads((Path(cache_dir) / "durations.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    return {str(k): float(v) for k, v in data.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+
+
+def estimate(task: Task, durations: Mapping[str, float]) -> float:
+    """A task's remembered duration; else a guess: valgrind is slow, the rest fast."""
+    known = durations.get(task.duration_key)
+    if known is not None and known >= 0:
+        return float(known)
+    return 3.0 if task.checker.startswith("memcheck") else 0.3
 
 
 def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:
@@ -133,12 +148,7 @@ def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:
 
 def order(tasks: list[Task], durations: dict[str, float]) -> list[Task]:
     """Longest first: measured durations where known; else valgrind before the rest."""
-    def estimate(t: Task) -> float:
-        known = durations.get(t.duration_key)
-        if known is not None:
-            return known
-        return 3.0 if t.checker.startswith("memcheck") else 0.3
-    return sorted(tasks, key=estimate, reverse=True)
+    return sorted(tasks, key=lambda t: estimate(t, durations), reverse=True)
 
 
 @dataclass(frozen=True)
@@ -268,7 +278,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         stale.unlink()
     started = _now()
     tools = tool_versions({t.checker for t in tasks}, cc)
-    durations = _load_durations(cache_dir)
+    durations = load_durations(cache_dir)
     results_cache = result_cache(cache_dir, fresh)
     jobs = max(1, jobs or os.cpu_count() or 1)
     run_mod.reset_stop()

@@ -11,13 +11,11 @@ the shards' results folders afterwards.
 
 from __future__ import annotations
 
-import json
-import math
 import re
-from pathlib import Path
 from typing import Mapping, Sequence, TypeVar
 
 from .errors import LeakHarnessError
+from .orchestrate import estimate  # the scheduler's own weights: shards and the run agree
 
 T = TypeVar("T")
 
@@ -35,14 +33,6 @@ def parse_shard(text: str) -> tuple[int, int]:
     if not 1 <= k <= n:
         raise LeakHarnessError(f"--shard {text}: the shard must be between 1 and {n}")
     return k, n
-
-
-def estimate(task, durations: Mapping[str, float]) -> float:
-    """The remembered duration, else what orchestrate.order assumes: valgrind is slow."""
-    known = durations.get(getattr(task, "duration_key", task.name))
-    if isinstance(known, (int, float)) and not isinstance(known, bool) and math.isfinite(known) and known >= 0:
-        return float(known)
-    return 3.0 if task.checker.startswith("memcheck") else 0.3
 
 
 def split(tasks: Sequence[T], n: int, durations: Mapping[str, float]) -> list[list[T]]:
@@ -75,16 +65,3 @@ def select_shard(tasks: Sequence[T], k: int, n: int, durations: Mapping[str, flo
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= n:
         raise LeakHarnessError(f"--shard {k}/{n}: the shard must be between 1 and {n}")
     return split(tasks, n, durations or {})[k - 1]
-
-
-def load_durations(cache_dir: Path) -> dict[str, float]:
-    """<cache>/durations.json as orchestrate writes it; {} when missing or damaged (the split
-    then uses estimates, the same on every machine)."""
-    try:
-        data = json.loads((Path(cache_dir) / "durations.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {str(k): float(v) for k, v in data.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}

@@ -19,7 +19,8 @@ from harness.nightly import nights, nightly
 from harness.outdir import locked
 from harness.report import write_report
 from harness.results import load_results
-from harness.shard import load_durations, parse_shard, select_shard
+from harness.orchestrate import load_durations
+from harness.shard import parse_shard, select_shard
 
 PATTERNS = ["x509_name_oneline", "plain_double_free"]
 CHECKERS = ("memcheck", "asan")
