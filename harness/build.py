@@ -21,7 +21,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import BuildError
@@ -197,46 +197,26 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
         from .gobuild import build_go
 
         return build_go(spec, cache_dir)
-    key = spec.key()
+    return in_cache(spec, cache_dir, spec.key(), lambda work, final: _compile_c(spec, cache_dir, work, final))
+
+
+def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
+    """The build cache's one protocol, for every language: reuse cache/builds/KEY when it is
+    there; else `compile_into(work, final)` in a private temporary folder, which returns a
+    failed Build or the build.json record of a good one, and rename the folder into place, so
+    that concurrent builders (pytest-xdist workers) share one result."""
     final = cache_dir / "builds" / key[:2] / key
     done = final / "build.json"
     if done.is_file():
         return _from_cache(spec, final, key)
-
     started = time.monotonic()
     (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", dir=cache_dir / "tmp"))
     try:
-        source_paths = []
-        for name, text in spec.sources:
-            path = work / name
-            path.write_text(text, encoding="utf-8")
-            source_paths.append(path)
-        binary = work / spec.name
-        _version, ssl_cflags, ssl_libs = openssl_flags()
-        pch_dir = precompiled_header(spec, cache_dir) if spec.pch else None
-        # Debug info names the sources by the folder they end up in, not the temporary one.
-        cmd = [shutil.which(spec.cc) or spec.cc, *profile(spec.profile).cflags, *spec.cflags, *ssl_cflags,
-               f"-fdebug-prefix-map={work}={final}",
-               *((f"-I{pch_dir}",) if pch_dir else ()),
-               *(f"-I{inc}" for inc in spec.include_dirs), "-o", str(binary),
-               *(str(p) for p in source_paths), *(str(Path(f).resolve()) for f in spec.files),
-               *ssl_libs, "-lpthread", *spec.ldflags]
-        try:
-            proc = _run(cmd, timeout=COMPILE_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            return Build(spec, "build-failed", None, message=f"compiler timed out after {COMPILE_TIMEOUT} s",
-                         key=key, duration_s=time.monotonic() - started, command=tuple(cmd))
-        message = (proc.stderr + proc.stdout).strip()
-        if proc.returncode != 0 or not binary.is_file():
-            return Build(spec, "build-failed", None, message=message or f"compiler exit {proc.returncode}",
-                         key=key, duration_s=time.monotonic() - started, command=tuple(cmd))
-        (work / "build.json").write_text(json.dumps({
-            "name": spec.name, "profile": spec.profile, "command": cmd, "message": message,
-            "sources": [name for name, _ in spec.sources], "compile_dir": str(work),
-            "files": [str(Path(f).resolve()) for f in spec.files],
-            "duration_s": time.monotonic() - started,
-        }))
+        made = compile_into(work, final)
+        if isinstance(made, Build):  # build-failed: a result, never cached
+            return replace(made, key=key, duration_s=time.monotonic() - started)
+        (work / "build.json").write_text(json.dumps({**made, "duration_s": time.monotonic() - started}))
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(work, final)
@@ -247,6 +227,36 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _compile_c(spec: BuildSpec, cache_dir: Path, work: Path, final: Path) -> Build | dict:
+    source_paths = []
+    for name, text in spec.sources:
+        path = work / name
+        path.write_text(text, encoding="utf-8")
+        source_paths.append(path)
+    binary = work / spec.name
+    _version, ssl_cflags, ssl_libs = openssl_flags()
+    pch_dir = precompiled_header(spec, cache_dir) if spec.pch else None
+    # Debug info names the sources by the folder they end up in, not the temporary one.
+    cmd = [shutil.which(spec.cc) or spec.cc, *profile(spec.profile).cflags, *spec.cflags, *ssl_cflags,
+           f"-fdebug-prefix-map={work}={final}",
+           *((f"-I{pch_dir}",) if pch_dir else ()),
+           *(f"-I{inc}" for inc in spec.include_dirs), "-o", str(binary),
+           *(str(p) for p in source_paths), *(str(Path(f).resolve()) for f in spec.files),
+           *ssl_libs, "-lpthread", *spec.ldflags]
+    try:
+        proc = _run(cmd, timeout=COMPILE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        return Build(spec, "build-failed", None, message=f"compiler timed out after {COMPILE_TIMEOUT} s",
+                     command=tuple(cmd))
+    message = (proc.stderr + proc.stdout).strip()
+    if proc.returncode != 0 or not binary.is_file():
+        return Build(spec, "build-failed", None, message=message or f"compiler exit {proc.returncode}",
+                     command=tuple(cmd))
+    return {"name": spec.name, "profile": spec.profile, "command": cmd, "message": message,
+            "sources": [name for name, _ in spec.sources], "compile_dir": str(work),
+            "files": [str(Path(f).resolve()) for f in spec.files]}
 
 
 def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:

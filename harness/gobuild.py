@@ -26,7 +26,6 @@ import re
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 from .errors import BuildError
@@ -412,76 +411,62 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
 
 def build_go(spec, cache_dir: Path):
     """Build spec (a Go program) or reuse the cached binary of the same key: a build.Build."""
-    from .build import Build, _from_cache
+    from .build import in_cache
 
     cache_dir = Path(cache_dir)
     k = key(spec)
-    final = cache_dir / "builds" / k[:2] / k
-    if (final / "build.json").is_file():
-        return _from_cache(spec, final, k)
-    started = time.monotonic()
-    (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f"{k[:12]}.", dir=cache_dir / "tmp"))
-    try:
-        if spec.sources:
-            package_dir = _catalog_sources(spec, cache_dir, k)
-            go_files = [package_dir / name for name, _ in spec.sources if name.endswith(".go")]
-            targets: list[str] = ["."]
+    return in_cache(spec, cache_dir, k, lambda work, final: _compile_go(spec, cache_dir, k, work))
+
+
+def _compile_go(spec, cache_dir: Path, k: str, work: Path):
+    from .build import Build
+
+    if spec.sources:
+        package_dir = _catalog_sources(spec, cache_dir, k)
+        go_files = [package_dir / name for name, _ in spec.sources if name.endswith(".go")]
+        targets: list[str] = ["."]
+    else:
+        given = [Path(f).resolve() for f in spec.files]
+        if len(given) == 1 and given[0].is_dir():
+            package_dir = given[0]
+            go_files = [p for p in _package_files(package_dir) if p.suffix == ".go"]
+            # A module builds as a package; loose files of a folder without go.mod as files.
+            targets = ["."] if _module_root(package_dir) else [str(p) for p in go_files]
         else:
-            given = [Path(f).resolve() for f in spec.files]
-            if len(given) == 1 and given[0].is_dir():
-                package_dir = given[0]
-                go_files = [p for p in _package_files(package_dir) if p.suffix == ".go"]
-                # A module builds as a package; loose files of a folder without go.mod as files.
-                targets = ["."] if _module_root(package_dir) else [str(p) for p in go_files]
-            else:
-                if any(p.suffix != ".go" for p in given) or len({p.parent for p in given}) != 1:
-                    raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
-                package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
-        binary = work / spec.name
-        env = _go_env(cache_dir, spec.cflags, spec.ldflags)
-        # go-asan: first with the allocation-recording wrappers; should the rewritten calls not
-        # compile (a C.malloc given another integer type), again with only the leak check.
-        mode = MODES[spec.profile]
-        for record in ((True, False) if mode == "asan" else (False,)):
-            cmd = [go_binary() or "go", "build", "-o", str(binary)]
-            build_targets = list(targets)
-            if mode in HELPERS:
-                overlay, helper = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode])
-                cmd += (["-asan"] if mode == "asan" else []) + [f"-overlay={overlay}"]
-                if build_targets != ["."]:
-                    build_targets.append(str(helper))
-            cmd += build_targets
-            try:
-                proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                return Build(spec, "build-failed", None, message=f"go build timed out after {COMPILE_TIMEOUT} s",
-                             key=k, duration_s=time.monotonic() - started, command=tuple(cmd))
-            if proc.returncode == 0 and binary.is_file():
-                break
-        message = (proc.stderr + proc.stdout).strip()
-        if proc.returncode != 0 or not binary.is_file():
-            return Build(spec, "build-failed", None, message=message or f"go build exit {proc.returncode}",
-                         key=k, duration_s=time.monotonic() - started, command=tuple(cmd))
-        shutil.rmtree(work / "overlay", ignore_errors=True)
-        (work / "overlay.json").unlink(missing_ok=True)
-        source_paths = [str(package_dir / name) for name, _ in spec.sources]
-        (work / "build.json").write_text(json.dumps({
-            "name": spec.name, "profile": spec.profile, "language": "go", "command": cmd, "message": message,
-            "sources": [], "source_paths": source_paths, "compile_dir": str(package_dir),
-            "files": [str(p) for p in _user_files(spec)] if spec.files else source_paths,
-            "duration_s": time.monotonic() - started,
-        }))
-        final.parent.mkdir(parents=True, exist_ok=True)
+            if any(p.suffix != ".go" for p in given) or len({p.parent for p in given}) != 1:
+                raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
+            package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
+    binary = work / spec.name
+    env = _go_env(cache_dir, spec.cflags, spec.ldflags)
+    # go-asan: first with the allocation-recording wrappers; should the rewritten calls not
+    # compile (a C.malloc given another integer type), again with only the leak check.
+    mode = MODES[spec.profile]
+    for record in ((True, False) if mode == "asan" else (False,)):
+        cmd = [go_binary() or "go", "build", "-o", str(binary)]
+        build_targets = list(targets)
+        if mode in HELPERS:
+            overlay, helper = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode])
+            cmd += (["-asan"] if mode == "asan" else []) + [f"-overlay={overlay}"]
+            if build_targets != ["."]:
+                build_targets.append(str(helper))
+        cmd += build_targets
         try:
-            os.rename(work, final)
-        except OSError:
-            if not (final / "build.json").is_file():
-                raise
-        return _from_cache(spec, final, k, cached=False, duration=time.monotonic() - started)
-    finally:
-        if work.exists():
-            shutil.rmtree(work, ignore_errors=True)
+            proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return Build(spec, "build-failed", None, message=f"go build timed out after {COMPILE_TIMEOUT} s",
+                         command=tuple(cmd))
+        if proc.returncode == 0 and binary.is_file():
+            break
+    message = (proc.stderr + proc.stdout).strip()
+    if proc.returncode != 0 or not binary.is_file():
+        return Build(spec, "build-failed", None, message=message or f"go build exit {proc.returncode}",
+                     command=tuple(cmd))
+    shutil.rmtree(work / "overlay", ignore_errors=True)
+    (work / "overlay.json").unlink(missing_ok=True)
+    source_paths = [str(package_dir / name) for name, _ in spec.sources]
+    return {"name": spec.name, "profile": spec.profile, "language": "go", "command": cmd, "message": message,
+            "sources": [], "source_paths": source_paths, "compile_dir": str(package_dir),
+            "files": [str(p) for p in _user_files(spec)] if spec.files else source_paths}
 
 
 def _catalog_sources(spec, cache_dir: Path, k: str) -> Path:
