@@ -80,9 +80,14 @@ def default_cache_dir() -> Path:
     return Path(base) / "leakharness"
 
 
-def _run(cmd: list[str], timeout: float = 60) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], timeout: float = 60, env: dict[str, str] | None = None,
+             cwd: str | None = None) -> subprocess.CompletedProcess:
+    """A compiler or a tool's --version: no stdin, output captured, its own session, a timeout."""
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
+                          timeout=timeout, start_new_session=True, env=env, cwd=cwd)
+
+
+_run = run_tool
 
 
 @functools.lru_cache(maxsize=None)

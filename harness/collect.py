@@ -41,6 +41,8 @@ DEADLY = {"SEGV": "SIGSEGV", "BUS": "SIGBUS", "FPE": "SIGFPE", "ILL": "SIGILL", 
 EXTERNAL = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGPIPE}
 # What lh-reaper says when it had to kill what the program left running (supervise.py).
 REAPER_KILLED = "lh-reaper: killed processes the program left running"
+# What lh-reaper says when it cannot exec the command (exit 126 or 127).
+REAPER_CANNOT_RUN = re.compile(r"^lh-reaper: (cannot run .*)$", re.M)
 # What LSan writes when every leak it found was suppressed.
 SUPPRESSIONS_USED = b"Suppressions used:"
 # What ASan prints at exit with atexit=1: proof that the program ended through exit(), so that
@@ -258,6 +260,9 @@ def collect(out_dir: Path, runtime: str, returncode: int | None, timed_out: bool
     if returncode is not None and returncode < 0 and -returncode in EXTERNAL:
         return incomplete(f"killed by {sig} from outside before the checker finished")
     tail = _stderr_tail(stderr)
+    cannot_run = REAPER_CANNOT_RUN.search(tail) if returncode in (126, 127) else None
+    if cannot_run:
+        return incomplete(cannot_run.group(1))
     if REAPER_KILLED in tail:
         return incomplete("the program ended while processes it started were still running; they were killed "
                           "unchecked")

@@ -28,6 +28,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from .build import run_tool as _run
 from .errors import BuildError
 
 COMPILE_TIMEOUT = 300
@@ -265,12 +266,6 @@ _PACKAGE_MAIN = re.compile(r"^package\s+main\b", re.M)
 
 def go_binary() -> str | None:
     return shutil.which("go")
-
-
-def _run(cmd: list[str], env: dict[str, str] | None = None, cwd: str | None = None,
-         timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                          start_new_session=True, env=env, cwd=cwd)
 
 
 @functools.lru_cache(maxsize=None)

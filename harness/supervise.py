@@ -25,7 +25,6 @@ from pathlib import Path
 TERM_GRACE_S = 5.0
 OUTPUT_CAP = 1 << 30  # bytes any one file of a job may grow to
 REAPER_SOURCE = Path(__file__).parent / "data" / "reaper.c"
-REAPER_CANNOT_RUN = "lh-reaper: cannot run "
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Exit:
     timed_out: bool
     duration_s: float
     main_pid: int | None  # the command's own pid (the checker names its logs by it)
-    start_error: str = ""  # the command could not be started at all
+    start_error: str = ""  # the command could not be started at all (lh-reaper's own failure is in stderr)
 
 
 # Process groups of the jobs under way, so that an interrupted leakharness can end them all.
@@ -148,12 +147,4 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, st
         except (OSError, ValueError):
             main_pid = None
         Path(pid_file).unlink(missing_ok=True)
-        if proc.returncode in (126, 127):
-            try:
-                tail = stderr.read_bytes()[-4096:].decode("utf-8", "replace")
-            except OSError:
-                tail = ""
-            for line in tail.splitlines():
-                if line.startswith(REAPER_CANNOT_RUN):
-                    start_error = line[len("lh-reaper: "):]
     return Exit(proc.returncode, timed_out, duration, main_pid, start_error)
