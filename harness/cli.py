@@ -368,7 +368,7 @@ def cmd_run(args) -> int:
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    out = session._out("reports/latest")
+    out = session.out_dir("reports/latest")
     _print_run_summary(results, out)
     if session.html_path:
         print(f"report: {session.html_path}")
@@ -465,7 +465,7 @@ def cmd_check(args) -> int:
             print(f"  {job.status}: {job.message}")
         for g in group_findings(errors)[:20]:
             print(f"  [{g.root.tool}] {g.headline()}")
-    out = session._out("reports/check")
+    out = session.out_dir("reports/check")
     print(f"results in {out / 'results.json'}")
     if session.html_path:
         print(f"report: {session.html_path}")

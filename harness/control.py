@@ -87,6 +87,7 @@ class Session:
         self.fixtures = _absolute(fixtures, self.cwd)
         self.suppression_files = tuple(_absolute(p, self.cwd) for p in suppressions)
         self._suppressions: list | None = None
+        self.html_path: Path | None = None  # the report the last run rendered (html=True)
 
     # --- set-up checks ---------------------------------------------------------------------
 
@@ -115,7 +116,8 @@ class Session:
             self._suppressions = loaded
         return self._suppressions
 
-    def _out(self, default: str) -> Path:
+    def out_dir(self, default: str) -> Path:
+        """The results folder: --out, else the command's default, both from the user's folder."""
         return self.out or _absolute(default, self.cwd)
 
     # --- the catalog ------------------------------------------------------------------------
@@ -145,7 +147,7 @@ class Session:
                 raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
         # A shard fits only the patterns it runs: every shard fitting all of them would repeat the work.
         chosen = {t.pattern for t in tasks}
-        return self._run(tasks, self._out(default_out), html,
+        return self._run(tasks, self.out_dir(default_out), html,
                          growth=self._catalog_growth([p for p in patterns if p.id in chosen], growth))
 
     def _run(self, tasks: list[Task], out: Path, html: bool, growth=None) -> Results:
@@ -178,8 +180,6 @@ class Session:
         return lambda out, cache, suppressions: catalog_growth(
             patterns, out, cache, checker, counts, self.cc, self.timeout, self.cwd, self.fresh, suppressions,
             self.jobs or os.cpu_count() or 1)
-
-    html_path: Path | None = None
 
     def _render_html(self, results_dir: Path) -> Path:
         from .report import write_report
@@ -217,7 +217,7 @@ class Session:
             step = lambda out, cache, suppressions: [program_growth(  # noqa: E731
                 program, template, out, cache, checker, counts, self.timeout or DEFAULT_TIMEOUT, self.cwd,
                 self.fresh, suppressions, self.jobs or os.cpu_count() or 1)]
-        return self._run(tasks, self._out(default_out), html, growth=step)
+        return self._run(tasks, self.out_dir(default_out), html, growth=step)
 
     # --- reports, baselines, the cache ------------------------------------------------------
 
