@@ -7,11 +7,11 @@ Run from the repository root:  .venv/bin/python bench/residue_bench.py   (or `ma
    `harness.control.catalog_spec(pattern, variant, "memcheck")` through `harness.build.build`)
    into a private cache (bench/.work/residue_bench/cache; Go patterns are left out: a Go program
    ends with a raw exit_group, so the interposer cannot see it finish), and the interposer
-   (`harness.residue.interposer`) into the same cache (its compile time is printed).
+   (`harness.checkers.residue.interposer`) into the same cache (its compile time is printed).
 2. Probes each binary once, plain: a program that does not end by itself within the timeout
    (a use-after-free that hangs) is left out of the timing, and listed.
 3. Times ROUNDS rounds; in each, every binary runs plain (the baseline) and then under the
-   interposer, the same command with the environment the checker adds (`harness.residue.
+   interposer, the same command with the environment the checker adds (`harness.checkers.residue.
    environment`: LD_PRELOAD, LH_RESIDUE_SECRETS, LH_RESIDUE_LOG, LD_BIND_NOW=1).  Canaries: the
    pattern's own (`secrets` in its pattern.toml) or a 32-byte dummy: the cost of a free does not
    depend on whether the canary is there.  stdin /dev/null, stdout and stderr to /dev/null, in
@@ -105,11 +105,13 @@ def main(argv=None) -> int:
         print("residue_bench: gcc not found", file=sys.stderr)
         return 2
 
-    from harness import residue
+    from harness import secrets as secret_mod
     from harness.build import build
     from harness.catalog import VARIANTS, load_catalog
-    from harness.control import catalog_spec
-    from harness.run import child_environment
+    from harness.checkers import residue
+    from harness.checkers.base import child_environment
+    from harness.parsers import residue as residue_parser
+    from harness.tasks import catalog_spec
 
     WORK.mkdir(parents=True, exist_ok=True)
     cache = WORK / "cache"
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
             # interposer can never say it finished (residue leaves such runs incomplete).
             not_c.append(pattern.id)
             continue
-        declared = residue.pattern_secrets(pattern.directory)
+        declared = secret_mod.pattern_secrets(pattern.directory)
         for variant in VARIANTS:
             b = build(catalog_spec(pattern, variant, "memcheck"), cache)
             if b.status != "ok":
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
     base_env.pop("LD_BIND_NOW", None)
 
     def residue_env(secrets, mode: str) -> dict:
-        env = residue.environment(so, residue.secret_hex(secrets), logs, base_env)
+        env = residue.environment(so, secret_mod.secret_hex(secrets), logs, base_env)
         if mode != "own":
             env["LH_RESIDUE_ALLOC_STACKS"] = mode
         return env
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
 
     def check_logs(name: str, declared: bool, plain_rc) -> list:
         """The interposer's logs of one run: whole when the program ended normally."""
-        parsed = [residue.parse_residue_log(p) for p in residue.log_files(logs)]
+        parsed = [residue_parser.parse_residue_log(p) for p in residue.log_files(logs)]
         ended_normally = plain_rc is not None and plain_rc >= 0
         if ended_normally and (not parsed or not all(p.complete for p in parsed)):
             why = parsed[0].reason if parsed else "no log"

@@ -105,7 +105,7 @@ def baseline_jobs(cache: str, out: str):
     """(task, argv, env) of every catalog job, as leakharness would run it."""
     from harness.build import build
     from harness.catalog import load_catalog
-    from harness.control import catalog_tasks
+    from harness.tasks import catalog_tasks
     from harness.run import Job, command_for
 
     tasks = catalog_tasks(load_catalog())

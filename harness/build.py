@@ -1,9 +1,11 @@
-"""Compile C sources for each checker profile, through a content-addressed cache.
+"""Compile C sources for a checker's build profile, through a content-addressed cache.
 
-(Go programs, BuildSpec.language == "go", are built by gobuild.py through the same cache.)
+(Go programs, BuildSpec.language == "go", are built by gobuild.py through the same cache; the
+checker decides which, build.py knows nothing of Go.)
 
 The cache key is a hash of everything that can change the binary: the sources and the
-headers beside them, the profile's flags, the compiler's identity and version, and the
+headers beside them, the profile's flags (not the checker's name: checkers whose builds have
+the same flags, memcheck, helgrind and residue at -g -O0, share one binary), the compiler's identity and version, and the
 OpenSSL version.  A build happens in a private temporary folder and is renamed into place,
 so several processes (pytest-xdist workers) can build at once: one wins, the others reuse
 its result.  A compile error is a result ("build-failed" with the compiler's message), not
@@ -27,49 +29,6 @@ from pathlib import Path
 from .errors import BuildError
 
 COMPILE_TIMEOUT = 300
-
-
-@dataclass(frozen=True)
-class Profile:
-    name: str
-    cflags: tuple[str, ...]
-    runtime: str  # the checker that runs the binary: "memcheck", "asan", "ubsan", "tsan"
-
-
-PROFILES: dict[str, Profile] = {
-    "memcheck": Profile("memcheck", ("-g", "-O0"), "memcheck"),
-    "memcheck-O2": Profile("memcheck-O2", ("-g", "-O2"), "memcheck"),
-    "asan": Profile("asan", ("-g", "-O0", "-fsanitize=address", "-fno-omit-frame-pointer"), "asan"),
-    "asan-O2": Profile("asan-O2", ("-g", "-O2", "-fsanitize=address", "-fno-omit-frame-pointer"), "asan"),
-    # Plain, run natively under the residue interposer (harness/residue.py, data/residue.c).
-    "residue": Profile("residue", ("-g", "-O0"), "residue"),
-    "ubsan": Profile("ubsan", ("-g", "-O0", "-fsanitize=undefined", "-fno-omit-frame-pointer"), "ubsan"),
-    "tsan": Profile("tsan", ("-g", "-O1", "-fsanitize=thread"), "tsan"),
-    # clang only; blind to whatever the uninstrumented libcrypto writes (every byte OpenSSL hands
-    # back looks uninitialised), so meant for code that does not link OpenSSL, not the catalog.
-    # -O2 with the checks gcc and glibc build into a program, run natively with no tool (native.py
-    # reads what they print as they abort): fortified libc calls (__memcpy_chk ...), the stack
-    # protector, glibc's malloc checks.  -U first: some distributions' gcc predefine another level.
-    "hardened": Profile("hardened", ("-g", "-O2", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=2",
-                                     "-fstack-protector-strong"), "hardened"),
-    # valgrind --tool=helgrind (lock order, races) on the same build as memcheck's.
-    "helgrind": Profile("helgrind", ("-g", "-O0"), "helgrind"),
-    "msan": Profile("msan", ("-g", "-O0", "-fsanitize=memory", "-fsanitize-memory-track-origins",
-                             "-fno-omit-frame-pointer"), "msan"),
-    # Go programs only (gobuild.py): `go build -asan` with the exit-time leak check added, and
-    # the plain build run with GODEBUG=cgocheck=2.
-    "go-asan": Profile("go-asan", (), "go-asan"),
-    "cgocheck": Profile("cgocheck", (), "cgocheck"),
-}
-# Checkers only one compiler can build.
-PROFILE_COMPILER = {"msan": "clang"}
-
-
-def profile(name: str) -> Profile:
-    try:
-        return PROFILES[name]
-    except KeyError:
-        raise BuildError(f"unknown checker {name!r} (one of {', '.join(PROFILES)})") from None
 
 
 def default_cache_dir() -> Path:
@@ -124,7 +83,8 @@ class BuildSpec:
 
     name: str  # a file-name-safe label, e.g. "ssl_error_path-leaky"
     sources: tuple[tuple[str, str], ...]  # (file name, C text)
-    profile: str
+    profile: str  # the checker it is built for (a label: the flags below are what count)
+    profile_flags: tuple[str, ...] = ()  # the checker's C flags (Checker.cflags)
     include_dirs: tuple[Path, ...] = ()
     cflags: tuple[str, ...] = ()
     ldflags: tuple[str, ...] = ()
@@ -132,12 +92,9 @@ class BuildSpec:
     files: tuple[Path, ...] = ()  # a user's own sources, compiled where they are
     pch: Path | None = None  # a header every source includes first: precompiled once per profile
     language: str = "c"  # "go": a Go program (cgo), built by gobuild.py
+    go_mode: str | None = None  # for Go: how gobuild builds it for the checker (Checker.go_mode)
 
     def key(self) -> str:
-        if self.language == "go":
-            from .gobuild import key as go_key
-
-            return go_key(self)
         h = hashlib.sha256()
 
         def add(*parts: str) -> None:
@@ -147,7 +104,7 @@ class BuildSpec:
 
         version, ssl_cflags, ssl_libs = openssl_flags()
         add("leakharness-build-1", compiler_identity(self.cc), "openssl", version, *ssl_cflags, *ssl_libs)
-        add("profile", self.profile, *profile(self.profile).cflags, "cflags", *self.cflags,
+        add("profile", *self.profile_flags, "cflags", *self.cflags,
             "ldflags", *self.ldflags)
         for name, text in self.sources:
             add("source", name, text)
@@ -198,10 +155,8 @@ class Build:
 def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
     """Compile spec, or reuse the cached binary of the same key."""
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
-    if spec.language == "go":
-        from .gobuild import build_go
-
-        return build_go(spec, cache_dir)
+    if spec.language != "c":
+        raise BuildError(f"{spec.name}: build.build compiles C; a {spec.language} program is its checker's to build")
     return in_cache(spec, cache_dir, spec.key(), lambda work, final: _compile_c(spec, cache_dir, work, final))
 
 
@@ -244,7 +199,7 @@ def _compile_c(spec: BuildSpec, cache_dir: Path, work: Path, final: Path) -> Bui
     _version, ssl_cflags, ssl_libs = openssl_flags()
     pch_dir = precompiled_header(spec, cache_dir) if spec.pch else None
     # Debug info names the sources by the folder they end up in, not the temporary one.
-    cmd = [shutil.which(spec.cc) or spec.cc, *profile(spec.profile).cflags, *spec.cflags, *ssl_cflags,
+    cmd = [shutil.which(spec.cc) or spec.cc, *spec.profile_flags, *spec.cflags, *ssl_cflags,
            f"-fdebug-prefix-map={work}={final}",
            *((f"-I{pch_dir}",) if pch_dir else ()),
            *(f"-I{inc}" for inc in spec.include_dirs), "-o", str(binary),
@@ -274,7 +229,7 @@ def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:
     if spec.cc.endswith("clang") or not header.is_file():
         return None  # clang's PCH works differently (-include-pch); not worth a second path
     version, ssl_cflags, _ = openssl_flags()
-    flags = (*profile(spec.profile).cflags, *spec.cflags, *ssl_cflags)
+    flags = (*spec.profile_flags, *spec.cflags, *ssl_cflags)
     h = hashlib.sha256("\0".join(("leakharness-pch-1", compiler_identity(spec.cc), version, *flags,
                                    header.read_text(encoding="utf-8", errors="replace"))).encode())
     key = h.hexdigest()

@@ -15,34 +15,38 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from . import checkers
 from .errors import CatalogError
 from .findings import CATEGORIES, LEAK_KINDS
 
 VARIANTS = ("leaky", "fixed")
 LANGUAGES = ("c", "go")
-# Every checker leakharness can run.  The -O2 ones inherit their base checker's expectations.
-# go-asan (`go build -asan` plus an exit-time leak check) and cgocheck (GODEBUG=cgocheck=2)
-# check Go programs; memcheck checks both languages.
-CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "tsan", "msan", "go-asan", "cgocheck", "helgrind",
-            "hardened", "residue")
-GO_CHECKERS = ("memcheck", "go-asan", "cgocheck")
-# What runs when a pattern says nothing else; tsan runs where a pattern expects something of it.
-DEFAULT_CHECKERS = ("memcheck", "memcheck-O2", "asan", "asan-O2", "ubsan", "hardened")
-# The checkers a leaky variant must state expectations for, by language.
-REQUIRED_CHECKERS = ("memcheck", "asan")
-REQUIRED_GO_CHECKERS = ("memcheck", "go-asan")
+# Which checkers exist, which run on every pattern of a language, which a leaky variant must
+# state an expectation for, and whose expectations a checker inherits (memcheck-O2 memcheck's):
+# the registry's (harness/checkers).  A checker that is not a default runs where a pattern
+# states an expectation for it.
 TEMPLATE_NAME = "pattern.c.j2"
 TEMPLATE_NAMES = {"c": "pattern.c.j2", "go": "pattern.go.j2"}
 METADATA_NAME = "pattern.toml"
 DEFAULT_TIMEOUT = 120.0
+# A job's time limit may not exceed a day: a hang must end, and a number like 1e300 would not.
+MAX_TIMEOUT = 86400.0
 
 _ID = re.compile(r"^[a-z0-9_]+$")
 _SECRET = re.compile(r"^(?:[0-9a-fA-F]{2}){8,1024}$")
 
 
 def base_checker(checker: str) -> str:
-    """memcheck-O2 -> memcheck, asan-O2 -> asan; go-asan is a checker of its own."""
-    return checker if checker == "go-asan" else checker.split("-", 1)[0]
+    """The checker whose expectations this one inherits (memcheck-O2: memcheck), or itself."""
+    return checkers.get(checker).expectation_base if checkers.known(checker) else checker
+
+
+def seconds(value: Any, where: str) -> float:
+    """A time limit from pattern.toml: a number of seconds above 0, at most MAX_TIMEOUT."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= MAX_TIMEOUT:
+        raise CatalogError(f"{where} must be a number of seconds above 0 and at most {MAX_TIMEOUT:g}, "
+                           f"not {value!r}")
+    return float(value)
 
 
 def default_fixtures_dir() -> Path:
@@ -62,14 +66,16 @@ def default_fixtures_dir() -> Path:
 class Expectation:
     """What one checker must report for one variant."""
 
-    outcome: str  # "find", "clean" or "blind"
+    # "find", "clean", "blind" (the checker cannot see the bug: a whole run that misses it), or
+    # "incomplete" (the run hangs or crashes by design, so it can never be whole: known incomplete)
+    outcome: str
     category: str | None = None
     leak_kind: str | None = None
     function: str | None = None
     min_bytes: int | None = None
-    reason: str | None = None  # for "blind": why the checker cannot see the bug
-    # For a blind spot that hangs: give up after this many seconds instead of the pattern's
-    # timeout.  A hang is never cached (it is an incomplete run), so it costs this on every run.
+    reason: str | None = None  # for "blind" and "incomplete": why
+    # For a run that hangs by design: give up after this many seconds instead of the pattern's
+    # timeout.
     timeout: float | None = None
 
     def describe(self) -> str:
@@ -77,6 +83,8 @@ class Expectation:
             return "clean"
         if self.outcome == "blind":
             return f"blind: {self.reason}"
+        if self.outcome == "incomplete":
+            return f"known incomplete: {self.reason}"
         text = self.category or "any error"
         if self.leak_kind:
             text += f" ({self.leak_kind})"
@@ -115,11 +123,10 @@ class Pattern:
         return ".go" if self.language == "go" else ".c"
 
     def checkers(self) -> tuple[str, ...]:
-        # A Go program runs under memcheck, go-asan and cgocheck only: the C checkers' builds
-        # (gcc -fsanitize=...) do not apply to it, nor go-asan to a C program.
-        if self.language == "go":
-            return GO_CHECKERS
-        return DEFAULT_CHECKERS + tuple(c for c in self.extra_checkers if c not in DEFAULT_CHECKERS)
+        """The checkers it runs under: its language's defaults, then those it states expectations
+        for (a Go program never runs under a C checker's build, nor a C one under go-asan)."""
+        defaults = checkers.defaults(self.language)
+        return defaults + tuple(c for c in self.extra_checkers if c not in defaults)
 
     def expectation(self, variant: str, checker: str) -> Expectation:
         exact = self.expectations.get((variant, checker))
@@ -136,18 +143,28 @@ class Pattern:
 def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: must be a table")
-    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "clean", "timeout"}
+    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "incomplete", "clean", "timeout"}
     if unknown:
         raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
-    if "timeout" in raw and "blind" not in raw:
-        raise CatalogError(f"{where}: timeout is for a blind spot that hangs (give the pattern's timeout instead)")
-    if "blind" in raw:
-        if not isinstance(raw["blind"], str) or not raw["blind"].strip():
-            raise CatalogError(f"{where}: blind must say why, as a string")
+    said = [k for k in ("blind", "incomplete", "clean") if k in raw] or ["category"] * ("category" in raw)
+    if len(said) > 1 or (raw.get("clean") and "category" in raw):
+        raise CatalogError(f"{where}: say one of blind, incomplete, clean or what to find, not "
+                           f"{' and '.join(k for k in ('blind', 'incomplete', 'clean', 'category') if k in raw)}")
+    if "timeout" in raw and "incomplete" not in raw:
+        raise CatalogError(f"{where}: timeout is for a run that hangs by design, with incomplete = \"why\" "
+                           f"(give the pattern's timeout instead)")
+    for outcome in ("blind", "incomplete"):
+        if outcome not in raw:
+            continue
+        if not isinstance(raw[outcome], str) or not raw[outcome].strip():
+            raise CatalogError(f"{where}: {outcome} must say why, as a string")
         hang = raw.get("timeout")
-        if hang is not None and (isinstance(hang, bool) or not isinstance(hang, (int, float)) or not hang > 0):
-            raise CatalogError(f"{where}: timeout must be a number of seconds above 0, not {hang!r}")
-        return Expectation("blind", reason=raw["blind"], timeout=float(hang) if hang is not None else None)
+        if hang is not None:
+            hang = seconds(hang, f"{where}: timeout")
+        category = raw.get("category")  # the bug's category: what a report of it would be
+        if category is not None and category not in CATEGORIES:
+            raise CatalogError(f"{where}: category must be one of {', '.join(CATEGORIES)}, not {category!r}")
+        return Expectation(outcome, category=category, reason=raw[outcome], timeout=hang)
     if raw.get("clean"):
         return Expectation("clean")
     category = raw.get("category")
@@ -202,21 +219,19 @@ def load_pattern(directory: Path) -> Pattern:
         if not isinstance(per_checker, Mapping):
             raise CatalogError(f"{meta_path}: expect.{variant} must be a table of checkers "
                                f"([expect.{variant}.memcheck] ...), not {per_checker!r}")
+        allowed = checkers.for_language(language)
         for checker, raw in per_checker.items():
-            allowed = GO_CHECKERS if language == "go" else tuple(c for c in CHECKERS if c not in ("go-asan", "cgocheck"))
             if checker not in allowed:
                 raise CatalogError(f"{meta_path}: [expect.{variant}.{checker}]: unknown checker for a "
                                    f"{language.upper() if language == 'c' else 'Go'} pattern (one of {', '.join(allowed)})")
             expectations[(variant, checker)] = _expectation(raw, f"{meta_path}: [expect.{variant}.{checker}]")
-            if checker not in DEFAULT_CHECKERS and checker not in extra:
+            if checker not in checkers.defaults(language) and checker not in extra:
                 extra.append(checker)
-    for checker in (REQUIRED_GO_CHECKERS if language == "go" else REQUIRED_CHECKERS):
+    for checker in checkers.required(language):
         if ("leaky", checker) not in expectations:
             raise CatalogError(f"{meta_path}: [expect.leaky.{checker}] is missing: say what it must find, "
                                f"or blind = \"why\"")
-    timeout = meta.get("timeout", DEFAULT_TIMEOUT)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise CatalogError(f"{meta_path}: timeout must be a number of seconds above 0, not {timeout!r}")
+    timeout = seconds(meta.get("timeout", DEFAULT_TIMEOUT), f"{meta_path}: timeout")
     for key in ("apis", "references"):
         value = meta.get(key, [])
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
@@ -229,8 +244,9 @@ def load_pattern(directory: Path) -> Pattern:
     if not isinstance(secrets, list) or not all(isinstance(s, str) and _SECRET.match(s) for s in secrets):
         raise CatalogError(f"{meta_path}: secrets must be a list of hex strings of 8 to 1024 bytes "
                            f"(the canaries the template plants), not {secrets!r}")
-    if any(checker == "residue" for _variant, checker in expectations) and not secrets:
-        raise CatalogError(f"{meta_path}: [expect.*.residue] needs secrets = [\"HEX\", ...]: "
+    wanting = [c for _variant, c in expectations if checkers.get(c).wants_secrets]
+    if wanting and not secrets:
+        raise CatalogError(f"{meta_path}: [expect.*.{wanting[0]}] needs secrets = [\"HEX\", ...]: "
                            f"the bytes the template plants in its keys")
     return Pattern(
         id=pid,
@@ -243,7 +259,7 @@ def load_pattern(directory: Path) -> Pattern:
         timeout=float(timeout),
         params=dict(meta.get("params", {})),
         expectations=expectations,
-        extra_checkers=tuple(extra) if language == "c" else (),
+        extra_checkers=tuple(extra),
         language=language,
         secrets=tuple(s.lower() for s in secrets),
     )

@@ -51,33 +51,8 @@ def _write_findings_json(logs, out) -> None:
     out.write("\n]\n" if not first else "]\n")
 
 
-def _write_findings_text(logs, out) -> None:
-    """One row per bug, root cause first: a definite leak with the indirect leaks it owns
-    ("72 B + 933 B indirect"), memory errors before leaks, as `check` and the report show them."""
-    from .heuristics import group_findings
-
-    rows = []
-    for log in logs:
-        for g in group_findings(log.findings):
-            f = g.root
-            what = f.category + (f" ({f.leak_kind})" if f.leak_kind else "")
-            size = "" if f.bytes is None else (f"{g.bytes} + {g.indirect_bytes} indirect" if g.indirect_bytes
-                                               else str(g.bytes))
-            rows.append((what, size, g.where(), os.path.basename(f.source or "")))
-    if not rows:
-        out.write("no findings\n")
-        return
-    header = ("category", "bytes", "where (top frames, allocators left out)", "log")
-    widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
-    fmt = f"{{:<{widths[0]}}}  {{:>{widths[1]}}}  {{:<{widths[2]}}}  {{}}\n"
-    out.write(fmt.format(*header))
-    for r in rows:
-        out.write(fmt.format(*r))
-    out.write(f"{len(rows)} bug(s)\n")
-
-
 def cmd_parse(args) -> int:
-    from .parse import parse_files
+    from .parsers import parse_files
 
     logs, errors = parse_files(args.files)
     for err in errors:  # first, and alone when nothing parsed: never an empty list before an error
@@ -87,7 +62,9 @@ def cmd_parse(args) -> int:
     if args.format == "json":
         _write_findings_json(logs, sys.stdout)
     else:
-        _write_findings_text(logs, sys.stdout)
+        from .report.text import findings_table
+
+        findings_table(logs, sys.stdout)
     sys.stdout.flush()
     for log in logs:
         if log.partial or log.problems:
@@ -229,7 +206,8 @@ def _add_ci_options(p) -> None:
 
 
 def _write_ci_outputs(args, session, results, title: str) -> None:
-    from .cioutput import write_junit, write_summary_md
+    from .report.junit import write_junit
+    from .report.markdown import write_summary_md
 
     if args.junit:
         print(f"junit: {write_junit(results, _user_path(session, args.junit))}")
@@ -293,11 +271,11 @@ def cmd_cache(args) -> int:
 
 
 def _check_checkers(names: list[str]) -> tuple[str, ...]:
-    from .catalog import CHECKERS
+    from . import checkers
 
     for name in names:
-        if name not in CHECKERS:
-            raise LeakHarnessError(f"--tool {name}: unknown checker (one of {', '.join(CHECKERS)})")
+        if not checkers.known(name):
+            raise LeakHarnessError(f"--tool {name}: unknown checker (one of {', '.join(checkers.names())})")
     return tuple(names)
 
 
@@ -310,40 +288,6 @@ def _install_sigterm() -> None:
 
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGHUP, handler)
-
-
-def _print_run_summary(results, out_dir: Path) -> None:
-    from .catalog import CHECKERS
-
-    jobs = results.jobs
-    checkers = [c for c in CHECKERS if any(j.tool == c for j in jobs)]
-    rows: dict[tuple[str, str], dict[str, str]] = {}
-    for j in jobs:
-        cell = j.verdict or j.status
-        if j.verdict == "fail":
-            cell = "FAIL"
-        if j.status != "ok" and j.verdict != "blind":
-            cell += f" ({'crashed' if j.status == 'crashed' else j.status})"
-        rows.setdefault((j.pattern, j.variant or "-"), {})[j.tool] = cell
-    width = max([len(f"{p} {v}") for p, v in rows] + [7])
-    # Each column as wide as its widest cell ("pass (crashed)"), so the matrix stays in line.
-    cols = [max([len(c), 6] + [len(cells.get(c, "")) for cells in rows.values()]) for c in checkers]
-    print(f"{'pattern variant':<{width}}  " + "  ".join(f"{c:<{w}}" for c, w in zip(checkers, cols)))
-    for (pattern, variant), cells in sorted(rows.items()):
-        print(f"{pattern + ' ' + variant:<{width}}  " +
-              "  ".join(f"{cells.get(c, '-'):<{w}}" for c, w in zip(checkers, cols)))
-    failed = [j for j in jobs if j.verdict == "fail"]
-    for j in failed:
-        print(f"FAIL {j.name}: {j.reason}")
-    for j in jobs:
-        if j.status == "incomplete" and j.verdict == "blind":
-            print(f"incomplete {j.name}: {j.message} (a known blind spot of {j.tool})")
-    counts = {v: sum(1 for j in jobs if j.verdict == v) for v in ("pass", "fail", "blind")}
-    cached = sum(1 for j in jobs if j.cached)
-    suppressed = sum(1 for j in jobs for f in j.findings if f.suppressed)
-    note = f", {suppressed} finding(s) suppressed" if suppressed else ""
-    print(f"{len(jobs)} job(s): {counts['pass']} passed, {counts['fail']} failed, {counts['blind']} blind"
-          f" ({cached} from cache{note}); results in {out_dir / 'results.json'}")
 
 
 def cmd_run(args) -> int:
@@ -368,12 +312,15 @@ def cmd_run(args) -> int:
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
+    from .judge import exit_code
+    from .report.text import run_summary
+
     out = session.out_dir("reports/latest")
-    _print_run_summary(results, out)
+    run_summary(results, out / "results.json", sys.stdout)
     if session.html_path:
         print(f"report: {session.html_path}")
     _write_ci_outputs(args, session, results, "leakharness run")
-    return 1 if any(j.verdict == "fail" for j in results.jobs) else 0
+    return exit_code(results.jobs)
 
 
 def cmd_nightly(args) -> int:
@@ -389,10 +336,11 @@ def cmd_nightly(args) -> int:
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
+    from .report.text import run_summary
     from .results import load_results
 
     results = load_results(outcome.night_dir)
-    _print_run_summary(results, outcome.night_dir)
+    run_summary(results, outcome.night_dir / "results.json", sys.stdout)
     for line in outcome.comparison.reasons:
         print(f"REGRESSED {line}")
     print(f"night: {outcome.night_dir}\nhistory: {outcome.index_path}")
@@ -400,23 +348,13 @@ def cmd_nightly(args) -> int:
     return 1 if outcome.regressed else 0
 
 
-def check_exit_code(jobs) -> int:
-    """2 a set-up problem, 1 memory errors or leaks found, 3 not fully checked, 0 clean."""
-    if any(j.status in ("build-failed", "tool-missing") for j in jobs):
-        return 2
-    if any(f.is_error and not f.suppressed for j in jobs for f in j.findings):
-        return 1
-    if any(j.status != "ok" for j in jobs):
-        return 3
-    return 0
-
-
 def cmd_check(args) -> int:
     import shlex
 
-    from .control import default_check_checkers
-    from .heuristics import group_findings
+    from .judge import check_exit_code
     from .orchestrate import Interrupted
+    from .report.text import check_summary
+    from .tasks import default_check_checkers
 
     program = list(args.program)
     if program and program[0] == "--":
@@ -429,17 +367,20 @@ def cmd_check(args) -> int:
                                     ldflags=shlex.split(args.ldflags), args=program)
     else:
         tasks = session.check_tasks(program=program, checkers=checkers)
-    if "residue" in checkers:  # the canaries the interposer looks for
+    from . import checkers as registry
+
+    wanting = [c for c in checkers if registry.get(c).wants_secrets]
+    if wanting:  # the canaries the residue interposer looks for
         import dataclasses
 
-        from .residue import read_secrets_file, secret_hex
+        from .secrets import read_secrets_file, secret_hex
 
         listed = read_secrets_file(session.cwd / args.secrets_file) if args.secrets_file else []
         hexes = secret_hex([*args.secret, *listed], where="--secret")
-        tasks = [dataclasses.replace(t, env=(("LH_RESIDUE_SECRETS", hexes),)) if t.checker == "residue" else t
-                 for t in tasks]
+        tasks = [dataclasses.replace(t, env=registry.get(t.checker).task_env(hexes.split(",")))
+                 if t.checker in wanting else t for t in tasks]
     elif args.secret or args.secrets_file:
-        raise LeakHarnessError("--secret/--secrets-file are for --tool residue")
+        raise LeakHarnessError("--secret/--secrets-file are for a checker that looks for secrets (--tool residue)")
     _install_sigterm()
     try:
         growth = None
@@ -453,20 +394,8 @@ def cmd_check(args) -> int:
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    for job in results.jobs:
-        errors = [f for f in job.findings if f.is_error and not f.suppressed]
-        suppressed = sum(1 for f in job.findings if f.is_error and f.suppressed)
-        state = job.status if job.status != "crashed" else f"crashed ({job.signal})"
-        note = f", {suppressed} suppressed" if suppressed else ""
-        print(f"{job.name}: {state}, {len(errors)} error(s){note}")
-        if job.status == "build-failed":
-            print("  " + "\n  ".join(job.message.splitlines()[:20]))
-        if job.status in ("tool-missing", "incomplete"):
-            print(f"  {job.status}: {job.message}")
-        for g in group_findings(errors)[:20]:
-            print(f"  [{g.root.tool}] {g.headline()}")
     out = session.out_dir("reports/check")
-    print(f"results in {out / 'results.json'}")
+    check_summary(results, out / "results.json", sys.stdout)
     if session.html_path:
         print(f"report: {session.html_path}")
     _write_ci_outputs(args, session, results, "leakharness check")

@@ -13,24 +13,16 @@ from __future__ import annotations
 import functools
 import math
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from . import build as build_mod
-from .catalog import VARIANTS, Pattern, common_dir, load_catalog
+from .catalog import MAX_TIMEOUT, Pattern, load_catalog
 from .errors import LeakHarnessError
-from .generate import render
-from .orchestrate import Done, Progress, Task, perform, result_cache, run_tasks
+from .orchestrate import Done, Progress, perform, result_cache, run_tasks
 from .results import Results
-
-DEFAULT_TIMEOUT = 120.0
-
-
-def _absolute(path: str | os.PathLike | None, cwd: Path) -> Path | None:
-    if path is None:
-        return None
-    return Path(os.path.normpath(cwd / Path(path).expanduser()))
+from .tasks import DEFAULT_TIMEOUT, Task, catalog_task, catalog_tasks, check_tasks
+from .tasks import absolute as _absolute
 
 
 def _one_line_errors(method: Callable) -> Callable:
@@ -65,6 +57,8 @@ def positive_timeout(value: Any) -> float | None:
         raise LeakHarnessError(f"--timeout {value}: not a number of seconds") from None
     if not math.isfinite(seconds) or seconds <= 0:
         raise LeakHarnessError(f"--timeout {value}: must be more than 0 seconds (every job needs a time limit)")
+    if seconds > MAX_TIMEOUT:
+        raise LeakHarnessError(f"--timeout {value}: at most {MAX_TIMEOUT:g} seconds (a day): a hung job must end")
     return seconds
 
 
@@ -199,8 +193,9 @@ class Session:
     # --- the user's own programs ------------------------------------------------------------
 
     def check_tasks(self, program: Sequence[str] = (), sources: Sequence[str | os.PathLike] = (),
-                    checkers: Sequence[str] = ("memcheck",), cflags: Sequence[str] = (),
+                    checkers: Sequence[str] = (), cflags: Sequence[str] = (),
                     ldflags: Sequence[str] = (), args: Sequence[str] = ()) -> list[Task]:
+        """Tasks for a user's program or sources; no checkers: what `check` runs for the language."""
         return check_tasks(tuple(program), tuple(_absolute(s, self.cwd) for s in sources), tuple(checkers),
                            tuple(cflags), tuple(ldflags), tuple(args), self.cc, self.timeout or DEFAULT_TIMEOUT,
                            cwd=self.cwd)
@@ -267,127 +262,6 @@ class Session:
         from .resultcache import clear
 
         return clear(self.cache) if self.cache.is_dir() else 0
-
-
-# --- tasks: what to build and run ------------------------------------------------------------
-
-def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
-                 overrides: Mapping[str, Any] | None = None) -> build_mod.BuildSpec:
-    name = f"{pattern.id}-{variant}"
-    source = render(pattern, variant, overrides)
-    if pattern.language == "go":  # a Go program calling C: gobuild.py, its own compiler and flags
-        return build_mod.BuildSpec(name=name, sources=((f"{name}.go", source),), profile=checker, language="go")
-    cc = build_mod.PROFILE_COMPILER.get(checker, cc)
-    return build_mod.BuildSpec(
-        name=name,
-        sources=((f"{name}.c", source),),
-        profile=checker,
-        include_dirs=(common_dir(pattern.directory.parent),),
-        pch=common_dir(pattern.directory.parent) / "lh_common.h",
-        cflags=("-Wall",),
-        cc=cc,
-    )
-
-
-def catalog_task(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
-                 overrides: Mapping[str, Any] | None = None, timeout: float | None = None,
-                 cwd: Path | None = None) -> Task:
-    env = (("LH_RESIDUE_SECRETS", ",".join(pattern.secrets)),) if checker == "residue" else ()
-    expected = pattern.expectation(variant, checker)
-    # The user's --timeout first; else a known hang's own (shorter) limit; else the pattern's.
-    timeout = timeout or expected.timeout or pattern.timeout
-    return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout, env=env,
-                spec=catalog_spec(pattern, variant, checker, cc, overrides), expected=expected, cwd=cwd)
-
-
-def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",
-                  timeout: float | None = None, cwd: Path | None = None) -> list[Task]:
-    """Every (pattern, variant, checker) of the catalog; `checkers` narrows each pattern's own."""
-    tasks = []
-    for p in patterns:
-        for variant in VARIANTS:
-            for checker in p.checkers():
-                if checkers and checker not in checkers:
-                    continue
-                tasks.append(catalog_task(p, variant, checker, cc, timeout=timeout, cwd=cwd))
-    return tasks
-
-
-def check_tasks(program: tuple[str, ...] = (), sources: tuple[Path, ...] = (),
-                checkers: tuple[str, ...] = ("memcheck",), cflags: tuple[str, ...] = (),
-                ldflags: tuple[str, ...] = (), args: tuple[str, ...] = (), cc: str = "gcc",
-                timeout: float = DEFAULT_TIMEOUT, cwd: Path | None = None) -> list[Task]:
-    """A user's own program (as it is) or sources (built per checker) under the checkers."""
-    cwd = Path(cwd) if cwd else Path(os.getcwd())
-    tasks = []
-    if sources:
-        files = tuple(_absolute(s, cwd) for s in sources)
-        language = source_language(files)
-        for f in files:
-            if not (f.is_file() or (language == "go" and f.is_dir())):
-                raise LeakHarnessError(f"{f}: no such source file" + (" (a folder is taken only when it holds "
-                                                                       "Go files)" if f.is_dir() else ""))
-        name = files[0].stem if files[0].is_file() else files[0].name
-        if language == "go":
-            from .catalog import GO_CHECKERS
-
-            wrong = [c for c in checkers if c not in GO_CHECKERS]
-            if wrong:
-                raise LeakHarnessError(f"--tool {wrong[0]}: cannot check a Go program (Go checkers: "
-                                       f"{', '.join(GO_CHECKERS)})")
-            for checker in checkers:
-                spec = build_mod.BuildSpec(name=name, sources=(), files=files, profile=checker, cflags=tuple(cflags),
-                                           ldflags=tuple(ldflags), language="go")
-                tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args,
-                                  cwd=cwd))
-            return tasks
-        wrong = [c for c in checkers if c in ("go-asan", "cgocheck")]
-        if wrong:
-            raise LeakHarnessError(f"--tool {wrong[0]}: checks Go programs only, and {files[0].name} is C")
-        for checker in checkers:
-            spec = build_mod.BuildSpec(name=name, sources=(), files=files, profile=checker, cflags=tuple(cflags),
-                                       ldflags=tuple(ldflags), cc=build_mod.PROFILE_COMPILER.get(checker, cc))
-            tasks.append(Task(pattern=name, variant=None, checker=checker, timeout=timeout, spec=spec, args=args,
-                              cwd=cwd))
-        return tasks
-    if not program:
-        raise LeakHarnessError("check: give a program to run (after --) or --build FILE.c")
-    first = program[0]
-    if os.sep in first:
-        path = _absolute(first, cwd)
-        if not path.exists():
-            raise LeakHarnessError(f"{path}: no such program")
-    else:
-        found = shutil.which(first) or (str(cwd / first) if (cwd / first).is_file() else None)
-        if not found:
-            raise LeakHarnessError(f"{first}: no such program (not a file here, not on PATH)")
-        path = Path(found).absolute()
-    if path.is_dir():
-        raise LeakHarnessError(f"{path}: is a folder, not a program")
-    for checker in checkers:
-        tasks.append(Task(pattern=path.name, variant=None, checker=checker, timeout=timeout,
-                          program=(str(path),), args=tuple(program[1:]) + tuple(args), cwd=cwd))
-    return tasks
-
-
-def source_language(files: Sequence[Path]) -> str:
-    """"go" when the sources are Go files or a folder of them, else "c"; never a mix."""
-    from .gobuild import is_go_source
-
-    go = [is_go_source(Path(f)) for f in files]
-    if any(go) and not all(go):
-        raise LeakHarnessError(f"{files[go.index(False)]}: cannot build C and Go sources as one program "
-                               f"(give the Go files, or the folder of the Go package, alone)")
-    return "go" if go and all(go) else "c"
-
-
-def default_check_checkers(sources: Sequence[str | os.PathLike], cwd: Path) -> tuple[str, ...]:
-    """The checkers `check --build` runs when none is named: memcheck and asan for C, the three
-    Go checkers for a Go program."""
-    from .catalog import GO_CHECKERS
-
-    files = [_absolute(s, cwd) for s in sources]
-    return GO_CHECKERS if files and source_language(files) == "go" else ("memcheck", "asan")
 
 
 # --- the functions earlier callers use, over a default Session -------------------------------

@@ -13,20 +13,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-# The rules live in heuristics.py; these names are imported from here too (parsers, judge).
-from .heuristics import (  # noqa: F401
-    FindingGroup,
-    frame_key,
-    group_findings,
-    is_library,
-    is_noise,
-    make_signature,
-    own_frame,
-    own_frame_of,
-    significant_frames,
-    signature_stem,
-    split_signature,
-)
+# The rules that name bugs and pick frames (signatures.py); parsers import them from there.
+from .signatures import make_signature, own_frame_of, signature_stem, significant_frames, split_signature
 
 CATEGORIES = (
     "leak",

@@ -257,9 +257,11 @@ func main() {{
 }}
 """
 
-# How each checker's binary is built.
-MODES = {"memcheck": "memcheck", "cgocheck": "plain", "go-asan": "asan"}
-HELPERS = {"asan": HELPER_SOURCE, "memcheck": MEMCHECK_HELPER_SOURCE}
+# The build modes a Go checker may ask for (Checker.go_mode): "valgrind" (with the helper that
+# hides Go's memory from valgrind's leak check), "plain", and "address" (-asan with the
+# leak-check helper).
+MODES = ("valgrind", "plain", "address")
+HELPERS = {"address": HELPER_SOURCE, "valgrind": MEMCHECK_HELPER_SOURCE}
 _MAIN_FUNC = re.compile(r"^func\s+main\s*\(\s*\)", re.M)
 _PACKAGE_MAIN = re.compile(r"^package\s+main\b", re.M)
 
@@ -335,10 +337,10 @@ def key(spec) -> str:
             h.update(part.encode("utf-8", "surrogateescape"))
             h.update(b"\0")
 
-    mode = MODES.get(spec.profile)
-    if mode is None:
-        raise BuildError(f"checker {spec.profile!r} cannot check a Go program (one of {', '.join(MODES)})")
-    if mode == "memcheck" and shutil.which("valgrind") is None:  # its build includes valgrind/memcheck.h
+    mode = spec.go_mode
+    if mode not in MODES:
+        raise BuildError(f"checker {spec.profile!r} cannot check a Go program (it has no Go build mode)")
+    if mode == "valgrind" and shutil.which("valgrind") is None:  # its build includes valgrind/memcheck.h
         raise BuildError("valgrind not found on PATH; install: sudo apt-get install valgrind "
                          "(or scripts/install-system-packages.sh)")
     version, ssl_cflags, ssl_libs = openssl_flags()
@@ -435,13 +437,13 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
     env = _go_env(cache_dir, spec.cflags, spec.ldflags)
     # go-asan: first with the allocation-recording wrappers; should the rewritten calls not
     # compile (a C.malloc given another integer type), again with only the leak check.
-    mode = MODES[spec.profile]
-    for record in ((True, False) if mode == "asan" else (False,)):
+    mode = spec.go_mode
+    for record in ((True, False) if mode == "address" else (False,)):
         cmd = [go_binary() or "go", "build", "-o", str(binary)]
         build_targets = list(targets)
         if mode in HELPERS:
             overlay, helper = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode])
-            cmd += (["-asan"] if mode == "asan" else []) + [f"-overlay={overlay}"]
+            cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
             if build_targets != ["."]:
                 build_targets.append(str(helper))
         cmd += build_targets

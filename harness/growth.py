@@ -9,13 +9,11 @@ the same program at several iteration counts and fitting
 by least squares, per finding signature and for the whole job, separates them: `rate` is what
 each operation loses, `fixed` what is lost once.  This module is pure: it takes the findings
 of runs the caller has already made (complete runs only: a run that could not be checked must
-never be read as "0 bytes lost") and returns frozen results, plus a small inline SVG plot.
+never be read as "0 bytes lost") and returns frozen results; report/svg.py draws them.
 """
 
 from __future__ import annotations
 
-import html
-import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -123,43 +121,3 @@ def fit_growth(runs: Sequence[tuple[int, Iterable[Finding]]]) -> GrowthReport:
     fits = [(s, fit_line((n, by_sig.get(s, 0)) for n, by_sig in per_run)) for s in signatures]
     fits.sort(key=lambda item: (-item[1].rate_per_op, item[0]))
     return GrowthReport(total=total, by_signature=tuple(fits))
-
-
-def _num(value: float) -> str:
-    text = f"{value:.1f}".rstrip("0").rstrip(".")
-    return "0" if text == "-0" else text  # a rounding error's sign says nothing
-
-
-def svg_plot(fit: GrowthFit, title: str = "", width: int = 120, height: int = 48) -> str:
-    """A tiny inline SVG: the measured points and the fitted line, bytes against iterations.
-
-    `title` (a signature: program text) is escaped, as is everything else put in it."""
-    pad = 4
-    ns = [n for n, _ in fit.points]
-    bs = [b for _, b in fit.points]
-    x0, x1 = 0, max(ns) or 1
-    top = max(max(bs), fit.fixed_bytes + fit.rate_per_op * x1, 1)
-    bottom = min(0.0, fit.fixed_bytes)
-
-    def x(n: float) -> str:
-        return _num(pad + (n - x0) / (x1 - x0) * (width - 2 * pad))
-
-    def y(b: float) -> str:
-        return _num(height - pad - (b - bottom) / (top - bottom) * (height - 2 * pad))
-
-    label = f"{title}: " if title else ""
-    label += (f"{_num(fit.rate_per_op)} B per operation + {_num(fit.fixed_bytes)} B once "
-              f"(R\u00b2 {fit.r2:.3f})")
-    esc = html.escape(label, quote=True)
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" class="growth" width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img" aria-label="{esc}">',
-        f"<title>{esc}</title>",
-        f'<line x1="{x(x0)}" y1="{y(fit.fixed_bytes)}" x2="{x(x1)}" '
-        f'y2="{y(fit.fixed_bytes + fit.rate_per_op * x1)}" stroke="#0969da" stroke-width="1.5"/>',
-    ]
-    for n, b in fit.points:
-        if math.isfinite(b):
-            parts.append(f'<circle cx="{x(n)}" cy="{y(b)}" r="2.5" fill="#cf222e"/>')
-    parts.append("</svg>")
-    return "".join(parts)

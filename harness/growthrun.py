@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from . import checkers
 from .catalog import Pattern
-from .control import catalog_task, check_tasks
 from .errors import LeakHarnessError
 from .growth import GrowthReport, fit_growth
-from .orchestrate import Interrupted, Task, perform, result_cache
+from .orchestrate import Interrupted, perform, result_cache
+from .tasks import Task, catalog_task, check_tasks
 
 GROWTH_COUNTS = (1, 2, 4)
 
@@ -81,15 +82,15 @@ def _fit(pattern: str, variant: str | None, checker: str, tasks: list[tuple[int,
         why = r.message.splitlines()[0] if r.message else r.status_text
         return GrowthEntry(pattern, variant, checker, counts, "incomplete",
                            f"the run at {n} iterations is {r.status_text}: {why}")
-    if checker.split("-", 1)[0] == "asan":
-        # ASan stops at the first memory error: the exit-time leak check of that run never ran,
+    if checkers.get(checker).halts_on_first_error:
+        # A checker that stops at the first memory error (ASan) never ran that run's exit-time leak check,
         # so its "0 bytes lost" would be a false number.
         for n, d in done:
             stopped = next((f for f in d.result.findings if f.is_error and f.category != "leak"), None)
             if stopped is not None:
                 return GrowthEntry(pattern, variant, checker, counts, "incomplete",
                                    f"the run at {n} iterations stopped at a {stopped.category} before "
-                                   f"AddressSanitizer's leak check: bytes lost are unknown")
+                                   f"{checker}'s exit-time leak check: bytes lost are unknown")
     return GrowthEntry(pattern, variant, checker, counts, "ok",
                        report=fit_growth([(n, d.result.findings) for n, d in done]))
 

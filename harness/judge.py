@@ -1,8 +1,22 @@
-"""Judge a run against what its pattern expects of that checker.
+"""The one place a job's outcome is decided.
 
-A run that was not fully checked (status "incomplete") is never a pass: not for a clean
-expectation (nothing proves it clean), and not for a finding either (the expectation is about
-a checker that ran).  Only a known blind spot stays "blind".
+`judge(expectation, run)` gives a catalog job its verdict:
+- pass: the checker found what the pattern expects of it (or, for a clean expectation, ran to
+  its end and found nothing);
+- fail: it did not; or the run was not fully checked (status "incomplete": nothing proves it
+  clean, and a finding expected of a checker is about a checker that ran);
+- blind: the pattern says the checker cannot see this bug, and a whole run indeed reported
+  nothing of it (a crash of the program is not a report of the bug);
+- stale: the pattern says blind, yet the checker reported the bug; or it says the run hangs or
+  crashes by design, yet the run ended cleanly: the expectation no longer describes the
+  checker and must be edited.  It fails a run, as a strict xfail fails pytest;
+- known-incomplete: the pattern says the run hangs or crashes by design, and it did.  Never a
+  pass: it is shown with its reason, as not checked.
+
+`outcome(record)` is what every output shows for a stored job (CLI, JUnit, Markdown, HTML,
+SARIF, nightly, pytest): the verdict for a catalog job, and for a job with no expectation (a
+user's `check`) clean / errors / incomplete / set-up.  A job that was not fully checked is
+never a pass, never clean.
 """
 
 from __future__ import annotations
@@ -10,24 +24,38 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .catalog import Expectation
-from .findings import Finding, frame_key
+from .findings import Finding
 from .run import RunResult
+from .signatures import frame_key
+
+VERDICTS = ("pass", "fail", "stale", "known-incomplete", "blind")
+FAILING = frozenset({"fail", "stale"})  # verdicts that fail a run (exit 1, a JUnit failure, a pytest failure)
+# The statuses of a run that ended with the checker's report whole ("crashed" is a crash it reported).
+COMPLETE = frozenset({"ok", "crashed"})
+SETUP = frozenset({"build-failed", "tool-missing"})
 
 
 @dataclass(frozen=True)
 class Verdict:
-    verdict: str  # "pass", "fail" or "blind" (a known blind spot: not counted as pass or fail)
+    verdict: str  # one of VERDICTS
     reason: str
     matched: tuple[Finding, ...] = ()
 
     @property
     def ok(self) -> bool:
-        return self.verdict != "fail"
+        return self.verdict not in FAILING
 
 
 def errors_of(findings) -> list[Finding]:
     """What makes a run unclean: memory errors and definite or indirect leaks."""
     return [f for f in findings if f.is_error]
+
+
+def reported_bug(findings) -> list[Finding]:
+    """What a checker reported of a bug: its errors, less a bare crash (a program that died is
+    not a checker that saw why).  A blind expectation may name the bug's category; then only
+    a report of that category makes it stale."""
+    return [f for f in errors_of(findings) if f.category != "crash"]
 
 
 def matching(expect: Expectation, findings) -> list[Finding]:
@@ -66,13 +94,29 @@ def describe_findings(findings, limit: int = 5) -> str:
 
 def judge(expect: Expectation, result: RunResult) -> Verdict:
     errors = errors_of(result.findings)
-    if result.status in ("build-failed", "tool-missing"):
-        if expect.outcome == "blind":
-            return Verdict("blind", f"{expect.reason} (and the run did not happen: {result.status})")
+    if result.status in SETUP:
         return Verdict("fail", f"{result.status}: {result.message.splitlines()[0] if result.message else ''}".strip())
     if expect.outcome == "blind":
-        seen = f"; it reported {describe_findings(errors, 2)} anyway" if errors else ""
-        return Verdict("blind", f"{expect.reason}{seen}", tuple(errors))
+        seen = [f for f in reported_bug(result.findings) if not expect.category or f.category == expect.category]
+        if result.status not in COMPLETE:
+            return Verdict("fail", f"expected a blind spot ({expect.reason}), but the run was not whole: "
+                                   f"{result.message}; a run that hangs or crashes by design is "
+                                   f"incomplete = \"why\" in pattern.toml", tuple(errors))
+        if seen:
+            return Verdict("stale", f"expected {result.job.checker} to be blind here ({expect.reason}), but it "
+                                    f"reported {describe_findings(seen, 2)}: the blind spot is gone; update "
+                                    f"pattern.toml", tuple(seen))
+        ended = f" (the program {result.status_text})" if result.status != "ok" else ""
+        return Verdict("blind", f"{expect.reason}{ended}")
+    if expect.outcome == "incomplete":
+        if result.status not in COMPLETE or result.status == "crashed":
+            what = result.message or result.status_text
+            return Verdict("known-incomplete", f"{expect.reason} ({what})", tuple(errors))
+        if errors:  # a race that ends one way or another: this time the checker reported it
+            return Verdict("pass", f"known to hang or crash, this run ended with a report: "
+                                   f"{describe_findings(errors, 2)}", tuple(errors))
+        return Verdict("stale", f"expected the run to hang or crash ({expect.reason}), but it ran to its end "
+                                f"and reported nothing: update pattern.toml")
     if result.status == "incomplete":
         seen = f"; before that it reported {describe_findings(errors, 2)}" if errors else ""
         return Verdict("fail", f"not fully checked: {result.message}{seen}", tuple(errors))
@@ -93,3 +137,61 @@ def judge(expect: Expectation, result: RunResult) -> Verdict:
                                    f"{total} B: {describe_findings(found)}", tuple(found))
         return Verdict("pass", f"{total} B in {len(found)} record(s) through {expect.function}", tuple(found))
     return Verdict("pass", describe_findings(found, 1), tuple(found))
+
+
+# --- what every output shows ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Outcome:
+    """A stored job as every output shows it."""
+
+    name: str  # a verdict (catalog), or clean / errors / incomplete / crashed / setup (check)
+    failing: bool  # fails the run: exit 1 (or 2/3 for check), a JUnit failure, a pytest failure
+    junit: str  # "pass", "fail" or "skip"
+    reason: str
+    checked: bool  # the checker ran to its end (whatever it found)
+
+    @property
+    def label(self) -> str:
+        return {"known-incomplete": "known incomplete", "stale": "STALE", "fail": "FAIL"}.get(self.name, self.name)
+
+
+def outcome(job) -> Outcome:
+    """The outcome of a stored job (results.JobRecord, or anything with its fields)."""
+    checked = job.status in COMPLETE
+    if job.verdict:
+        verdict = job.verdict if job.verdict in VERDICTS else "fail"
+        reason = job.reason or f"{verdict} ({job.status})"
+        if verdict == "pass" and not checked:
+            # never made by judge(); but a record edited by hand is never a clean pass
+            return Outcome("fail", True, "fail", f"not fully checked: {job.status}: {job.message}".strip(), False)
+        junit = "fail" if verdict in FAILING else "skip" if verdict in ("blind", "known-incomplete") else "pass"
+        return Outcome(verdict, verdict in FAILING, junit, reason, checked)
+    if job.status in SETUP:
+        return Outcome("setup", True, "fail", f"{job.status}: {(job.message or '').strip()[:400]}", False)
+    if not checked:
+        return Outcome("incomplete", True, "fail",
+                       f"not fully checked ({job.status}){': ' + job.message if job.message else ''}", False)
+    errors = errors_of(job.findings)
+    if errors:
+        return Outcome("errors", True, "fail", f"{len(errors)} error(s): {errors[0].summary()}", True)
+    if job.status == "crashed":
+        return Outcome("crashed", True, "fail", f"the program crashed ({job.signal or job.exit_code})", True)
+    return Outcome("clean", False, "pass", "clean", True)
+
+
+def exit_code(jobs) -> int:
+    """`run` and `nightly`: 1 when an expectation failed or is stale, else 0."""
+    return 1 if any(outcome(j).failing for j in jobs) else 0
+
+
+def check_exit_code(jobs) -> int:
+    """`check`: 2 a set-up problem, 1 memory errors or leaks found, 3 not fully checked, 0 clean."""
+    names = [outcome(j).name for j in jobs]
+    if "setup" in names:
+        return 2
+    if any(f.is_error for j in jobs for f in j.findings):
+        return 1
+    if any(n != "clean" for n in names):
+        return 3
+    return 0

@@ -28,8 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import jinja2
-
 from .errors import LeakHarnessError
 from .outdir import MARKER, locked
 from .results import JobRecord, Results, load_results, write_atomic
@@ -40,7 +38,6 @@ NIGHT_FORMAT = "%Y-%m-%dT%H%MZ"
 NIGHT_FORMAT_SECONDS = "%Y-%m-%dT%H%M%SZ"  # when two nights start in the same minute
 _NIGHT_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{4}(\d{2})?Z$")
 UNCHECKED = ("incomplete", "tool-missing", "build-failed")
-MAX_LISTED = 200  # rows of one comparison table on the index page
 
 
 # --- nights: names and folders ----------------------------------------------------------------
@@ -300,76 +297,16 @@ def _entries(history: Path) -> list[dict]:
 
 # --- the index page ---------------------------------------------------------------------------
 
-PALETTE = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-           "#bcbd22", "#17becf")
-CHART_W, CHART_H, PAD_L, PAD_B, PAD_T, PAD_R = 640, 180, 48, 28, 12, 28
-
-
-def _chart(title: str, entries: list[dict], series: dict[str, list[float]], unit: str = "") -> dict:
-    """One line chart's geometry: the template draws it as inline SVG."""
-    count = len(entries)
-    top = max([v for values in series.values() for v in values] + [0.0])
-    top = top if top > 0 else 1.0
-    inner_w, inner_h = CHART_W - PAD_L - PAD_R, CHART_H - PAD_T - PAD_B
-
-    def x(i: int) -> float:
-        return round(PAD_L + (inner_w * i / (count - 1) if count > 1 else inner_w / 2), 1)
-
-    def y(v: float) -> float:
-        return round(PAD_T + inner_h - inner_h * v / top, 1)
-
-    lines = []
-    for index, (name, values) in enumerate(sorted(series.items())):
-        lines.append({
-            "name": name, "color": PALETTE[index % len(PALETTE)],
-            "points": " ".join(f"{x(i)},{y(v)}" for i, v in enumerate(values)),
-            "dots": [{"x": x(i), "y": y(v), "label": f"{entries[i]['night']}: {name} {v:g}{unit}"}
-                     for i, v in enumerate(values)],
-            "last": values[-1] if values else 0,
-        })
-    ticks = [{"x": x(i), "label": e["night"][5:10]} for i, e in enumerate(entries)]
-    step = max(1, (count + 7) // 8)  # at most about 8 date labels under the axis
-    return {"title": title, "width": CHART_W, "height": CHART_H, "left": PAD_L, "right": CHART_W - PAD_R,
-            "top": PAD_T, "bottom": CHART_H - PAD_B, "max": f"{top:g}{unit}", "lines": lines,
-            "ticks": ticks[::step] if count else [], "unit": unit}
-
-
-def charts(entries: list[dict]) -> list[dict]:
-    checkers = sorted({c for e in entries for c in e.get("findings_by_checker", {})})
-    categories = sorted({c for e in entries for c in e.get("findings_by_category", {})})
-    return [
-        _chart("Findings per checker", entries,
-               {c: [float(e.get("findings_by_checker", {}).get(c, 0)) for e in entries] for c in checkers}
-               or {"findings": [0.0] * len(entries)}),
-        _chart("Findings per category", entries,
-               {c: [float(e.get("findings_by_category", {}).get(c, 0)) for e in entries] for c in categories}
-               or {"findings": [0.0] * len(entries)}),
-        _chart("Failed expectations", entries, {"failed": [float(e.get("failed", 0)) for e in entries]}),
-        _chart("Jobs not fully checked", entries, {"incomplete": [float(e.get("incomplete", 0)) for e in entries]}),
-        _chart("Run time", entries, {"seconds": [float(e.get("seconds", 0)) for e in entries]}, unit=" s"),
-    ]
-
-
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "report" / "templates")),
-        autoescape=True,  # night names are ours, but job names and messages come from programs
-        trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-
-
 def render_index(history: Path) -> Path:
     """Write history.json and index.html for the nights on disk (atomically, in that order)."""
+    from .report.history import write_index
+
     history = Path(history)
     entries = _entries(history)
     write_atomic(history / "history.json",
                  json.dumps({"schema": HISTORY_SCHEMA, "nights": entries}, indent=1))
     latest = _read_comparison(history / entries[-1]["night"]) if entries else None
-    limit = lambda items: (items[:MAX_LISTED], max(0, len(items) - MAX_LISTED))  # noqa: E731
-    html = _env().get_template("nightly_index.html.j2").render(
-        entries=list(reversed(entries)), charts=charts(entries) if entries else [], comparison=latest,
-        limit=limit)
-    write_atomic(history / "index.html", html)
-    return history / "index.html"
+    return write_index(history, entries, latest)
 
 
 # --- a night ----------------------------------------------------------------------------------

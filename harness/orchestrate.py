@@ -15,45 +15,23 @@ import datetime as dt
 import json
 import math
 import os
-import shutil
 import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
 
+from . import checkers, supervise
 from . import run as run_mod
 from . import suppress
-from .build import Build, BuildSpec, build, compiler_identity, openssl_flags
+from .build import Build, compiler_identity, openssl_flags
 from .errors import BuildError
-from .catalog import Expectation
 from .judge import Verdict, judge
 from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
-from .resultcache import ResultCache, job_key, tool_version, trim
+from .resultcache import ResultCache, job_key, trim
 from .run import Job, RunResult
-
-
-@dataclass(frozen=True)
-class Task:
-    pattern: str  # a catalog pattern id, or the user's program name for `check`
-    variant: str | None
-    checker: str
-    timeout: float
-    spec: BuildSpec | None = None  # what to build, or None to run `program` as it is
-    program: tuple[str, ...] = ()  # a ready program and its arguments
-    args: tuple[str, ...] = ()
-    expected: Expectation | None = None  # None for `check`: no verdict
-    cwd: Path | None = None  # where the program runs (the user's working directory)
-    env: tuple[tuple[str, str], ...] = ()  # added to the program's environment (the residue checker's canaries)
-
-    @property
-    def name(self) -> str:
-        return f"{self.pattern}::{self.variant}[{self.checker}]" if self.variant else f"{self.pattern}[{self.checker}]"
-
-    @property
-    def duration_key(self) -> str:
-        return self.name
+from .tasks import Task
 
 
 class Interrupted(Exception):
@@ -64,24 +42,19 @@ def _now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def tool_versions(checkers, cc: str) -> tuple[dict[str, str], ...]:
-    tools = []
-    runtimes = {c.split("-", 1)[0] for c in checkers}
-    if "memcheck" in runtimes:
-        tools.append({"name": "valgrind", "version": tool_version("memcheck") if shutil.which("valgrind") else "missing"})
+def tool_versions(names, cc: str) -> tuple[dict[str, str], ...]:
+    """What did the checking, for results.json: each checker's tools, the compiler, OpenSSL."""
+    tools: dict[str, str] = {}
+    for name in names:
+        if checkers.known(name):
+            for tool, version in checkers.get(name).tool_versions():
+                tools.setdefault(tool, version)
     try:
-        tools.append({"name": cc, "version": compiler_identity(cc).split(" ", 1)[-1]})
+        tools.setdefault(cc, compiler_identity(cc).split(" ", 1)[-1])
     except Exception:  # noqa: BLE001 - a missing compiler is reported per job
-        tools.append({"name": cc, "version": "missing"})
-    if runtimes & {"go", "cgocheck"}:
-        from .gobuild import go_identity
-
-        try:
-            tools.append({"name": "go", "version": go_identity().split(" ", 2)[-1]})
-        except Exception:  # noqa: BLE001 - a missing go is reported per job (tool-missing)
-            tools.append({"name": "go", "version": "missing"})
-    tools.append({"name": "openssl", "version": openssl_flags()[0]})
-    return tuple(tools)
+        tools.setdefault(cc, "missing")
+    tools["openssl"] = openssl_flags()[0]
+    return tuple({"name": k, "version": v} for k, v in tools.items())
 
 
 class Progress:
@@ -132,11 +105,11 @@ def load_durations(cache_dir: Path) -> dict[str, float]:
 
 
 def estimate(task: Task, durations: Mapping[str, float]) -> float:
-    """A task's remembered duration; else a guess: valgrind is slow, the rest fast."""
+    """A task's remembered duration; else its checker's guess (valgrind is slow, the rest fast)."""
     known = durations.get(task.duration_key)
     if known is not None and known >= 0:
         return float(known)
-    return 3.0 if task.checker.startswith("memcheck") else 0.3
+    return checkers.get(task.checker).estimate_s
 
 
 def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:
@@ -204,9 +177,10 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
     """Build, run (or reuse) and judge one task; None when interrupted before it ended."""
     job_dir = out_dir / "logs" / task.pattern / (task.variant or "check") / task.checker
     b: Build | None = None
+    checker = checkers.get(task.checker)
     if task.spec is not None:
         try:
-            b = build(task.spec, cache_dir)
+            b = checker.build(task.spec, cache_dir)
         except BuildError as exc:  # no compiler for this checker (clang for msan): the checker is missing
             job = Job(checker=task.checker, command=(task.pattern,), out_dir=job_dir, timeout=task.timeout,
                       pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
@@ -216,14 +190,14 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
         command = (str(b.binary),) + task.args if b.binary else (task.pattern,)
     else:
         command = task.program + task.args
-    if run_mod.stopping():
+    if supervise.stopping():
         return None
     job = Job(checker=task.checker, command=command, out_dir=job_dir, timeout=task.timeout,
               pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
     cached = False
     if b is not None and b.status != "ok":
         result = RunResult(job, "build-failed", message=b.message)
-    elif not run_mod.tool_available(job.runtime):
+    elif checker.missing(cache_dir):
         result = run_mod.run_job(job, cache_dir)  # reports tool-missing with the install command
     else:
         key = job_key(job, cache_dir)
@@ -232,7 +206,7 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
             cached = True
         else:
             result = run_mod.run_job(job, cache_dir)
-            if run_mod.stopping():
+            if supervise.stopping():
                 return None  # killed by us: not a result
             results_cache.put(key, result)  # only a complete run is stored
     if suppressions:
@@ -281,12 +255,12 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     durations = load_durations(cache_dir)
     results_cache = result_cache(cache_dir, fresh)
     jobs = max(1, jobs or os.cpu_count() or 1)
-    run_mod.reset_stop()
+    supervise.reset_stop()
     records: list[JobRecord] = []
     interrupted = False
 
     def one(task: Task) -> JobRecord | None:
-        if run_mod.stopping():
+        if supervise.stopping():
             return None
         return execute(task, out_dir, cache_dir, results_cache, suppressions)
 
@@ -309,7 +283,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
                     on_record(record)
     except KeyboardInterrupt:
         interrupted = True
-        run_mod.terminate_all()
+        supervise.terminate_all()
         for fut in futures:
             fut.cancel()
     finally:

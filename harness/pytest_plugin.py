@@ -2,10 +2,13 @@
 
 Every pattern folder (a directory holding pattern.toml) that pytest collects becomes one item
 per (variant, checker), e.g. `c_fixtures/ssl_error_path::leaky[memcheck]`.  An item passes
-when the checker's findings meet the pattern's expectation; a known blind spot is an xfail
-with its reason.  With --leak-report DIR every item writes its job to DIR/jobs/ as it ends
-(so with pytest-xdist each worker writes its own, and a worker that dies loses only its
-running item); the controller gathers them into DIR/results.json at the end.
+when the checker's findings meet the pattern's expectation (judge.judge decides, as for
+`leakharness run`).  Every item runs, blind spots included: a known blind spot is a strict
+xfail (so a checker that starts reporting the bug fails the item: the expectation is stale),
+a run that hangs or crashes by design an xfail with its reason.  With --leak-report DIR every
+item writes its job to DIR/jobs/ as it ends (so with pytest-xdist each worker writes its own,
+and a worker that dies loses only its running item); the controller gathers them into
+DIR/results.json at the end.  The plugin's state lives in config.stash.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from typing import Iterable
 
 import pytest
 
-from .catalog import CHECKERS, METADATA_NAME, TEMPLATE_NAMES, VARIANTS, Pattern, load_pattern
+from . import checkers
+from .catalog import METADATA_NAME, TEMPLATE_NAMES, VARIANTS, Pattern, load_pattern
 from .errors import LeakHarnessError
 from .findings import Finding
 from .results import JobRecord, Results, read_jobs, write_job, write_results
@@ -40,10 +44,16 @@ def pytest_addoption(parser):
                     help="build and result cache (default ~/.cache/leakharness)")
 
 
+STARTED = pytest.StashKey[str]()
+SESSION = pytest.StashKey[object]()
+ACCEPTED = pytest.StashKey[list]()
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "known_leak(signature, ...): accept findings with these signatures "
                                        "in leak_check results (reported as accepted, not failing)")
-    config._leakharness_started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    config.stash[STARTED] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    config.stash[ACCEPTED] = []
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -69,8 +79,8 @@ class PatternDirectory(pytest.Directory):
             raise self.CollectError(str(exc)) from None
         tools = _csv(self.config.getoption("leak_tools"))
         for name in tools:
-            if name not in CHECKERS:
-                raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(CHECKERS)})")
+            if not checkers.known(name):
+                raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(checkers.names())})")
         for variant in VARIANTS:
             for checker in pattern.checkers():
                 if tools and checker not in tools:
@@ -80,7 +90,15 @@ class PatternDirectory(pytest.Directory):
 
 
 class CheckFailed(Exception):
-    """An expectation that did not hold; the message says what and where."""
+    """An expectation that did not hold (or is stale); the message says what and where."""
+
+
+class BlindSpot(Exception):
+    """The checker missed the bug, as the pattern says it must: the item's strict xfail."""
+
+
+class KnownIncomplete(Exception):
+    """The run hung or crashed, as the pattern says it does: the item's xfail."""
 
 
 class PatternItem(pytest.Item):
@@ -90,9 +108,12 @@ class PatternItem(pytest.Item):
         self.expected = pattern.expectation(variant, checker)
         self.user_properties.append(("leakharness_job", f"{pattern.id}::{variant}[{checker}]"))
         if self.expected.outcome == "blind":
-            # Known blind spot: shown as xfail with its reason; not run (some hang until the timeout).
+            # A blind spot runs like any item: strict, so that a checker reporting the bug fails it.
             self.add_marker(pytest.mark.xfail(reason=f"{checker} is blind here: {self.expected.reason}",
-                                              run=False))
+                                              strict=True, raises=BlindSpot))
+        elif self.expected.outcome == "incomplete":
+            self.add_marker(pytest.mark.xfail(reason=f"{checker} hangs or crashes here: {self.expected.reason}",
+                                              strict=False, raises=KnownIncomplete))
 
     def runtest(self):
         config = self.config
@@ -104,11 +125,16 @@ class PatternItem(pytest.Item):
         if config.getoption("leak_report"):
             write_job(Path(config.getoption("leak_report")), outcome.record(out_root))
         self.user_properties.append(("leakharness_verdict", verdict.verdict))
-        if verdict.verdict == "fail":
+        if verdict.verdict == "blind":
+            raise BlindSpot(verdict.reason)
+        if verdict.verdict == "known-incomplete":
+            raise KnownIncomplete(verdict.reason)
+        if verdict.verdict in ("fail", "stale"):
             log_dir = result.job.out_dir
             found = "\n".join(f"    {f.summary()}" for f in result.findings if f.is_error) or "    nothing"
+            what = "stale expectation" if verdict.verdict == "stale" else "failed"
             raise CheckFailed(
-                f"{self.pattern.id} ({self.variant}) under {self.checker}: {verdict.reason}\n"
+                f"{self.pattern.id} ({self.variant}) under {self.checker}: {what}: {verdict.reason}\n"
                 f"  expected: {self.expected.describe()}\n"
                 f"  status:   {result.status_text}{': ' + result.message if result.status == 'incomplete' else ''}\n"
                 f"  found:\n{found}\n"
@@ -125,13 +151,13 @@ class PatternItem(pytest.Item):
 
 def _session(config):
     """One Session per pytest process: paths made absolute against the folder pytest started in."""
-    session = getattr(config, "_leakharness_session", None)
+    session = config.stash.get(SESSION, None)
     if session is None:
         from .control import Session
 
         session = Session(cache=config.getoption("leak_cache"), timeout=config.getoption("leak_timeout"),
                           fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
-        config._leakharness_session = session
+        config.stash[SESSION] = session
     from .supervise import reset_stop
 
     reset_stop()
@@ -177,7 +203,7 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from .orchestrate import tool_versions
 
-    results = Results(config._leakharness_started, dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    results = Results(config.stash[STARTED], dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                       tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs))
     write_results(report, results)
     from .report import write_report
@@ -189,7 +215,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     report = config.getoption("leak_report")
     if report and _is_controller(config) and (Path(report) / "results.json").is_file():
         terminalreporter.write_line(f"leakharness: results in {Path(report) / 'results.json'}")
-    accepted = getattr(config, "_leakharness_accepted", [])
+    accepted = config.stash.get(ACCEPTED, [])
     if accepted:
         terminalreporter.write_sep("-", "leakharness: known findings accepted")
         for line in accepted:
@@ -221,7 +247,7 @@ class CheckResult:
     def _accepted(self, finding: Finding) -> bool:
         """A known_leak marker names a bug by its signature; one written without the line
         hash (`leak:f>g>h`) names it wherever its line is."""
-        from .heuristics import signature_matches
+        from .signatures import signature_matches
 
         return any(signature_matches(wanted, finding.signature) for wanted in self.accepted_signatures)
 
@@ -285,7 +311,7 @@ def leak_check(request, tmp_path):
         if build:
             sources = (build,) if isinstance(build, (str, os.PathLike)) else tuple(build)
             if tools is None:  # memcheck and asan for C; memcheck, go-asan and cgocheck for Go
-                from .control import default_check_checkers
+                from .tasks import default_check_checkers
 
                 tools = default_check_checkers(sources, session.cwd)
             tasks = session.check_tasks(sources=sources, checkers=tuple(tools), cflags=tuple(cflags),
@@ -301,8 +327,7 @@ def leak_check(request, tmp_path):
             raise KeyboardInterrupt from None  # Ctrl-C stops the pytest session, not just this test
         result = CheckResult(results.jobs, accepted, out)
         if result.accepted:
-            store = request.config.__dict__.setdefault("_leakharness_accepted", [])
-            store.extend(f"{request.node.nodeid}: {f.summary()} [{f.signature}]" for f in result.accepted)
+            request.config.stash.setdefault(ACCEPTED, []).extend(f"{request.node.nodeid}: {f.summary()} [{f.signature}]" for f in result.accepted)
         return result
 
     return check

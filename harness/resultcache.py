@@ -4,8 +4,9 @@ The key is derived from what the child really sees: the exact command line and e
 handed to the tool (the per-job log folder replaced by a placeholder), the working directory,
 the program and every shared library the loader resolves under that environment
 (LD_LIBRARY_PATH and LD_PRELOAD included), the content of every file named in the tool's
-options, rc files (~/.valgrindrc, ./.valgrindrc), OPENSSL_CONF and the program's arguments,
-and the tool binaries themselves (valgrind, its memcheck tool, the symbolizer).
+options, the checker's rc files (valgrind's ~/.valgrindrc and ./.valgrindrc), OPENSSL_CONF and
+the program's arguments, and the checker's own files and version (Checker.key_files, rc_files,
+version: valgrind's binary, tool and preloads; a sanitizer's symbolizer).
 
 Only complete runs are stored ("ok" and "crashed" with a report): an incomplete run (timeout,
 killed from outside, log cut short, checker that never started) is never cached.  A stored
@@ -26,6 +27,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from . import checkers
 from .findings import Finding
 from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
 
@@ -33,9 +35,8 @@ from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
 # (a relative LD_LIBRARY_PATH entry): it is then taken from the program's working folder.
 _LDD_LINE = re.compile(r"^\s*(?:\S+\s+=>\s*)?([^\s(]\S*)\s+\(0x[0-9a-f]+\)", re.M)
 CACHEABLE = ("ok", "crashed")
-KEY_VERSION = "leakharness-result-2"
+KEY_VERSION = "leakharness-result-3"
 DEFAULT_MAX_BYTES = 2 << 30  # the whole cache (builds and results); LEAKHARNESS_CACHE_MAX overrides
-# Files whose content may change a checker's result although no argument names them.
 
 
 @functools.lru_cache(maxsize=4096)
@@ -111,25 +112,6 @@ def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] |
     return libs
 
 
-def tool_files(runtime: str, env: dict[str, str]) -> list[str]:
-    """The binaries that do the checking: valgrind and its memcheck tool; a sanitizer's
-    symbolizer (its runtime is a shared library, hashed with the others)."""
-    files = []
-    if runtime == "memcheck":
-        valgrind = shutil.which("valgrind", path=env.get("PATH"))
-        if valgrind:
-            files.append(os.path.realpath(valgrind))
-        libexec = env.get("VALGRIND_LIB") or "/usr/libexec/valgrind"
-        files.extend(sorted(str(p) for p in Path(libexec).glob("memcheck-*-linux")))
-        files.extend(sorted(str(p) for p in Path(libexec).glob("vgpreload_memcheck-*.so")))
-        files.extend(sorted(str(p) for p in Path(libexec).glob("default.supp")))
-    else:
-        symbolizer = env.get("ASAN_SYMBOLIZER_PATH") or env.get("TSAN_SYMBOLIZER_PATH") \
-            or shutil.which("llvm-symbolizer", path=env.get("PATH"))
-        files.append(os.path.realpath(symbolizer) if symbolizer else "no-symbolizer")
-    return files
-
-
 def named_files(texts, cwd: Path) -> list[str]:
     """The existing files that options, rc files and arguments name (a whole word, or a value
     after '=', ':' or ','), relative to the program's working directory: their content is
@@ -146,20 +128,6 @@ def named_files(texts, cwd: Path) -> list[str]:
     return sorted(set(found))
 
 
-@functools.lru_cache(maxsize=None)
-def tool_version(runtime: str) -> str:
-    if runtime != "memcheck":
-        return runtime  # a sanitizer's runtime is a shared library: hashed with the others
-    path = shutil.which("valgrind")
-    if not path:
-        return "valgrind-missing"
-    try:
-        return subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=30, start_new_session=True).stdout.strip()
-    except (OSError, subprocess.TimeoutExpired):
-        return "valgrind-unknown"
-
-
 def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     """The hash of everything that reaches the checked program and its checker; None when the
     program is not a file (nothing to hash, so never cached)."""
@@ -167,6 +135,7 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     if not program.is_file():
         return None
     cwd = Path(job.cwd or os.getcwd())
+    checker = checkers.get(job.checker)
     cmd, env = command_for(job, LOG_PLACEHOLDER, cache_dir)
     h = hashlib.sha256()
 
@@ -175,11 +144,11 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
             h.update(str(part).encode("utf-8", "surrogateescape"))
             h.update(b"\0")
 
-    add(KEY_VERSION, job.checker, tool_version(job.runtime), "cwd", cwd, "timeout", job.timeout)
+    add(KEY_VERSION, job.checker, checker.version(), "cwd", cwd, "timeout", job.timeout)
     add("argv", *cmd)
     add("env", *(f"{k}={v}" for k, v in sorted(env.items())))
     add("program", file_hash(program))
-    for path in tool_files(job.runtime, env):
+    for path in checker.key_files(env, cwd):
         add("tool", path, file_hash(path) if os.path.isfile(path) else "missing")
     for lib in libraries(program, cache_dir, env, cwd):
         add("lib", lib, file_hash(lib) if os.path.isfile(lib) else "missing")
@@ -187,8 +156,7 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
         if preload:
             add("preload", preload, file_hash(preload) if os.path.isfile(preload) else "missing")
     texts = [*cmd[1:], *(v for k, v in env.items() if k.endswith("_OPTIONS") or k.startswith(("VALGRIND", "OPENSSL")))]
-    rc_files = [os.path.expanduser("~/.valgrindrc"), str(cwd / ".valgrindrc")] if job.runtime == "memcheck" else []
-    for rc in rc_files:
+    for rc in checker.rc_files(cwd):
         if os.path.isfile(rc):
             add("rc", rc, file_hash(rc))
             try:

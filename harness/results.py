@@ -215,13 +215,16 @@ def load_input(path: Path) -> tuple[Results, Path]:
         return load_results(path), path
     if not path.exists():
         raise LeakHarnessError(f"{path}: no such results directory or log file")
-    from .parse import parse_file  # only for raw logs: a results folder needs no parser
+    from . import checkers
+    from .parsers import parse_file  # only for raw logs: a results folder needs no parser
 
     log = parse_file(path)
-    tool = {"memcheck": "memcheck", "helgrind": "helgrind"}.get(getattr(log, "tool", None) or "", None)
+    # The checker whose logs name the tool that wrote this one (valgrind's XML says its tool;
+    # a sanitizer's findings say theirs).
+    tools = [getattr(log, "tool", None)] + sorted({f.tool for f in log.findings})
+    tool = next((checkers.of_log_tool(t) for t in tools if checkers.of_log_tool(t)), None)
     if tool is None:
-        tools = {f.tool for f in log.findings}
-        tool = "asan" if tools & {"asan", "lsan"} else (sorted(tools)[0] if tools else "log")
+        tool = next((t for t in tools if t), "log")
     job = JobRecord(pattern=path.name, variant=None, tool=tool, status="ok", verdict=None, expected=None,
                     partial=log.partial, problems=log.problems, findings=log.findings, logs=(path.name,))
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(path.stat().st_mtime))

@@ -27,6 +27,10 @@ OUTPUT_CAP = 1 << 30  # bytes any one file of a job may grow to
 REAPER_SOURCE = Path(__file__).parent / "data" / "reaper.c"
 
 
+def output_cap() -> int:
+    return OUTPUT_CAP
+
+
 @dataclass(frozen=True)
 class Exit:
     """How a job's process ended."""

@@ -44,7 +44,7 @@ from typing import Iterable
 
 from .errors import LeakHarnessError
 from .findings import Finding, Frame
-from .heuristics import (
+from .signatures import (
     CLONE_SUFFIX,
     function_key,
     is_noise,

@@ -7,13 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.build import BuildSpec, build
+from harness import checkers
+from harness.build import build
 
 HELLO = '#include <openssl/crypto.h>\n#include <stdio.h>\nint main(void){ puts(OpenSSL_version(0)); return 0; }\n'
 
 
 def spec(text=HELLO, profile="memcheck", name="hello"):
-    return BuildSpec(name=name, sources=((f"{name}.c", text),), profile=profile)
+    return checkers.get(profile).build_spec(name=name, sources=((f"{name}.c", text),))
 
 
 def test_second_build_compiles_nothing(tmp_path):
@@ -21,8 +22,11 @@ def test_second_build_compiles_nothing(tmp_path):
     assert first.status == "ok" and not first.cached and first.binary.is_file()
     second = build(spec(), tmp_path)
     assert second.cached and second.binary == first.binary
-    other = build(spec(profile="asan"), tmp_path)  # a different profile is a different binary
+    other = build(spec(profile="asan"), tmp_path)  # other flags: another binary
     assert not other.cached and other.binary != first.binary
+    for same in ("helgrind", "residue"):  # the same flags as memcheck's (-g -O0): one build, shared
+        shared = build(spec(profile=same), tmp_path)
+        assert shared.cached and shared.binary == first.binary
     out = subprocess.run([str(first.binary)], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                          timeout=30)
     assert out.stdout.startswith("OpenSSL 3")
@@ -46,9 +50,10 @@ def test_compile_error_is_a_result_with_the_message(tmp_path):
 BUILD_ONE = """
 import json, sys
 from pathlib import Path
-from harness.build import BuildSpec, build
+from harness import checkers
+from harness.build import build
 text = Path(sys.argv[2]).read_text()
-b = build(BuildSpec(name="hello", sources=(("hello.c", text),), profile="memcheck"), Path(sys.argv[1]))
+b = build(checkers.get("memcheck").build_spec(name="hello", sources=(("hello.c", text),)), Path(sys.argv[1]))
 print(json.dumps({"status": b.status, "binary": str(b.binary), "cached": b.cached}))
 """
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from harness.findings import Finding
-from harness.sanitizers import parse_sanitizer_log
-from harness.valgrind import parse_valgrind_xml
+from harness.parsers.sanitizers import parse_sanitizer_log
+from harness.parsers.valgrind import parse_valgrind_xml
 from realrun import PROGRAMS, compile_c, sanitizer, valgrind
 
 SOURCE = PROGRAMS / "category_bugs.c"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from harness.heuristics import split_signature
+from harness.signatures import split_signature
 
 from realrun import sanitizer, valgrind
 

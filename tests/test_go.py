@@ -16,7 +16,8 @@ import pytest
 
 from realrun import have, run
 
-from harness.catalog import GO_CHECKERS, load_catalog
+from harness import checkers
+from harness.catalog import load_catalog
 from harness.control import Session
 
 pytest_plugins = ["pytester"]
@@ -58,7 +59,7 @@ def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
     session, results = catalog_run
     assert len(GO_PATTERNS) >= 9
     by_name = {(j.pattern, j.variant, j.tool): j for j in results.jobs}
-    assert len(by_name) == len(GO_PATTERNS) * 2 * len(GO_CHECKERS)  # and no C checker on a Go pattern
+    assert len(by_name) == len(GO_PATTERNS) * 2 * len(checkers.check_defaults("go"))  # and no C checker on a Go pattern
     failed = [f"{j.name}: {j.reason}" for j in results.jobs if j.verdict == "fail"]
     assert not failed, "\n".join(failed)
     # What a user reads: the leak through cgo's allocator with its bytes (100 x 14 + 16 + 64) ...
@@ -76,7 +77,7 @@ def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
     assert sum(f.bytes for f in memcheck) == 1480
     assert {f.signature for f in memcheck} == {leak[0].signature}  # one bug, one name, both tools
     # ... the crash inside C with the Go caller and the C function, under each Go checker ...
-    for tool in GO_CHECKERS:
+    for tool in checkers.check_defaults("go"):
         crash = by_name[("cgo_signal_in_c", "leaky", tool)]
         assert crash.status == "crashed" and crash.signal == "SIGSEGV"
         go = [f for f in crash.findings if f.tool == "go"]
@@ -134,7 +135,7 @@ def test_check_build_on_a_go_program_with_a_cstring_leak(go_cache, tmp_path):
                 "--cache", str(go_cache), "--no-html", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     jobs = _jobs(tmp_path / "out")
-    assert set(jobs) == set(GO_CHECKERS)  # Go sources: the Go checkers by default
+    assert set(jobs) == set(checkers.check_defaults("go"))  # Go sources: the Go checkers by default
     for tool in ("memcheck", "go-asan"):
         leaks = [f for f in jobs[tool]["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"]
         assert sum(f["bytes"] for f in leaks) == 21, tool
@@ -155,7 +156,7 @@ def test_check_build_on_a_go_program_that_crashes_inside_c(go_cache, tmp_path):
                 "--cache", str(go_cache), "--no-html", cwd=tmp_path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     jobs = _jobs(tmp_path / "out")
-    for tool in GO_CHECKERS:
+    for tool in checkers.check_defaults("go"):
         job = jobs[tool]
         assert job["status"] == "crashed" and job["signal"] == "SIGSEGV", tool
         crash = next(f for f in job["findings"] if f["tool"] == "go")
@@ -223,7 +224,7 @@ def test_without_go_the_go_checkers_are_tool_missing(monkeypatch, tmp_path):
     try:
         session = Session(out=tmp_path / "out", cache=tmp_path / "cache", progress=False)
         results = session.check(session.check_tasks(sources=[PROGRAMS / "cstring_leak" / "main.go"],
-                                                    checkers=GO_CHECKERS))
+                                                    checkers=checkers.check_defaults("go")))
     finally:
         gobuild.go_identity.cache_clear()
     assert {j.status for j in results.jobs} == {"tool-missing"}
@@ -233,8 +234,8 @@ def test_without_go_the_go_checkers_are_tool_missing(monkeypatch, tmp_path):
 def test_the_go_crash_parser_on_real_output_cut_short(go_cache, tmp_path):
     """The Go runtime's real crash output (from a run), whole, then cut inside the goroutine list
     and before it: the crash is kept; with no stack at all it is marked partial."""
-    from harness.goparse import parse_go_crash
-    from harness.parse import parse_file
+    from harness.parsers.go import parse_go_crash
+    from harness.parsers import parse_file
 
     session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
     results = session.check(session.check_tasks(sources=[PROGRAMS / "crash_in_c"], checkers=("cgocheck",)))

@@ -10,10 +10,11 @@ from lxml import etree
 
 from harness.build import build
 from harness.catalog import load_catalog
-from harness.control import catalog_spec
+from harness.tasks import catalog_spec
 from harness.errors import LeakHarnessError
 from harness.generate import render
-from harness.growth import fit_growth, fit_line, svg_plot
+from harness.growth import fit_growth, fit_line
+from harness.report.svg import growth_plot as svg_plot
 from harness.run import Job, run_job
 
 # Measured earlier by the catalog's scaling test (tests/test_catalog_extend.py) with asan:

@@ -12,9 +12,9 @@ import pytest
 
 from harness.build import build
 from harness.catalog import load_catalog
-from harness.control import catalog_spec
+from harness.tasks import catalog_spec
 from harness.findings import CATEGORIES
-from harness.valgrind import parse_valgrind_xml
+from harness.parsers.valgrind import parse_valgrind_xml
 from realrun import compile_c, run
 
 pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind not installed")

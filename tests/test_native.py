@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ParseError
-from harness.native import hardening_marks, not_hardened, parse_native_stderr
+from harness.checkers.hardened import hardening_marks, not_hardened
+from harness.parsers.native import parse_native_stderr
 from realrun import compile_c
 
 HARDENED = ("-O2", "-U_FORTIFY_SOURCE", "-D_FORTIFY_SOURCE=2", "-fstack-protector-strong")

@@ -12,7 +12,8 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from harness.cioutput import write_junit, write_summary_md
+from harness.report.junit import write_junit
+from harness.report.markdown import write_summary_md
 from harness.control import Session
 from harness.errors import LeakHarnessError
 from harness.nightly import nights, nightly

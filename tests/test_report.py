@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.catalog import load_catalog
-from harness.control import Session, check_tasks, run_catalog, run_check
-from harness.heuristics import split_signature
+from harness.control import Session, run_catalog, run_check
+from harness.tasks import check_tasks
+from harness.signatures import split_signature
 from harness.report import CSP, write_report
 from harness.results import Results, load_results, write_results
 from realrun import PROGRAMS

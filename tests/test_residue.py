@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import residue
+from harness import secrets as secret_mod
+from harness.checkers import residue
+from harness.parsers import residue as residue_parser
 from harness.catalog import Pattern, default_fixtures_dir, load_pattern
 from harness.errors import CatalogError, LeakHarnessError, ParseError
 from harness.generate import render
@@ -43,15 +45,15 @@ def _cc(source: Path, output: Path, *flags: str) -> Path:
 
 
 def _run(so: Path, exe: Path, secrets: list[str], log_dir: Path, *args: str, extra_preload: str = "",
-         secrets_env: str | None = None) -> tuple[subprocess.CompletedProcess, list[residue.ResidueLog]]:
+         secrets_env: str | None = None) -> tuple[subprocess.CompletedProcess, list[residue_parser.ResidueLog]]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    env = residue.environment(so, residue.secret_hex(secrets) if secrets_env is None else secrets_env, log_dir,
+    env = residue.environment(so, secret_mod.secret_hex(secrets) if secrets_env is None else secrets_env, log_dir,
                               dict(os.environ))
     if extra_preload:
         env["LD_PRELOAD"] += ":" + extra_preload
     proc = subprocess.run([str(exe), *args], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           env=env, timeout=60, start_new_session=True)
-    logs = [residue.parse_residue_log(p) for p in residue.log_files(log_dir)]
+    logs = [residue_parser.parse_residue_log(p) for p in residue.log_files(log_dir)]
     return proc, logs
 
 
@@ -66,14 +68,14 @@ def _pattern(pid: str) -> tuple[Pattern, list[str]]:
     """The pattern and its canaries: from c_fixtures/ once it declares them, else staged."""
     for root in (default_fixtures_dir(), STAGING):
         directory = root / pid
-        if (directory / "pattern.toml").is_file() and residue.pattern_secrets(directory):
+        if (directory / "pattern.toml").is_file() and secret_mod.pattern_secrets(directory):
             try:
                 pattern = load_pattern(directory)
             except CatalogError:  # the catalog does not know the residue checker yet
                 meta = tomllib.loads((directory / "pattern.toml").read_text())
                 pattern = Pattern(id=pid, title=meta["title"], description=meta["description"],
                                   directory=directory, params=meta.get("params", {}))
-            return pattern, residue.pattern_secrets(directory)
+            return pattern, secret_mod.pattern_secrets(directory)
     pytest.skip(f"{pid}: no pattern declaring secrets in c_fixtures/ or {STAGING}")
 
 
@@ -359,7 +361,7 @@ def test_a_skipped_program_is_inert(tmp_path, interposer, cases):
     proc = subprocess.run(["/bin/sh", "-c", f"{cases} free; /bin/true"], stdin=subprocess.DEVNULL,
                           capture_output=True, env=env, timeout=60, start_new_session=True)
     assert proc.returncode == 0
-    logs = [residue.parse_residue_log(p) for p in residue.log_files(tmp_path)]
+    logs = [residue_parser.parse_residue_log(p) for p in residue.log_files(tmp_path)]
     assert logs and all("/cases" not in Path(p.path).read_text().split("\n", 1)[0] for p in logs)
     assert all(log.complete and not log.findings for log in logs)  # sh (which leaves by _exit) and true
 
@@ -430,7 +432,7 @@ def test_cut_log_is_partial_and_not_complete(tmp_path, interposer, cases):
     cut_at = data.index(b"\nf ") + 10  # inside the record's first frame line
     cut = tmp_path / "residue.1"
     cut.write_bytes(data[:cut_at])
-    parsed = residue.parse_residue_log(cut)
+    parsed = residue_parser.parse_residue_log(cut)
     assert parsed.partial and not parsed.complete and parsed.findings == ()
 
 
@@ -440,27 +442,27 @@ def test_garbage_and_empty_files_are_one_line_errors(tmp_path, interposer, cases
     bad = tmp_path / "residue.2"
     bad.write_bytes(data.replace(b"\nE\n", b"\nE\nnot a residue line\n", 1))
     with pytest.raises(ParseError, match=r"residue\.2: line \d+: not a line of a residue log"):
-        residue.parse_residue_log(bad)
+        residue_parser.parse_residue_log(bad)
     empty = tmp_path / "residue.3"
     empty.write_bytes(b"")
     with pytest.raises(ParseError, match="empty file"):
-        residue.parse_residue_log(empty)
+        residue_parser.parse_residue_log(empty)
     other = tmp_path / "residue.4"
     other.write_bytes(b"==1== ERROR: AddressSanitizer\n")
     with pytest.raises(ParseError, match="not a residue log"):
-        residue.parse_residue_log(other)
+        residue_parser.parse_residue_log(other)
 
 
 def test_secret_values_checked_with_one_line_errors(tmp_path):
-    assert residue.secret_hex(["0x" + SECRET.hex().upper(), SECRET]) == SECRET.hex()
+    assert secret_mod.secret_hex(["0x" + SECRET.hex().upper(), SECRET]) == SECRET.hex()
     for bad, words in (["abcd", "at least 8"], ["xyz0", "not hex"], ["abc", "not hex"]):
         with pytest.raises(LeakHarnessError, match=words):
-            residue.secret_hex([bad])
+            secret_mod.secret_hex([bad])
     with pytest.raises(LeakHarnessError, match="no secret given"):
-        residue.secret_hex([])
+        secret_mod.secret_hex([])
     listed = tmp_path / "secrets.txt"
     listed.write_text(f"# keys of the test\n{SECRET.hex()}  # the first\n\n")
-    assert residue.read_secrets_file(listed) == [SECRET.hex()]
+    assert secret_mod.read_secrets_file(listed) == [SECRET.hex()]
     listed.write_text("0011\n")
     with pytest.raises(LeakHarnessError, match=re.escape(f"{listed}:1:")):
-        residue.read_secrets_file(listed)
+        secret_mod.read_secrets_file(listed)

@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from harness.control import check_tasks, run_check
+from harness.control import run_check
+from harness.tasks import check_tasks
 from harness.run import Job, run_job
 from realrun import PROGRAMS
 
@@ -145,7 +146,8 @@ def test_ctrl_c_kills_every_job_and_keeps_finished_ones(memory_bugs, tmp_path):
     out = tmp_path / "out"
     script = f"""
 import sys
-from harness.control import check_tasks, run_check
+from harness.control import run_check
+from harness.tasks import check_tasks
 from harness.orchestrate import Interrupted
 tasks = check_tasks(program=({str(memory_bugs['asan'])!r}, "leaks"), checkers=("asan",))
 tasks += check_tasks(program=({str(memory_bugs['plain'])!r}, "leaks"), checkers=("ubsan",))

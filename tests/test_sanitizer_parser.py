@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ParseError
-from harness.parse import parse_file
-from harness.sanitizers import parse_sanitizer_log
-from harness.valgrind import parse_valgrind_xml
+from harness.parsers import parse_file
+from harness.parsers.sanitizers import parse_sanitizer_log
+from harness.parsers.valgrind import parse_valgrind_xml
 from realrun import PROGRAMS, compile_c, run, sanitizer, valgrind
 
 CATEGORY_BUGS = PROGRAMS / "category_bugs.c"
@@ -112,7 +112,7 @@ def test_overflow_wording_of_gcc_runtime(logs):
 
 
 def test_unsymbolized_frames_keep_module_and_offset_without_a_symbolizer(logs, monkeypatch):
-    monkeypatch.setattr("harness.symbolize.find_symbolizer", lambda: None)
+    monkeypatch.setattr("harness.parsers.symbolize.find_symbolizer", lambda: None)
     (f,) = parse_sanitizer_log(logs["unsymbolized"]).findings
     assert f.category == "use-after-free"
     own = [fr for fr in f.stack if fr.object and fr.object.endswith("/asan")]
@@ -340,7 +340,7 @@ def test_big_log_parses_in_bounded_memory(logs, tmp_path):
             fh.write(data)
     script = textwrap.dedent("""
         import resource, sys
-        from harness.sanitizers import parse_sanitizer_log
+        from harness.parsers.sanitizers import parse_sanitizer_log
         log = parse_sanitizer_log(sys.argv[1])
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
         print(len(log.findings), len({f.signature for f in log.findings}), peak // 1024)

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from harness.findings import Finding
-from harness.heuristics import group_findings, signature_matches, split_signature
-from harness.parse import parse_file
+from harness.grouping import group_findings
+from harness.signatures import signature_matches, split_signature
+from harness.parsers import parse_file
 from realrun import compile_c, have, sanitizer, valgrind
 
 pytestmark = pytest.mark.skipif(not (have("gcc") and have("valgrind")), reason="needs gcc and valgrind")

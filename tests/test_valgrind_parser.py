@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ParseError
-from harness.valgrind import parse_valgrind_xml
+from harness.parsers.valgrind import parse_valgrind_xml
 from realrun import kill_group, valgrind
 
 pytestmark = pytest.mark.skipif(not __import__("shutil").which("valgrind"), reason="valgrind not installed")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..findings import CATEGORIES
-from ..heuristics import own_frame
+from ..signatures import own_frame
 from ..results import JobRecord, Results
 from .paths import build_cache_name
 

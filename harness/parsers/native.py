@@ -1,4 +1,4 @@
-"""The `hardened` checker's collector: what a natively run hardened program said as it died.
+"""Read what a natively run hardened program said as it died (the checker is checkers/hardened.py).
 
 A program built with -O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong and run with no tool at
 all is still checked by code inside it and inside glibc: fortified string and memory functions
@@ -8,7 +8,7 @@ heap bookkeeping is inconsistent (a double free, a bad pointer handed to free, a
 overwritten by an overflow).  Each prints one line on stderr and raises SIGABRT; nothing prints
 a stack.  This module reads a run's captured stderr into Findings (buffer-overflow,
 double-free, invalid-free, crash) and says which signal ended the run; judging completeness
-(timeouts, signals from outside) stays with collect.py, as for every checker.
+(timeouts, signals from outside) is collect.py's and the checker's, as for every checker.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import signal
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import ParseError
-from .findings import Finding, Frame
+from ..errors import ParseError
+from ..findings import Finding, Frame
 
 TOOL = "hardened"
 # How much of a stderr is read: a program may print a lot before dying; the checks' lines are
@@ -150,42 +150,3 @@ def _read_line(line: str, path: str, pid: int | None) -> Finding | None:
         frame = Frame(function=m.group("func"), file=m.group("file"), line=int(m.group("line")))
         return _finding("assertion", "crash", line, path, (frame,), pid=pid)
     return None
-
-
-# --- is the binary hardened at all? -------------------------------------------------------------
-
-_CHK = re.compile(rb"\0(__[a-z0-9_]+_chk)\0")
-
-
-def hardening_marks(program: str | Path) -> frozenset[str]:
-    """Which hardening a binary carries, from the symbols it imports: "fortify" (any __*_chk
-    function, as -D_FORTIFY_SOURCE at -O1 or more makes) and "stack-protector"
-    (__stack_chk_fail).  Empty for a binary built without them (or with nothing to protect)."""
-    try:
-        with open(program, "rb") as fh:
-            data = fh.read()
-    except OSError as exc:
-        raise ParseError(str(program), f"cannot read: {exc.strerror or exc}") from None
-    marks = set()
-    if b"\0__stack_chk_fail\0" in data:
-        marks.add("stack-protector")
-    if any(m.group(1) != b"__stack_chk_fail" for m in _CHK.finditer(data)):
-        marks.add("fortify")
-    return frozenset(marks)
-
-
-def not_hardened(program: str | Path) -> str:
-    """Why the hardened checker cannot vouch for program, or "" when it can: a binary with
-    neither fortified calls nor a stack protector checks nothing but glibc's malloc, so a clean
-    run of it must not read as "the hardened build found nothing"."""
-    try:
-        with open(program, "rb") as fh:
-            if fh.read(4) != b"\x7fELF":
-                return f"{program} is not an ELF executable: the hardened checker runs a binary built with " \
-                       f"-O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong"
-    except OSError as exc:
-        return f"cannot read {program}: {exc.strerror or exc}"
-    if not hardening_marks(program):
-        return (f"{program} has no fortified calls and no stack protector: not built with "
-                f"-O2 -D_FORTIFY_SOURCE=2 -fstack-protector-strong, so the hardened checker cannot check it")
-    return ""

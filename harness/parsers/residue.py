@@ -1,15 +1,10 @@
-"""The residue checker: secrets left in freed memory and dead stack frames (issue 13).
+"""Read the residue interposer's logs (data/residue.c; the checker is checkers/residue.py).
 
-Two halves, as for the other checkers: what the run needs, and reading what it wrote.
-- `interposer(cache_dir)` compiles data/residue.c into the cache (by the source's hash, as
-  supervise.reaper builds lh-reaper) as lh-residue.so; `environment(...)` is what a run under it
-  needs: LD_PRELOAD, the canaries (LH_RESIDUE_SECRETS), the log prefix (LH_RESIDUE_LOG) and
-  LD_BIND_NOW=1 (a lazily bound call overwrites the dead stack frames the exit-time search reads).
-- `parse_residue_log(path)` reads one process's log (`residue.<pid>`) into Findings of category
-  secret-residue: SecretInFreedBlock (free of a block still holding a canary), SecretInReallocCopy
-  (realloc moved a block and left the old copy holding one) and SecretInStack (a dead stack frame
-  still holds one when main returns).  The interposer logs raw return addresses with module and
-  offset; they are named here with one llvm-symbolizer process per log.
+`parse_residue_log(path)` reads one process's log (`residue.<pid>`) into Findings of category
+secret-residue: SecretInFreedBlock (free of a block still holding a canary), SecretInReallocCopy
+(realloc moved a block and left the old copy holding one) and SecretInStack (a dead stack frame
+still holds one when main returns).  The interposer logs raw return addresses with module and
+offset; they are named here with one llvm-symbolizer process per log.
 
 A log says itself whether its process was checked to the end: a start line and a config line
 when the interposer loaded, an end line from its destructor.  `ResidueLog.complete` is false when
@@ -18,132 +13,28 @@ canaries, or when there were none to look for: never a clean result then.  (exit
 main's return are seen; a signal and a raw exit_group system call, the Go runtime's way out, are
 not: Go programs cannot be checked by residue.)
 """
-
 from __future__ import annotations
 
 import dataclasses
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterable, Sequence
 
-from .errors import LeakHarnessError, ParseError
-from .findings import AuxStack, Finding, Frame
+from ..errors import ParseError
+from ..findings import AuxStack, Finding, Frame
 from .symbolize import find_symbolizer, symbolize
 
-SOURCE = Path(__file__).parent / "data" / "residue.c"
-SO_NAME = "lh-residue.so"
+SO_NAME = "lh-residue.so"  # the interposer's own frames are named by its file
 LOG_NAME = "residue"  # the interposer writes LOG_NAME.<pid> in the job's log folder
-MIN_SECRET_BYTES = 8
-MAX_SECRET_BYTES = 1024
-MAX_SECRETS = 64
 TOOL = "residue"
 CATEGORY = "secret-residue"
 KINDS = {"free": "SecretInFreedBlock", "realloc": "SecretInReallocCopy", "stack": "SecretInStack"}
 START = "LH-RESIDUE 1 start "
-_HEX = re.compile(r"^(?:[0-9a-fA-F]{2})+$")
 _FRAME = re.compile(r"^([fam]) 0x([0-9a-f]+) (?:0x([0-9a-f]+)|-) (.*)$")
 _FIELD = re.compile(r"(\w+)=(\S*)")
 # llvm-symbolizer's FILE:LINE:COLUMN (or FILE:LINE): matched from the right, a path may hold ':'.
 _PLACE = re.compile(r"^(.*):(\d+):\d+$|^(.*):(\d+)$")
-
-# --- the run's half ------------------------------------------------------------------------------
-
-def interposer(cache_dir: Path) -> Path | None:
-    """lh-residue.so compiled into the cache, or None when no C compiler is there (the residue
-    checker then cannot run: the job is incomplete, never clean)."""
-    from .build import helper_binary
-
-    # -g: the interposer's own frames (free, realloc) are named like the program's.
-    # -fno-omit-frame-pointer: the hooks read their caller's stack pointer from their frame.
-    return helper_binary(SOURCE, cache_dir, "residue", SO_NAME,
-                         ("-O2", "-g", "-fno-omit-frame-pointer", "-shared", "-fPIC", "-ldl"))
-
-
-def secret_hex(secrets: Iterable[str | bytes], where: str = "--secret") -> str:
-    """The canaries as LH_RESIDUE_SECRETS wants them: hex, comma-separated.  Text is taken as
-    hex; bytes as they are.  One-line errors for anything the interposer would refuse."""
-    out: list[str] = []
-    for value in secrets:
-        if isinstance(value, bytes):
-            text = value.hex()
-        else:
-            text = value.strip().lower()
-            if text.startswith("0x"):
-                text = text[2:]
-            if not _HEX.match(text):
-                raise LeakHarnessError(f"{where} {value!r}: not hex (two digits per byte)")
-        size = len(text) // 2
-        if size < MIN_SECRET_BYTES:
-            raise LeakHarnessError(f"{where} {value!r}: {size} bytes; a secret needs at least "
-                                   f"{MIN_SECRET_BYTES} (shorter ones match by chance)")
-        if size > MAX_SECRET_BYTES:
-            raise LeakHarnessError(f"{where}: a secret of {size} bytes; at most {MAX_SECRET_BYTES}")
-        if text not in out:
-            out.append(text)
-    if not out:
-        raise LeakHarnessError(f"{where}: no secret given: the residue checker needs the bytes to look for")
-    if len(out) > MAX_SECRETS:
-        raise LeakHarnessError(f"{where}: {len(out)} secrets; at most {MAX_SECRETS}")
-    return ",".join(out)
-
-
-def read_secrets_file(path: str | os.PathLike) -> list[str]:
-    """A file of secrets: one hex string a line; blank lines and `#` comments are skipped."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise LeakHarnessError(f"{path}: cannot read the secrets: {getattr(exc, 'strerror', None) or exc}") from None
-    secrets = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("#", 1)[0].strip()
-        if line:
-            secret_hex([line], where=f"{path}:{number}:")
-            secrets.append(line)
-    if not secrets:
-        raise LeakHarnessError(f"{path}: no secret in the file (one hex string a line)")
-    return secrets
-
-
-def pattern_secrets(directory: str | os.PathLike) -> list[str]:
-    """The canaries a pattern declares: `secrets = ["hex", ...]` at the top of its pattern.toml
-    (the template plants the same bytes).  [] when it declares none."""
-    meta_path = Path(directory) / "pattern.toml"
-    try:
-        meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise LeakHarnessError(f"{meta_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
-    value = meta.get("secrets", [])
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise LeakHarnessError(f"{meta_path}: secrets must be a list of hex strings, not {value!r}")
-    if value:
-        secret_hex(value, where=f"{meta_path}: secrets:")
-    return list(value)
-
-
-def environment(so: Path, secrets: str, log_dir: Path, env: dict[str, str] | None = None,
-                skip: Sequence[str | os.PathLike] = ()) -> dict[str, str]:
-    """The variables a run under the interposer needs (added to `env`, whose own LD_PRELOAD
-    comes after ours: ours must see every malloc first).  `skip`: programs that are not the one
-    checked (the harness's lh-reaper, which runs the command): the interposer stays inert there."""
-    out = dict(env or {})
-    if skip:
-        out["LH_RESIDUE_SKIP_EXE"] = ":".join(os.path.realpath(p) for p in skip)
-    user = out.get("LD_PRELOAD", "")
-    out["LD_PRELOAD"] = f"{so}:{user}" if user else str(so)
-    out["LH_RESIDUE_SECRETS"] = secrets
-    out["LH_RESIDUE_LOG"] = f"{log_dir}/{LOG_NAME}"
-    out["LD_BIND_NOW"] = "1"
-    return out
-
-
-def log_files(out_dir: Path) -> list[Path]:
-    return sorted(p for p in Path(out_dir).glob(f"{LOG_NAME}.*") if p.name[len(LOG_NAME) + 1:].isdigit())
-
-
-# --- the parse half ----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ResidueLog:
@@ -391,23 +282,6 @@ def _symbolize(entries: list, path: str, symbolizer: str | None, exact: set = fr
         if named:
             names[(module, offset)] = named
     return names, [problem] if problem else []
-
-
-def whole_run(logs: Sequence[ResidueLog], main_pid: int | None) -> tuple[str, list[str]]:
-    """Was the run checked to the end?  ("" or why not, problems to note) from its parsed logs.
-    The main process's log must be whole; another process's log without its end line (a child
-    killed by a signal) is noted: its frees until then were checked, its stack was not."""
-    main = [log for log in logs if main_pid is None or log.pid == main_pid]
-    if not main:
-        return ("the residue interposer wrote no log for the program: it was not loaded (a static binary, "
-                "a setuid one, or one built with a sanitizer, whose runtime must come first)"), []
-    for log in main:
-        if not log.complete:
-            return log.reason, []
-        if log.partial:
-            return f"{os.path.basename(log.path)}: the log is cut short", []
-    problems = [f"{os.path.basename(log.path)}: {log.reason}" for log in logs if log not in main and not log.complete]
-    return "", problems
 
 
 def parse_logs(paths: Iterable[str | os.PathLike], symbolizer: str | None = None) -> tuple[list[ResidueLog], list[ParseError]]:

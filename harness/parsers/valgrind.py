@@ -24,8 +24,8 @@ from typing import BinaryIO
 
 from lxml import etree
 
-from .errors import ParseError
-from .findings import AuxStack, Finding, Frame, make_signature, significant_frames
+from ..errors import ParseError
+from ..findings import AuxStack, Finding, Frame, make_signature, significant_frames
 
 SUPPORTED_PROTOCOLS = (4, 5, 6)
 

@@ -23,8 +23,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from .errors import ParseError
-from .findings import AuxStack, Finding, Frame, make_signature
+from ..errors import ParseError
+from ..findings import AuxStack, Finding, Frame, make_signature
 from .symbolize import symbolize_findings
 
 _HEADER = re.compile(

@@ -30,8 +30,8 @@ import re
 from dataclasses import dataclass
 from typing import Iterable
 
-from .errors import ParseError
-from .findings import AuxStack, Finding, Frame
+from ..errors import ParseError
+from ..findings import AuxStack, Finding, Frame
 
 _HEADER = re.compile(r"^(panic: |fatal error: |(SIG[A-Z]+): )(.*)$")
 _SIGNAL = re.compile(r"^\[signal (SIG[A-Z]+)(?:: ([^\]]*?))?(?: code=(\S+))?(?: addr=(\S+))?(?: pc=(0x[0-9a-fA-F]+))?\]")

@@ -21,7 +21,7 @@ import subprocess
 from itertools import chain
 from typing import Iterable, Sequence
 
-from .findings import AuxStack, Finding, Frame
+from ..findings import AuxStack, Finding, Frame
 
 SYMBOLIZER_TIMEOUT_S = 60.0
 _FLAGS = ("--inlines", "--demangle", "--functions=linkage", "--output-style=LLVM")

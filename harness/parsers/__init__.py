@@ -3,7 +3,7 @@ runtime's crash output (a captured stderr of a Go program).
 
 The format is recognised from the file's first bytes, not its name, so a user can hand
 over whatever their tools wrote.  Stacks that run into cgo (a Go program's C calls) get their
-cgo frames named (goparse.name_cgo_frames), whichever tool wrote them.
+cgo frames named (parsers/go.py name_cgo_frames), whichever tool wrote them.
 """
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ from __future__ import annotations
 import dataclasses
 from typing import Iterable, Union
 
-from .errors import ParseError
+from ..errors import ParseError
 from .residue import ResidueLog, parse_residue_log
 from .residue import sniff as looks_like_residue_log
-from .goparse import GoCrashLog, name_cgo_frames, parse_go_crash
-from .goparse import sniff as looks_like_go_crash
+from .go import GoCrashLog, name_cgo_frames, parse_go_crash
+from .go import sniff as looks_like_go_crash
 from .sanitizers import SanitizerLog, parse_sanitizer_log
 from .sanitizers import sniff as looks_like_sanitizer_log
 from .valgrind import ValgrindLog, parse_valgrind_xml

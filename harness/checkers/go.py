@@ -1,0 +1,199 @@
+"""The Go checkers, for programs that call C and OpenSSL through cgo: go-asan and cgocheck; and
+what every checker of a Go binary needs (memcheck checks Go programs too).
+
+- go-asan: `go build -asan` plus a helper main (gobuild.py) that runs the program's main, then
+  OpenSSL's cleanup and LeakSanitizer's check, and prints LEAK_CHECK_MARK: Go 1.19 never runs
+  LeakSanitizer at exit.  Signals are left to the Go runtime, whose crash output names the Go
+  callers (no unwinder crosses the cgo stack switch).  The run is whole only when the mark was
+  printed, or ASan or the Go runtime reported the error that ended it.
+- cgocheck: the plain build run with GODEBUG=cgocheck=2: the Go runtime's own checks of Go
+  pointers handed to C, reported on stderr as it dies.
+
+A Go program also reports on stderr: the Go runtime's crash output (a panic, a fatal error, a
+signal inside C, cgocheck's verdicts) is parsed from there (parsers/go.py) whichever checker ran.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+
+from ..gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK, go_identity
+from ..parsers.go import name_go_callers, parse_go_crash, recorded_allocations
+from ..parsers.go import sniff as looks_like_go_crash
+from ..errors import BuildError, ParseError
+from .base import Checker, child_environment
+from .sanitizers import SANITIZER_ENV, SanitizerChecker
+
+GO_BUILDINFO = b"\xff Go buildinf:"
+GO_LSAN_SUPPRESSIONS = Path(__file__).resolve().parent.parent / "data" / "go" / "lsan.supp"
+# The leak check is the helper's (LSan's detect_leaks must stay on for it to do anything); a
+# signal goes to the Go runtime, which prints the goroutine stacks with the Go callers and the
+# cgo function, where ASan's report would stop at the cgo stack switch.
+GO_ASAN_OPTIONS = ("detect_leaks=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0:handle_sigill=0"
+                   ":handle_abort=0:allow_user_segv_handler=1")
+# The characters a path may hold and still pass through LSAN_OPTIONS' syntax unquoted.
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
+
+
+def is_go_binary(program: str) -> bool:
+    """A binary the Go toolchain built (it carries Go's build-info blob)."""
+    return contains(program, GO_BUILDINFO)
+
+
+def contains(program: str, needle: bytes) -> bool:
+    try:
+        st = os.stat(program)
+    except (OSError, ValueError):
+        return False
+    return _file_contains(os.path.realpath(program), st.st_mtime_ns, st.st_size, needle)
+
+
+@functools.lru_cache(maxsize=512)
+def _file_contains(path: str, mtime_ns: int, size: int, needle: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"\x7fELF":
+                return False
+            fh.seek(0)
+            tail = b""
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    return False
+                if needle in tail + chunk:
+                    return True
+                tail = chunk[-len(needle):]  # a mark split over two chunks
+    except OSError:
+        return False
+
+
+def go_crash_findings(g) -> None:
+    """The Go runtime's own report of a crash, a panic or a cgocheck verdict, from stderr."""
+    try:
+        with open(g.stderr, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            # The crash comes last: a head for the sniff, unless the program printed megabytes first.
+            fh.seek(max(0, size - (4 << 20)))
+            head = fh.read()
+    except OSError:
+        return
+    if not looks_like_go_crash(head):
+        return
+    try:
+        log = parse_go_crash(str(g.stderr), pid=g.main_pid)
+    except ParseError as exc:
+        g.problems.append(str(exc))
+        g.cut.append(g.stderr.name)
+        return
+    g.findings.extend(log.findings)
+    g.problems.extend(f"{g.stderr.name}: {p}" for p in log.problems)
+    if log.findings or log.partial:
+        g.logs.append(g.stderr)
+    if log.partial and not log.findings:
+        g.cut.append(g.stderr.name)
+
+
+def ended_before_main_returned(g, mark: str) -> str:
+    what = f"exit code {g.returncode}" if g.returncode is not None else "no exit code"
+    return f"the program ended before main returned (os.Exit, panic, signal; {what})"
+
+
+class GoChecker(Checker):
+    """A checker of Go programs only (the C checkers' builds do not apply to them)."""
+
+    family = "go"
+    languages = frozenset({"go"})
+
+    def tool_versions(self) -> tuple[tuple[str, str], ...]:
+        try:
+            return (("go", go_identity().split(" ", 2)[-1]),)
+        except BuildError:
+            return (("go", "missing"),)
+
+    def cannot_check(self, program: str) -> str:
+        if not is_go_binary(program):
+            return f"{program} is not a Go program: {self.name} checks a binary the Go toolchain built"
+        return ""
+
+    def after_logs(self, g) -> None:
+        go_crash_findings(g)
+
+
+class GoAsan(GoChecker, SanitizerChecker):
+    name = "go-asan"
+    default_for = required_for = check_default_for = frozenset({"go"})
+    go_mode = "address"
+    halts_on_first_error = True
+    log_tools = ()
+    cannot_see = ("Go's own heap (LeakSanitizer does not scan it: C memory held by a live Go object looks "
+                  "leaked); a Go program leakharness did not build (no exit-time leak check); a run that ends "
+                  "before main returns (os.Exit, a panic)")
+
+    def cannot_check(self, program: str) -> str:
+        why = GoChecker.cannot_check(self, program)
+        if why:
+            return why
+        if not contains(program, b"__asan_init"):
+            return f"{program} is not built with go build -asan: {self.name} cannot check it"
+        if not contains(program, LEAK_CHECK_MARK.encode()):
+            return (f"{program} has no leakharness leak check: go-asan checks a Go program that leakharness built "
+                    f"(check --build main.go), since Go 1.19 never runs LeakSanitizer by itself")
+        return ""
+
+    def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
+        env = child_environment(job.env)
+        prefix = log_dir / "sanitizer"
+        user = env.get("ASAN_OPTIONS", "")
+        env["ASAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["ASAN_OPTIONS"], GO_ASAN_OPTIONS, user,
+                                                   f"log_path={prefix}") if x)
+        user = env.get("LSAN_OPTIONS", "")
+        # report_objects: the leaked blocks' addresses, joined with the Go calls the build recorded.
+        # The runtime's own noise (lsan.supp), where its path passes LSAN_OPTIONS' syntax unquoted.
+        supp = f"suppressions={GO_LSAN_SUPPRESSIONS}" if _SAFE_PATH.match(str(GO_LSAN_SUPPRESSIONS)) else ""
+        env["LSAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["LSAN_OPTIONS"], "report_objects=1", supp, user,
+                                                   f"log_path={prefix}") if x)
+        return list(job.command), env
+
+    def after_logs(self, g) -> None:
+        go_crash_findings(g)
+        if any("_Cfunc__Cmalloc" in f.functions() for f in g.findings):
+            table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK) if g.stderr.is_file() else {}
+            if table:  # the Go callers of cgo allocations LSan could not see past the stack switch
+                lsan = [str(p) for p in g.logs if p.name.startswith("sanitizer.")]
+                g.findings[:], _named, _seen = name_go_callers(g.findings, lsan, table)
+
+    def incomplete(self, g) -> str:
+        why = self.runtime_failed(g)
+        if why:
+            return why
+        if LEAK_CHECK_MARK not in g.stderr_tail() and not g.main_reported:
+            return (f"the leak check did not run: {ended_before_main_returned(g, LEAK_CHECK_MARK)}, so leaks "
+                    f"were not checked")
+        return ""
+
+
+class CgoCheck(GoChecker):
+    name = "cgocheck"
+    default_for = check_default_for = frozenset({"go"})
+    go_mode = "plain"
+    cannot_see = ("anything but Go pointers handed to C (GODEBUG=cgocheck=2): no leak, no C memory error "
+                  "unless it crashes the program")
+
+    def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
+        env = child_environment(job.env)
+        user = env.get("GODEBUG", "")
+        env["GODEBUG"] = ",".join(x for x in (user, "cgocheck=2") if x)  # the last setting wins
+        return list(job.command), env
+
+    def incomplete(self, g) -> str:
+        if g.signal is not None and not g.main_reported:
+            return f"crashed with {g.signal} and the Go runtime wrote no report of it"
+        return ""
+
+
+CHECKERS = (GoAsan(), CgoCheck())
+FAMILY = ("go", "Go: go build -asan, and GODEBUG=cgocheck=2")

@@ -1,0 +1,187 @@
+"""The sanitizers: checks compiled into the program (asan, asan-O2, ubsan, tsan, msan).
+
+Each is a build profile plus the runtime options it is run with; every log goes to log_path
+(one file per process, sanitizer.PID), read by parsers/sanitizers.py.  LSan misses leaks whose
+pointer lingers in a dead stack slot unless use_stacks=0, and cuts stacks at CRYPTO_zalloc with
+fast unwinding (../shared/catalog.md measured both); 40 frames as valgrind's --num-callers,
+since LSan's default 30 loses main under deep certificate-parsing stacks.
+
+A sanitizer run is whole when its runtime did not fail, no log is cut, a crash was reported, and
+for ASan the exit-time leak check ran: ASan's exit statistics (atexit=1) are the proof that the
+program left through exit() with ASan alive.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from .base import Checker, child_environment, which
+
+SANITIZER_ENV = {
+    "ASAN_OPTIONS": "fast_unwind_on_malloc=0:malloc_context_size=40:detect_stack_use_after_return=1:detect_leaks=1"
+                    ":abort_on_error=0:disable_coredump=1",
+    "LSAN_OPTIONS": "use_stacks=0",
+    "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=0",
+    "TSAN_OPTIONS": "halt_on_error=0:second_deadlock_stack=1",
+    "MSAN_OPTIONS": "",
+}
+# Options the user's own cannot turn off: the log path, ASan's exit statistics (proof that the
+# exit-time leak check ran) and the leak check itself (detect_leaks=0 would make a leak look clean).
+FORCED_OPTIONS = {
+    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1",
+    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1",
+}
+# What LSan writes when every leak it found was suppressed.
+SUPPRESSIONS_USED = b"Suppressions used:"
+# What ASan prints at exit with atexit=1: proof that the program ended through exit(), so that
+# LeakSanitizer's exit-time check ran too.
+ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
+# A sanitizer runtime that failed before or instead of checking says so on stderr.
+_RUNTIME_FAILURE = re.compile(
+    r"(?:Sanitizer: ERROR: .*|expected '=' in \w+_OPTIONS|ERROR: \w*Sanitizer failed.*"
+    r"|==\d+==ERROR: External symbolizer.*|ERROR: \w*Sanitizer: .*(?:failed|cannot|unsupported|not supported).*"
+    r"|==\d+==\w*Sanitizer CHECK failed.*|FATAL: \w*Sanitizer.*)$", re.M)
+
+
+def _read(program: str, limit: int | None = None) -> bytes | str:
+    try:
+        with open(program, "rb") as fh:
+            return fh.read() if limit is None else fh.read(limit)
+    except OSError as exc:
+        return f"cannot read {program}: {exc.strerror or exc}"
+
+
+class SanitizerChecker(Checker):
+    family = "sanitizers"
+    marks: tuple[bytes, ...] = ()  # symbols only a binary built with it holds
+    flag = ""  # how to build for it, for messages
+    leak_check = False  # LeakSanitizer runs at exit: its statistics must show it did
+
+    def cannot_check(self, program: str) -> str:
+        data = _read(program)
+        if isinstance(data, str):
+            return data
+        if not data.startswith(b"\x7fELF"):
+            return f"{program} is not an ELF executable: {self.name} checks only a binary built with {self.flag}"
+        if not any(m in data for m in self.marks):
+            return f"{program} is not built with {self.flag}: {self.name} cannot check it"
+        return ""
+
+    def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
+        env = child_environment(job.env)
+        prefix = log_dir / "sanitizer"
+        for var, options in SANITIZER_ENV.items():
+            user = env.get(var, "")
+            # Ours first, then the user's: a user's option wins, but the log path is always ours,
+            # and ASan's exit statistics (atexit=1) prove the exit-time leak check ran.
+            forced = f"log_path={prefix}" + FORCED_OPTIONS.get(var, "")
+            env[var] = ":".join(x for x in (options, user, forced) if x)
+        return list(job.command), env
+
+    def log_files(self, out_dir: Path) -> list[Path]:
+        return sorted(out_dir.glob("sanitizer.*"))
+
+    def accept_unparsed(self, path: Path, g) -> bool:
+        head = _read(str(path), 65536)
+        if isinstance(head, str):
+            return False
+        if self.leak_check and ASAN_EXIT_MARK in head:
+            if g.of_main(path):
+                g.flags.add("exit-stats")
+            return True  # exit statistics only: a clean exit, nothing to report
+        if head.lstrip(b"-\n").startswith(SUPPRESSIONS_USED) and b"ERROR:" not in head:
+            # LSan found only leaks a suppression covers: it lists the suppressions used, nothing else.
+            g.problems.append(f"{path.name}: only leaks that suppressions cover")
+            return True
+        return False
+
+    def key_files(self, env: dict[str, str], cwd: Path) -> list[str]:
+        # The runtime is a shared library (hashed with the program's others); the symbolizer
+        # names the frames.
+        symbolizer = (env.get("ASAN_SYMBOLIZER_PATH") or env.get("TSAN_SYMBOLIZER_PATH")
+                      or which("llvm-symbolizer", env))
+        return [symbolizer] if symbolizer else ["no-symbolizer"]
+
+    def runtime_failed(self, g) -> str:
+        """What every sanitizer's run must not show: a failed runtime, a cut log, a crash with no
+        report of it."""
+        failure = _RUNTIME_FAILURE.search(g.stderr_tail())
+        if failure:
+            return f"the {self.name} runtime failed: {failure.group(0).strip()[:300]}"
+        if g.cut:
+            return f"a log is cut short or unreadable: {', '.join(g.cut)}"
+        if g.signal is not None and not g.main_reported:
+            return f"crashed with {g.signal} and {self.name} wrote no report of it"
+        return ""
+
+    def incomplete(self, g) -> str:
+        why = self.runtime_failed(g)
+        if why:
+            return why
+        exit_stats = "exit-stats" in g.flags or any(getattr(log, "exit_stats", False)
+                                                    for path, log in g.parsed if g.of_main(path))
+        if self.leak_check and not exit_stats and not g.main_reported:
+            return ("AddressSanitizer's exit-time leak check did not run (the program ended without "
+                    "exit(): _exit, exec or a signal), so leaks were not checked")
+        return ""
+
+
+class Asan(SanitizerChecker):
+    marks = (b"__asan_init",)
+    flag = "-fsanitize=address"
+    leak_check = True
+    halts_on_first_error = True
+    log_tools = ("asan", "lsan")
+    languages = frozenset({"c"})
+    cannot_see = ("bad accesses inside uninstrumented libraries (the system libcrypto: a double free there is a "
+                  "SEGV or a hang, never \"double-free\"); uninitialised reads; anything after the first error "
+                  "(it stops there, and the exit-time leak check of that run never happens); leaks whose pointer "
+                  "lingers in a register")
+
+    def __init__(self, name: str, cflags: tuple[str, ...], base: str | None = None,
+                 check_default: bool = False):
+        self.name, self.cflags, self.base = name, cflags, base
+        self.default_for = frozenset({"c"})
+        self.required_for = frozenset({"c"}) if base is None else frozenset()
+        self.check_default_for = frozenset({"c"}) if check_default else frozenset()
+
+
+class Ubsan(SanitizerChecker):
+    name = "ubsan"
+    cflags = ("-g", "-O0", "-fsanitize=undefined", "-fno-omit-frame-pointer")
+    marks = (b"__ubsan_handle_",)
+    flag = "-fsanitize=undefined"
+    default_for = frozenset({"c"})
+    log_tools = ("ubsan",)
+    cannot_see = "heap memory: no leak, no use after free, no double free (undefined behaviour only)"
+
+
+class Tsan(SanitizerChecker):
+    name = "tsan"
+    cflags = ("-g", "-O1", "-fsanitize=thread")
+    marks = (b"__tsan_init",)
+    flag = "-fsanitize=thread"
+    log_tools = ("tsan",)
+    cannot_see = "leaks and most memory errors (data races and lock order only); races inside uninstrumented libcrypto"
+
+
+class Msan(SanitizerChecker):
+    name = "msan"
+    # clang only; blind to whatever the uninstrumented libcrypto writes (every byte OpenSSL hands
+    # back looks uninitialised), so meant for code that does not link OpenSSL, not the catalog.
+    cflags = ("-g", "-O0", "-fsanitize=memory", "-fsanitize-memory-track-origins", "-fno-omit-frame-pointer")
+    compiler = "clang"
+    marks = (b"__msan_init",)
+    flag = "-fsanitize=memory"
+    log_tools = ("msan",)
+    cannot_see = ("everything an uninstrumented library writes looks uninitialised (so OpenSSL programs cannot be "
+                  "checked); leaks")
+
+
+CHECKERS = (
+    Asan("asan", ("-g", "-O0", "-fsanitize=address", "-fno-omit-frame-pointer"), check_default=True),
+    Asan("asan-O2", ("-g", "-O2", "-fsanitize=address", "-fno-omit-frame-pointer"), base="asan"),
+    Ubsan(), Tsan(), Msan(),
+)
+FAMILY = ("sanitizers", "Sanitizers: checks compiled into the program")

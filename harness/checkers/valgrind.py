@@ -1,0 +1,191 @@
+"""The valgrind checkers: memcheck (at -O0 and -O2) and helgrind, on the program as compiled.
+
+Every process gets its own XML file (--xml-file=vg.%p.xml, --trace-children=yes), read by
+parsers/valgrind.py.  No --log-file: with it, valgrind 3.19 writes no XML for a forked child.
+
+A valgrind run is whole when the program's own process has an XML file that reached FINISHED
+(a valgrind that stopped at start-up closes its XML with RUNNING only), no file is cut short,
+a crash was reported, and no process ran a program valgrind cannot see into: a statically
+linked one (valgrind cannot replace its malloc, so no leak or heap error is seen) or a setuid
+one (valgrind refuses to run it).  A Go program built by leakharness must also have reached the
+end of its main (where the build hides Go's heap from the leak check).
+
+The result depends on valgrind's own files besides the program: its binary, the tool and its
+preload libraries, its default suppressions, and the rc files it reads by itself
+(~/.valgrindrc, ./.valgrindrc, whose contents may name suppression files in turn).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from pathlib import Path
+
+from .. import elf
+from ..gobuild import MEMCHECK_MARK
+from .base import Checker, child_environment, which
+from .go import contains, go_crash_findings, is_go_binary
+
+DATA = Path(__file__).resolve().parent.parent / "data"
+SUPPRESSIONS = DATA / "openssl.supp"
+GO_SUPPRESSIONS = DATA / "go" / "go.supp"
+INSTALL_HINT = "sudo apt-get install valgrind (or scripts/install-system-packages.sh)"
+COMMON_OPTIONS = ("--xml=yes", "--trace-children=yes", "--num-callers=40")
+
+
+@functools.lru_cache(maxsize=None)
+def valgrind_version() -> str:
+    path = which("valgrind")
+    if not path:
+        return "valgrind-missing"
+    try:
+        return subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30, start_new_session=True).stdout.strip() or "valgrind-unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "valgrind-unknown"
+
+
+def cannot_see_into(program: str) -> str:
+    """Why valgrind cannot check a program file, or ""."""
+    if elf.is_static(program):
+        return (f"{program} is statically linked: valgrind cannot replace its malloc and free, so no leak "
+                f"or heap error of it can be seen")
+    if elf.is_setuid(program):
+        return f"{program} is setuid or setgid: valgrind cannot run it"
+    return ""
+
+
+class Valgrind(Checker):
+    family = "valgrind"
+    estimate_s = 3.0
+    tool = ""  # valgrind's --tool
+    options: tuple[str, ...] = ()
+
+    def missing(self, cache_dir: Path) -> str:
+        return "" if which("valgrind") else f"valgrind not found on PATH; install: {INSTALL_HINT}"
+
+    def cannot_check(self, program: str) -> str:
+        return cannot_see_into(program)
+
+    def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
+        cmd = [which("valgrind") or "valgrind", f"--tool={self.tool}", *COMMON_OPTIONS, *self.options,
+               f"--xml-file={log_dir}/vg.%p.xml", f"--suppressions={SUPPRESSIONS}",
+               *self.extra_options(job), *job.command]
+        return cmd, child_environment(job.env)
+
+    def extra_options(self, job) -> tuple[str, ...]:
+        return ()
+
+    def log_files(self, out_dir: Path) -> list[Path]:
+        return sorted(out_dir.glob("vg.*.xml"))
+
+    def after_logs(self, g) -> None:
+        # valgrind reports the signal that ended the program; SIGTERM or SIGKILL came from outside
+        # (our timeout, a user's kill), not from the program: the job is incomplete, not a crash.
+        from ..collect import EXTERNAL
+
+        outside = {s.name for s in EXTERNAL}
+        external = [f for f in g.findings if f.kind.startswith("FatalSignal:") and f.kind.split(":", 1)[1] in outside]
+        if external:
+            g.findings[:] = [f for f in g.findings if f not in external]
+            g.problems.append(f"ended by {external[0].kind.split(':', 1)[1]} from outside")
+
+    def incomplete(self, g) -> str:
+        from ..collect import last_line
+
+        tail = g.stderr_tail()
+        mine = [(path, log) for path, log in g.parsed if g.of_main(path)]
+        if not mine and not any(g.of_main(p) for p in self.log_files(g.out_dir)):
+            return f"valgrind wrote no log for the program: {last_line(tail) or f'exit code {g.returncode}'}"
+        if not any(getattr(log, "finished", False) and not log.partial for _, log in mine):
+            why = last_line(tail)
+            return ("valgrind did not check the program to its end (its log is cut short, or it "
+                    f"stopped at start-up){': ' + why if why else ''}")
+        if g.cut:
+            return f"a log is cut short or unreadable: {', '.join(g.cut)}"
+        for path, log in g.parsed:  # every process: a child valgrind could not see into is unchecked
+            exe = log.command[0] if getattr(log, "command", ()) else ""
+            why = cannot_see_into(exe) if exe and os.path.isabs(exe) else ""
+            if why:
+                return f"a process of the program ran what valgrind cannot check ({path.name}): {why}"
+        if g.signal is not None and not any(f.kind.startswith("FatalSignal") for f in g.findings):
+            return f"crashed with {g.signal} and valgrind wrote no report of it"
+        return ""
+
+    def version(self) -> str:
+        return valgrind_version()
+
+    def tool_versions(self) -> tuple[tuple[str, str], ...]:
+        return (("valgrind", valgrind_version() if which("valgrind") else "missing"),)
+
+    def key_files(self, env: dict[str, str], cwd: Path) -> list[str]:
+        files = []
+        valgrind = which("valgrind", env)
+        if valgrind:
+            files.append(os.path.realpath(valgrind))
+        libexec = Path(env.get("VALGRIND_LIB") or "/usr/libexec/valgrind")
+        for pattern in (f"{self.tool}-*-linux", f"vgpreload_{self.tool}-*.so", "vgpreload_core-*.so",
+                        "default.supp"):
+            files.extend(sorted(str(p) for p in libexec.glob(pattern)))
+        return files
+
+    def rc_files(self, cwd: Path) -> list[str]:
+        # valgrind reads ~/.valgrindrc and ./.valgrindrc (the program's working folder) by itself.
+        return [os.path.expanduser("~/.valgrindrc"), str(Path(cwd) / ".valgrindrc")]
+
+
+class Memcheck(Valgrind):
+    tool = "memcheck"
+    options = ("--leak-check=full", "--show-leak-kinds=all")
+    log_tools = ("memcheck",)
+    cannot_see = ("overflows of stack and global arrays (only the heap is tracked); a statically linked "
+                  "program or a setuid one (the job is incomplete); C memory a Go program built elsewhere still "
+                  "points at from Go's memory (it shows as reachable)")
+
+    def __init__(self, name: str, cflags: tuple[str, ...], base: str | None = None):
+        self.name, self.cflags, self.base = name, cflags, base
+        if base is None:  # memcheck itself checks both languages (Go through gobuild's helper)
+            self.languages = frozenset({"c", "go"})
+            self.default_for = self.required_for = self.check_default_for = frozenset({"c", "go"})
+            self.go_mode = "valgrind"
+        else:
+            self.default_for = frozenset({"c"})
+
+    def extra_options(self, job) -> tuple[str, ...]:
+        return (f"--suppressions={GO_SUPPRESSIONS}",) if is_go_binary(job.command[0]) else ()
+
+    def after_logs(self, g) -> None:
+        super().after_logs(g)
+        if is_go_binary(g.program):  # the Go runtime's own report of a crash or a panic
+            go_crash_findings(g)
+
+    def incomplete(self, g) -> str:
+        why = super().incomplete(g)
+        if why or not is_go_binary(g.program):
+            return why
+        if not contains(g.program, MEMCHECK_MARK.encode()):  # a Go binary built elsewhere: Go's memory is scanned too
+            g.problems.append("a Go program not built by leakharness (check --build): C memory it lost while dead Go "
+                              "frames or objects still hold its address shows as still reachable, not lost")
+            return ""
+        main_errors = any(f.is_error and (g.main_pid is None or f.pid == g.main_pid) for f in g.findings)
+        if MEMCHECK_MARK not in g.stderr_tail(1 << 20) and not main_errors:
+            what = f"exit code {g.returncode}" if g.returncode is not None else "no exit code"
+            return (f"the Go program ended before main returned (os.Exit, panic, signal; {what}), so "
+                    f"valgrind's leak check ran with Go's memory in view, where stale pointers hide "
+                    f"lost C memory")
+        return ""
+
+
+class Helgrind(Valgrind):
+    name = "helgrind"
+    tool = "helgrind"
+    cflags = ("-g", "-O0")
+    options = ("--history-level=full",)  # both stacks of a race, not only the second access
+    log_tools = ("helgrind",)
+    cannot_see = ("leaks and memory errors (races, lock order and pthread misuse only); a statically linked "
+                  "program (its pthread calls cannot be intercepted)")
+
+
+CHECKERS = (Memcheck("memcheck", ("-g", "-O0")), Memcheck("memcheck-O2", ("-g", "-O2"), base="memcheck"), Helgrind())
+FAMILY = ("valgrind", "Valgrind: the program as compiled, run under valgrind")

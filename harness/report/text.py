@@ -1,0 +1,106 @@
+"""What the command line prints: `run`'s matrix and summary, `check`'s jobs and their bugs, and
+`parse --format text`'s table.  Each job shows judge.outcome's decision, as every format does.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import IO, Iterable
+
+from .. import checkers
+from ..grouping import group_findings
+from ..judge import errors_of, outcome
+
+
+def findings_table(logs: Iterable, out: IO[str]) -> None:
+    """One row per bug, root cause first: a definite leak with the indirect leaks it owns
+    ("72 B + 933 B indirect"), memory errors before leaks, as `check` and the report show them."""
+    rows = []
+    for log in logs:
+        for g in group_findings(log.findings):
+            f = g.root
+            what = f.category + (f" ({f.leak_kind})" if f.leak_kind else "")
+            size = "" if f.bytes is None else (f"{g.bytes} + {g.indirect_bytes} indirect" if g.indirect_bytes
+                                               else str(g.bytes))
+            rows.append((what, size, g.where(), os.path.basename(f.source or "")))
+    if not rows:
+        out.write("no findings\n")
+        return
+    header = ("category", "bytes", "where (top frames, allocators left out)", "log")
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(3)]
+    fmt = f"{{:<{widths[0]}}}  {{:>{widths[1]}}}  {{:<{widths[2]}}}  {{}}\n"
+    out.write(fmt.format(*header))
+    for r in rows:
+        out.write(fmt.format(*r))
+    out.write(f"{len(rows)} bug(s)\n")
+
+
+def run_summary(results, results_path, out: IO[str]) -> None:
+    """`run` and `nightly`: the pattern x checker matrix, the failures, stale expectations and
+    jobs not checked, and one line of totals (how many results came from the cache)."""
+    jobs = results.jobs
+    names = sorted({j.tool for j in jobs}, key=checkers.order_key)
+    rows: dict[tuple[str, str], dict[str, str]] = {}
+    for j in jobs:
+        decided = outcome(j)
+        cell = decided.label
+        if j.status not in ("ok",) and decided.name not in ("blind", "known-incomplete"):
+            cell += f" ({j.status})"
+        rows.setdefault((j.pattern, j.variant or "-"), {})[j.tool] = cell
+    width = max([len(f"{p} {v}") for p, v in rows] + [7])
+    # Each column as wide as its widest cell ("pass (crashed)"), so the matrix stays in line.
+    cols = [max([len(c), 6] + [len(cells.get(c, "")) for cells in rows.values()]) for c in names]
+    out.write(f"{'pattern variant':<{width}}  " + "  ".join(f"{c:<{w}}" for c, w in zip(names, cols)) + "\n")
+    for (pattern, variant), cells in sorted(rows.items()):
+        out.write(f"{pattern + ' ' + variant:<{width}}  " +
+                  "  ".join(f"{cells.get(c, '-'):<{w}}" for c, w in zip(names, cols)) + "\n")
+    decided = [(j, outcome(j)) for j in jobs]
+    for j, o in decided:
+        if o.name == "fail":
+            out.write(f"FAIL {j.name}: {o.reason}\n")
+    for j, o in decided:
+        if o.name == "stale":
+            out.write(f"STALE {j.name}: {o.reason}\n")
+    for j, o in decided:
+        if o.name == "known-incomplete":
+            out.write(f"known incomplete {j.name}: {o.reason}\n")
+    counts = {v: sum(1 for _, o in decided if o.name == v) for v in ("pass", "fail", "stale", "blind",
+                                                                      "known-incomplete")}
+    cached = sum(1 for j in jobs if j.cached)
+    suppressed = sum(1 for j in jobs for f in j.findings if f.suppressed)
+    note = f", {suppressed} finding(s) suppressed" if suppressed else ""
+    out.write(f"{len(jobs)} job(s): {counts['pass']} passed, {counts['fail']} failed, {counts['stale']} stale, "
+              f"{counts['blind']} blind, {counts['known-incomplete']} known incomplete "
+              f"({cached} of {len(jobs)} from cache{note}); results in {results_path}\n")
+
+
+def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -> None:
+    """`check`: each job's state and its bugs, grouped by root cause with the records behind
+    them; never "ok" beside errors."""
+    for job in results.jobs:
+        decided = outcome(job)
+        errors = [f for f in errors_of(job.findings) if not f.suppressed]
+        suppressed = sum(1 for f in job.findings if f.suppressed)
+        groups = group_findings(errors)
+        note = f", {suppressed} finding(s) suppressed" if suppressed else ""
+        cached = " (cached)" if job.cached else ""
+        if decided.name == "errors":
+            state = f"{len(groups)} bug(s) in {len(errors)} record(s)"
+        elif decided.name == "crashed":
+            state = f"crashed ({job.signal}), {len(groups)} bug(s) in {len(errors)} record(s)"
+        elif decided.name == "clean":
+            state = "clean"
+        else:
+            state = job.status
+        out.write(f"{job.name}: {state}{note}{cached}\n")
+        if job.status == "build-failed":
+            out.write("  " + "\n  ".join(job.message.splitlines()[:20]) + "\n")
+        if job.status in ("tool-missing", "incomplete"):
+            out.write(f"  {job.status}: {job.message}\n")
+        for g in groups[:bugs_per_job]:
+            records = f" ({len(g.findings)} records)" if len(g.findings) > 1 else ""
+            out.write(f"  [{g.root.tool}] {g.headline()}{records}\n")
+        if len(groups) > bugs_per_job:
+            out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
+    cached = sum(1 for j in results.jobs if j.cached)
+    out.write(f"{len(results.jobs)} job(s), {cached} from cache; results in {results_path}\n")
