@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         f"{benchlib.tool_version(['gcc', '--version'], 'gcc ?')}")
     log(f"started {datetime.datetime.now().isoformat(timespec='seconds')}, load {open('/proc/loadavg').read().split()[:3]}")
 
-    so_dir = cache / "residue"
+    so_dir = cache / "helpers" / "residue"
     fresh_so = not any(so_dir.glob("*/lh-residue.so")) if so_dir.is_dir() else True
     t = time.perf_counter()
     so = residue.interposer(cache)

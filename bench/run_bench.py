@@ -103,15 +103,15 @@ def timed(argv, label: str, cwd: str = ROOT, stdin_path: str = os.devnull) -> di
 
 def baseline_jobs(cache: str, out: str):
     """(task, argv, env) of every catalog job, as leakharness would run it."""
-    from harness.build import build
+    from harness import checkers
     from harness.catalog import load_catalog
-    from harness.tasks import catalog_tasks
     from harness.run import Job, command_for
+    from harness.tasks import catalog_tasks
 
     tasks = catalog_tasks(load_catalog())
     jobs = []
     for t in tasks:
-        b = build(t.spec, Path(cache))
+        b = checkers.get(t.checker).build(t.spec, Path(cache))
         if b.status != "ok":
             raise RuntimeError(f"{t.name}: build failed in the warm cache:\n{b.message[-1500:]}")
         if not b.cached:
@@ -260,26 +260,29 @@ def python_costs(jobs, out: str) -> dict:
     """In this process, untimed by the table: what leakharness does in Python around each run,
     on the logs the warm run left in `out`: the build-cache lookup, the result key (ldd, hashes),
     parsing the logs, judging, writing the job file."""
-    from harness.build import build
+    from harness import checkers
     from harness.judge import judge
     from harness.results import JobRecord, write_job
     from harness.resultcache import job_key
     from harness.collect import collect
     from harness.run import Job, RunResult
+    from harness.supervise import Exit
 
     costs = {"build_lookup": 0.0, "job_key": 0.0, "parse": 0.0, "judge_write": 0.0}
     scratch = os.path.join(WORK, "python-costs")
     rmtree(scratch)
     for task, job0, _argv, _env in jobs:
         t0 = time.perf_counter()
-        b = build(task.spec, Path(os.path.join(WORK, "cache")))
+        checker = checkers.get(task.checker)
+        b = checker.build(task.spec, Path(os.path.join(WORK, "cache")))
         t1 = time.perf_counter()
         job = Job(checker=task.checker, command=(str(b.binary),),
                   out_dir=Path(out) / "logs" / task.pattern / task.variant / task.checker,
                   timeout=task.timeout, pattern=task.pattern, variant=task.variant)
         job_key(job)
         t2 = time.perf_counter()
-        got = collect(job.out_dir, job.runtime, 0, False, job.timeout, None)
+        got = collect(job.out_dir, checker, Exit(0, False, 0.0, None), job.timeout, job.command[0], 1 << 30,
+                      Path.cwd())
         result = RunResult(job, got.status, got.findings)
         t3 = time.perf_counter()
         verdict = judge(task.expected, result)

@@ -275,7 +275,7 @@ def helper_binary(source: Path, cache_dir: Path, folder: str, name: str, flags: 
     into the cache, keyed by its source's hash; None when no C compiler is there.  Renamed into
     place, so a concurrent process never sees a half-written file."""
     key = hashlib.sha256(Path(source).read_bytes() + "\0".join(flags).encode()).hexdigest()[:16]
-    target = Path(cache_dir) / folder / key / name
+    target = Path(cache_dir) / "helpers" / folder / key / name
     if target.is_file():
         return target
     with _HELPER_LOCK:

@@ -172,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.set_defaults(func=cmd_list)
 
+    p = sub.add_parser("checkers", help="list the checkers: family, languages, build flags, what each cannot see")
+    p.set_defaults(func=cmd_checkers)
+
     p = sub.add_parser("show", help="print a pattern's rendered source, or its leaky-to-fixed diff")
     p.add_argument("pattern", metavar="ID")
     p.add_argument("--variant", choices=("leaky", "fixed"), default="leaky")
@@ -419,6 +422,18 @@ def cmd_list(args) -> int:
     for p in patterns:
         print(f"{p.id:<{width}}  {'leaky,fixed':<11}  {','.join(p.checkers()):<40}  {p.title}")
     print(f"{len(patterns)} pattern(s)")
+    return 0
+
+
+def cmd_checkers(args) -> int:
+    from . import checkers
+
+    for name in checkers.names():
+        c = checkers.get(name)
+        build = " ".join(c.cflags) or f"go build ({c.go_mode})"
+        print(f"{name}  [{c.family}; {', '.join(sorted(c.languages))}; {build}]")
+        print(f"    cannot see: {c.cannot_see}")
+    print("more: docs/checkers.md")
     return 0
 
 

@@ -95,6 +95,7 @@ class Gathered:
     timeout: float
     program: str  # the job's command[0]
     output_cap: int
+    cwd: Path  # where the program ran: relative paths its processes name start there
     findings: list[Finding] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     logs: list[Path] = field(default_factory=list)
@@ -211,10 +212,10 @@ def common_reason(g: Gathered) -> str:
 
 
 def collect(out_dir: Path, checker: "Checker", ended: "Exit", timeout: float, program: str,
-            output_cap: int) -> Collected:
+            output_cap: int, cwd: Path) -> Collected:
     """Parse the logs `checker` names, apply the rules every run obeys and then the checker's
     own, and say what the run was."""
-    g = Gathered(out_dir, ended, timeout, program, output_cap)
+    g = Gathered(out_dir, ended, timeout, program, output_cap, Path(cwd))
     for path in checker.log_files(out_dir):
         try:
             log = parse_file(path)

@@ -163,6 +163,10 @@ class Session:
                 write_results(out, results)
             if html:
                 self.html_path = self._render_html(out)
+            else:  # SARIF is for code scanning, whether or not anyone reads the HTML
+                from .report import sarif
+
+                sarif.write(results, out)
         return results
 
     def _catalog_growth(self, patterns, growth):

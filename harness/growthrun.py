@@ -95,7 +95,7 @@ def _fit(pattern: str, variant: str | None, checker: str, tasks: list[tuple[int,
                        report=fit_growth([(n, d.result.findings) for n, d in done]))
 
 
-def catalog_growth(patterns: Sequence[Pattern], out: Path, cache: Path, checker: str = "asan",
+def catalog_growth(patterns: Sequence[Pattern], out: Path, cache: Path, checker: str,
                    counts: Sequence[int] = GROWTH_COUNTS, cc: str = "gcc", timeout: float | None = None,
                    cwd: Path | None = None, fresh: bool = False, suppressions=None,
                    jobs: int = 1) -> list[GrowthEntry]:
@@ -112,7 +112,7 @@ def catalog_growth(patterns: Sequence[Pattern], out: Path, cache: Path, checker:
     return entries
 
 
-def program_growth(program: Sequence[str], template: str, out: Path, cache: Path, checker: str = "memcheck",
+def program_growth(program: Sequence[str], template: str, out: Path, cache: Path, checker: str,
                    counts: Sequence[int] = GROWTH_COUNTS, timeout: float = 120.0, cwd: Path | None = None,
                    fresh: bool = False, suppressions=None, jobs: int = 1) -> GrowthEntry:
     """`check --growth ARG-TEMPLATE -- PROGRAM ARGS`: the template ("--requests {n}") gives the

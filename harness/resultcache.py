@@ -308,7 +308,7 @@ def trim(cache_dir: Path, limit: int | None = None) -> int:
 def clear(cache_dir: Path) -> int:
     """Remove every cached build and result (and the notes kept beside them); returns bytes freed."""
     freed = info(cache_dir)["bytes"]
-    for sub in ("results", "builds", "libs", "pch", "tmp", "reaper", "residue", "go-build"):
+    for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build"):
         shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
     (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
     return freed

@@ -35,7 +35,7 @@ _RUN_FILES = ("vg.", "sanitizer.", "valgrind.", "residue.")
 class Job:
     """One program under one checker."""
 
-    checker: str  # a registered checker's name: "memcheck", "asan", ...
+    checker: str  # a registered checker's name (harness/checkers)
     command: tuple[str, ...]  # the program and its arguments
     out_dir: Path  # where logs go
     timeout: float = 120.0
@@ -114,7 +114,7 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
         move_logs(private, job.out_dir)
     finally:
         shutil.rmtree(private, ignore_errors=True)
-    got = collect(job.out_dir, checker, ended, job.timeout, job.command[0], cap)
+    got = collect(job.out_dir, checker, ended, job.timeout, job.command[0], cap, Path(job.cwd or os.getcwd()))
     return RunResult(job, got.status, got.findings, exit_code=ended.returncode, signal=got.signal,
                      duration_s=ended.duration_s, logs=got.logs, partial=got.partial, problems=got.problems,
                      message=got.reason)

@@ -12,6 +12,7 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
+from harness import checkers
 from harness.report.junit import write_junit
 from harness.report.markdown import write_summary_md
 from harness.control import Session
@@ -218,7 +219,7 @@ def test_a_three_way_split_of_the_catalog_covers_every_task_once(cache):
         assert [[t.name for t in sh] for sh in shards] == [[t.name for t in select_shard(list(reversed(tasks)), k, 3,
                                                                                           dict(known))][::-1]
                                                             for k in (1, 2, 3)]  # the input order does not matter
-        loads = [sum(known.get(t.name, 3.0 if t.checker.startswith("memcheck") else 0.3) for t in sh)
+        loads = [sum(known.get(t.name, checkers.get(t.checker).estimate_s) for t in sh)
                  for sh in shards]
         assert max(loads) - min(loads) <= max(known.values(), default=3.0) + 1e-6
 

@@ -54,7 +54,7 @@ def test_assertion_messages_read_like_a_report(pytester):
     ])
 
 
-def write_pattern(root: Path, pid: str, min_bytes: int) -> None:
+def write_pattern(root: Path, pid: str, min_bytes: int, asan: str = 'category = "leak"') -> None:
     folder = root / pid
     folder.mkdir(parents=True)
     (folder / "pattern.toml").write_text(textwrap.dedent(f'''
@@ -69,7 +69,7 @@ def write_pattern(root: Path, pid: str, min_bytes: int) -> None:
         function = "X509_NAME_oneline"
         min_bytes = {min_bytes}
         [expect.leaky.asan]
-        blind = "a test says so"
+        {asan}
     '''))
     (folder / "pattern.c.j2").write_text(textwrap.dedent('''
         #include "lh_common.h"
@@ -99,22 +99,26 @@ def catalog(pytester):
     root.mkdir()
     (root / "_common").symlink_to(ROOT / "c_fixtures" / "_common")
     write_pattern(root, "good_pattern", 200)
-    write_pattern(root, "wrong_pattern", 10**6)  # expects more than leaks: must fail
+    # Expects more than leaks: must fail; and says asan is blind where it is not: a stale expectation.
+    write_pattern(root, "wrong_pattern", 10**6, asan='blind = "a test says so"')
     return root
 
 
 def test_catalog_items_junit_and_merged_report(pytester, catalog):
     report = pytester.path / "report"
     junit = pytester.path / "junit.xml"
-    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "fixtures", "--leak-tools", "memcheck,asan",
-                                f"--leak-report={report}", f"--junitxml={junit}", "-rfxX")
-    result.assert_outcomes(passed=5, failed=1, xfailed=2)
+    result = pytester.runpytest("-p", "no:cacheprovider", "-n", "2", "fixtures", "--leak-tools",
+                                "memcheck,asan,hardened", f"--leak-report={report}", f"--junitxml={junit}", "-rfxX")
+    # hardened does not look for leaks (a blind spot by default): it runs, misses it, and is a strict xfail.
+    result.assert_outcomes(passed=8, failed=2, xfailed=2)
     result.stdout.fnmatch_lines([
         "FAILED fixtures/wrong_pattern::leaky[[]memcheck[]]*",
-        "*XFAIL*good_pattern::leaky[[]asan[]]*a test says so*",
+        "FAILED fixtures/wrong_pattern::leaky[[]asan[]]*",
+        "*XFAIL*good_pattern::leaky[[]hardened[]]*hardened does not look for this kind of bug*",
     ])
     out = result.stdout.str()
     assert "expected: leak of at least 1000000 B through X509_NAME_oneline" in out
+    assert "stale expectation: expected asan to be blind here (a test says so), but it reported" in out
     assert "logs:" in out
     # JUnit: each job named by pattern, variant and checker; the failure carries the findings.
     cases = {(c.get("classname"), c.get("name")): c for c in ET.parse(junit).getroot().iter("testcase")}
@@ -123,5 +127,7 @@ def test_catalog_items_junit_and_merged_report(pytester, catalog):
     # xdist workers' jobs gathered once each in the controller's results.json and report.
     data = json.loads((report / "results.json").read_text())
     names = [(j["pattern"], j["variant"], j["tool"]) for j in data["jobs"]]
-    assert len(names) == len(set(names)) == 6  # blind items are not run
+    assert len(names) == len(set(names)) == 12  # every item ran, blind spots included
+    verdicts = {(j["pattern"], j["tool"]): j["verdict"] for j in data["jobs"] if j["variant"] == "leaky"}
+    assert verdicts[("wrong_pattern", "asan")] == "stale" and verdicts[("good_pattern", "hardened")] == "blind"
     assert (report / "index.html").is_file()

@@ -206,7 +206,7 @@ def test_signatures_agree_across_checkers(catalog_run):
 
 
 def test_big_runs_are_paginated(catalog_run, hostile_run, tmp_path, monkeypatch):
-    import harness.report as report
+    import harness.report.html as report
 
     monkeypatch.setattr(report, "GROUPS_PER_PAGE", 1)
     out = tmp_path / "paged"
@@ -248,7 +248,7 @@ def test_root_cause_first_with_its_indirect_bytes_and_short_paths(catalog_run):
 
 
 def test_pages_show_the_sources_that_ran_not_todays_template(catalog_run, tmp_path, monkeypatch):
-    import harness.report as report
+    import harness.report.html as report
 
     out = tmp_path / "later"
     shutil.copytree(catalog_run, out)

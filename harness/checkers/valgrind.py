@@ -106,7 +106,9 @@ class Valgrind(Checker):
             return f"a log is cut short or unreadable: {', '.join(g.cut)}"
         for path, log in g.parsed:  # every process: a child valgrind could not see into is unchecked
             exe = log.command[0] if getattr(log, "command", ()) else ""
-            why = cannot_see_into(exe) if exe and os.path.isabs(exe) else ""
+            # valgrind names a child's program as it was exec'd: relative to where the program ran
+            # (a best guess: the child may have changed folder first).
+            why = cannot_see_into(str(g.cwd / exe)) if exe else ""
             if why:
                 return f"a process of the program ran what valgrind cannot check ({path.name}): {why}"
         if g.signal is not None and not any(f.kind.startswith("FatalSignal") for f in g.findings):

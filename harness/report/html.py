@@ -532,7 +532,7 @@ def render_report(results: Results, out: Path, fixtures: Path | None = None) -> 
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(
         results=results, rows=rows, columns=columns, totals=totals, slowest=slowest,
         cross_total=len(cross), checkers=checkers, growth=growth))
-    write_atomic(out / "leakharness.sarif", sarif.dumps(results, out))
+    sarif.write(results, out)
     return out / "index.html"
 
 

@@ -1,6 +1,8 @@
 """SARIF 2.1.0 for code scanning: one rule per category, one result per finding, located at
 the program's own frame nearest the allocation (or the bad access), fingerprinted by the
-signature so a re-run does not open duplicate alerts.  A frame in a file compiled from the
+signature so a re-run does not open duplicate alerts.  What each job was (judge.outcome: a
+failed or stale expectation, a job not fully checked) is the run's invocation: one notification
+per such job, and executionSuccessful false when any failed.  A frame in a file compiled from the
 build cache points at the user's own file it was copied from, or at the copy the run kept in
 the results folder (uriBaseId RESULTS), never into the cache."""
 
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..findings import CATEGORIES
+from ..judge import outcome
 from ..signatures import own_frame
 from ..results import JobRecord, Results
 from .paths import build_cache_name
@@ -99,6 +102,15 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
             if f.suppressed:
                 result["suppressions"] = [{"kind": "external", "justification": f.suppressed}]
             out.append(result)
+    notes = []
+    failing = False
+    for job in results.jobs:
+        decided = outcome(job)
+        failing = failing or decided.failing
+        if decided.failing or not decided.checked:
+            notes.append({"level": "error" if decided.failing else "note",
+                          "message": {"text": f"{job.name}: {decided.label}: {decided.reason}"[:2000]},
+                          "properties": {"outcome": decided.name, "status": job.status}})
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -107,6 +119,7 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                                 "informationUri": "https://github.com/leakharness/leakharness",
                                 "rules": rules}},
             "results": out,
+            "invocations": [{"executionSuccessful": not failing, "toolExecutionNotifications": notes[:MAX_RESULTS]}],
             "properties": {"started": results.started, "finished": results.finished},
             **({"originalUriBaseIds": {"RESULTS": {"uri": Path(out_dir).resolve().as_uri() + "/"}}}
                if out_dir is not None else {}),
@@ -116,3 +129,12 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
 
 def dumps(results: Results, out_dir: Path | None = None) -> str:
     return json.dumps(document(results, out_dir), separators=(",", ":"))
+
+
+def write(results: Results, out_dir: Path) -> Path:
+    """OUT/leakharness.sarif (atomically): written by every run, with or without the HTML report."""
+    from ..results import write_atomic
+
+    path = Path(out_dir) / "leakharness.sarif"
+    write_atomic(path, dumps(results, out_dir))
+    return path
