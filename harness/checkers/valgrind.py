@@ -126,6 +126,8 @@ class Valgrind(Checker):
         valgrind = which("valgrind", env)
         if valgrind:
             files.append(os.path.realpath(valgrind))
+            if os.path.isfile(valgrind + ".bin"):  # Debian's valgrind is a script that runs valgrind.bin
+                files.append(os.path.realpath(valgrind + ".bin"))
         libexec = Path(env.get("VALGRIND_LIB") or "/usr/libexec/valgrind")
         for pattern in (f"{self.tool}-*-linux", f"vgpreload_{self.tool}-*.so", "vgpreload_core-*.so",
                         "default.supp"):
