@@ -7,6 +7,8 @@ golang-go) never runs LeakSanitizer at exit, so the go-asan build adds a small c
 `main` calls the program's own main (renamed) and then LeakSanitizer's check, and prints
 LEAK_CHECK_MARK when the check has run; the user's files are never touched: `go build -overlay`
 hands the compiler the renamed copy and the extra file (measured in ../shared/catalog.md).
+Both helpers first run OpenSSL's cleanup once the program's main has returned, as C's exit()
+would before the leak checks (_OPENSSL_CLEANUP_C says why and how).
 
 A program is a rendered catalog source (written, with a go.mod, into a folder of the cache
 that stays, so stack traces name a file that exists), one or more .go files of one folder, or a
@@ -43,6 +45,86 @@ USER_MAIN = "leakharnessUserMain"
 GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
 INSTALL_HINT = "sudo apt-get install golang-go (or scripts/install-system-packages.sh)"
 
+# Ending a Go program the way C's exit() ends a C program, for both helpers.  C's exit() runs the
+# atexit handlers before LeakSanitizer's own exit-time check (registered earlier, so run later)
+# and before valgrind's; OpenSSL registers OPENSSL_cleanup as one, which frees its global state,
+# the method store among it.  A Go program leaves through exit_group and runs none, so the store
+# still points at every method ever fetched and a reference the program took (EVP_MD_fetch,
+# EVP_CIPHER_fetch, the implicit fetch in EVP_EncryptInit_ex, ...) and never handed back looked
+# "still reachable", never lost: measured on five EVP_MD_fetch calls without EVP_MD_free, C loses
+# 240 B + 581 B under both checkers and the Go program was "ok, 0 error(s)" under both.  So the
+# helpers call OPENSSL_cleanup once the program's main has returned, right before the leak check.
+# (Also when the program asked for OPENSSL_INIT_NO_ATEXIT: that can only reveal more, never less.)
+#
+# OpenSSL is looked up at run time, never linked: a program without OpenSSL must build and run as
+# before.  dlsym(RTLD_DEFAULT) finds a libcrypto the program links, but not one it (or a library
+# such as golang-fips/openssl) loaded with dlopen(RTLD_LOCAL) (measured), so every loaded object
+# is asked, through a handle dlopen(RTLD_NOLOAD) gives without loading anything.  The names are
+# copied and all handles taken before any cleanup runs, and released after it: OPENSSL_cleanup
+# may unload provider modules.  It returns at once when OpenSSL was never initialised or is
+# already cleaned up, so calling it once per object that exports it (a libssl handle finds
+# libcrypto's too; the program may have called it itself) is harmless.
+#
+# Only OpenSSL's handler, not every atexit handler: running them all means calling C's exit(),
+# which in the go-asan build also runs LeakSanitizer's own exit-time check (it dies with exit code
+# 23 before this helper's Go-caller report and LEAK_CHECK_MARK, so the run would read as not
+# checked), and ld.so's destructor pass while the Go runtime's threads still run; glibc has no
+# call that runs the handlers and returns (__cxa_finalize(NULL) runs those two as well).  A Go
+# program never runs atexit handlers itself; this one is run for what it reveals, since OpenSSL's
+# store is what hides lost references.  What another library's handler would free stays allocated
+# and reachable from that library's globals (no false alarm); a reference lost behind such a
+# library's own cache stays unseen, as it was before.
+#
+# Goroutines still running when main returns keep running (as other threads do during C's
+# exit()): one that uses OpenSSL after the cleanup, or a finalizer that frees an OpenSSL object
+# then, may crash or be reported; that shows as a crash or an error, never as a clean run.
+_OPENSSL_CLEANUP_C = r"""
+#cgo LDFLAGS: -ldl
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE  // dl_iterate_phdr and RTLD_NOLOAD (before any include)
+#endif
+#include <dlfcn.h>
+#include <link.h>
+#include <stdlib.h>
+#include <string.h>
+#define LEAKHARNESS_MAX_OBJECTS 1024
+static char *leakharness_names[LEAKHARNESS_MAX_OBJECTS];
+static int leakharness_nnames;
+// Only the names, copied: a dlopen inside dl_iterate_phdr's lock could deadlock against another
+// thread's dlopen (a goroutine's getaddrinfo loading an NSS module, say).
+static int leakharness_object(struct dl_phdr_info *info, size_t size, void *data) {
+	(void)size;
+	(void)data;
+	if (leakharness_nnames < LEAKHARNESS_MAX_OBJECTS && info->dlpi_name && info->dlpi_name[0])
+		leakharness_names[leakharness_nnames++] = strdup(info->dlpi_name);
+	return 0;
+}
+static void *leakharness_handles[LEAKHARNESS_MAX_OBJECTS + 1];
+static void leakharness_openssl_cleanup(void) {
+	void **handles = leakharness_handles;
+	void (*cleanup)(void);
+	int i, n = 0;
+	handles[n] = dlopen(NULL, RTLD_LAZY);  // the program and what it links (an OpenSSL built in)
+	n += handles[n] != NULL;
+	dl_iterate_phdr(leakharness_object, NULL);
+	for (i = 0; i < leakharness_nnames; i++) {
+		if (leakharness_names[i]) {
+			handles[n] = dlopen(leakharness_names[i], RTLD_LAZY | RTLD_NOLOAD);  // loaded already, or NULL
+			n += handles[n] != NULL;
+			free(leakharness_names[i]);
+		}
+	}
+	leakharness_nnames = 0;
+	for (i = 0; i < n; i++) {
+		*(void **)&cleanup = dlsym(handles[i], "OPENSSL_cleanup");
+		if (cleanup)
+			cleanup();
+	}
+	for (i = 0; i < n; i++)
+		dlclose(handles[i]);
+}
+"""
+
 # The recoverable check returns instead of exiting on a leak, so the mark is printed either way;
 # the process then exits 23 when leaks were found (as LSan's exitcode) so a shell sees it too.
 #
@@ -56,7 +138,7 @@ HELPER_SOURCE = f"""// Added by leakharness to the go-asan build only (go build 
 // LeakSanitizer at exit, so main runs the program's own main and then the leak check.
 package main
 
-/*
+/*{_OPENSSL_CLEANUP_C}
 #include <stdio.h>
 #include <stdlib.h>
 int __lsan_do_recoverable_leak_check(void);
@@ -161,6 +243,7 @@ func leakharnessReport() {{
 
 func main() {{
 	{USER_MAIN}()
+	C.leakharness_openssl_cleanup() // as C's exit() would, before the leak check (see gobuild.py)
 	leaked := C.leakharness_leak_check() != 0
 	if leaked {{
 		leakharnessReport()
@@ -225,7 +308,7 @@ MEMCHECK_HELPER_SOURCE = f"""// Added by leakharness to the memcheck build only 
 // main, valgrind's leak check must not take stale pointers in Go's memory for references.
 package main
 
-/*
+/*{_OPENSSL_CLEANUP_C}
 #include <stdio.h>
 #include <unistd.h>
 #include <valgrind/memcheck.h>
@@ -253,6 +336,7 @@ import "C"
 
 func main() {{
 	{USER_MAIN}()
+	C.leakharness_openssl_cleanup() // as C's exit() would, before valgrind's leak check (see gobuild.py)
 	C.leakharness_hide_go_memory_and_exit()
 }}
 """
