@@ -96,7 +96,7 @@ def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
     # leak check, where dead wrappers still point at them): the same 3,160 B as LSan.
     for tool in ("memcheck", "go-asan"):
         lost = [f for f in by_name[("cgo_evp_ctx_leak", "leaky", tool)].findings if f.is_lost_leak]
-        assert sum(f.bytes for f in lost) == 3160, tool
+        assert sum(f.bytes for f in lost) == 4000, tool  # 920 B + 3,080 B, as the same program in C
     # The report's page for the pattern shows the Go caller and the C function it entered.
     page = (session.out / "patterns" / "cgo_signal_in_c.html").read_text()
     assert "main.handshakeState" in page and "inside C function ctx_state" in page
