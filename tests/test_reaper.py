@@ -1,0 +1,291 @@
+"""Nothing of a job outlives it: lh-reaper (harness/data/reaper.c) and supervise.py.
+
+The program of these tests does all it can to survive its job: it ignores SIGTERM, and forks a
+child that leaves the job's session with setsid() and forks a grandchild there; all three sleep
+for ever (tests/programs/reaper/escape.c).  However the job ends (its timeout, Ctrl-C or a plain
+`kill` to leakharness, leakharness killed outright), no process of it may be left once
+leakharness has returned, under valgrind (which follows the children) as under ASan (native
+processes), and the job is never clean and never cached.
+
+The tests run the real CLI in a subprocess, the way a user does (`python -m harness check
+--build PROGRAM.c`, with this checkout first on PYTHONPATH), from their own working folder and
+with a cache of their own.  Each builds the program under a unique name, so that the processes
+it looks for are its own under `pytest -n 2`.  One test drives supervise() in-process, to reach
+the last resort (a reaper that does not end when told to) without waiting half a minute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from realrun import compile_c
+
+ROOT = Path(__file__).resolve().parent.parent
+PROGRAMS = ROOT / "tests" / "programs" / "reaper"
+# What a developer's shell may hold that would change what a checker or the harness does.
+HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "VALGRIND_OPTS", "LD_LIBRARY_PATH",
+            "LD_PRELOAD", "LEAKHARNESS_CACHE", "LEAKHARNESS_CACHE_MAX", "LEAKHARNESS_OUTPUT_CAP", "PYTEST_ADDOPTS")
+TOOLS = ("memcheck", "asan")
+
+pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None or shutil.which("gcc") is None,
+                                reason="needs valgrind and gcc")
+
+
+def _env(cache: Path, extra: dict | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    env["LEAKHARNESS_CACHE"] = str(cache)
+    env.update(extra or {})
+    return env
+
+
+def lh(*args, cwd: Path, cache: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`leakharness ARGS...` run from cwd, to its end."""
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=_env(cache, env),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
+
+
+def lh_background(*args, cwd: Path, cache: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=_env(cache),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def said(proc) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def processes_naming(name: str) -> dict[int, str]:
+    """Every living process whose command line holds name: pid -> command line (zombies, which
+    are dead and have no command line, are not counted)."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            line = " ".join(cmdline(int(entry)))
+            if name in line:
+                found[int(entry)] = line
+    return found
+
+
+def program_processes(name: str) -> list[int]:
+    """The program's own processes (natively or under valgrind), not leakharness's, whose
+    command line names the program's source."""
+    return [pid for pid in processes_naming(name)
+            if os.path.basename(cmdline(pid)[0]) in (name, "valgrind", "valgrind.bin")
+            or os.path.basename(cmdline(pid)[0]).startswith("memcheck-")]
+
+
+def kill_leftovers(name: str) -> None:
+    """Clean up after a failing test: whatever of its uniquely named program still runs."""
+    for pid in processes_naming(name):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"waited {seconds:g} s for {what}")
+
+
+def assert_nothing_left(name: str) -> None:
+    """No process of the program runs, given a moment: the processes a SIGKILL was sent to
+    just before leakharness returned may take some milliseconds to be gone."""
+    deadline = time.monotonic() + 1.0
+    while (left := processes_naming(name)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == {}, "left running:\n" + "\n".join(f"{pid}: {line[:300]}" for pid, line in left.items())
+
+
+def result_entries(cache: Path) -> list[Path]:
+    return sorted(cache.glob("results/*/*/result.json"))
+
+
+def jobs(out: Path) -> list[dict]:
+    return json.loads((out / "results.json").read_text())["jobs"]
+
+
+def escape_source(tmp_path: Path, tool: str) -> str:
+    """escape.c copied into tmp_path under a unique name; returns the name (the program's too)."""
+    name = f"lh_reaper_{tool}_{uuid.uuid4().hex[:10]}"
+    shutil.copy(PROGRAMS / "escape.c", tmp_path / f"{name}.c")
+    return name
+
+
+def check_args(name: str, tool: str, *extra: str) -> tuple[str, ...]:
+    return ("check", "--build", f"{name}.c", "--tool", tool, *extra, "--out", "out", "--no-html", "--quiet")
+
+
+@pytest.fixture
+def cache(tmp_path) -> Path:
+    return tmp_path / "cache"
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_timeout_leaves_nothing_running(tmp_path, cache, tool):
+    """The timeout: the program ignores SIGTERM, so its group is killed after the grace; the
+    setsid() child and grandchild, outside that group, must go too, and the job is incomplete."""
+    name = escape_source(tmp_path, tool)
+    try:
+        for run in ("first", "second"):  # the second must run again, not answer from the cache
+            proc = lh(*check_args(name, tool, "--timeout", "5"), cwd=tmp_path, cache=cache)
+            assert proc.returncode == 3, f"{run} run: {said(proc)}"
+            assert_nothing_left(name)
+            [job] = jobs(tmp_path / "out")
+            assert job["status"] == "incomplete", job
+            assert job["message"].startswith("timed out after 5 s"), job
+            assert job["cached"] is False, f"{run} run: {job}"
+            assert "cached" not in proc.stdout + proc.stderr, said(proc)
+            assert result_entries(cache) == []
+    finally:
+        kill_leftovers(name)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("tool", TOOLS)
+def test_interrupt_leaves_nothing_running(tmp_path, cache, tool, sig):
+    """Ctrl-C (SIGINT) or a plain `kill` (SIGTERM) to leakharness while the job runs: exit 130,
+    no process of the job left, nothing recorded as checked, nothing cached."""
+    name = escape_source(tmp_path, tool)
+    run = lh_background(*check_args(name, tool, "--timeout", "100"), cwd=tmp_path, cache=cache)
+    try:
+        # All three processes are up: the grandchild has escaped into its own session.
+        wait_for(lambda: len(program_processes(name)) >= 3, 60, f"{name}'s three processes")
+        # To leakharness alone: a terminal's Ctrl-C reaches no job either (each has its own session).
+        run.send_signal(sig)
+        started = time.monotonic()
+        stdout, stderr = run.communicate(timeout=60)
+        took = time.monotonic() - started
+        assert run.returncode == 130, f"exit {run.returncode}\n{stdout}\n{stderr}"
+        assert took < 15, f"leakharness took {took:.1f} s to stop"
+        assert_nothing_left(name)
+        assert all(job["status"] != "ok" for job in jobs(tmp_path / "out")), jobs(tmp_path / "out")
+        assert result_entries(cache) == []
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        kill_leftovers(name)
+
+
+@pytest.mark.parametrize("tool", TOOLS)
+def test_leakharness_killed_outright_leaves_nothing_running(tmp_path, cache, tool):
+    """SIGKILL to leakharness: nothing of it can act, but the reaper sees its parent die
+    (PR_SET_PDEATHSIG) and ends the job."""
+    name = escape_source(tmp_path, tool)
+    run = lh_background(*check_args(name, tool, "--timeout", "100"), cwd=tmp_path, cache=cache)
+    try:
+        wait_for(lambda: len(program_processes(name)) >= 3, 60, f"{name}'s three processes")
+        run.kill()
+        run.communicate(timeout=30)
+        try:
+            wait_for(lambda: not processes_naming(name), 10, f"{name}'s processes to end")
+        except AssertionError:
+            assert_nothing_left(name)  # says what is left
+        assert result_entries(cache) == []
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        kill_leftovers(name)
+
+
+def test_a_reaper_that_does_not_end_is_killed_with_everything_under_it(tmp_path, monkeypatch):
+    """The last resort: lh-reaper stopped (SIGSTOP) cannot act on the timeout; supervise() waits
+    for it REAPER_BOUND_S, then kills it and every process under it."""
+    from harness import supervise
+
+    name = f"lh_reaper_stuck_{uuid.uuid4().hex[:10]}"
+    program = compile_c(PROGRAMS / "escape.c", tmp_path / name, "-O0")
+    monkeypatch.setattr(supervise, "TERM_GRACE_S", 0.5)
+    monkeypatch.setattr(supervise, "REAPER_BOUND_S", 1.0)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    stopped: list[int] = []
+
+    def stop_the_reaper() -> None:
+        def reaper_pid() -> int | None:
+            procs = program_processes(name)
+            if len(procs) < 3:
+                return None
+            for pid in procs:  # the command's parent is the reaper
+                try:
+                    stat = Path(f"/proc/{pid}/stat").read_text()
+                    parent = int(stat[stat.rindex(")") + 1:].split()[1])
+                    if Path(f"/proc/{parent}/comm").read_text().strip() == "lh-reaper":
+                        return parent
+                except (OSError, ValueError):
+                    continue
+            return None
+
+        pid = wait_for(reaper_pid, 30, f"{name}'s three processes")
+        os.kill(pid, signal.SIGSTOP)
+        stopped.append(pid)
+
+    helper = threading.Thread(target=stop_the_reaper, daemon=True)
+    helper.start()
+    try:
+        ended = supervise.supervise([str(program)], _env(tmp_path / "cache"), tmp_path, 3.0, logs / "stdout.txt",
+                                    logs / "stderr.txt", tmp_path / "cache")
+        helper.join(5)
+        assert stopped, "the reaper was never stopped: the test proves nothing"
+        assert ended.timed_out
+        assert ended.returncode == -signal.SIGKILL
+        assert_nothing_left(name)
+        assert not Path(f"/proc/{stopped[0]}").exists()
+    finally:
+        kill_leftovers(name)
+        for pid in stopped:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def test_output_cap_from_the_environment(tmp_path, cache):
+    """LEAKHARNESS_OUTPUT_CAP caps every file of a job: 1 MiB to stdout under a 64 KiB cap is
+    the output limit reached (incomplete), not a clean run."""
+    shutil.copy(PROGRAMS / "chatty.c", tmp_path / "chatty.c")
+    proc = lh("check", "--build", "chatty.c", "--tool", "asan", "--out", "out", "--no-html", "--quiet",
+              cwd=tmp_path, cache=cache, env={"LEAKHARNESS_OUTPUT_CAP": "65536"})
+    assert proc.returncode == 3, said(proc)
+    [job] = jobs(tmp_path / "out")
+    assert job["status"] == "incomplete" and "output limit" in job["message"], job
+    written = list((tmp_path / "out").rglob("stdout.txt"))
+    assert written and all(p.stat().st_size <= 65536 for p in written), said(proc)
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-5", "1.5", "12 KB"])
+def test_a_bad_output_cap_is_one_line(tmp_path, cache, value):
+    shutil.copy(PROGRAMS / "chatty.c", tmp_path / "chatty.c")
+    proc = lh("check", "--build", "chatty.c", "--tool", "asan", "--out", "out", "--no-html", "--quiet",
+              cwd=tmp_path, cache=cache, env={"LEAKHARNESS_OUTPUT_CAP": value})
+    assert "Traceback" not in proc.stderr, said(proc)
+    assert proc.returncode == 2, said(proc)
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("leakharness: LEAKHARNESS_OUTPUT_CAP="), said(proc)
