@@ -49,10 +49,6 @@ STOP_GENTLY = signal.SIGTERM
 STOP_NOW = signal.SIGINT
 
 
-def output_cap() -> int:
-    return OUTPUT_CAP
-
-
 @dataclass(frozen=True)
 class Exit:
     """How a job's process ended."""
