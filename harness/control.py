@@ -80,6 +80,9 @@ class Session:
         self.progress = progress
         self.fixtures = _absolute(fixtures, self.cwd)
         self.suppression_files = tuple(_absolute(p, self.cwd) for p in suppressions)
+        from .supervise import output_cap
+
+        output_cap()  # a bad LEAKHARNESS_OUTPUT_CAP is one line now, not an error in a job's thread
         self._suppressions: list | None = None
         self.html_path: Path | None = None  # the report the last run rendered (html=True)
 

@@ -110,7 +110,7 @@ def test_a_pattern_states_what_the_toy_checker_must_find(copy, tmp_path):
     (fixtures / "toy_leak" / "pattern.c.j2").write_text(
         '#include "lh_common.h"\nstatic char *p;\nint main(void)\n{\n    p = malloc(4321);\n    memset(p, 1, 4321);\n'
         '{% if leaky %}    p = 0;{% else %}    free(p);{% endif %}\n    return 0;\n}\n')
-    (tmp_path / "conftest.py").write_text('pytest_plugins = ["harness.pytest_plugin"]\n')
+    # The plugin is the installed entry point's module, harness.pytest_plugin: found first in the copy.
     result = lh(copy, "fixtures", "--leak-tools", "toy-lsan", "-p", "no:cacheprovider", "-q", "-rA",
                 f"--leak-report={tmp_path / 'report'}", cwd=tmp_path, cache=tmp_path / "cache", module="pytest")
     assert result.returncode == 0, result.stdout + result.stderr
