@@ -93,6 +93,7 @@ class BuildSpec:
     pch: Path | None = None  # a header every source includes first: precompiled once per profile
     language: str = "c"  # "go": a Go program (cgo), built by gobuild.py
     go_mode: str | None = None  # for Go: how gobuild builds it for the checker (Checker.go_mode)
+    go_test: bool = False  # for Go: the package's tests (`go test -c`), not a program
 
     def key(self) -> str:
         h = hashlib.sha256()
@@ -160,6 +161,15 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
     return in_cache(spec, cache_dir, spec.key(), lambda work, final: _compile_c(spec, cache_dir, work, final))
 
 
+def touch(entry: Path) -> None:
+    """Mark a cache entry used now: the cache evicts the least recently used entries first, and a
+    build reused every day must not go before a result written once."""
+    try:
+        os.utime(entry)
+    except OSError:
+        pass
+
+
 def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
     """The build cache's one protocol, for every language: reuse cache/builds/KEY when it is
     there; else `compile_into(work, final)` in a private temporary folder, which returns a
@@ -168,6 +178,7 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
     final = cache_dir / "builds" / key[:2] / key
     done = final / "build.json"
     if done.is_file():
+        touch(final)
         return _from_cache(spec, final, key)
     started = time.monotonic()
     (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)

@@ -88,7 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("json", "text"), default="json")
     p.set_defaults(func=cmd_parse)
 
-    p = sub.add_parser("run", help="run the catalog under the checkers, in parallel, and judge it")
+    p = sub.add_parser("run", help="run the project's targets (leakharness.toml here or above), or the catalog, "
+                                   "under the checkers, in parallel")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="only this target of the project file (repeatable; a test CTest lists is one too)")
+    p.add_argument("--catalog", action="store_true",
+                   help="run the built-in catalog even where a project file is (--pattern and --fixtures imply it)")
     p.add_argument("--pattern", action="append", default=[], metavar="ID", help="only this pattern (repeatable)")
     p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
                    help="only this checker (repeatable): memcheck, memcheck-O2, asan, asan-O2, ubsan, tsan, msan; "
@@ -96,8 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p, "reports/latest")
     p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
     p.add_argument("--growth", action="store_true",
-                   help="also run each leaking pattern's leaky variant at several iteration counts and fit "
-                        "bytes = fixed + rate x iterations, per signature and in total (results.json \"growth\")")
+                   help="also run each leaking pattern's leaky variant (a project: each target whose args hold "
+                        "{n}) at several iteration counts and fit bytes = fixed + rate x iterations, per signature "
+                        "and in total (results.json \"growth\")")
     p.add_argument("--growth-iterations", default="1,2,4", metavar="N,N,...",
                    help="the iteration counts of --growth (default 1,2,4)")
     p.add_argument("--growth-tool", default="asan", metavar="CHECKER", help="the checker of --growth (default asan)")
@@ -106,10 +112,14 @@ def build_parser() -> argparse.ArgumentParser:
                         "merge the parts with `leakharness report`")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("nightly", help="run the catalog into a history of nights, compare with the last one, "
-                                       "and rewrite the history's index with trends")
+    p = sub.add_parser("nightly", help="run the project's targets (or the catalog) into a history of nights, compare "
+                                       "with the last one, and rewrite the history's index with trends")
     p.add_argument("--history", type=Path, required=True, metavar="DIR", help="the history folder (one sub-folder a night)")
     p.add_argument("--keep", type=int, default=None, metavar="N", help="keep the N newest nights, delete older ones")
+    p.add_argument("--target", action="append", default=[], metavar="NAME",
+                   help="only this target of the project file (repeatable)")
+    p.add_argument("--catalog", action="store_true",
+                   help="run the built-in catalog even where a project file is (--pattern and --fixtures imply it)")
     p.add_argument("--pattern", action="append", default=[], metavar="ID", help="only this pattern (repeatable)")
     p.add_argument("--tool", action="append", default=[], metavar="CHECKER", help="only this checker (repeatable)")
     for flag, kw in (("-j", dict(dest="jobs", type=int, default=None, metavar="N", help="jobs at once")),
@@ -159,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("suppressions", help="write suppressions for a run's findings (a baseline)")
     p.add_argument("results", type=Path, metavar="DIR")
-    p.add_argument("--format", choices=("valgrind", "lsan"), default="valgrind")
+    p.add_argument("--format", choices=("valgrind", "lsan", "known"), default="valgrind",
+                   help="valgrind or LSan suppressions, or `known` lists for a project file's targets")
     p.add_argument("--out", type=Path, default=None, metavar="FILE", help="write here instead of stdout")
     p.set_defaults(func=cmd_suppressions)
 
@@ -253,7 +264,7 @@ def cmd_suppressions(args) -> int:
     text, count = session.baseline(args.results, args.format)
     if args.out:
         target = session.write_file(args.out, text)
-        print(f"{count} suppression(s) written to {target}")
+        print(f"{count} {'known signature' if args.format == 'known' else 'suppression'}(s) written to {target}")
     else:
         sys.stdout.write(text)
     return 0
@@ -293,12 +304,28 @@ def _install_sigterm() -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
+def _project_of(args, session):
+    """The project file's targets to run, or None for the catalog: --catalog (or --pattern,
+    --fixtures) asks for the catalog; a folder with no project file here or above runs it too."""
+    if args.catalog or args.pattern or getattr(args, "fixtures", None):
+        if args.target:
+            raise LeakHarnessError("--target names a project's targets; --catalog, --pattern and --fixtures are "
+                                   "for the built-in catalog: give one or the other")
+        return None
+    project = session.project()
+    if project is None and args.target:
+        raise LeakHarnessError(f"--target {args.target[0]}: no leakharness.toml (nor pyproject.toml with "
+                               f"[tool.leakharness]) in {session.cwd} or a folder above it")
+    return project
+
+
 def cmd_run(args) -> int:
     from .orchestrate import Interrupted
 
     checkers = _check_checkers(args.tool) or None
     session = _session(args)
-    patterns = session.catalog(args.pattern or None)
+    project = _project_of(args, session)
+    patterns = session.catalog(args.pattern or None) if project is None else None
     _install_sigterm()
     shard = None
     if args.shard:
@@ -311,13 +338,25 @@ def cmd_run(args) -> int:
             from .growthrun import parse_counts
 
             growth = (_check_checkers([args.growth_tool])[0], parse_counts(args.growth_iterations))
-        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth)
+        if project is not None:
+            print(f"project: {project.file}", flush=True)
+            results = session.run_project(project, args.target, checkers, html=not args.no_html, shard=shard,
+                                          growth=growth)
+        else:
+            results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    from .judge import exit_code
-    from .report.text import run_summary
+    from .judge import check_exit_code, exit_code
+    from .report.text import check_summary, run_summary
 
+    if project is not None:  # targets have no expectation: each is clean, has bugs, or was not checked
+        out = session.project_out(project)
+        check_summary(results, out / "results.json", sys.stdout)
+        if session.html_path:
+            print(f"report: {session.html_path}")
+        _write_ci_outputs(args, session, results, "leakharness run")
+        return check_exit_code(results.jobs)
     out = session.out_dir("reports/latest")
     run_summary(results, out / "results.json", sys.stdout)
     if session.html_path:
@@ -332,20 +371,28 @@ def cmd_nightly(args) -> int:
 
     checkers = _check_checkers(args.tool) or None
     session = _session(args)
-    patterns = session.catalog(args.pattern or None)
+    project = _project_of(args, session)
+    patterns = session.catalog(args.pattern or None) if project is None else None
+    run = None
+    if project is not None:
+        print(f"project: {project.file}", flush=True)
+        run = lambda tonight: tonight.run_project(project, args.target, checkers, html=True)  # noqa: E731
     _install_sigterm()
     try:
-        outcome = nightly(session, args.history, keep=args.keep, patterns=patterns, checkers=checkers)
+        outcome = nightly(session, args.history, keep=args.keep, patterns=patterns, checkers=checkers, run=run)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    from .report.text import run_summary
+    from .report.text import check_summary, run_summary
     from .results import load_results
 
     results = load_results(outcome.night_dir)
-    run_summary(results, outcome.night_dir / "results.json", sys.stdout)
+    (check_summary if project is not None else run_summary)(results, outcome.night_dir / "results.json", sys.stdout)
     for line in outcome.comparison.reasons:
         print(f"REGRESSED {line}")
+    for change in outcome.comparison.new_findings:  # each new bug by its signature, and where it is
+        if change.verdict != "blind":
+            print(f"NEW {change.signature} in {change.job}: {change.summary}")
     print(f"night: {outcome.night_dir}\nhistory: {outcome.index_path}")
     _write_ci_outputs(args, session, results, "leakharness nightly")
     return 1 if outcome.regressed else 0
@@ -446,9 +493,36 @@ def cmd_show(args) -> int:
     return 0
 
 
+# check's options whose value is compiler flags or program arguments: it often starts with a dash.
+_DASH_VALUES = ("--cflags", "--ldflags", "--growth")
+
+
+def join_dash_values(argv: Sequence[str]) -> list[str]:
+    """`check --ldflags "-lcrypto"` (as the README writes it) as `--ldflags=-lcrypto`: argparse
+    takes a lone value that starts with a dash for an option of its own and refuses ("expected one
+    argument").  Only `check`'s flag-valued options, only before `--`."""
+    argv = list(argv)
+    first = next((i for i, a in enumerate(argv) if not a.startswith("-")), None)
+    if first is None or argv[first] != "check":
+        return argv
+    out, i = argv[:first + 1], first + 1
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            out += argv[i:]
+            break
+        if arg in _DASH_VALUES and i + 1 < len(argv) and argv[i + 1] != "--":
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(join_dash_values(sys.argv[1:] if argv is None else argv))
     try:
         return args.func(args)
     except LeakHarnessError as exc:

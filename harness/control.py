@@ -135,17 +135,83 @@ class Session:
         tasks = self.catalog_tasks(patterns, checkers)
         if not tasks:
             raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
-        if shard is not None:  # this machine's part of the catalog: a stable split balanced by durations
-            from .orchestrate import load_durations
-            from .shard import select_shard
-
-            tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
-            if not tasks:
-                raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
+        tasks = self._shard(tasks, shard)
         # A shard fits only the patterns it runs: every shard fitting all of them would repeat the work.
         chosen = {t.pattern for t in tasks}
         return self._run(tasks, self.out_dir(default_out), html,
                          growth=self._catalog_growth([p for p in patterns if p.id in chosen], growth))
+
+    def _shard(self, tasks: list[Task], shard: tuple[int, int] | None) -> list[Task]:
+        """This machine's part of the tasks: a stable split balanced by remembered durations."""
+        if shard is None:
+            return tasks
+        from .orchestrate import load_durations
+        from .shard import select_shard
+
+        tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
+        if not tasks:
+            raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
+        return tasks
+
+    # --- a project file (project.py): the team's own targets ---------------------------------
+
+    @_one_line_errors
+    def project(self):
+        """The project file in the working folder or above it (project.Project), or None."""
+        from .project import find_project, load_project
+
+        found = find_project(self.cwd)
+        return load_project(found) if found is not None else None
+
+    @_one_line_errors
+    def project_tasks(self, project, targets: Sequence[str] | None = None,
+                      checkers: Sequence[str] | None = None) -> list[Task]:
+        """The project's targets (or those named) under their checkers (narrowed to `checkers`);
+        a [[ctest]] project is configured and built here, since that is what lists its tests."""
+        from .tasks import project_tasks
+
+        tasks = project_tasks(project, self._cache_dir(), targets, checkers, self.cc, self.timeout)
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})[0]
+            raise LeakHarnessError(f"{project.file}: two targets make the job {dup}; rename one (a [[ctest]] "
+                                   f"table's prefix)")
+        return tasks
+
+    def project_out(self, project, default: str = "reports/latest") -> Path:
+        """A project's results folder: --out, else `default` under the project root."""
+        return self.out or project.root / default
+
+    @_one_line_errors
+    def run_project(self, project, targets: Sequence[str] | None = None, checkers: Sequence[str] | None = None,
+                    default_out: str = "reports/latest", html: bool = False,
+                    shard: tuple[int, int] | None = None,
+                    growth: tuple[str, Sequence[int]] | None = None) -> Results:
+        """Run a project's targets into --out (else <root>/reports/latest); growth: (checker,
+        counts): also fit the growth of every target whose arguments hold {n}."""
+        tasks = self.project_tasks(project, targets, checkers)
+        if not tasks:
+            raise LeakHarnessError("nothing to run: no target has the chosen checkers")
+        tasks = self._shard(tasks, shard)
+        step = None
+        if growth is not None:
+            from .growthrun import target_growth
+
+            chosen = {t.pattern for t in tasks}
+            growing = [t for t in project.targets if t.name in chosen and t.grows]
+            checker, counts = growth
+            step = lambda out, cache, suppressions: target_growth(  # noqa: E731
+                project, growing, out, cache, checker, counts, self.cc, self.timeout, self.fresh, suppressions,
+                self.jobs or os.cpu_count() or 1)
+        return self._run(tasks, self.project_out(project, default_out), html, growth=step)
+
+    @_one_line_errors
+    def run_task(self, task: Task, out_root: str | os.PathLike) -> Done:
+        """Build (cached), run (or reuse an unchanged result) and judge one task, in this process:
+        what a pytest item of a project target does."""
+        cache = self._cache_dir()
+        return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
+                       self.suppressions())
 
     def _run(self, tasks: list[Task], out: Path, html: bool, growth=None) -> Results:
         """Run the tasks into out, holding its lock; then `growth(out, cache, suppressions)` (a
@@ -237,11 +303,14 @@ class Session:
 
     @_one_line_errors
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:
-        """Suppressions for every finding of a results folder: (text, how many)."""
+        """Suppressions for every finding of a results folder: (text, how many); fmt "known":
+        each target's `known` list for the project file."""
         from .results import load_results
-        from .suppress import write_lsan, write_valgrind
+        from .suppress import write_known, write_lsan, write_valgrind
 
         results = load_results(_absolute(results_dir, self.cwd))
+        if fmt == "known":
+            return write_known(results.jobs)
         findings = [f for j in results.jobs for f in j.findings]
         text = write_valgrind(findings) if fmt == "valgrind" else write_lsan(findings)
         count = text.count("\n}") if fmt == "valgrind" else sum(

@@ -157,6 +157,7 @@ import (
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"unsafe"
 )
@@ -167,8 +168,18 @@ type leakharnessSite struct {{
 	pcs  [4]uintptr
 }}
 
-var leakharnessWrappers = map[string]bool{{"main.leakharnessRecord": true, "main.leakharnessCString": true,
-	"main.leakharnessCBytes": true, "main.leakharnessCMalloc": true}}
+// By the name's end: in a package's test binary they are <import path>.leakharnessCString.
+var leakharnessWrappers = []string{{".leakharnessRecord", ".leakharnessCString", ".leakharnessCBytes",
+	".leakharnessCMalloc"}}
+
+func leakharnessIsWrapper(function string) bool {{
+	for _, suffix := range leakharnessWrappers {{
+		if strings.HasSuffix(function, suffix) {{
+			return true
+		}}
+	}}
+	return false
+}}
 
 var (
 	leakharnessMu     sync.Mutex
@@ -223,7 +234,7 @@ func leakharnessReport() {{
 		frames := runtime.CallersFrames(site.pcs[:site.n])
 		for {{ // the first frame that is not a wrapper (inlined ones included) is the Go caller
 			fr, more := frames.Next()
-			if !leakharnessWrappers[fr.Function] {{
+			if !leakharnessIsWrapper(fr.Function) {{
 				fn, file, line = fr.Function, fr.File, fr.Line
 				if fn == "main.{USER_MAIN}" {{
 					fn = "main.main" // renamed for the overlay only
@@ -312,7 +323,7 @@ package main
 #include <stdio.h>
 #include <unistd.h>
 #include <valgrind/memcheck.h>
-static void leakharness_hide_go_memory_and_exit(void) {{
+static void leakharness_hide_go_memory_and_exit(int code) {{
 	FILE *maps = fopen("/proc/self/maps", "r");
 	char line[4096];
 	unsigned long lo, hi;
@@ -329,7 +340,7 @@ static void leakharness_hide_go_memory_and_exit(void) {{
 		fclose(maps);
 	fprintf(stderr, "\\n{MEMCHECK_MARK}\\n");
 	fflush(stderr);
-	_exit(0);  // no Go code runs with its memory hidden
+	_exit(code);  // no Go code runs with its memory hidden
 }}
 */
 import "C"
@@ -337,9 +348,62 @@ import "C"
 func main() {{
 	{USER_MAIN}()
 	C.leakharness_openssl_cleanup() // as C's exit() would, before valgrind's leak check (see gobuild.py)
-	C.leakharness_hide_go_memory_and_exit()
+	C.leakharness_hide_go_memory_and_exit(0)
 }}
 """
+
+# A package's tests (`go test -c`, a project's go_test target): the same helpers, put into the
+# package itself, whose end runs once the tests have: a TestMain added by the overlay runs them
+# (through the package's own TestMain, renamed, when it has one), then OpenSSL's cleanup and the
+# leak check, and exits with the tests' own exit code.
+TEST_MAIN_NAME = "zz_leakharness_testmain_test.go"
+USER_TEST_MAIN = "leakharnessUserTestMain"
+_TEST_FINISH = {
+    "address": """
+func leakharnessTestFinish(code int) {
+	C.leakharness_openssl_cleanup() // as C's exit() would, before the leak check (see gobuild.py)
+	leaked := C.leakharness_leak_check() != 0
+	if leaked {
+		leakharnessReport()
+	}
+	C.leakharness_mark()
+	if leaked {
+		os.Exit(23)
+	}
+	os.Exit(code)
+}
+""",
+    "valgrind": """
+func leakharnessTestFinish(code int) {
+	C.leakharness_openssl_cleanup() // as C's exit() would, before valgrind's leak check (see gobuild.py)
+	C.leakharness_hide_go_memory_and_exit(C.int(code))
+}
+""",
+}
+_TEST_MAIN = """// Added by leakharness (go test -c -overlay): the leak check runs once the tests have.
+package {package}
+
+import (
+	"reflect"
+	"testing"
+)
+
+var _ = reflect.ValueOf
+
+func TestMain(m *testing.M) {{
+{body}
+}}
+"""
+_TEST_MAIN_FUNC = re.compile(r"^func\s+TestMain\s*\(", re.M)
+_PACKAGE_NAME = re.compile(r"^package\s+(\w+)", re.M)
+
+
+def test_helper_source(mode: str, package: str) -> str:
+    """The helper of `mode` for a package's test binary: in that package, ending in
+    leakharnessTestFinish(code) instead of a main."""
+    head = HELPERS[mode].split("\nfunc main() {", 1)[0]
+    return head.replace("package main\n", f"package {package}\n", 1) + _TEST_FINISH[mode]
+
 
 # The build modes a Go checker may ask for (Checker.go_mode): "valgrind" (with the helper that
 # hides Go's memory from valgrind's leak check), "plain", and "address" (-asan with the
@@ -391,10 +455,11 @@ def is_go_source(path: Path) -> bool:
     return path.suffix == ".go" or (path.is_dir() and any(path.glob("*.go")))
 
 
-def _package_files(folder: Path) -> list[Path]:
-    """The files of the package in folder that the build reads (and go.mod, go.sum above it)."""
+def _package_files(folder: Path, tests: bool = False) -> list[Path]:
+    """The files of the package in folder that the build reads (and go.mod, go.sum above it);
+    with tests, its _test.go files too."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix in (".go", ".c", ".h", ".s", ".S")
-                   and not p.name.endswith("_test.go"))
+                   and (tests or not p.name.endswith("_test.go")))
     for parent in (folder, *folder.parents):
         if (parent / "go.mod").is_file():
             files.append(parent / "go.mod")
@@ -430,6 +495,8 @@ def key(spec) -> str:
     version, ssl_cflags, ssl_libs = openssl_flags()
     add("leakharness-gobuild-1", go_identity(), compiler_identity("gcc"), "openssl", version, *ssl_cflags,
         *ssl_libs, "mode", mode, "cflags", *spec.cflags, "ldflags", *spec.ldflags)
+    if spec.go_test:
+        add("test", _TEST_MAIN, *_TEST_FINISH.values())
     if mode in HELPERS:
         add("helper", HELPERS[mode])
     for name, text in spec.sources:
@@ -444,7 +511,7 @@ def _user_files(spec) -> list[Path]:
     for f in spec.files:
         f = Path(f).resolve()
         if f.is_dir():
-            found.extend(_package_files(f))
+            found.extend(_package_files(f, tests=spec.go_test))
         elif f.is_file():
             found.append(f)
             found.extend(p for p in _package_files(f.parent) if p.name in ("go.mod", "go.sum"))
@@ -494,14 +561,21 @@ def build_go(spec, cache_dir: Path):
     """Build spec (a Go program) or reuse the cached binary of the same key: a build.Build."""
     from .build import in_cache
 
+    from .build import touch
+
     cache_dir = Path(cache_dir)
     k = key(spec)
-    return in_cache(spec, cache_dir, k, lambda work, final: _compile_go(spec, cache_dir, k, work))
+    built = in_cache(spec, cache_dir, k, lambda work, final: _compile_go(spec, cache_dir, k, work))
+    if spec.sources and built.cached:  # the rendered sources its stacks name: used with it, trimmed with it
+        touch(cache_dir / "builds" / k[:2] / f"{k}.src")
+    return built
 
 
 def _compile_go(spec, cache_dir: Path, k: str, work: Path):
     from .build import Build
 
+    if spec.go_test:
+        return _compile_go_test(spec, cache_dir, work)
     if spec.sources:
         package_dir = _catalog_sources(spec, cache_dir, k)
         go_files = [package_dir / name for name, _ in spec.sources if name.endswith(".go")]
@@ -548,6 +622,106 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
     return {"name": spec.name, "profile": spec.profile, "language": "go", "command": cmd, "message": message,
             "sources": [], "source_paths": source_paths, "compile_dir": str(package_dir),
             "files": [str(p) for p in _user_files(spec)] if spec.files else source_paths}
+
+
+def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path], package: str, mode: str,
+                  work: Path, record: bool) -> Path:
+    """An overlay for a package's test binary: the helper and a TestMain beside the package's
+    files (its own TestMain renamed), with record the cgo allocations through the wrappers."""
+    folder = work / "overlay"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    replace: dict[str, str] = {}
+    if record:
+        for g in go_files:
+            original = g.read_text(encoding="utf-8", errors="replace")
+            changed = _rewrite_allocations(original)
+            if changed != original:
+                (folder / g.name).write_text(changed, encoding="utf-8")
+                replace[str(g)] = str(folder / g.name)
+    body = "\tleakharnessTestFinish(m.Run())"
+    for t in test_files:
+        text = t.read_text(encoding="utf-8", errors="replace")
+        if not _TEST_MAIN_FUNC.search(text):
+            continue
+        found = _PACKAGE_NAME.search(text)
+        if not found or found.group(1) != package:
+            raise BuildError(f"{t}: its TestMain is in the external test package {found.group(1) if found else '?'}; "
+                             f"leakharness adds its leak check through a TestMain in package {package}")
+        (folder / t.name).write_text(_TEST_MAIN_FUNC.sub(f"func {USER_TEST_MAIN}(", text, count=1), encoding="utf-8")
+        replace[str(t)] = str(folder / t.name)
+        # The package's own TestMain, then the exit code it left in m (what go test's main reads
+        # when a TestMain returns); one that calls os.Exit ends before the leak check (incomplete).
+        body = (f"\t{USER_TEST_MAIN}(m)\n"
+                f"\tleakharnessTestFinish(int(reflect.ValueOf(m).Elem().FieldByName(\"exitCode\").Int()))")
+        break
+    for name, text in ((HELPER_NAME, test_helper_source(mode, package)),
+                       (TEST_MAIN_NAME, _TEST_MAIN.format(package=package, body=body))):
+        virtual = package_dir / name
+        if virtual.exists():
+            raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's helper")
+        (folder / name).write_text(text, encoding="utf-8")
+        replace[str(virtual)] = str(folder / name)
+    overlay = work / "overlay.json"
+    overlay.write_text(json.dumps({"Replace": replace}))
+    return overlay
+
+
+def _compile_go_test(spec, cache_dir: Path, work: Path):
+    """`go test -c` of a package (a project's go_test target), with the checker's helper; what
+    stops it (no tests, no module) is the build's failure, not a missing tool."""
+    from .build import Build
+
+    try:
+        return _compile_go_test_in(spec, cache_dir, work)
+    except BuildError as exc:
+        return Build(spec, "build-failed", None, message=str(exc))
+
+
+def _compile_go_test_in(spec, cache_dir: Path, work: Path):
+    from .build import Build
+
+    given = [Path(f).resolve() for f in spec.files]
+    if len(given) != 1 or not given[0].is_dir():
+        raise BuildError(f"{given[0] if given else '?'}: a package's tests are built from its folder")
+    package_dir = given[0]
+    if _module_root(package_dir) is None:
+        raise BuildError(f"{package_dir}: go test -c needs a Go module (no go.mod here or above)")
+    files = _package_files(package_dir, tests=True)
+    go_files = [p for p in files if p.suffix == ".go" and not p.name.endswith("_test.go")]
+    test_files = [p for p in files if p.name.endswith("_test.go")]
+    if not test_files:
+        raise BuildError(f"{package_dir}: no _test.go files: no tests to build")
+    named = next((m.group(1) for p in go_files + test_files
+                  for m in [_PACKAGE_NAME.search(p.read_text(encoding="utf-8", errors="replace"))]
+                  if m and not m.group(1).endswith("_test")), None)
+    if named is None:
+        raise BuildError(f"{package_dir}: cannot tell the package's name (no `package NAME` line)")
+    binary = work / spec.name
+    env = _go_env(cache_dir, spec.cflags, spec.ldflags)
+    mode = spec.go_mode
+    for record in ((True, False) if mode == "address" else (False,)):
+        cmd = [go_binary() or "go", "test", "-c", "-vet=off", "-o", str(binary)]
+        if mode in HELPERS:
+            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record)
+            cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
+        cmd.append(".")
+        try:
+            proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            return Build(spec, "build-failed", None, message=f"go test -c timed out after {COMPILE_TIMEOUT} s",
+                         command=tuple(cmd))
+        if proc.returncode == 0 and binary.is_file():
+            break
+    message = (proc.stderr + proc.stdout).strip()
+    if proc.returncode != 0 or not binary.is_file():
+        return Build(spec, "build-failed", None, message=message or f"go test -c exit {proc.returncode}",
+                     command=tuple(cmd))
+    shutil.rmtree(work / "overlay", ignore_errors=True)
+    (work / "overlay.json").unlink(missing_ok=True)
+    return {"name": spec.name, "profile": spec.profile, "language": "go", "command": cmd, "message": message,
+            "sources": [], "source_paths": [], "compile_dir": str(package_dir),
+            "files": [str(p) for p in files]}
 
 
 def _catalog_sources(spec, cache_dir: Path, k: str) -> Path:

@@ -1,5 +1,5 @@
-"""Leak growth runs: a pattern's leaky variant (or a user's program) at several iteration
-counts, and the fit of their lost bytes (growth.py) per signature and in total.
+"""Leak growth runs: a pattern's leaky variant (or a user's program, or a project target whose
+arguments hold {n}) at several iteration counts, and the fit of their lost bytes (growth.py) per signature and in total.
 
 Each count is an ordinary job (build, run, suppressions) written under OUT/growth/iterations-N/
 so that the counts never share a log folder.  Only complete runs ("ok") are fitted: a run that
@@ -20,7 +20,7 @@ from .catalog import Pattern
 from .errors import LeakHarnessError
 from .growth import GrowthReport, fit_growth
 from .orchestrate import Interrupted, perform, result_cache
-from .tasks import Task, catalog_task, check_tasks
+from .tasks import Task, catalog_task, check_tasks, target_tasks
 
 GROWTH_COUNTS = (1, 2, 4)
 
@@ -125,3 +125,19 @@ def program_growth(program: Sequence[str], template: str, out: Path, cache: Path
         tasks.append((n, task))
     name = Path(program[0]).name
     return _fit(name, None, checker, tasks, out, cache, fresh, suppressions, jobs)
+
+
+def target_growth(project, targets, out: Path, cache: Path, checker: str, counts: Sequence[int] = GROWTH_COUNTS,
+                  cc: str = "gcc", timeout: float | None = None, fresh: bool = False, suppressions=None,
+                  jobs: int = 1) -> list[GrowthEntry]:
+    """Each project target whose arguments hold {n}, at each count, under `checker` (asan is
+    go-asan for a Go target; a target no form of it can check is left out)."""
+    entries = []
+    for target in targets:
+        chosen = checkers.for_program(checker, target.language)
+        if chosen is None or not target.grows:
+            continue
+        tasks = [(n, task) for n in counts
+                 for task in target_tasks(project, target, cc=cc, timeout=timeout, n=n, only=chosen)]
+        entries.append(_fit(target.name, None, chosen, tasks, out, cache, fresh, suppressions, jobs))
+    return entries

@@ -26,7 +26,7 @@ import shutil
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .errors import LeakHarnessError
 from .outdir import MARKER, locked
@@ -351,8 +351,10 @@ def _check_keep(keep: int | None) -> int | None:
 
 
 def nightly(session, history: Path, keep: int | None = None, patterns=None,
-            checkers: Sequence[str] | None = None, now: dt.datetime | None = None) -> NightlyOutcome:
-    """Run the catalog into history/<UTC date-time>, compare with the previous night, write
+            checkers: Sequence[str] | None = None, now: dt.datetime | None = None,
+            run: Callable[[Any], Results] | None = None) -> NightlyOutcome:
+    """Run the catalog (or `run(session)`, a session whose --out is tonight's folder: a project's
+    targets) into history/<UTC date-time>, compare with the previous night, write
     comparison.json, prune to `keep` nights, and rebuild history/index.html."""
     keep = _check_keep(keep)
     history = Path(history).expanduser()
@@ -375,9 +377,12 @@ def nightly(session, history: Path, keep: int | None = None, patterns=None,
                     previous, previous_name = None, None  # a damaged night compares as no night
             tonight = copy.copy(session)
             tonight.out = night_dir
-            if patterns is None:
-                patterns = tonight.catalog()
-            results = tonight.run_catalog(patterns, checkers, html=True)
+            if run is not None:
+                results = run(tonight)
+            else:
+                if patterns is None:
+                    patterns = tonight.catalog()
+                results = tonight.run_catalog(patterns, checkers, html=True)
             comparison = compare(night_dir.name, results, previous, previous_name)
             write_atomic(night_dir / "comparison.json", json.dumps(comparison.to_dict(), indent=1))
             # The summary is kept now so that a later index never needs this night's results again.

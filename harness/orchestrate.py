@@ -26,7 +26,7 @@ from . import run as run_mod
 from . import suppress
 from .build import Build, compiler_identity, openssl_flags
 from .errors import BuildError
-from .judge import Verdict, judge
+from .judge import Verdict, judge, outcome
 from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
 from .resultcache import ResultCache, job_key, trim
@@ -71,10 +71,11 @@ class Progress:
         if not self.enabled:
             return
         with self.lock:
+            decided = outcome(record)  # as every output says it: never "ok" beside errors
             self.done += 1
-            self.failed += record.verdict == "fail" or (record.verdict is None and record.status != "ok")
+            self.failed += decided.failing
             self.cached += record.cached
-            verdict = record.verdict or record.status
+            verdict = decided.name
             if record.status == "incomplete" and not self.tty:
                 verdict += f" (incomplete: {record.message})"
             if self.tty:
@@ -172,12 +173,60 @@ def keep_sources(task: Task, out_dir: Path) -> tuple[SourceFile, ...]:
     return tuple(kept)
 
 
+def keep_named_sources(task: Task, findings, out_dir: Path, kept: tuple[SourceFile, ...]) -> tuple[SourceFile, ...]:
+    """A project target's own files that its findings name (their frames' files inside the
+    project root), copied into the results folder beside what `keep_sources` kept: the target's
+    page shows them with the lines where memory was lost or misused, as they were when it ran."""
+    root = task.source_root
+    if root is None:
+        return kept
+    real_root = os.path.realpath(root)
+    have = {os.path.realpath(s.origin) for s in kept if s.origin}
+    folder = Path("sources") / task.pattern / (task.variant or "check")
+    out = list(kept)
+    for f in findings:
+        for frame in f.stack + tuple(x for a in f.aux_stacks for x in a.frames):
+            if not frame.file or len(out) >= 50:
+                continue
+            real = os.path.realpath(frame.file)
+            if real in have or not real.startswith(real_root + os.sep) or not os.path.isfile(real):
+                continue
+            have.add(real)
+            rel = folder / os.path.relpath(real, real_root)
+            try:
+                write_atomic(out_dir / rel, Path(real).read_bytes()[:1 << 20].decode("utf-8", "replace"))
+            except OSError:
+                continue
+            out.append(SourceFile(name=os.path.basename(real), path=str(rel), origin=real))
+    return tuple(out)
+
+
 def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
             suppressions: list | None = None) -> Done | None:
     """Build, run (or reuse) and judge one task; None when interrupted before it ended."""
     job_dir = out_dir / "logs" / task.pattern / (task.variant or "check") / task.checker
     b: Build | None = None
     checker = checkers.get(task.checker)
+    unbuilt = task.unbuilt
+    command = task.program + task.args
+    if task.project_build is not None and unbuilt is None:  # the project's own build command, per profile
+        from .projectbuild import build_project, program_path
+
+        built = build_project(task.project_build, cache_dir)
+        if built.status != "ok":
+            unbuilt = (built.status, built.message)
+        else:
+            program = program_path(task.project_build, built)
+            if program.is_file():
+                command = (str(program),) + task.args
+            else:
+                unbuilt = ("build-failed", f"{task.pattern}: the build for {task.project_build.profile.label} "
+                                           f"made no {program}")
+    if unbuilt is not None:
+        job = Job(checker=task.checker, command=(task.pattern,), out_dir=job_dir, timeout=task.timeout,
+                  pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
+        result = RunResult(job, unbuilt[0], message=unbuilt[1])
+        return Done(task, result, judge(task.expected, result) if task.expected is not None else None)
     if task.spec is not None:
         try:
             b = checker.build(task.spec, cache_dir)
@@ -188,12 +237,10 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
             verdict = judge(task.expected, result) if task.expected is not None else None
             return Done(task, result, verdict)
         command = (str(b.binary),) + task.args if b.binary else (task.pattern,)
-    else:
-        command = task.program + task.args
     if supervise.stopping():
         return None
     job = Job(checker=task.checker, command=command, out_dir=job_dir, timeout=task.timeout,
-              pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
+              pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env, stdin=task.stdin)
     cached = False
     if b is not None and b.status != "ok":
         result = RunResult(job, "build-failed", message=b.message)
@@ -211,8 +258,11 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
             results_cache.put(key, result)  # only a complete run is stored
     if suppressions:
         result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
+    if task.known:
+        result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppress.known(task.known)))
     verdict = judge(task.expected, result) if task.expected is not None else None
-    return Done(task, result, verdict, cached, b, keep_sources(task, out_dir) if b is not None else ())
+    kept = keep_sources(task, out_dir) if b is not None else ()
+    return Done(task, result, verdict, cached, b, keep_named_sources(task, result.findings, out_dir, kept))
 
 
 def result_cache(cache_dir: Path, fresh: bool):

@@ -1,4 +1,10 @@
-"""The pytest plugin: the catalog as test items, and a `leak_check` fixture for users' code.
+"""The pytest plugin: the catalog and a project's targets as test items, and a `leak_check`
+fixture for users' code.
+
+A project file (leakharness.toml, or pyproject.toml with [tool.leakharness]) that pytest
+collects becomes one item per target and checker, e.g. `leakharness.toml::aesgcm[asan]`: it
+fails when the checker found a bug (a `known` signature is accepted: listed at the end, not
+failing) or could not check the program fully, as `leakharness run` says it.
 
 Every pattern folder (a directory holding pattern.toml) that pytest collects becomes one item
 per (variant, checker), e.g. `c_fixtures/ssl_error_path::leaky[memcheck]`.  An item passes
@@ -8,7 +14,9 @@ xfail (so a checker that starts reporting the bug fails the item: the expectatio
 a run that hangs or crashes by design an xfail with its reason.  With --leak-report DIR every
 item writes its job to DIR/jobs/ as it ends (so with pytest-xdist each worker writes its own,
 and a worker that dies loses only its running item); the controller gathers them into
-DIR/results.json at the end.  The plugin's state lives in config.stash.
+DIR/results.json at the end.  Every option can also be set in the ini file
+([tool.pytest.ini_options] leak_tools = "memcheck,asan", ...; the command line wins).  The
+plugin's state lives in config.stash, and it uses pytest's public API only.
 """
 
 from __future__ import annotations
@@ -28,25 +36,64 @@ from .findings import Finding
 from .results import JobRecord, Results, read_jobs, write_job, write_results
 
 
+OPTIONS = (  # (name, metavar or None for a flag, help): --leak-NAME on the command line, leak_NAME in the ini file
+    ("tools", "LIST", "comma-separated checkers for catalog and project items (default: each pattern's or "
+                      "target's own)"),
+    ("patterns", "LIST", "comma-separated pattern ids to collect (default: all)"),
+    ("targets", "LIST", "comma-separated project targets to collect (default: all)"),
+    ("timeout", "S", "seconds per run (default: the pattern's or target's, 120)"),
+    ("report", "DIR", "write results.json (and the HTML report) of the session's leak jobs to DIR"),
+    ("fresh", None, "ignore cached run results: run every checker again"),
+    ("cache", "DIR", "build and result cache (default ~/.cache/leakharness)"),
+)
+
+
 def pytest_addoption(parser):
     group = parser.getgroup("leakharness", "memory-error checks (leakharness)")
-    group.addoption("--leak-tools", default=None, metavar="LIST",
-                    help="comma-separated checkers for catalog items (default: each pattern's own)")
-    group.addoption("--leak-patterns", default=None, metavar="LIST",
-                    help="comma-separated pattern ids to collect (default: all)")
-    group.addoption("--leak-timeout", type=float, default=None, metavar="S",
-                    help="seconds per run (default: the pattern's, 120)")
-    group.addoption("--leak-report", default=None, metavar="DIR",
-                    help="write results.json (and the HTML report) of the session's leak jobs to DIR")
-    group.addoption("--leak-fresh", action="store_true", default=False,
-                    help="ignore cached run results: run every checker again")
-    group.addoption("--leak-cache", default=None, metavar="DIR",
-                    help="build and result cache (default ~/.cache/leakharness)")
+    for name, metavar, text in OPTIONS:
+        if metavar is None:
+            group.addoption(f"--leak-{name}", action="store_true", default=False, help=text)
+            parser.addini(f"leak_{name}", text, type="bool", default=False)
+        else:
+            group.addoption(f"--leak-{name}", default=None, metavar=metavar, help=text)
+            parser.addini(f"leak_{name}", text, type="string", default="")
+
+
+def _option(config, name: str):
+    """--leak-NAME when given, else leak_NAME from the ini file ([tool.pytest.ini_options]); a
+    folder from the ini file is taken from the ini file's folder, one from the command line from
+    the folder pytest started in."""
+    value = config.getoption(f"leak_{name}")
+    if value not in (None, False):
+        return value
+    value = config.getini(f"leak_{name}")
+    if value in ("", None, False):
+        return None
+    if name in ("report", "cache"):
+        base = config.inipath.parent if config.inipath else config.rootpath
+        return str(base / value)
+    return value
+
+
+def _timeout(config) -> float | None:
+    value = _option(config, "timeout")
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise pytest.UsageError(f"leak_timeout / --leak-timeout {value!r}: not a number of seconds") from None
+
+
+def _report_dir(config) -> Path | None:
+    report = _option(config, "report")
+    return Path(config.invocation_params.dir) / report if report else None
 
 
 STARTED = pytest.StashKey[str]()
 SESSION = pytest.StashKey[object]()
 ACCEPTED = pytest.StashKey[list]()
+ACCEPTED_PROPERTY = "leakharness_accepted"  # a known finding, as a user property: reaches the controller from xdist workers
 
 
 def pytest_configure(config):
@@ -54,6 +101,7 @@ def pytest_configure(config):
                                        "in leak_check results (reported as accepted, not failing)")
     config.stash[STARTED] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     config.stash[ACCEPTED] = []
+    config.pluginmanager.register(_AcceptedListing(config), "leakharness-accepted")
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -64,7 +112,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 def pytest_collect_directory(path: Path, parent):
     if (path / METADATA_NAME).is_file() and any((path / t).is_file() for t in TEMPLATE_NAMES.values()):
-        wanted = _csv(parent.config.getoption("leak_patterns"))
+        wanted = _csv(_option(parent.config, "patterns"))
         if wanted and path.name not in wanted:
             return None
         return PatternDirectory.from_parent(parent, path=path)
@@ -77,7 +125,7 @@ class PatternDirectory(pytest.Directory):
             pattern = load_pattern(self.path)
         except LeakHarnessError as exc:
             raise self.CollectError(str(exc)) from None
-        tools = _csv(self.config.getoption("leak_tools"))
+        tools = _csv(_option(self.config, "tools"))
         for name in tools:
             if not checkers.known(name):
                 raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(checkers.names())})")
@@ -87,6 +135,34 @@ class PatternDirectory(pytest.Directory):
                     continue
                 yield PatternItem.from_parent(self, name=f"{variant}[{checker}]", pattern=pattern,
                                               variant=variant, checker=checker)
+
+
+def pytest_collect_file(file_path: Path, parent):
+    """A project file: its targets, each under each of its checkers, as items."""
+    from .project import PROJECT_FILE, PYPROJECT_FILE, _declares
+
+    if file_path.name == PROJECT_FILE or (file_path.name == PYPROJECT_FILE and _declares(file_path)):
+        return ProjectFile.from_parent(parent, path=file_path)
+    return None
+
+
+class ProjectFile(pytest.File):
+    def collect(self) -> Iterable[pytest.Item]:
+        from .project import load_project
+
+        tools = _csv(_option(self.config, "tools"))
+        for name in tools:
+            if not checkers.known(name):
+                raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(checkers.names())})")
+        try:
+            project = load_project(self.path)
+            # A [[ctest]] project is configured and built here: that is what lists its tests.
+            tasks = _session(self.config).project_tasks(project, _csv(_option(self.config, "targets")) or None,
+                                                        tools or None)
+        except LeakHarnessError as exc:
+            raise self.CollectError(str(exc)) from None
+        for task in tasks:
+            yield TargetItem.from_parent(self, name=task.name, task=task)
 
 
 class CheckFailed(Exception):
@@ -122,8 +198,9 @@ class PatternItem(pytest.Item):
         if outcome is None:  # the run was stopped (Ctrl-C): stop the session, not just this test
             raise KeyboardInterrupt
         result, verdict = outcome.result, outcome.verdict
-        if config.getoption("leak_report"):
-            write_job(Path(config.getoption("leak_report")), outcome.record(out_root))
+        report = _report_dir(config)
+        if report is not None:
+            write_job(report, outcome.record(out_root))
         self.user_properties.append(("leakharness_verdict", verdict.verdict))
         if verdict.verdict == "blind":
             raise BlindSpot(verdict.reason)
@@ -149,14 +226,60 @@ class PatternItem(pytest.Item):
         return self.path / METADATA_NAME, None, f"{self.pattern.id}::{self.variant}[{self.checker}]"
 
 
+class TargetItem(pytest.Item):
+    """One project target under one checker: fails on a bug or a run not fully checked."""
+
+    def __init__(self, *, task, **kwargs):
+        super().__init__(**kwargs)
+        self.task = task
+        self.user_properties.append(("leakharness_job", task.name))
+
+    def runtest(self):
+        from .grouping import group_findings
+        from .judge import errors_of, outcome
+
+        config = self.config
+        out_root = _out_root(config)
+        done = _session(config).run_task(self.task, out_root)
+        if done is None:  # the run was stopped (Ctrl-C): stop the session, not just this test
+            raise KeyboardInterrupt
+        record = done.record(out_root)
+        report = _report_dir(config)
+        if report is not None:
+            write_job(report, record)
+        decided = outcome(record)
+        self.user_properties.append(("leakharness_verdict", decided.name))
+        for f in record.findings:
+            if (f.suppressed or "").startswith("known: "):
+                self.user_properties.append((ACCEPTED_PROPERTY, f"{self.nodeid}: {f.summary()} [{f.signature}]"))
+        if decided.failing:
+            errors = errors_of(record.findings)
+            groups = group_findings(errors)
+            bugs = "\n".join(f"    {g.headline()}  [{g.root.signature}]" for g in groups[:20]) or "    nothing"
+            what = f"{len(groups)} bug(s) in {len(errors)} record(s)" if decided.name == "errors" else decided.reason
+            raise CheckFailed(
+                f"{self.task.name}: {decided.name}: {what}\n"
+                f"  status:   {record.status}{': ' + record.message if record.message else ''}\n"
+                f"  bugs:\n{bugs}\n"
+                f"  logs:     {done.result.job.out_dir}")
+
+    def repr_failure(self, excinfo, style=None):
+        if isinstance(excinfo.value, CheckFailed):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo, style)
+
+    def reportinfo(self):
+        return self.path, None, self.task.name
+
+
 def _session(config):
     """One Session per pytest process: paths made absolute against the folder pytest started in."""
     session = config.stash.get(SESSION, None)
     if session is None:
         from .control import Session
 
-        session = Session(cache=config.getoption("leak_cache"), timeout=config.getoption("leak_timeout"),
-                          fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
+        session = Session(cache=_option(config, "cache"), timeout=_timeout(config),
+                          fresh=bool(_option(config, "fresh")), progress=False, cwd=config.invocation_params.dir)
         config.stash[SESSION] = session
     from .supervise import reset_stop
 
@@ -165,12 +288,15 @@ def _session(config):
 
 
 def _out_root(config) -> Path:
-    report = config.getoption("leak_report")
-    if report:
-        return Path(config.invocation_params.dir) / report
-    factory = getattr(config, "_tmp_path_factory", None)
-    if factory is not None:
-        return factory.getbasetemp() / "leakharness"
+    """Where items write their logs: the report folder, else pytest's cache folder (its public
+    config.cache.mkdir, shared by xdist workers: every job has a folder of its own), else a
+    .cache folder where pytest started (-p no:cacheprovider)."""
+    report = _report_dir(config)
+    if report is not None:
+        return report
+    cache = getattr(config, "cache", None)
+    if cache is not None:
+        return Path(cache.mkdir("leakharness-logs"))
     return Path(config.invocation_params.dir) / ".cache" / "leakharness-logs"
 
 
@@ -179,13 +305,13 @@ def _is_controller(config) -> bool:
 
 
 def pytest_sessionstart(session):
-    report = session.config.getoption("leak_report")
-    if report and _is_controller(session.config):
+    report = _report_dir(session.config)
+    if report is not None and _is_controller(session.config):
         from .errors import LeakHarnessError
         from .outdir import claim
 
         try:
-            folder = claim(Path(session.config.invocation_params.dir) / report)
+            folder = claim(report)
         except LeakHarnessError as exc:
             raise pytest.UsageError(f"--leak-report: {exc}") from None
         for stale in (folder / "jobs").glob("*.json"):
@@ -194,10 +320,9 @@ def pytest_sessionstart(session):
 
 def pytest_sessionfinish(session, exitstatus):
     config = session.config
-    report = config.getoption("leak_report")
-    if not report or not _is_controller(config):
+    report = _report_dir(config)
+    if report is None or not _is_controller(config):
         return
-    report = Path(config.invocation_params.dir) / report
     jobs = read_jobs(report)
     if not jobs:
         return
@@ -211,10 +336,23 @@ def pytest_sessionfinish(session, exitstatus):
     write_report([report], report)
 
 
+class _AcceptedListing:
+    """Gathers the known findings items accepted, wherever they ran (an xdist worker's user
+    properties travel with its reports to the controller), for the end of the session."""
+
+    def __init__(self, config):
+        self.config = config
+
+    def pytest_runtest_logreport(self, report):
+        if report.when == "call":
+            self.config.stash[ACCEPTED].extend(value for name, value in report.user_properties
+                                               if name == ACCEPTED_PROPERTY)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    report = config.getoption("leak_report")
-    if report and _is_controller(config) and (Path(report) / "results.json").is_file():
-        terminalreporter.write_line(f"leakharness: results in {Path(report) / 'results.json'}")
+    report = _report_dir(config)
+    if report is not None and _is_controller(config) and (report / "results.json").is_file():
+        terminalreporter.write_line(f"leakharness: results in {report / 'results.json'}")
     accepted = config.stash.get(ACCEPTED, [])
     if accepted:
         terminalreporter.write_sep("-", "leakharness: known findings accepted")
@@ -306,8 +444,8 @@ def leak_check(request, tmp_path):
         counter["n"] += 1
         out = tmp_path / f"leak_check{counter['n']}"
         config = request.config
-        session = Session(out=out, cache=config.getoption("leak_cache"), timeout=timeout,
-                          fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
+        session = Session(out=out, cache=_option(config, "cache"), timeout=timeout,
+                          fresh=bool(_option(config, "fresh")), progress=False, cwd=config.invocation_params.dir)
         if build:
             sources = (build,) if isinstance(build, (str, os.PathLike)) else tuple(build)
             if tools is None:  # memcheck and asan for C; memcheck, go-asan and cgocheck for Go
@@ -326,8 +464,8 @@ def leak_check(request, tmp_path):
         except Interrupted:
             raise KeyboardInterrupt from None  # Ctrl-C stops the pytest session, not just this test
         result = CheckResult(results.jobs, accepted, out)
-        if result.accepted:
-            request.config.stash.setdefault(ACCEPTED, []).extend(f"{request.node.nodeid}: {f.summary()} [{f.signature}]" for f in result.accepted)
+        for f in result.accepted:
+            request.node.user_properties.append((ACCEPTED_PROPERTY, f"{request.node.nodeid}: {f.summary()} [{f.signature}]"))
         return result
 
     return check

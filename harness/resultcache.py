@@ -148,6 +148,10 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     add("argv", *cmd)
     add("env", *(f"{k}={v}" for k, v in sorted(env.items())))
     add("program", file_hash(program))
+    if job.stdin is not None:  # what the program reads on stdin (a project target's file)
+        if not os.path.isfile(job.stdin):
+            return None  # a pipe or a device reads differently every time: never cached
+        add("stdin", job.stdin, file_hash(job.stdin))
     for path in checker.key_files(env, cwd):
         add("tool", path, file_hash(path) if os.path.isfile(path) else "missing")
     for lib in libraries(program, cache_dir, env, cwd):

@@ -43,6 +43,7 @@ class Job:
     cwd: Path | None = None  # where the program runs: the caller's working directory by default
     pattern: str | None = None  # None for a user's own program
     variant: str | None = None
+    stdin: Path | None = None  # a file fed to the program's stdin (a project target's); None: /dev/null
 
     @property
     def name(self) -> str:
@@ -110,7 +111,7 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
     try:
         cmd, env = checker.command(job, private, cache_dir)
         ended = supervise.supervise(cmd, env, Path(job.cwd or os.getcwd()), job.timeout,
-                                    private / "stdout.txt", private / "stderr.txt", cache_dir)
+                                    private / "stdout.txt", private / "stderr.txt", cache_dir, stdin=job.stdin)
         move_logs(private, job.out_dir)
     finally:
         shutil.rmtree(private, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Start one job's process and make sure it ends, whatever it does: the supervising half of a run.
 
-Every job: an argument list, stdin from /dev/null, stdout and stderr to files, its own session,
-a timeout, and nothing of it left running afterwards.  The command runs under lh-reaper
+Every job: an argument list, stdin from /dev/null (or the file a project target names, read
+only), stdout and stderr to files, its own session, a timeout, and nothing of it left running
+afterwards.  The command runs under lh-reaper
 (data/reaper.c, compiled once per cache): a child subreaper that sets the core-dump and
 file-size limits before anything of the job runs, runs the command in a process group of its
 own, and once the command has ended kills whatever it left behind, including processes that
@@ -212,9 +213,14 @@ def _descendants(root: int) -> list[int]:
 
 
 def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, stdout: Path, stderr: Path,
-              cache_dir: Path) -> Exit:
-    """Run cmd to its end (or its timeout) and leave nothing of it running."""
+              cache_dir: Path, stdin: Path | None = None) -> Exit:
+    """Run cmd to its end (or its timeout) and leave nothing of it running; its stdin is the
+    file `stdin` (read only), or /dev/null."""
     cap = output_cap()  # a bad value stops here, before anything runs
+    try:
+        feed = open(stdin if stdin is not None else os.devnull, "rb")
+    except OSError as exc:
+        return Exit(None, False, 0.0, None, start_error=f"cannot open its stdin {stdin}: {exc.strerror or exc}")
     wrapper = reaper(cache_dir)
     pid_file = None
     if wrapper is not None:
@@ -225,9 +231,9 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, st
         full = list(cmd)
     started = time.monotonic()
     timed_out = False
-    with open(stdout, "wb") as out, open(stderr, "wb") as err:
+    with feed, open(stdout, "wb") as out, open(stderr, "wb") as err:
         try:
-            proc = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env,
+            proc = subprocess.Popen(full, stdin=feed, stdout=out, stderr=err, env=env,
                                     cwd=cwd, start_new_session=True)
         except OSError as exc:
             return Exit(None, False, 0.0, None, start_error=f"cannot start {full[0]}: {exc.strerror or exc}")

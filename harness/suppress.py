@@ -80,6 +80,8 @@ class Suppression:
         return self.signature is None or signature_matches(self.signature, finding.signature)
 
     def _matches_patterns(self, finding: Finding) -> bool:
+        if self.kind == "known":  # a project target's `known` entry: its signature alone names the bug
+            return self.signature is not None
         if self.kind == "lsan":
             if finding.category != "leak":
                 return False
@@ -296,6 +298,15 @@ def load(path: Path) -> list[Suppression]:
     return sups
 
 
+KNOWN_PREFIX = "known: "  # how a finding a project target's `known` list accepts is marked
+
+
+def known(signatures: Iterable[str]) -> list[Suppression]:
+    """A project target's `known` signatures as suppressions matching by signature alone: the
+    findings they name are accepted (kept, counted and listed, not failing)."""
+    return [Suppression(name=f"{KNOWN_PREFIX}{sig}", kind="known", frames=(), signature=sig) for sig in signatures]
+
+
 def apply(findings: Iterable[Finding], suppressions: list[Suppression]) -> tuple[Finding, ...]:
     if not suppressions:
         return tuple(findings)
@@ -304,3 +315,32 @@ def apply(findings: Iterable[Finding], suppressions: list[Suppression]) -> tuple
         hit = next((s for s in suppressions if s.matches(f)), None) if f.is_error else None
         out.append(dataclasses.replace(f, suppressed=hit.name) if hit else f)
     return tuple(out)
+
+
+def write_known(jobs) -> tuple[str, int]:
+    """`known` lists for a project file, one per target (job.pattern), from a run's bugs (memory
+    errors, definite and indirect leaks, not suppressed): (TOML text, how many signatures).  Each
+    entry is the signature, commented with the checkers that saw it and where."""
+    import json
+
+    by_target: dict[str, dict[str, tuple[set, str]]] = {}
+    for job in jobs:
+        for f in job.findings:
+            if not f.is_error or not f.signature:
+                continue
+            tools, summary = by_target.setdefault(job.pattern, {}).setdefault(f.signature, (set(), ""))
+            tools.add(job.tool)
+            if not summary:
+                by_target[job.pattern][f.signature] = (tools, f.summary().split("] ", 1)[-1])
+    lines = ["# `known` lists for leakharness.toml: put each into its [[target]] (or [[ctest]]) table.",
+             "# A finding whose signature is listed is accepted: shown by every run, never failing.", ""]
+    count = 0
+    for target in sorted(by_target):
+        lines.append(f"# [[target]] name = {json.dumps(target)}")
+        lines.append("known = [")
+        for sig, (tools, summary) in sorted(by_target[target].items()):
+            note = " ".join(f"[{', '.join(sorted(tools))}] {summary}".split())
+            lines.append(f"    {json.dumps(sig)},  # {note}")
+            count += 1
+        lines += ["]", ""]
+    return "\n".join(lines), count

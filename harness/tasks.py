@@ -1,7 +1,9 @@
 """Tasks: what to build and run.  A task is one program under one checker: a catalog pattern's
-variant rendered from its template, or a user's own program (as it is, or C or Go sources built
-per checker).  Each checker's build profile and what its tasks need (the residue canaries) are
-the checker's to say; this module only puts them together.
+variant rendered from its template, a user's own program (as it is, or C or Go sources built
+per checker), or a target of a project file (project.py: sources, the project's own build
+command, a Go program or a Go package's tests, a ready program, each test CTest lists).  Each
+checker's build profile and what its tasks need (the residue canaries) are the checker's to say;
+this module only puts them together.
 """
 
 from __future__ import annotations
@@ -40,6 +42,11 @@ class Task:
     expected: Expectation | None = None  # None for `check`: no verdict
     cwd: Path | None = None  # where the program runs (the user's working directory)
     env: tuple[tuple[str, str], ...] = ()  # added to the program's environment (the residue checker's canaries)
+    stdin: Path | None = None  # a file fed to the program's stdin (a project target's); None: /dev/null
+    known: tuple[str, ...] = ()  # signatures accepted: listed, not failing (a project target's `known`)
+    project_build: Any = None  # projectbuild.ProjectBuild: the project's own build command, run before
+    source_root: Path | None = None  # the project root: its files the findings name are kept with the results
+    unbuilt: tuple[str, str] | None = None  # (status, message): a target that cannot be built or found
 
     @property
     def name(self) -> str:
@@ -159,3 +166,140 @@ def default_check_checkers(sources: Sequence[str | os.PathLike], cwd: Path) -> t
     the sources' language (memcheck and asan for C, the Go checkers for a Go program)."""
     files = [absolute(s, cwd) for s in sources]
     return registry.check_defaults(source_language(files) if files else "c")
+
+
+# --- a project's targets (project.py) ---------------------------------------------------------------
+
+def _narrowed(own: Sequence[str], wanted: Sequence[str] | None, language: str) -> list[str]:
+    """A target's checkers, narrowed to the ones asked for (--tool asan is go-asan on Go)."""
+    if not wanted:
+        return list(own)
+    asked = {registry.for_program(c, language) for c in wanted}
+    return [c for c in own if c in asked]
+
+
+def _target_env(env: Sequence[tuple[str, str]], checker: str, secrets: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    chosen = registry.get(checker)
+    # Without secrets the residue checker says itself why it cannot run (incomplete, never clean).
+    extra = chosen.task_env(secrets) if chosen.wants_secrets and secrets else ()
+    return tuple(env) + tuple(extra)
+
+
+def ready_program(project, program: str) -> tuple[Path | None, str]:
+    """A target's ready program: a path in the project, or a name on PATH; (path, "") or (None, why)."""
+    if "/" in program:
+        path = project.root / program
+        return (path, "") if path.is_file() else (None, f"{program}: no such program in {project.root} (build it "
+                                                        f"first, or give the target a build command)")
+    found = shutil.which(program)
+    return (Path(found), "") if found else (None, f"{program}: no such program on PATH")
+
+
+def target_tasks(project, target, checkers: Sequence[str] | None = None, cc: str = "gcc",
+                 timeout: float | None = None, n: int | None = None, only: str | None = None) -> list[Task]:
+    """One project target under each of its checkers (or under `only`, whatever its own are: a
+    --growth run's checker); `n` fills {n} in its arguments (default: the target's own n)."""
+    from .projectbuild import ProjectBuild, profile_for
+
+    args = tuple(a.replace("{n}", str(target.n if n is None else n)) for a in target.args)
+    limit = timeout or target.timeout or project.timeout or DEFAULT_TIMEOUT
+    tasks = []
+    for checker in [only] if only else _narrowed(target.checkers, checkers, target.language):
+        common = dict(pattern=target.name, variant=None, checker=checker, timeout=limit, args=args, cwd=target.cwd,
+                      env=_target_env(target.env, checker, target.secrets), stdin=target.stdin, known=target.known,
+                      source_root=project.root)
+        chosen = registry.get(checker)
+        if target.kind == "sources":
+            spec = chosen.build_spec(name=target.name, sources=(), files=target.sources, cflags=target.cflags,
+                                     ldflags=target.ldflags, language="c", cc=cc)
+            tasks.append(Task(spec=spec, **common))
+        elif target.kind in ("go", "go_test"):
+            spec = chosen.build_spec(name=target.name, sources=(), files=(target.package,), cflags=target.cflags,
+                                     ldflags=target.ldflags, language="go", go_test=target.kind == "go_test")
+            tasks.append(Task(spec=spec, **common))
+        elif target.kind == "build":
+            build = ProjectBuild(label=target.name, root=project.root, kind="command",
+                                 profile=profile_for(checker, cc, target.cflags, target.ldflags),
+                                 timeout=project.build_timeout, command=target.build, program=target.program,
+                                 ignore=project.ignore)
+            tasks.append(Task(project_build=build, **common))
+        else:
+            path, why = ready_program(project, target.program)
+            if path is None:
+                tasks.append(Task(unbuilt=("build-failed", why), **common))
+            else:
+                tasks.append(Task(program=(str(path),), **common))
+    return tasks
+
+
+def ctest_test_name(prefix: str, name: str) -> str:
+    """A CTest test's target name: the table's prefix and the test's name, in the characters a
+    target name may hold."""
+    import re
+
+    return prefix + re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).lstrip("_.+-")[:120] or "test"
+
+
+def ctest_tasks(project, suite, cache_dir: Path, checkers: Sequence[str] | None = None, cc: str = "gcc",
+                timeout: float | None = None) -> list[Task]:
+    """Every test CTest lists for a [[ctest]] table, under each of its checkers: the project is
+    configured and built once per build profile (projectbuild.py), and each profile's own build
+    says what its tests are."""
+    from .projectbuild import ProjectBuild, build_project, ctest_tests, profile_for
+
+    limit = timeout or suite.timeout or project.timeout or DEFAULT_TIMEOUT
+    profiles: dict[Any, list[str]] = {}
+    for checker in _narrowed(suite.checkers, checkers, "c"):
+        profiles.setdefault(profile_for(checker, cc, suite.cflags, suite.ldflags), []).append(checker)
+    tasks = []
+    for profile, names in profiles.items():
+        build = ProjectBuild(label=f"{project.file.name} {suite.label}", root=project.root, kind="cmake",
+                             profile=profile, timeout=project.build_timeout, source_dir=suite.source_dir,
+                             cmake_args=suite.cmake_args, ignore=project.ignore)
+        built = build_project(build, cache_dir)
+        if built.status != "ok":
+            for checker in names:
+                tasks.append(Task(pattern=suite.prefix or f"ctest{suite.index}", variant=None, checker=checker,
+                                  timeout=limit, unbuilt=(built.status, built.message), source_root=project.root))
+            continue
+        for test in ctest_tests(built.listing, built.builddir, f"{project.file}: {suite.label}"):
+            if test.disabled or (suite.tests and test.name not in suite.tests) or test.name in suite.exclude:
+                continue
+            program = test.command[0]
+            if not os.path.isabs(program):
+                program = shutil.which(program, path=dict(test.env).get("PATH")) or str(test.cwd / program)
+            for checker in names:
+                tasks.append(Task(pattern=ctest_test_name(suite.prefix, test.name), variant=None, checker=checker,
+                                  timeout=limit, program=(program,), args=test.command[1:], cwd=test.cwd,
+                                  env=tuple(suite.env) + tuple(test.env), known=suite.known,
+                                  source_root=project.root))
+    return tasks
+
+
+def project_tasks(project, cache_dir: Path, names: Sequence[str] | None = None, checkers: Sequence[str] | None = None,
+                  cc: str = "gcc", timeout: float | None = None) -> list[Task]:
+    """The project's targets (only `names` when given: targets, or tests CTest lists) under
+    their checkers (narrowed to `checkers`).  Building a [[ctest]] project is what lists its
+    tests, so it is built here when its tests may be among those asked for."""
+    wanted = list(dict.fromkeys(names or ()))
+    declared = {t.name for t in project.targets}
+    tasks = []
+    for target in project.targets:
+        if not wanted or target.name in wanted:
+            tasks.extend(target_tasks(project, target, checkers, cc, timeout))
+    if project.ctests and (not wanted or set(wanted) - declared):
+        for suite in project.ctests:
+            found = ctest_tasks(project, suite, cache_dir, checkers, cc, timeout)
+            clash = sorted({t.pattern for t in found} & declared)
+            if clash:
+                raise LeakHarnessError(f"{project.file}: {suite.label}: the test {clash[0]!r} has the name of a "
+                                       f"[[target]]; give the [[ctest]] table a prefix")
+            tasks.extend(t for t in found if not wanted or t.pattern in wanted)
+    if wanted:
+        have = {t.pattern for t in tasks} | declared
+        unknown = [n for n in wanted if n not in have]
+        if unknown:
+            listed = sorted(declared | {t.pattern for t in tasks})
+            raise LeakHarnessError(f"--target {unknown[0]}: no such target in {project.file} (targets: "
+                                   f"{', '.join(listed[:20])}{' ...' if len(listed) > 20 else ''})")
+    return tasks

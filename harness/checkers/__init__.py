@@ -69,6 +69,16 @@ def check_defaults(language: str) -> tuple[str, ...]:
     return tuple(n for n, c in REGISTRY.items() if language in c.check_default_for)
 
 
+def for_program(name: str, language: str) -> str | None:
+    """The checker `name` stands for on a program of that language: itself when it checks that
+    language, else its twin there (asan on a Go program is go-asan), else None."""
+    checker = get(name)
+    if language in checker.languages:
+        return name
+    twin = checker.twins.get(language)
+    return twin if twin in REGISTRY and language in REGISTRY[twin].languages else None
+
+
 def family_of(name: str) -> str:
     return REGISTRY[name].family if name in REGISTRY else "other"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Mapping
 
 from .. import build as build_mod
 
@@ -60,10 +60,19 @@ class Checker:
     wants_secrets: bool = False  # needs the canaries to look for (--secret, a pattern's secrets)
     log_tools: tuple[str, ...] = ()  # the tool names a parsed log or finding carries that mean this checker
     cannot_see: str = ""  # what it is blind to, for docs/checkers.md and `leakharness checkers`
+    # The checker that does its job for a program of another language (asan: go-asan for Go), so
+    # that a project's default tools say "asan" once for its C and its Go targets.
+    twins: Mapping[str, str] = {}
 
     @property
     def expectation_base(self) -> str:
         return self.base or self.name
+
+    @property
+    def link_flags(self) -> tuple[str, ...]:
+        """What the link step of a project's own build needs for this profile: the sanitizer's
+        runtime (-fsanitize=...), which a compile-only flag would leave out."""
+        return tuple(f for f in self.cflags if f.startswith("-fsanitize"))
 
     @property
     def opt_level(self) -> str:

@@ -127,6 +127,7 @@ class GoAsan(GoChecker, SanitizerChecker):
     name = "go-asan"
     default_for = required_for = check_default_for = frozenset({"go"})
     go_mode = "address"
+    twins = {"c": "asan"}
     halts_on_first_error = True
     log_tools = ()
     cannot_see = ("Go's own heap (LeakSanitizer does not scan it: C memory held by a live Go object looks "

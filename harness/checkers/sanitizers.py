@@ -140,8 +140,9 @@ class Asan(SanitizerChecker):
                   "lingers in a register")
 
     def __init__(self, name: str, cflags: tuple[str, ...], base: str | None = None,
-                 check_default: bool = False):
+                 check_default: bool = False, twins: dict[str, str] | None = None):
         self.name, self.cflags, self.base = name, cflags, base
+        self.twins = dict(twins or {})
         self.default_for = frozenset({"c"})
         self.required_for = frozenset({"c"}) if base is None else frozenset()
         self.check_default_for = frozenset({"c"}) if check_default else frozenset()
@@ -180,7 +181,8 @@ class Msan(SanitizerChecker):
 
 
 CHECKERS = (
-    Asan("asan", ("-g", "-O0", "-fsanitize=address", "-fno-omit-frame-pointer"), check_default=True),
+    Asan("asan", ("-g", "-O0", "-fsanitize=address", "-fno-omit-frame-pointer"), check_default=True,
+         twins={"go": "go-asan"}),
     Asan("asan-O2", ("-g", "-O2", "-fsanitize=address", "-fno-omit-frame-pointer"), base="asan"),
     Ubsan(), Tsan(), Msan(),
 )

@@ -10,6 +10,7 @@ from typing import IO, Iterable
 from .. import checkers
 from ..grouping import group_findings
 from ..judge import errors_of, outcome
+from ..suppress import KNOWN_PREFIX
 
 
 def findings_table(logs: Iterable, out: IO[str]) -> None:
@@ -80,9 +81,11 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
     for job in results.jobs:
         decided = outcome(job)
         errors = [f for f in errors_of(job.findings) if not f.suppressed]
-        suppressed = sum(1 for f in job.findings if f.suppressed)
+        known = [f for f in job.findings if (f.suppressed or "").startswith(KNOWN_PREFIX)]
+        suppressed = sum(1 for f in job.findings if f.suppressed) - len(known)
         groups = group_findings(errors)
         note = f", {suppressed} finding(s) suppressed" if suppressed else ""
+        note += f", {len(known)} known finding(s) accepted" if known else ""
         cached = " (cached)" if job.cached else ""
         if decided.name == "errors":
             state = f"{len(groups)} bug(s) in {len(errors)} record(s)"
@@ -102,5 +105,7 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write(f"  [{g.root.tool}] {g.headline()}{records}\n")
         if len(groups) > bugs_per_job:
             out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
+        for g in group_findings(known)[:bugs_per_job]:
+            out.write(f"  known, accepted: [{g.root.tool}] {g.headline()}\n")
     cached = sum(1 for j in results.jobs if j.cached)
     out.write(f"{len(results.jobs)} job(s), {cached} from cache; results in {results_path}\n")

@@ -1,0 +1,3 @@
+module example.org/leakharness-examples
+
+go 1.19

@@ -1,0 +1,387 @@
+"""A project's own builds: a target's build command (`build = "make ..."`) and a CMake project
+([[ctest]]), each run once per build profile into a {builddir} of its own in the harness cache.
+
+A build profile is what a checker needs of a compile: its C flags, the flags its link needs (a
+sanitizer's runtime) and the compiler.  Checkers with the same profile (memcheck, helgrind and
+residue at -g -O0) share one build.  A build folder is keyed by the project's sources (every
+file under the project root but hidden ones, leakharness's own output folders, in-tree CMake
+build folders and what `ignore` lists), the command, the profile, the compiler's identity and
+the OpenSSL version: an unchanged project does not rebuild, and reusing a build touches it (the
+cache evicts the least recently used entries).
+
+Unlike a compile of leakharness's own (build.py), a project's build cannot be made in a
+temporary folder and renamed into place: CMake build trees and rpaths name their folder.  So it
+is made where it stays, under an exclusive lock (concurrent jobs and pytest-xdist workers wait
+for one builder), and marked done last: a folder whose build was killed half-way has no mark
+and is built again from scratch.
+
+The command is an argument list (the build string split as a shell would, placeholders filled
+per argument: no shell; `sh -c '...'` is the user's to write), run with stdin from /dev/null,
+in its own process group, with a time limit, and nothing of it left running.  CC, CFLAGS and
+LDFLAGS are also set in its environment, so that a Makefile using the usual variables builds
+for the checker without being told.  A failed build is one line with the tail of its output;
+the whole output stays in the build folder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from . import checkers as registry
+from .checkers.base import child_environment
+from .errors import BuildError, LeakHarnessError
+from .outdir import MARKER
+
+KEY_VERSION = "leakharness-projectbuild-1"
+DONE = "build.json"  # written last: the build folder is complete
+LOG = "build.log"
+LISTING = "ctest.json"
+TAIL_LINES = 3
+TAIL_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a checker needs of a compile and a link."""
+
+    cc: str
+    cflags: tuple[str, ...]
+    ldflags: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return " ".join(self.cflags)
+
+
+def profile_for(checker: str, cc: str = "gcc", cflags: tuple[str, ...] = (), ldflags: tuple[str, ...] = ()) -> Profile:
+    """The checker's build profile, with a target's own flags after it."""
+    c = registry.get(checker)
+    return Profile(cc=c.compiler or cc, cflags=tuple(c.cflags) + tuple(cflags),
+                   ldflags=tuple(c.link_flags) + tuple(ldflags))
+
+
+@dataclass(frozen=True)
+class ProjectBuild:
+    """One build of the project for one profile: a command ("command") or CMake ("cmake")."""
+
+    label: str  # the target's name, or the [[ctest]] table's, for messages
+    root: Path
+    kind: str
+    profile: Profile
+    timeout: float
+    command: tuple[str, ...] = ()  # kind "command": the argument list, placeholders unfilled
+    program: str = ""  # kind "command": where the program is ("{builddir}/digest")
+    source_dir: Path | None = None  # kind "cmake"
+    cmake_args: tuple[str, ...] = ()
+    ignore: tuple[Path, ...] = ()
+
+
+@dataclass(frozen=True)
+class Built:
+    status: str  # "ok", "build-failed", "tool-missing"
+    builddir: Path | None = None
+    message: str = ""
+    cached: bool = False
+    listing: Any = None  # kind "cmake": what `ctest --show-only=json-v1` printed
+
+
+def fill(template: tuple[str, ...] | list[str], values: Mapping[str, Any]) -> list[str]:
+    """Placeholders in an argument list: an argument that is exactly a list's placeholder
+    ({cflags}) becomes one argument per flag; inside a longer argument (CFLAGS={cflags}) the list
+    is joined by spaces.  `${VAR}` is left alone (a shell's, in `sh -c '...'`)."""
+    out: list[str] = []
+    for arg in template:
+        whole = re.fullmatch(r"\{(\w+)\}", arg)
+        if whole and isinstance(values.get(whole.group(1)), (list, tuple)):
+            out.extend(str(v) for v in values[whole.group(1)])
+            continue
+
+        def one(m: re.Match) -> str:
+            value = values.get(m.group(1))
+            if value is None:
+                return m.group(0)
+            return " ".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+
+        out.append(re.sub(r"(?<!\$)\{(\w+)\}", one, arg))
+    return out
+
+
+def placeholder_values(build: ProjectBuild, builddir: Path) -> dict[str, Any]:
+    return {"cc": shutil.which(build.profile.cc) or build.profile.cc, "cflags": build.profile.cflags,
+            "ldflags": build.profile.ldflags, "builddir": str(builddir), "root": str(build.root)}
+
+
+# --- what a build is keyed by ------------------------------------------------------------------------
+
+def _skipped_folder(path: Path, name: str, ignore: set[str], cache_real: str) -> bool:
+    if name.startswith(".") or name == "__pycache__":
+        return True
+    if str(path) in ignore:
+        return True
+    if (path / MARKER).is_file() or (path / "CMakeCache.txt").is_file():
+        return True  # leakharness's own output (reports, nightly histories), an in-tree CMake build
+    try:
+        return os.path.realpath(path) == cache_real
+    except OSError:
+        return True
+
+
+def tree_hash(root: Path, ignore: tuple[Path, ...] = (), cache_dir: Path | None = None) -> str:
+    """A hash of the project's sources: every file under root (relative path and content), but
+    hidden ones, leakharness's output folders, in-tree CMake builds, `ignore` and the cache.
+    A symbolic link is keyed by where it points, never followed out of the project."""
+    from .resultcache import file_hash
+
+    h = hashlib.sha256()
+    skip = {os.path.normpath(str(p)) for p in ignore}
+    cache_real = os.path.realpath(cache_dir) if cache_dir else ""
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not _skipped_folder(here / d, d, skip, cache_real))
+        for name in sorted(files):
+            path = here / name
+            if name.startswith(".") or os.path.normpath(str(path)) in skip:
+                continue
+            rel = path.relative_to(root).as_posix()
+            try:
+                if path.is_symlink():
+                    h.update(f"link\0{rel}\0{os.readlink(path)}\0".encode("utf-8", "surrogateescape"))
+                elif path.is_file():
+                    h.update(f"file\0{rel}\0{file_hash(path)}\0".encode("utf-8", "surrogateescape"))
+            except OSError:
+                h.update(f"unreadable\0{rel}\0".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
+
+
+def build_key(build: ProjectBuild, cache_dir: Path) -> str:
+    from .build import compiler_identity, openssl_flags
+
+    h = hashlib.sha256()
+
+    def add(*parts) -> None:
+        for part in parts:
+            h.update(str(part).encode("utf-8", "surrogateescape"))
+            h.update(b"\0")
+
+    try:
+        compiler = compiler_identity(build.profile.cc)
+    except BuildError:
+        compiler = f"missing {build.profile.cc}"
+    add(KEY_VERSION, build.kind, "root", build.root, "compiler", compiler, "openssl", openssl_flags()[0],
+        "cflags", *build.profile.cflags, "ldflags", *build.profile.ldflags, "command", *build.command,
+        "source_dir", build.source_dir or "", "cmake_args", *build.cmake_args)
+    if build.kind == "cmake":
+        add("cmake", _tool_identity("cmake"), _tool_identity("ctest"))
+    add("tree", tree_hash(build.root, build.ignore, cache_dir))
+    return h.hexdigest()
+
+
+def _tool_identity(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        return f"missing {name}"
+    from .resultcache import file_hash
+
+    return f"{os.path.realpath(path)} {file_hash(path)}"
+
+
+# --- running a build ----------------------------------------------------------------------------------
+
+def _kill_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, stdout=None) -> tuple[int | None, bool]:
+    """Run one build step to its end or its time limit: (exit code, timed out).  Its output goes
+    to the log (stdout to `stdout` when given); what it started is killed with its group."""
+    log.write(f"$ {shlex.join(argv)}\n".encode("utf-8", "surrogateescape"))
+    log.flush()
+    try:
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout or log,
+                                stderr=log, start_new_session=True)
+    except OSError as exc:
+        log.write(f"cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
+        return 127, False
+    try:
+        proc.wait(timeout=timeout)
+        timed_out = False
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        proc.wait()
+    except BaseException:  # Ctrl-C: the build's processes go with us
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    _kill_group(proc.pid)  # whatever it left running in its group (make's stray children)
+    return proc.returncode, timed_out
+
+
+def _tail(log_path: Path) -> str:
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(0, 2)
+            fh.seek(max(0, fh.tell() - 16384))
+            text = fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    lines = [" ".join(line.split()) for line in text.splitlines() if line.strip() and not line.startswith("$ ")]
+    tail = " | ".join(lines[-TAIL_LINES:])
+    return tail if len(tail) <= TAIL_CHARS else "..." + tail[-TAIL_CHARS:]
+
+
+def _failed(build: ProjectBuild, argv: list[str], rc: int | None, timed_out: bool, log_path: Path,
+            builddir: Path) -> Built:
+    what = f"timed out after {build.timeout:g} s" if timed_out else f"failed (exit {rc})"
+    tail = _tail(log_path)
+    return Built("build-failed", builddir,
+                 f"{build.label}: build for {build.profile.label} {what}: {shlex.join(argv)[:300]}"
+                 f"{': ' + tail if tail else ''} (whole output: {log_path})")
+
+
+def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
+    """The build folder of `build`, made once per key: reused when done (and touched), else
+    built under the folder's lock."""
+    if build.kind == "cmake":
+        for tool in ("cmake", "ctest"):
+            if shutil.which(tool) is None:
+                return Built("tool-missing", message=f"{build.label}: {tool} not found on PATH; install: "
+                                                     f"sudo apt-get install cmake (or scripts/install-system-packages.sh)")
+    try:
+        key = build_key(build, cache_dir)
+    except OSError as exc:
+        return Built("build-failed", message=f"{build.label}: cannot read the project's sources: "
+                                             f"{exc.filename or ''} {exc.strerror or exc}")
+    final = Path(cache_dir) / "builds" / key[:2] / key
+    done = final / DONE
+    if done.is_file():
+        return _reuse(build, final)
+    final.mkdir(parents=True, exist_ok=True)
+    with open(final / ".lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another job or worker building the same: wait for it
+        if done.is_file():
+            return _reuse(build, final)
+        for old in final.iterdir():  # a build killed half-way: start again from nothing
+            if old.name != ".lock":
+                shutil.rmtree(old, ignore_errors=True) if old.is_dir() and not old.is_symlink() else old.unlink()
+        builddir = final / "b"
+        builddir.mkdir()
+        started = time.monotonic()
+        values = placeholder_values(build, builddir)
+        env = child_environment({"CC": values["cc"], "CFLAGS": " ".join(build.profile.cflags),
+                                 "LDFLAGS": " ".join(build.profile.ldflags)}.items())
+        log_path = final / LOG
+        listing = None
+        with open(log_path, "wb") as log:
+            for argv, cwd, out in _steps(build, builddir, values, final):
+                deadline = build.timeout - (time.monotonic() - started)
+                if deadline <= 0:
+                    return _failed(build, argv, None, True, log_path, builddir)
+                if out is not None:
+                    with open(out, "wb") as out_file:
+                        rc, timed_out = _run(argv, cwd, env, log, deadline, stdout=out_file)
+                else:
+                    rc, timed_out = _run(argv, cwd, env, log, deadline)
+                if rc != 0 or timed_out:
+                    return _failed(build, argv, rc, timed_out, log_path, builddir)
+        if build.kind == "cmake":
+            try:
+                listing = json.loads((final / LISTING).read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                return Built("build-failed", builddir, f"{build.label}: ctest --show-only=json-v1 printed no "
+                                                       f"test list ({exc}); see {log_path}")
+        (final / DONE).write_text(json.dumps({"label": build.label, "profile": list(build.profile.cflags),
+                                              "duration_s": round(time.monotonic() - started, 3)}))
+        return Built("ok", builddir, listing=listing)
+
+
+def _steps(build: ProjectBuild, builddir: Path, values: dict[str, Any], final: Path):
+    """(argument list, working folder, file for its stdout or None) of each step of the build."""
+    if build.kind == "command":
+        yield fill(build.command, values), build.root, None
+        return
+    cmake, ctest = shutil.which("cmake") or "cmake", shutil.which("ctest") or "ctest"
+    flags, link = " ".join(build.profile.cflags), " ".join(build.profile.ldflags)
+    yield ([cmake, "-S", str(build.source_dir), "-B", str(builddir), f"-DCMAKE_C_COMPILER={values['cc']}",
+            f"-DCMAKE_C_FLAGS={flags}", f"-DCMAKE_CXX_FLAGS={flags}", f"-DCMAKE_EXE_LINKER_FLAGS={link}",
+            f"-DCMAKE_SHARED_LINKER_FLAGS={link}", f"-DCMAKE_MODULE_LINKER_FLAGS={link}", "-DCMAKE_BUILD_TYPE=",
+            *fill(build.cmake_args, values)], build.root, None)
+    yield [cmake, "--build", str(builddir), "--parallel", str(os.cpu_count() or 1)], build.root, None
+    yield [ctest, "--show-only=json-v1"], builddir, final / LISTING
+
+
+def _reuse(build: ProjectBuild, final: Path) -> Built:
+    try:
+        os.utime(final)  # the cache evicts the least recently used entries: this one was used
+    except OSError:
+        pass
+    listing = None
+    if build.kind == "cmake":
+        try:
+            listing = json.loads((final / LISTING).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            listing = None
+    return Built("ok", final / "b", cached=True, listing=listing)
+
+
+def program_path(build: ProjectBuild, built: Built) -> Path:
+    """Where a command build's program is: its template with {builddir} (and {root}) filled."""
+    (text,) = fill((build.program,), placeholder_values(build, built.builddir))
+    path = Path(text)
+    return path if path.is_absolute() else build.root / path
+
+
+# --- CTest's tests ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class CTestTest:
+    name: str
+    command: tuple[str, ...]
+    cwd: Path
+    env: tuple[tuple[str, str], ...] = ()
+    disabled: bool = False
+    will_fail: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
+    """The tests of `ctest --show-only=json-v1`'s output: each one's command, working folder and
+    environment.  Checked as untrusted input: a malformed entry is one line naming it."""
+    if not isinstance(listing, dict) or not isinstance(listing.get("tests"), list):
+        raise LeakHarnessError(f"{where}: ctest's test list is not what ctest --show-only=json-v1 prints")
+    out = []
+    for i, test in enumerate(listing["tests"]):
+        name = test.get("name") if isinstance(test, dict) else None
+        command = test.get("command") if isinstance(test, dict) else None
+        if not isinstance(name, str) or not name:
+            raise LeakHarnessError(f"{where}: ctest's test #{i + 1} has no name")
+        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
+            # A test without a command (a fixture-only test) runs nothing: nothing to check.
+            continue
+        props = {p.get("name"): p.get("value") for p in test.get("properties", ()) if isinstance(p, dict)}
+        cwd = props.get("WORKING_DIRECTORY")
+        env = []
+        for item in props.get("ENVIRONMENT") or ():
+            if isinstance(item, str) and "=" in item:
+                k, _, v = item.partition("=")
+                env.append((k, v))
+        out.append(CTestTest(name=name, command=tuple(command),
+                             cwd=Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) else builddir,
+                             env=tuple(env), disabled=bool(props.get("DISABLED")),
+                             will_fail=bool(props.get("WILL_FAIL"))))
+    return out
