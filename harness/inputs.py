@@ -285,7 +285,7 @@ def read(log_dir: Path, main_pid: int | None, died: Iterable[int] = ()) -> Recor
     a raw system call; a fatal signal valgrind or the sanitizer reported).  Such a process has no
     end line, yet its recording is whole: every record is written before the call it records,
     and the report shows that it died rather than exec'd a program the recorder cannot follow."""
-    from .run import is_go_binary
+    from .elf import is_go_binary
 
     problems: list[str] = []
     died_set = set(died)

@@ -25,11 +25,12 @@ import time
 from pathlib import Path
 
 import pytest
+from unittest import mock
 
 from realrun import PROGRAMS, have
 
 from harness import inputs
-from harness.collect import log_files as checker_logs
+from harness import checkers
 from harness.run import Job, run_job
 
 SOURCES = PROGRAMS / "inputs"
@@ -123,19 +124,19 @@ def main_pid(logs: Path) -> int | None:
 
 def job(cache: Path, checker: str, binary: Path, cwd: Path, *args: str, so: Path | None = None,
         env: dict | None = None, timeout: float = 300):
-    """One real job through run.run_job, with the recorder (so) or without; the recorder's
-    variables go in as the job's own environment, as a user's LD_PRELOAD would."""
+    """One real job through run.run_job, which loads the recorder into every job (so given), or
+    the same job with no recorder at all (so None); returns the result and the folder holding
+    the recorder's logs (the job's own)."""
     _RUNS[0] += 1
     tag = f"{checker}-{'rec' if so else 'plain'}-{_RUNS[0]}"
-    extra = dict(env or {})
-    logs = None
+    out = cwd.parent / f"out-{tag}"
+    task = Job(checker, (str(binary), *args), out, timeout=timeout, env=tuple(dict(env or {}).items()), cwd=cwd)
     if so is not None:
-        logs = cwd.parent / f"inputs-logs-{tag}"
-        logs.mkdir()
-        extra = inputs.environment(extra, so, logs)
-    result = run_job(Job(checker, (str(binary), *args), cwd.parent / f"out-{tag}", timeout=timeout,
-                         env=tuple(extra.items()), cwd=cwd), cache)
-    return result, logs
+        return run_job(task, cache), out
+    with mock.patch.object(inputs, "recorder", return_value=None):  # the same run, nothing recorded
+        result = run_job(task, cache)
+    assert not inputs.log_files(out)
+    return result, None
 
 
 def signature(f) -> tuple:
@@ -205,7 +206,7 @@ def test_every_hook_ends_in_a_tail_call_and_nothing_intercepted_is_called(so):
 def test_log_names_are_not_checker_logs(tmp_path):
     for name in ("lh-inputs.123", "lh-inputs.123.lost"):
         (tmp_path / name).write_text("x")
-    assert checker_logs(tmp_path) == []
+    assert all(checkers.get(name).log_files(tmp_path) == [] for name in checkers.names())
     assert [p.name for p in inputs.log_files(tmp_path)] == ["lh-inputs.123"]
 
 
@@ -587,12 +588,15 @@ def test_asan_needs_its_link_order_check_off(so, cache, memory_bugs, cwd, tmp_pa
     """Why environment() sets verify_asan_link_order=0: without it ASan refuses to run."""
     logs = tmp_path / "logs"
     logs.mkdir()
-    env = inputs.environment({}, so, logs)
+    env = inputs.environment(dict(os.environ), so, logs)
     env["ASAN_OPTIONS"] = env["ASAN_OPTIONS"].replace(inputs.ASAN_LINK_ORDER, "")
-    result = run_job(Job("asan", (str(memory_bugs["asan"]), "leaks"), tmp_path / "out", env=tuple(env.items()),
-                         cwd=cwd), cache)
-    assert result.status == "incomplete" and not result.findings
-    assert "does not come first" in (tmp_path / "out" / "stderr.txt").read_text()
+    proc = subprocess.run([str(memory_bugs["asan"]), "leaks"], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=120, start_new_session=True)
+    assert proc.returncode != 0 and "does not come first" in proc.stderr
+    ok = subprocess.run([str(memory_bugs["asan"]), "leaks"], env=inputs.environment(dict(os.environ), so, logs),
+                        cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+                        start_new_session=True)
+    assert "does not come first" not in ok.stderr and "LeakSanitizer" in ok.stderr
 
 
 @pytest.mark.parametrize("checker,program,args", [("tsan", "memory_bugs", ("race",)), ("tsan", "threads", ()),

@@ -110,6 +110,11 @@ class Checker:
         not hardened), or "": the job is then incomplete without running."""
         return ""
 
+    def cannot_follow(self, program: str) -> str:
+        """Why this checker cannot see into a program the checked one runs (a child), or "":
+        the job is then incomplete.  By default a child is checked as its parent is."""
+        return ""
+
     def command(self, job: "Job", log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
         """The command line and environment of a job, its logs going to log_dir."""
         return list(job.command), child_environment(job.env)
