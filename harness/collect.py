@@ -24,15 +24,14 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from . import inputs
 from .errors import ParseError
 from .findings import Finding
 from .parsers import parse_file
 
-if TYPE_CHECKING:  # the checker hands itself in; collect never looks one up
-    from .checkers.base import Checker
+if TYPE_CHECKING:
     from .supervise import Exit
 
 # The deadly signals a sanitizer catches and reports (its report's kind), then exits.
@@ -43,6 +42,19 @@ EXTERNAL = {signal.SIGKILL, signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal
 REAPER_KILLED = "lh-reaper: killed processes the program left running"
 # What lh-reaper says when it cannot exec the command (exit 126 or 127).
 REAPER_CANNOT_RUN = re.compile(r"^lh-reaper: (cannot run .*)$", re.M)
+
+
+class Checker(Protocol):
+    """What collect asks of the checker that ran (harness/checkers/base.py's Checker): the
+    checker hands itself in, collect never looks one up."""
+
+    name: str
+
+    def log_files(self, out_dir: Path) -> list[Path]: ...
+    def accept_unparsed(self, path: Path, g: "Gathered") -> bool: ...
+    def after_logs(self, g: "Gathered") -> None: ...
+    def incomplete(self, g: "Gathered") -> str: ...
+    def cannot_follow(self, program: str) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -214,7 +226,7 @@ def common_reason(g: Gathered) -> str:
     return ""
 
 
-def unfollowed(g: Gathered, checker: "Checker") -> str:
+def unfollowed(g: Gathered, checker: Checker) -> str:
     """A program the job's processes ran (or tried to) that this checker cannot see into: a
     static child under valgrind, a setuid one valgrind refuses to run.  Its part of the run was
     not checked, whatever the program's own exit code says."""
@@ -228,7 +240,7 @@ def unfollowed(g: Gathered, checker: "Checker") -> str:
     return ""
 
 
-def collect(out_dir: Path, checker: "Checker", ended: "Exit", timeout: float, program: str,
+def collect(out_dir: Path, checker: Checker, ended: "Exit", timeout: float, program: str,
             output_cap: int, cwd: Path) -> Collected:
     """Parse the logs `checker` names, apply the rules every run obeys and then the checker's
     own, and say what the run was."""

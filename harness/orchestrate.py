@@ -30,7 +30,7 @@ from .judge import Verdict, judge
 from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
 from .resultcache import ResultCache, job_key, trim
-from .run import Job, RunResult
+from .jobs import Job, RunResult
 from .tasks import Task
 
 

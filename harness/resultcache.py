@@ -36,7 +36,8 @@ from pathlib import Path
 
 from . import checkers, inputs
 from .findings import Finding
-from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
+from .jobs import Job, RunResult
+from .run import LOG_PLACEHOLDER, command_for
 
 # `libfoo.so => /path/libfoo.so (0x...)`, or `/lib64/ld-linux... (0x...)`; the path may be relative
 # (a relative LD_LIBRARY_PATH entry): it is then taken from the program's working folder.

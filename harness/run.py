@@ -15,12 +15,11 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from . import checkers, inputs, supervise
 from .collect import collect, move_logs
-from .findings import Finding
+from .jobs import Job, RunResult
 
 # The characters a log path may hold and still pass through every tool's option syntax unquoted
 # (ASAN_OPTIONS splits on ':' ',' and spaces; valgrind expands '%').
@@ -29,45 +28,6 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 LOG_PLACEHOLDER = Path("/leakharness-logs")
 # What a run leaves in its job folder: removed before a rerun into the same folder.
 _RUN_FILES = ("vg.", "sanitizer.", "valgrind.", "residue.", f"{inputs.LOG_NAME}.")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One program under one checker."""
-
-    checker: str  # a registered checker's name (harness/checkers)
-    command: tuple[str, ...]  # the program and its arguments
-    out_dir: Path  # where logs go
-    timeout: float = 120.0
-    env: tuple[tuple[str, str], ...] = ()
-    cwd: Path | None = None  # where the program runs: the caller's working directory by default
-    pattern: str | None = None  # None for a user's own program
-    variant: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self.pattern:
-            return f"{self.pattern}::{self.variant}[{self.checker}]"
-        return f"{os.path.basename(self.command[0])}[{self.checker}]"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    job: Job
-    status: str  # "ok", "crashed", "incomplete", "build-failed", "tool-missing"
-    findings: tuple[Finding, ...] = ()
-    exit_code: int | None = None
-    signal: str | None = None
-    duration_s: float = 0.0
-    logs: tuple[Path, ...] = ()
-    partial: bool = False
-    problems: tuple[str, ...] = ()
-    message: str = ""  # why it is incomplete (one line), compiler output, install hint
-    inputs: inputs.Recorded | None = None  # what the program read, as the recorder saw it (None: not recorded)
-
-    @property
-    def status_text(self) -> str:
-        return f"{self.status} ({self.signal})" if self.signal and self.status == "crashed" else self.status
 
 
 def command_for(job: Job, log_dir: Path, cache_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:

@@ -21,7 +21,7 @@ from .. import build as build_mod
 
 if TYPE_CHECKING:
     from ..collect import Gathered
-    from ..run import Job
+    from ..jobs import Job
 
 # Set by shells, make, pytest and terminals; never read by a checker or by OpenSSL: left out of
 # what a job's tool is handed, so that they change no cached result.
