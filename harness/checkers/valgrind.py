@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -55,6 +56,32 @@ def cannot_see_into(program: str) -> str:
     if elf.is_setuid(program):
         return f"{program} is setuid or setgid: valgrind cannot run it"
     return ""
+
+
+# Go's assembly string scans (internal/bytealg; C.GoString's length search runs IndexByte) load
+# 16 or 32 bytes at a time from the string's start, never across a page, so on a short C string
+# they read past the end of its malloc'd block.  Whether valgrind calls that an invalid read
+# depends on where malloc put the block (seen in 1 run of 3 on C.GoString of OPENSSL_buf2hexstr's
+# 12 bytes).  Only that shape is left out: a read that starts inside a block still allocated and
+# runs past its end; a read of a freed block, or one that starts outside any, is the program's bug.
+# valgrind merges the errors of one kind and one stack into one record and describes the first
+# one's block only: a later read of a freed string through the same call would be counted in a
+# left-out record.  C.GoString then copies the freed bytes (runtime.memmove), reported on its own,
+# unless the freed string was empty: that one case is a blind spot (docs/checkers.md).
+GO_WIDE_SCANS = frozenset({"indexbytebody", "memeqbody", "cmpbody"})
+_READ_SIZE = re.compile(r"Invalid read of size (\d+)")
+_INSIDE_LIVE = re.compile(r"is (\d+) bytes inside a block of size (\d+) alloc'd")
+
+
+def go_scan_over_read(f) -> bool:
+    if f.kind != "InvalidRead" or not f.stack or f.stack[0].function not in GO_WIDE_SCANS:
+        return False
+    size = _READ_SIZE.search(f.message or "")
+    inside = next((m for a in f.aux_stacks for m in [_INSIDE_LIVE.search(a.text or "")] if m), None)
+    if not size or not inside:
+        return False
+    offset, block = int(inside.group(1)), int(inside.group(2))
+    return offset < block < offset + int(size.group(1))
 
 
 class Valgrind(Checker):
@@ -167,6 +194,12 @@ class Memcheck(Valgrind):
         super().after_logs(g)
         if is_go_binary(g.program):  # the Go runtime's own report of a crash or a panic
             go_crash_findings(g)
+            over = [f for f in g.findings if go_scan_over_read(f)]
+            if over:
+                g.findings[:] = [f for f in g.findings if f not in over]
+                reads = sum(f.count for f in over)
+                g.problems.append(f"{reads} read(s) by Go's word-wide string scan past the end of a live C block "
+                                  f"(C.GoString's length search) not reported: not the program's bug")
 
     def incomplete(self, g) -> str:
         why = super().incomplete(g)
