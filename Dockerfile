@@ -2,7 +2,8 @@
 # the project installed (not editable) into /opt/leakharness, run as a non-root user.
 #   docker build -t leakharness .
 #   docker run --rm -v leakharness-reports:/reports leakharness          # the catalog -> /reports/latest
-#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/work" leakharness check --build prog.c
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/project" leakharness run   # your leakharness.toml
+#   docker run --rm --user "$(id -u):$(id -g)" -v "$PWD:/project" leakharness check --build prog.c
 # With podman on a host without a registry: scripts/build-image.sh (what `make docker` runs).
 FROM debian:12-slim
 
@@ -37,15 +38,18 @@ RUN python3 -m venv /opt/leakharness \
 # from deleting another's files.
 ARG UID=1000
 RUN useradd --create-home --uid "$UID" --user-group --shell /bin/bash leakharness \
-    && mkdir -p /work /reports /home/leakharness/.cache/leakharness \
-    && chown leakharness:leakharness /work /reports /home/leakharness/.cache/leakharness \
+    && mkdir -p /project /work /reports /home/leakharness/.cache/leakharness \
+    && chown leakharness:leakharness /project /work /reports /home/leakharness/.cache/leakharness \
     && chmod 1777 /reports /home/leakharness/.cache/leakharness
 ENV LEAKHARNESS_CACHE=/home/leakharness/.cache/leakharness
 USER leakharness
-WORKDIR /work
+# A project mounted here is found as in its own folder: `run` runs its leakharness.toml (with
+# nothing mounted, the catalog); results go to /project/reports/latest, on the host.  (/work, the
+# working folder of earlier images, stays for `-w /work`.)
+WORKDIR /project
 
 # Reports go to /reports: mount a host folder or a named volume there.  The path is absolute so
-# that it does not depend on the working directory (a `docker run -w` or a mounted /work).
+# that it does not depend on the working directory (a `docker run -w` or a mounted /project).
 VOLUME ["/reports"]
 ENTRYPOINT ["leakharness"]
 CMD ["run", "--out", "/reports/latest"]

@@ -129,7 +129,7 @@ def _declares(pyproject: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return re.search(r"^\s*\[\s*tool\s*\.\s*leakharness\s*[\].]", text, re.M) is not None
+    return re.search(r"^\s*\[\[?\s*tool\s*\.\s*leakharness\s*[\].]", text, re.M) is not None
 
 
 def find_project(start: str | os.PathLike) -> Path | None:

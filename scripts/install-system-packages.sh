@@ -13,6 +13,7 @@ set -euo pipefail
 # libc6-dev, and without it every build fails with "stdio.h: No such file or directory".
 PACKAGES=(
     gcc libc6-dev make pkg-config libssl-dev openssl valgrind binutils
+    cmake           # a project's [[ctest]] tables: configure, build, list the tests (make runs a project's builds)
     llvm            # llvm-symbolizer: symbolized sanitizer stacks
     golang-go       # the Go patterns and `check --build main.go` (cgo): go-asan, memcheck, cgocheck
     python3 python3-venv python3-pip

@@ -108,7 +108,7 @@ def test_image_defaults(image):
     assert config["Entrypoint"] == ["leakharness"]
     assert config["Cmd"] == ["run", "--out", "/reports/latest"]
     assert config["User"] == "leakharness"
-    assert config["WorkingDir"] == "/work"
+    assert config["WorkingDir"] == "/project"
     assert "/reports" in config.get("Volumes", {})
     env = dict(item.split("=", 1) for item in config["Env"])
     assert env["LEAKHARNESS_CACHE"] == "/home/leakharness/.cache/leakharness"
@@ -152,7 +152,7 @@ def test_run_writes_the_report_into_the_mounted_folder(image, tmp_path):
 
 
 def test_check_builds_a_mounted_c_file_as_the_host_user(image, tmp_path):
-    """`docker run --user "$(id -u):$(id -g)" -v "$PWD:/work" IMAGE check --build leak.c`, for an
+    """`docker run --user "$(id -u):$(id -g)" -v "$PWD:/project" IMAGE check --build leak.c`, for an
     unprivileged host user: the results land in the user's folder and belong to the user."""
     src = tmp_path / "src"
     src.mkdir()
@@ -160,7 +160,7 @@ def test_check_builds_a_mounted_c_file_as_the_host_user(image, tmp_path):
     for path in _tree(src):
         os.chown(path, NOBODY, NOBODY)
 
-    proc = _ok(_podman_run(image, "check", "--build", "leak.c", volume=(src, "/work"),
+    proc = _ok(_podman_run(image, "check", "--build", "leak.c", volume=(src, "/project"),
                            user=f"{NOBODY}:{NOBODY}"), code=1)
     assert "48 B" in proc.stdout, proc.stdout
     out = src / "reports" / "check"
@@ -177,3 +177,25 @@ def test_check_builds_a_mounted_c_file_as_the_host_user(image, tmp_path):
         st = path.lstat()
         assert st.st_uid == NOBODY, path
         assert st.st_mode & (stat.S_IRUSR | (stat.S_IXUSR if path.is_dir() else 0)), path
+
+
+def test_a_mounted_project_runs_as_in_its_own_folder(image, tmp_path):
+    """`docker run --user "$(id -u):$(id -g)" -v "$PWD:/project" IMAGE run` in examples/: every
+    target (C sources fed a file on stdin, a Makefile, a CTest test, a Go program, a Go package's
+    tests) finds its planted leak, the results on the host and the host user's."""
+    from test_examples import assert_planted
+
+    project = tmp_path / "examples"
+    shutil.copytree(REPO / "examples", project, ignore=shutil.ignore_patterns("reports"))
+    for path in _tree(project):
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
+    proc = _ok(_podman_run(image, "run", "--quiet", volume=(project, "/project"), user=f"{NOBODY}:{NOBODY}",
+                           timeout=900), code=1)
+    assert "project: /project/leakharness.toml" in proc.stdout, proc.stdout
+    out = project / "reports" / "latest"
+    results = json.loads((out / "results.json").read_text())
+    jobs = {f"{j['pattern']}[{j['tool']}]": j for j in results["jobs"]}
+    # The container's paths (/project/...) are the project's: the planted lines are where they are.
+    assert_planted(jobs, project)
+    for path in _tree(out):
+        assert path.lstat().st_uid == NOBODY, path
