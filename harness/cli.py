@@ -1,11 +1,15 @@
 """The `leakharness` command: argument parsing and output only; the work is behind the Session
 (control.py).
 
-Exit codes: 0 all well; 1 an expectation failed (`run`) or a memory error or leak was found
-(`check`); 2 a usage or set-up error (bad option, bad input file, a program that would not
-build, a checker not installed); 3 a job could not be fully checked (`incomplete`: timeout,
-crash without a report, checker that did not start, log cut short...) and nothing else failed;
-130 interrupted.  Errors a user can cause (LeakHarnessError) are one line on stderr, never a
+`run` and `nightly` work on the project file found in the working folder or above it
+(leakharness.toml, or pyproject.toml's [tool.leakharness]: project.py), or on the built-in catalog
+(--catalog, or no project file).
+
+Exit codes: 0 all well; 1 an expectation failed (`run` of the catalog) or a memory error or leak
+was found (`check`, `run` in a project); 2 a usage or set-up error (bad option, bad input or
+project file, a program that would not build, a checker not installed); 3 a job could not be
+fully checked (`incomplete`: timeout, crash without a report, checker that did not start, log cut
+short...) and nothing else failed; 130 interrupted.  Errors a user can cause (LeakHarnessError) are one line on stderr, never a
 traceback.
 """
 
