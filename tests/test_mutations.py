@@ -63,7 +63,7 @@ MUTATIONS = [
     # it out of the cache too; a run past the output cap exits normally, its recording whole.)
     ("only complete runs are cached", "harness/resultcache.py",
      "        if key is None or result.status not in CACHEABLE:", "        if key is None:",
-     [F + "test_output_past_the_cap_with_sigxfsz_ignored_is_incomplete"]),
+     ["tests/test_cache_inputs.py::test_an_incomplete_run_is_never_stored_even_with_a_whole_recording"]),
     ("a stored entry is replaced (--fresh)", "harness/resultcache.py",
      "            if entry.exists():  # replace", "            if False:  # replace",
      [T + "test_fresh_replaces_the_cached_entry"]),
@@ -132,7 +132,7 @@ MUTATIONS = [
       F + "test_memcheck_on_a_script_ignoring_its_setuid_childs_failure"]),
     ("a file that reached the output cap makes the job incomplete", "harness/collect.py",
      "    capped = _capped(g)", '    capped = ""',
-     [F + "test_output_past_the_cap_with_sigxfsz_ignored_is_incomplete"]),
+     ["tests/test_cache_inputs.py::test_an_incomplete_run_is_never_stored_even_with_a_whole_recording"]),
     ("the reaper outlives what it must kill: supervise signals the reaper, not its group",
      "harness/supervise.py", "                signal.pidfd_send_signal(self.pidfd, sig)",
      "                kill_group(self.proc.pid, signal.SIGKILL)",
