@@ -7,23 +7,15 @@ stay cached.  Run through the CLI, as a user does.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from realrun import lh
+
 ROOT = Path(__file__).resolve().parent.parent
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "VALGRIND_OPTS", "LD_PRELOAD", "LEAKHARNESS_CACHE", "GODEBUG")
-
-
-def lh(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_")}
-    env.update(PYTHONPATH=str(ROOT), LEAKHARNESS_CACHE=str(cache))
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env, text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=600, start_new_session=True)
 
 
 def jobs(folder: Path) -> list[dict]:
@@ -95,8 +87,8 @@ def test_the_catalogs_own_programs_stay_cached(tmp_path):
     cache = tmp_path / "cache"
     args = ("run", "--pattern", "cgo_cstring_no_free", "--pattern", "i2d_alloc", "--tool", "memcheck",
             "--tool", "cgocheck", "--tool", "asan", "--no-html")
-    first = lh(*args, "--out", "a", cwd=tmp_path, cache=cache)
-    second = lh(*args, "--out", "b", cwd=tmp_path, cache=cache)
+    first = lh(*args, "--out", "a", cwd=tmp_path, cache=cache, timeout=600)
+    second = lh(*args, "--out", "b", cwd=tmp_path, cache=cache, timeout=600)
     assert first.returncode == second.returncode == 0, first.stdout + second.stdout
     ran = jobs(tmp_path / "b")
     assert ran and all(j["cached"] for j in ran), [(j["pattern"], j["variant"], j["tool"], j["not_cached"])
