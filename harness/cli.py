@@ -102,8 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the iteration counts of --growth (default 1,2,4)")
     p.add_argument("--growth-tool", default="asan", metavar="CHECKER", help="the checker of --growth (default asan)")
     p.add_argument("--shard", metavar="K/N", default=None,
-                   help="run only the K-th of N parts of the catalog (a stable split balanced by remembered durations); "
-                        "merge the parts with `leakharness report`")
+                   help="run only the K-th of N parts of the catalog (a stable split by job name, balanced by "
+                        "--durations when given); merge the parts with `leakharness report`")
+    p.add_argument("--durations", type=Path, default=None, metavar="FILE",
+                   help="balance --shard by these durations (a JSON object, job -> seconds, e.g. a frozen copy of "
+                        "a cache's durations.json); every shard of a run must get the same file")
+    p.add_argument("--run-id", default=None, metavar="ID",
+                   help="name this run in results.json (e.g. the CI run's id): a merge checks that its shards "
+                        "are of one run (default: the plan's own hash)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("nightly", help="run the catalog into a history of nights, compare with the last one, "
@@ -238,14 +244,20 @@ def _session(args, **extra):
 
 
 def cmd_report(args) -> int:
+    from .results import load_results
+    from .report.text import merge_notes
+
     session = _session(args)
     index = session.report(args.inputs, args.out)
     print(f"report: {index}")
+    results = load_results(index.parent)
     if args.junit or args.summary_md:  # of the merged results, e.g. the shards of a CI run
-        from .results import load_results
-
-        _write_ci_outputs(args, session, load_results(index.parent), "leakharness report")
-    return 0
+        _write_ci_outputs(args, session, results, "leakharness report")
+    # Parts of a run that are missing, or a run cut short: said, and not exit 0 (3: not all checked).
+    notes = merge_notes(results)
+    for line in notes:
+        print(f"leakharness: {line}", file=sys.stderr)
+    return 3 if notes else 0
 
 
 def cmd_suppressions(args) -> int:
@@ -301,7 +313,7 @@ def cmd_run(args) -> int:
     patterns = session.catalog(args.pattern or None)
     _install_sigterm()
     shard = None
-    if args.shard:
+    if args.shard is not None:  # `--shard ""` is a mistake, not "everything"
         from .shard import parse_shard
 
         shard = parse_shard(args.shard)
@@ -311,7 +323,8 @@ def cmd_run(args) -> int:
             from .growthrun import parse_counts
 
             growth = (_check_checkers([args.growth_tool])[0], parse_counts(args.growth_iterations))
-        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth)
+        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth,
+                                      durations=args.durations, run_id=args.run_id)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130

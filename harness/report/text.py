@@ -104,3 +104,21 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
     cached = sum(1 for j in results.jobs if j.cached)
     out.write(f"{len(results.jobs)} job(s), {cached} from cache; results in {results_path}\n")
+
+
+def merge_notes(results, limit: int = 10) -> list[str]:
+    """What `report` says on stderr of merged results that are not a whole run: the jobs of its
+    plan that no part held (shown as not run), an interrupted run."""
+    from ..shard import NOT_RUN
+
+    lines = []
+    missing = [j for j in results.jobs if NOT_RUN in j.problems]
+    if missing:
+        run = (results.run or {}).get("id", "?")
+        lines.append(f"{len(missing)} job(s) of run {run} are in no part given (shown as not run): "
+                     + ", ".join(j.name for j in missing[:limit]) + (" ..." if len(missing) > limit else ""))
+        reasons = list(dict.fromkeys(j.message.removeprefix("not run: ") for j in missing))
+        lines.extend(f"  {why}" for why in reasons[:limit])
+    if results.interrupted:
+        lines.append("these results are of an interrupted run: only the jobs that finished are in them")
+    return lines
