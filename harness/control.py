@@ -83,6 +83,9 @@ class Session:
         from .supervise import output_cap
 
         output_cap()  # a bad LEAKHARNESS_OUTPUT_CAP is one line now, not an error in a job's thread
+        from .resultcache import max_bytes
+
+        max_bytes()  # so is a bad LEAKHARNESS_CACHE_MAX, before a run rather than after it
         self._suppressions: list | None = None
         self.html_path: Path | None = None  # the report the last run rendered (html=True)
 

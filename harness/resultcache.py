@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from . import checkers
+from .errors import LeakHarnessError
 from .findings import Finding
 from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
 
@@ -274,11 +275,19 @@ def _entries(cache_dir: Path):
 
 
 def max_bytes() -> int:
-    raw = os.environ.get("LEAKHARNESS_CACHE_MAX", "")
-    try:
-        return int(float(raw) * (1 << 20)) if raw else DEFAULT_MAX_BYTES
-    except ValueError:
+    """The cache's size cap: $LEAKHARNESS_CACHE_MAX in MiB (more than 0, at most a pebibyte),
+    else DEFAULT_MAX_BYTES.  Anything else is one line, never a silent default."""
+    raw = os.environ.get("LEAKHARNESS_CACHE_MAX", "").strip()
+    if not raw:
         return DEFAULT_MAX_BYTES
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = float("nan")
+    if not (0 < mib <= 1 << 30):  # NaN fails this too
+        raise LeakHarnessError(f"LEAKHARNESS_CACHE_MAX={raw[:40]}: give the cache's size cap in MiB, a number "
+                               f"more than 0 and at most {1 << 30}")
+    return int(mib * (1 << 20))
 
 
 def info(cache_dir: Path) -> dict:
