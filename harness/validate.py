@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .findings import CATEGORIES, LEAK_KINDS, AuxStack, Finding, Frame
+from .signatures import own_frame_of, signature_stem, split_signature
 
 # Far above anything a run measures (bytes, blocks, pids, exit codes), far below what breaks
 # arithmetic or formatting.
@@ -200,10 +201,16 @@ def finding(value: Any, field: str = "finding") -> Finding:
     )
     stack = items(data.get("stack"), f"{field}.stack", frame)
     aux = items(data.get("aux_stacks"), f"{field}.aux_stacks", aux_stack)
-    # Finding.from_dict names the signature's frames again (as for any stored finding), here
-    # from frames already checked.
-    return Finding.from_dict({**checked, "stack": [f.to_dict() for f in stack],
-                              "aux_stacks": [a.to_dict() for a in aux]})
+    # The signature's frames are named again (as Finding.from_dict does for any stored finding);
+    # its line hash is kept as the run made it, never made again here: that would read the
+    # source file a frame names, which a results.json from elsewhere may point anywhere.
+    _, stored_hash = split_signature(checked["signature"])
+    stem = signature_stem(checked["category"], stack)
+    checked["signature"] = f"{stem}@{stored_hash}" if stored_hash and own_frame_of(stack) is not None else stem
+    try:
+        return Finding(**checked, stack=stack, aux_stacks=aux)
+    except ValueError as exc:
+        raise FieldError(field, str(exc)) from None
 
 
 def expected(value: Any, field: str) -> dict | None:
