@@ -159,12 +159,14 @@ class Session:
         list of growthrun.GrowthEntry) when given; with html, render the report there too."""
         import dataclasses
 
+        from .cachelock import using
         from .outdir import locked
+        from .resultcache import trim
         from .results import write_results
 
         cache = self._cache_dir()
         suppressions = self.suppressions()
-        with locked(out) as out:
+        with locked(out) as out, using(cache):  # `cache clear` refuses while this run uses the cache
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
                                 progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions,
                                 run=run)
@@ -178,6 +180,10 @@ class Session:
                 from .report import sarif
 
                 sarif.write(results, out)
+        try:
+            trim(cache)  # keep the cache under its cap, now that this run no longer holds it
+        except OSError:
+            pass
         return results
 
     def _catalog_growth(self, patterns, growth):
@@ -200,10 +206,13 @@ class Session:
                 overrides: Mapping[str, Any] | None = None) -> Done:
         """Render, build (cached), run (or reuse an unchanged result) and judge one
         (pattern, variant, checker), in this process: what a pytest item does."""
+        from .cachelock import using
+
         cache = self._cache_dir()
         task = catalog_task(pattern, variant, checker, self.cc, overrides, self.timeout, self.cwd)
-        return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
-                       self.suppressions())
+        with using(cache):
+            return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
+                           self.suppressions())
 
     # --- the user's own programs ------------------------------------------------------------
 

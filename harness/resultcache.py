@@ -300,8 +300,21 @@ def info(cache_dir: Path) -> dict:
 
 
 def trim(cache_dir: Path, limit: int | None = None) -> int:
-    """Evict the least recently used entries until the cache is under its cap; returns how many."""
+    """Evict the least recently used entries until the cache is under its cap; returns how many.
+    Only while no run uses the cache (cachelock): else nothing now, the next run's end trims."""
+    from .cachelock import try_alone
+
     limit = max_bytes() if limit is None else limit
+    if not Path(cache_dir).is_dir():
+        return 0
+    held = try_alone(cache_dir)
+    if held is None:
+        return 0
+    with held:
+        return _trim(cache_dir, limit)
+
+
+def _trim(cache_dir: Path, limit: int) -> int:
     entries = sorted(_entries(cache_dir), key=lambda e: e[2])
     total = sum(size for _, size, _ in entries)
     evicted = 0
@@ -315,9 +328,13 @@ def trim(cache_dir: Path, limit: int | None = None) -> int:
 
 
 def clear(cache_dir: Path) -> int:
-    """Remove every cached build and result (and the notes kept beside them); returns bytes freed."""
-    freed = info(cache_dir)["bytes"]
-    for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build"):
-        shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
-    (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
+    """Remove every cached build and result (and the notes kept beside them); returns bytes
+    freed.  Refused (one line) while a run uses the cache: cachelock."""
+    from .cachelock import alone
+
+    with alone(cache_dir):
+        freed = info(cache_dir)["bytes"]
+        for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build"):
+            shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
+        (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
     return freed
