@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .catalog import Expectation
 from .findings import Finding
-from .run import RunResult
+from .jobs import Job, RunResult
 from .signatures import frame_key
 
 VERDICTS = ("pass", "fail", "stale", "known-incomplete", "blind")
@@ -207,8 +207,6 @@ def rejudge(job):
     outcome() is decided from its findings every time."""
     import dataclasses
     from pathlib import Path
-
-    from .run import Job
 
     if job.expected is None:
         return job

@@ -6,7 +6,7 @@ so a crash or Ctrl-C loses only the jobs still running; DIR/results.json gathers
 Schema "leakharness/results/1":
 {"schema", "started", "finished", "tools": [{"name", "version"}],
  "jobs": [{"pattern", "variant", "tool", "status", "verdict", "expected", "reason",
-           "duration_s", "exit_code", "signal", "partial", "problems", "cached",
+           "duration_s", "exit_code", "signal", "partial", "problems", "cached", "not_cached",
            "findings": [...], "logs": [paths relative to DIR],
            "sources": [{"name", "path" (relative to DIR), "origin"}]}]}
 """
@@ -99,6 +99,7 @@ class JobRecord:
     findings: tuple[Finding, ...] = ()
     logs: tuple[str, ...] = ()
     sources: tuple[SourceFile, ...] = ()
+    not_cached: str = ""  # why this complete run's result was not stored: what it read is not known
 
     @property
     def name(self) -> str:
@@ -116,7 +117,7 @@ class JobRecord:
             "exit_code": self.exit_code, "signal": self.signal, "partial": self.partial,
             "problems": list(self.problems), "cached": self.cached, "message": self.message,
             "findings": [f.to_dict() for f in self.findings], "logs": list(self.logs),
-            "sources": [s.to_dict() for s in self.sources],
+            "sources": [s.to_dict() for s in self.sources], "not_cached": self.not_cached,
         }
 
     @classmethod
@@ -150,6 +151,7 @@ class JobRecord:
             findings=each("findings", v.finding),
             logs=each("logs", v.relative_path),
             sources=each("sources", source),
+            not_cached=v.text(data.get("not_cached") or "", "not_cached") or "",
         )
 
 

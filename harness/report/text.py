@@ -97,6 +97,8 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write("  " + "\n  ".join(job.message.splitlines()[:20]) + "\n")
         if job.status in ("tool-missing", "incomplete"):
             out.write(f"  {job.status}: {job.message}\n")
+        if job.not_cached:
+            out.write(f"  {job.not_cached}\n")
         for g in groups[:bugs_per_job]:
             records = f" ({len(g.findings)} records)" if len(g.findings) > 1 else ""
             out.write(f"  [{g.root.tool}] {g.headline()}{records}\n")
