@@ -268,7 +268,7 @@ def _job_label(raw: Any) -> str:
     parts = [raw.get(k) for k in ("pattern", "variant", "tool")]
     if all(isinstance(p, str) or p is None for p in parts) and parts[0] and parts[2]:
         name = f"{parts[0]}::{parts[1]}[{parts[2]}]" if parts[1] else f"{parts[0]}[{parts[2]}]"
-        return name[:120]
+        return validate.printable(name)
     return "unnamed"
 
 
@@ -397,7 +397,7 @@ def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: 
     rel was checked on load (relative, no '..'); a file that resolves outside base (a symlink)
     is refused: a results folder never makes a report read a file from elsewhere."""
     if validate.escapes(base, rel):
-        what = f"job {job.name}: " if job is not None else ""
+        what = f"job {validate.printable(job.name)}: " if job is not None else ""
         raise LeakHarnessError(f"{where or base}: {what}{field_name}: {rel} leads outside {base} (a symlink); refused")
     if base.resolve() == out.resolve():
         return rel

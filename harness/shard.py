@@ -214,20 +214,23 @@ def coverage(parts: Sequence[tuple[str, Any]]) -> Coverage:
         first_label, _, first = members[0]
         for label, _, plan in members[1:]:
             if plan.plan != first.plan or (plan.shard and first.shard and plan.shard[1] != first.shard[1]):
-                raise LeakHarnessError(f"{label}: part of run {rid} like {first_label}, but planned over a different "
+                raise LeakHarnessError(f"{label}: part of run {validate.printable(rid)} like {first_label}, but planned "
+                                       f"over a different "
                                        f"job list or number of shards: not parts of one run (give each run its "
                                        f"own --run-id)")
         owner: dict[str, str] = {}
         for label, _, plan in members:
             for job in plan.jobs:
                 if job not in first.plan:
-                    raise LeakHarnessError(f"{label}: lists {job} as its own, but that job is not in run {rid}'s plan")
+                    raise LeakHarnessError(f"{label}: lists {validate.printable(job)} as its own, but that job is not "
+                                           f"in run {validate.printable(rid)}'s plan")
                 if job in owner:
                     where = f"shard {plan.shard[0]}/{plan.shard[1]}" if plan.shard else "the merged run"
                     dup = [j for j in plan.jobs if j in owner]
                     raise LeakHarnessError(
-                        f"{label} and {owner[job]}: both hold {where} of run {rid} ({len(dup)} job(s) twice: "
-                        f"{', '.join(dup[:3])}{' ...' if len(dup) > 3 else ''}); give each part once")
+                        f"{label} and {owner[job]}: both hold {where} of run {validate.printable(rid)} ({len(dup)} "
+                        f"job(s) twice: {', '.join(validate.printable(d) for d in dup[:3])}"
+                        f"{' ...' if len(dup) > 3 else ''}); give each part once")
                 owner[job] = label
         n = first.shard[1] if first.shard else 1
         given = {plan.shard[0] for _, _, plan in members if plan.shard}

@@ -40,6 +40,12 @@ class FieldError(ValueError):
         return FieldError(f"{prefix}.{self.field}" if self.field else prefix, self.problem)
 
 
+def printable(value: str, limit: int = 120) -> str:
+    """A name from a results file, fit for a one-line message: control characters escaped."""
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(value))
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
@@ -105,14 +111,13 @@ def items(value: Any, field: str, each: Callable[[Any, str], Any]) -> tuple:
 
 
 def name(value: Any, field: str, optional: bool = False) -> str | None:
-    """A pattern, variant or checker name: it becomes part of a path (logs/<pattern>/...), so no
-    separator, no `..`, no control character."""
+    """A pattern, variant or checker name: it becomes one part of a path (logs/<pattern>/...), so
+    not empty, not `.` or `..`, no `/` and no NUL (a program's file name may hold anything else)."""
     value = text(value, field, optional, limit=512)
     if value is None:
         return None
-    if not value or value in (".", "..") or "/" in value or "\\" in value or any(ord(c) < 32 for c in value):
-        raise FieldError(field, f"not a usable name: {_show(value)} (empty, '.', '..', a path separator "
-                                f"or a control character)")
+    if not value or value in (".", "..") or "/" in value or "\0" in value:
+        raise FieldError(field, f"not a usable name: {_show(value)} (empty, '.', '..', a '/' or a NUL)")
     return value
 
 
@@ -127,9 +132,8 @@ def relative_path(value: Any, field: str) -> str:
 
 
 def inside(base: Path, rel: str) -> Path | None:
-    """base/rel when it is a file that really is inside base (symlinks resolved); None when it
-    is missing; FieldError-free: a path that escapes is None too, for callers that only read
-    what is there (the syntax was checked on load)."""
+    """base/rel resolved (symlinks followed) when it is a file really inside base; else None
+    (missing, or leading out of base): what a reader may open."""
     root = os.path.realpath(base)
     target = os.path.realpath(os.path.join(root, rel))
     if os.path.commonpath([root, target]) != root or not os.path.isfile(target):

@@ -112,15 +112,16 @@ def merge_notes(results, limit: int = 10) -> list[str]:
     """What `report` says on stderr of merged results that are not a whole run: the jobs of its
     plan that no part held (shown as not run), an interrupted run."""
     from ..shard import NOT_RUN
+    from ..validate import printable
 
     lines = []
     missing = [j for j in results.jobs if NOT_RUN in j.problems]
     if missing:
         run = (results.run or {}).get("id", "?")
         lines.append(f"{len(missing)} job(s) of run {run} are in no part given (shown as not run): "
-                     + ", ".join(j.name for j in missing[:limit]) + (" ..." if len(missing) > limit else ""))
+                     + ", ".join(printable(j.name) for j in missing[:limit]) + (" ..." if len(missing) > limit else ""))
         reasons = list(dict.fromkeys(j.message.removeprefix("not run: ") for j in missing))
-        lines.extend(f"  {why}" for why in reasons[:limit])
+        lines.extend(f"  {printable(why, 400)}" for why in reasons[:limit])
     if results.interrupted:
         lines.append("these results are of an interrupted run: only the jobs that finished are in them")
     return lines
