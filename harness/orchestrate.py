@@ -26,7 +26,7 @@ from . import run as run_mod
 from . import suppress
 from .build import Build, compiler_identity, openssl_flags
 from .errors import BuildError
-from .judge import Verdict, judge
+from .judge import Verdict, judge, outcome
 from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
 from .resultcache import ResultCache, job_key, trim
@@ -72,9 +72,10 @@ class Progress:
             return
         with self.lock:
             self.done += 1
-            self.failed += record.verdict == "fail" or (record.verdict is None and record.status != "ok")
+            decided = outcome(record)  # what every output shows: never "ok" beside errors
+            self.failed += decided.failing
             self.cached += record.cached
-            verdict = record.verdict or record.status
+            verdict = decided.label
             if record.status == "incomplete" and not self.tty:
                 verdict += f" (incomplete: {record.message})"
             if self.tty:

@@ -102,3 +102,28 @@ def test_the_catalogs_own_programs_stay_cached(tmp_path):
     assert ran and all(j["cached"] for j in ran), [(j["pattern"], j["variant"], j["tool"], j["not_cached"])
                                                    for j in ran if not j["cached"]]
     assert f"({len(ran)} of {len(ran)} from cache" in second.stdout
+
+
+def test_an_incomplete_run_is_never_stored_even_with_a_whole_recording(tmp_path):
+    """Two defences keep a run that was not fully checked out of the cache: its status, and its
+    recording of what it read (a killed process leaves it incomplete).  A run stopped at the
+    output cap exits normally, its recording whole: the status alone must keep it out."""
+    import dataclasses
+
+    from harness.jobs import Job
+    from harness.resultcache import ResultCache, job_key
+    from harness.run import run_job
+
+    binary = tmp_path / "hello"
+    subprocess.run(["gcc", "-g", "-x", "c", "-", "-o", str(binary)], input="int main(void){return 0;}\n",
+                   text=True, check=True, timeout=120, capture_output=True)
+    cache = tmp_path / "cache"
+    job = Job("memcheck", (str(binary),), tmp_path / "out", cwd=tmp_path)
+    result = run_job(job, cache)
+    assert result.status == "ok" and result.inputs is not None and result.inputs.complete, result.message
+    key = job_key(job, cache)
+    store = ResultCache(cache)
+    cut = dataclasses.replace(result, status="incomplete", message="output limit reached")
+    assert store.put(key, cut) == "" and store.get(key, job) is None
+    assert not list((cache / "results").glob("*/*"))  # not stored at all (get also refuses one that was)
+    assert store.put(key, result) == "" and store.get(key, job) is not None  # the control: a whole run is kept
