@@ -239,11 +239,13 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache,
 def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | None = None,
               fresh: bool = False, progress: Progress | None = None, cc: str = "gcc",
               on_record: Callable[[JobRecord], None] | None = None,
-              suppressions: list | None = None) -> Results:
-    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json.
-    DIR must be new, empty or leakharness's own (outdir.claim); the caller holds its lock."""
+              suppressions: list | None = None, run: dict | None = None) -> Results:
+    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json
+    (with `run`, the run's identity: shard.RunPlan.to_dict()).  DIR must be new, empty or
+    leakharness's own (outdir.claim); the caller holds its lock."""
     out_dir = claim(Path(out_dir))
-    results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions)
+    results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,
+                           run)
     try:
         trim(cache_dir)  # keep the cache under its size cap, least recently used out first
     except OSError:
@@ -251,7 +253,8 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     return results
 
 
-def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, cc, on_record, suppressions) -> Results:
+def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, cc, on_record, suppressions,
+                 run=None) -> Results:
     for stale in (out_dir / "jobs").glob("*.json"):  # a new run into the same folder starts clean
         stale.unlink()
     started = _now()
@@ -296,7 +299,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         # Interrupted: gather from the files, every job that was written whatever happened
         # after; otherwise the records in hand are the same, without reading them again.
         written = read_jobs(out_dir) if interrupted else sorted(records, key=lambda r: r.file_name)
-        results = Results(started, _now(), tools, tuple(written))
+        # An interrupted run says so: its jobs are those that finished, never the whole run.
+        results = Results(started, _now(), tools, tuple(written), run=run, interrupted=interrupted)
         write_results(out_dir, results)
     if interrupted:
         raise Interrupted(f"interrupted: {len(written)} finished job(s) kept in {out_dir}")
