@@ -19,7 +19,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 from . import checkers, supervise
 from . import run as run_mod
@@ -31,7 +31,7 @@ from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
 from .resultcache import ResultCache, job_key, trim
 from .jobs import Job, RunResult
-from .tasks import Task
+from .tasks import Task, estimate
 
 
 class Interrupted(Exception):
@@ -103,14 +103,6 @@ def load_durations(cache_dir: Path) -> dict[str, float]:
         return {}
     return {str(k): float(v) for k, v in data.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def estimate(task: Task, durations: Mapping[str, float]) -> float:
-    """A task's remembered duration; else its checker's guess (valgrind is slow, the rest fast)."""
-    known = durations.get(task.duration_key)
-    if known is not None and known >= 0:
-        return float(known)
-    return checkers.get(task.checker).estimate_s
 
 
 def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:

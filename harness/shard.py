@@ -27,7 +27,7 @@ from typing import Any, Mapping, Sequence, TypeVar
 
 from . import validate
 from .errors import LeakHarnessError
-from .orchestrate import estimate  # the scheduler's own weights: shards and the run agree
+from .tasks import estimate  # the scheduler's own weights: shards and the run agree
 
 T = TypeVar("T")
 
