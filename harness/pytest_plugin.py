@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -328,8 +329,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from .orchestrate import tool_versions
 
+    # Ctrl-C: the jobs that finished, said to be no whole session (results.json, the report).
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     results = Results(config.stash[STARTED], dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                      tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs))
+                      tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs), interrupted=interrupted)
     write_results(report, results)
     from .report import write_report
 
@@ -352,7 +355,10 @@ class _AcceptedListing:
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     report = _report_dir(config)
     if report is not None and _is_controller(config) and (report / "results.json").is_file():
-        terminalreporter.write_line(f"leakharness: results in {report / 'results.json'}")
+        note = ""
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            note = " (interrupted: only the jobs that finished, not the whole session)"
+        terminalreporter.write_line(f"leakharness: results in {report / 'results.json'}{note}")
     accepted = config.stash.get(ACCEPTED, [])
     if accepted:
         terminalreporter.write_sep("-", "leakharness: known findings accepted")
@@ -442,8 +448,13 @@ def leak_check(request, tmp_path):
     def check(program=None, args=(), build=None, tools=None, timeout=120,
               cflags=(), ldflags=()) -> CheckResult:
         counter["n"] += 1
-        out = tmp_path / f"leak_check{counter['n']}"
         config = request.config
+        report = _report_dir(config)
+        # With --leak-report, the checks' logs go into the report folder, so that its results.json
+        # names them by paths inside it (a report never reads outside its folder).
+        label = re.sub(r"[^A-Za-z0-9_.:=+-]+", "_", request.node.nodeid.replace("/", "."))[:200]
+        sub = f"leak_check/{label}-{counter['n']}"
+        out = report / sub if report is not None else tmp_path / f"leak_check{counter['n']}"
         session = Session(out=out, cache=_option(config, "cache"), timeout=timeout,
                           fresh=bool(_option(config, "fresh")), progress=False, cwd=config.invocation_params.dir)
         if build:
@@ -463,6 +474,11 @@ def leak_check(request, tmp_path):
             results = session.check(tasks)
         except Interrupted:
             raise KeyboardInterrupt from None  # Ctrl-C stops the pytest session, not just this test
+        if report is not None:  # the checks' jobs beside the catalog's in --leak-report, named by their test
+            for job in results.jobs:
+                write_job(report, dataclasses.replace(
+                    job, pattern=f"{label}:{job.pattern}"[:500], logs=tuple(f"{sub}/{lg}" for lg in job.logs),
+                    sources=tuple(dataclasses.replace(s, path=f"{sub}/{s.path}") for s in job.sources)))
         result = CheckResult(results.jobs, accepted, out)
         for f in result.accepted:
             request.node.user_properties.append((ACCEPTED_PROPERTY, f"{request.node.nodeid}: {f.summary()} [{f.signature}]"))

@@ -4,43 +4,27 @@ from the project's folder, with this checkout first on PYTHONPATH and a private 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from realrun import ROOT, said, user_env
+from realrun import lh as _lh
+
 EXAMPLES = ROOT / "examples"
-# What a developer's shell may hold that would change what a checker does.
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "VALGRIND_OPTS", "LD_LIBRARY_PATH",
-            "LD_PRELOAD", "LEAKHARNESS_CACHE", "LEAKHARNESS_CACHE_MAX", "PYTEST_ADDOPTS", "MAKEFLAGS")
-
-
-def env_for(cache: Path, extra: dict | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env["LEAKHARNESS_CACHE"] = str(cache)
-    env.update({k: str(v) for k, v in (extra or {}).items()})
-    return env
 
 
 def lh(*args, cwd: Path, cache: Path, timeout: float = 600, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`leakharness ARGS...` from cwd."""
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env_for(cache, env),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                          start_new_session=True)
+    """`leakharness ARGS...` from cwd (realrun.lh, with the time a project's builds may take)."""
+    return _lh(*args, cwd=cwd, cache=cache, env=env, timeout=timeout)
 
 
 def pytest_in(*args, cwd: Path, cache: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     """`pytest ARGS...` from cwd (the plugin is this checkout's: first on PYTHONPATH)."""
-    return subprocess.run([sys.executable, "-m", "pytest", *map(str, args)], cwd=cwd,
-                          env=env_for(cache), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
-
-
-def said(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+    return subprocess.run([sys.executable, "-m", "pytest", *map(str, args)], cwd=cwd, env=user_env(cache),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
+                          start_new_session=True)
 
 
 def one_line_error(proc, *names) -> str:

@@ -114,7 +114,10 @@ def test_nightly_names_the_leak_a_removed_free_adds(project, tmp_path):
     cache = tmp_path / "cache"
     history = tmp_path / "nights"
     first = lh("nightly", "--history", history, "--quiet", cwd=project, cache=cache)
-    assert first.returncode == 0, said(first)  # the planted leaks are there from the first night on
+    # The planted leaks fail their jobs from the first night on: failures, not regressions.
+    assert first.returncode == 1, said(first)
+    assert "FAILED 10 job(s) on the first night of this history" in first.stdout, said(first)
+    assert "NEW " not in first.stdout and "REGRESSED" not in first.stdout
     source = project / "cipher" / "digest_stdin.c"
     text = source.read_text()
     assert text.count("    free(data);\n") == 1
