@@ -122,7 +122,7 @@ class Project:
 
 # --- finding the file ------------------------------------------------------------------------------
 
-def _declares(pyproject: Path) -> bool:
+def declares_project(pyproject: Path) -> bool:
     """Whether a pyproject.toml holds [tool.leakharness] (a cheap look: a broken pyproject.toml
     of some folder above must not stop a run that has nothing to do with it)."""
     try:
@@ -140,11 +140,11 @@ def find_project(start: str | os.PathLike) -> Path | None:
         own = folder / PROJECT_FILE
         py = folder / PYPROJECT_FILE
         if own.is_file():
-            if py.is_file() and _declares(py):
+            if py.is_file() and declares_project(py):
                 raise ProjectError(f"{folder}: both {PROJECT_FILE} and {PYPROJECT_FILE} [tool.leakharness] declare "
                                    f"the project; keep one")
             return own
-        if py.is_file() and _declares(py):
+        if py.is_file() and declares_project(py):
             return py
     return None
 
@@ -433,7 +433,3 @@ def _ctest(r: _Reader, index: int, defaults: tuple[str, ...] | None, project_env
                       cmake_args=cmake_args, tests=r.strings("tests"), exclude=r.strings("exclude"), prefix=prefix,
                       timeout=r.seconds("timeout"), env=tuple(env.items()), known=r.known(),
                       cflags=r.strings("cflags", split=True), ldflags=r.strings("ldflags", split=True))
-
-
-def target_name_ok(name: str) -> bool:
-    return bool(_NAME.match(name))

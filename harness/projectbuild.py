@@ -35,7 +35,7 @@ import shutil
 import signal
 import subprocess
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -355,8 +355,6 @@ class CTestTest:
     cwd: Path
     env: tuple[tuple[str, str], ...] = ()
     disabled: bool = False
-    will_fail: bool = False
-    extra: dict = field(default_factory=dict)
 
 
 def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
@@ -382,6 +380,5 @@ def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
                 env.append((k, v))
         out.append(CTestTest(name=name, command=tuple(command),
                              cwd=Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) else builddir,
-                             env=tuple(env), disabled=bool(props.get("DISABLED")),
-                             will_fail=bool(props.get("WILL_FAIL"))))
+                             env=tuple(env), disabled=bool(props.get("DISABLED"))))
     return out

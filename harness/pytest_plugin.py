@@ -140,9 +140,9 @@ class PatternDirectory(pytest.Directory):
 
 def pytest_collect_file(file_path: Path, parent):
     """A project file: its targets, each under each of its checkers, as items."""
-    from .project import PROJECT_FILE, PYPROJECT_FILE, _declares
+    from .project import PROJECT_FILE, PYPROJECT_FILE, declares_project
 
-    if file_path.name == PROJECT_FILE or (file_path.name == PYPROJECT_FILE and _declares(file_path)):
+    if file_path.name == PROJECT_FILE or (file_path.name == PYPROJECT_FILE and declares_project(file_path)):
         return ProjectFile.from_parent(parent, path=file_path)
     return None
 

@@ -9,6 +9,7 @@ this module only puts them together.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -248,8 +249,6 @@ def target_tasks(project, target, checkers: Sequence[str] | None = None, cc: str
 def ctest_test_name(prefix: str, name: str) -> str:
     """A CTest test's target name: the table's prefix and the test's name, in the characters a
     target name may hold."""
-    import re
-
     return prefix + re.sub(r"[^A-Za-z0-9_.+-]+", "_", name).lstrip("_.+-")[:120] or "test"
 
 

@@ -13,8 +13,6 @@ verb then does with it, each run the way a user runs it (the real CLI from the p
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
