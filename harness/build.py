@@ -112,6 +112,9 @@ class BuildSpec:
         for path in _with_headers(self.cc, self.files, self.cflags):
             add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
         for inc in self.include_dirs:  # headers the sources may include
+            # Their folder too: the debug info names it, and a signature's line hash reads the
+            # header there (a build from a copy of the fixtures, since deleted, named none).
+            add("include_dir", str(inc))
             for header in sorted(Path(inc).glob("*.h")):
                 add("header", header.name, header.read_text(encoding="utf-8", errors="replace"))
         return h.hexdigest()
@@ -290,7 +293,8 @@ def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:
         return None  # clang's PCH works differently (-include-pch); not worth a second path
     version, ssl_cflags, _ = openssl_flags()
     flags = (*spec.profile_flags, *spec.cflags, *ssl_cflags)
-    h = hashlib.sha256("\0".join(("leakharness-pch-1", compiler_identity(spec.cc), version, *flags,
+    # The header's path too: the functions it defines are named by it in every binary's debug info.
+    h = hashlib.sha256("\0".join(("leakharness-pch-1", compiler_identity(spec.cc), version, *flags, str(header),
                                    header.read_text(encoding="utf-8", errors="replace"))).encode())
     key = h.hexdigest()
     final = Path(cache_dir) / "pch" / key[:2] / key
