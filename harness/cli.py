@@ -175,6 +175,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("checkers", help="list the checkers: family, languages, build flags, what each cannot see")
     p.set_defaults(func=cmd_checkers)
 
+    p = sub.add_parser("explain", help="what the catalog knows of a bug: the pattern it looks like and the "
+                                       "call that fixes it, for a signature or every bug of a results folder")
+    p.add_argument("what", metavar="SIGNATURE|RESULTS", help="a signature (leak:f>g>h@hash), or a results folder "
+                                                             "or its results.json")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("knowledge", help="learn what the catalog's patterns look like from a run of the catalog "
+                                         "(the file `explain`, `check` and the report match findings against)")
+    p.add_argument("results", type=Path, metavar="RESULTS", help="the results folder of `leakharness run`")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="the knowledge file to write (the shipped one: harness/data/knowledge.json; "
+                        "another is used when LEAKHARNESS_KNOWLEDGE names it)")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_knowledge)
+
     p = sub.add_parser("show", help="print a pattern's rendered source, or its leaky-to-fixed diff")
     p.add_argument("pattern", metavar="ID")
     p.add_argument("--variant", choices=("leaky", "fixed"), default="leaky")
@@ -443,6 +459,26 @@ def cmd_show(args) -> int:
     (pattern,) = _session(args).catalog([args.pattern])
     params = _params(args.param)
     sys.stdout.write(diff(pattern, params) if args.diff else render(pattern, args.variant, params))
+    return 0
+
+
+def cmd_explain(args) -> int:
+    from .report.text import explain_text
+
+    session = _session(args)
+    explain_text(session.explain(args.what), sys.stdout, fixtures=session.fixtures)
+    return 0
+
+
+def cmd_knowledge(args) -> int:
+    session = _session(args)
+    knowledge, missing = session.learn(args.results)
+    target = session.write_file(args.out, knowledge.dumps())
+    bugs = sum(len(p.bugs) for p in knowledge.patterns)
+    print(f"{len(knowledge.patterns)} pattern(s), {bugs} bug shape(s) written to {target}")
+    if missing:
+        print(f"leakharness: the run holds no leaky job of {len(missing)} catalog pattern(s), left out: "
+              f"{', '.join(missing)}", file=sys.stderr)
     return 0
 
 

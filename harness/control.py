@@ -258,6 +258,41 @@ class Session:
         write_atomic(target, text)
         return target
 
+    # --- the catalog as a knowledge base (knowledge.py) -------------------------------------
+
+    @_one_line_errors
+    def learn(self, results_dir: str | os.PathLike):
+        """Knowledge from a catalog run's results folder: (Knowledge, ids of catalog patterns the
+        run did not hold)."""
+        from .knowledge import learn
+        from .results import load_results
+
+        folder = _absolute(results_dir, self.cwd)
+        return learn(load_results(folder), folder, self.catalog())
+
+    @_one_line_errors
+    def explain(self, what: str) -> list:
+        """What the catalog knows of a signature, or of every bug of a results folder (or its
+        results.json): a list of (job name or None, headline, Explanation or None)."""
+        from .grouping import group_findings
+        from .judge import errors_of
+        from .knowledge import Explainer, Sources, explain_signature
+        from .results import load_results
+
+        path = _absolute(what, self.cwd)
+        if not (path.is_dir() or path.name.endswith(".json") or path.is_file()):
+            return [(None, what.strip(), explain_signature(what))]
+        folder = path if path.is_dir() else path.parent
+        if path.is_file() and path.name != "results.json":
+            raise LeakHarnessError(f"{path}: not a results.json (give a results folder, its results.json, "
+                                   f"or a signature)")
+        rows = []
+        for job in load_results(folder).jobs:
+            explainer = Explainer(sources=Sources(folder, job.sources))
+            for group in group_findings(f for f in errors_of(job.findings) if not f.suppressed):
+                rows.append((job.name, group.headline(), explainer.explain(group.root)))
+        return rows
+
     @_one_line_errors
     def cache_info(self) -> dict:
         from .resultcache import info

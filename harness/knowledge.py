@@ -645,9 +645,13 @@ def _distinctive(name: str) -> bool:
     return not name.startswith(_GENERIC)
 
 
+def _base(name: str) -> str:
+    return name[:-3] if name.endswith("_ex") else name  # X509_STORE_CTX_new_ex is X509_STORE_CTX_new
+
+
 def _reach_score(a: Reach, b: Reach) -> int:
     """3 for the same entry into OpenSSL, plus 1 for each telling frame in common (at most 2)."""
-    score = 3 if a.entry and a.entry == b.entry else 0
+    score = 3 if a.entry and _base(a.entry) == _base(b.entry or "") else 0
     common = {n for n in a.names if _distinctive(n)} & {n for n in b.names if _distinctive(n)}
     common.discard(a.entry if score else None)
     return score + min(len(common), 2)
@@ -681,8 +685,12 @@ class Explanation:
 
 
 def _is_bug(finding: Finding) -> bool:
-    return finding.is_error or (finding.category == "leak" and finding.suppressed is not None
-                                and finding.leak_kind in ("definite", "indirect"))
+    """A root cause to explain: a memory error or a definite leak (suppressed or not).  An
+    indirect leak is freed with the definite one that owns it: explaining it on its own would
+    name the wrong call (the EVP_CIPHER a context fetched, for a context never freed)."""
+    if finding.category == "leak":
+        return finding.leak_kind == "definite"
+    return finding.is_error or finding.suppressed is not None
 
 
 class Explainer:
@@ -822,3 +830,22 @@ def explain_signature(signature: str, knowledge: Knowledge | None = None) -> Exp
 def job_explainer(job, results_dir: Path | None) -> Explainer:
     """An Explainer that reads a stored job's sources as it compiled them."""
     return Explainer(sources=Sources(results_dir, getattr(job, "sources", ())))
+
+
+# --- a pattern at length ------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def details(pattern_id: str, fixtures: str | None = None) -> dict[str, Any] | None:
+    """What the catalog says of a pattern at length (title, description, references and the
+    leaky-to-fixed diff), for the report's box, SARIF's rule help and `explain`; None when the
+    catalog has no such pattern (a knowledge file learnt from another catalog)."""
+    from .catalog import load_catalog
+    from .generate import diff
+
+    try:
+        (pattern,) = load_catalog(Path(fixtures) if fixtures else None, [pattern_id])
+        fix = diff(pattern)
+    except (LeakHarnessError, OSError, ValueError):
+        return None
+    return {"id": pattern.id, "title": pattern.title, "description": pattern.description,
+            "references": list(pattern.references), "apis": list(pattern.apis), "diff": fix}
