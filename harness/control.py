@@ -294,6 +294,28 @@ class Session:
         return rows
 
     @_one_line_errors
+    def bisect(self, good: str, bad: str = "HEAD", sources: Sequence[str] = (), program: Sequence[str] = (),
+               args: Sequence[str] = (), checkers: Sequence[str] = (), cflags: Sequence[str] = (),
+               ldflags: Sequence[str] = (), build_command: str | None = None, target: str | None = None,
+               signature: str | None = None, progress=None):
+        """The first commit in good..bad of the git repository around the working folder where a
+        bug appears (bisect.py): checked as `check` would, through this session's cache."""
+        import tempfile
+
+        from .bisect import bisect, make_spec
+
+        cache = self._cache_dir()
+        spec = make_spec(self.cwd, cache, sources, program, args, checkers, cflags, ldflags, build_command,
+                         target, self.timeout, self.jobs, self.cc, self.suppression_files, signature)
+        if self.out is not None:
+            from .outdir import locked
+
+            with locked(self.out) as out:
+                return bisect(spec, good, bad, out / "steps", progress)
+        with tempfile.TemporaryDirectory(prefix="leakharness-steps-") as scratch:
+            return bisect(spec, good, bad, Path(scratch), progress)
+
+    @_one_line_errors
     def cache_info(self) -> dict:
         from .resultcache import info
 

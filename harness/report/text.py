@@ -154,3 +154,18 @@ def explain_text(rows, out: IO[str], fixtures=None, per_job: int = 20) -> None:
         if info["diff"]:
             out.write("  the fix (leaky -> fixed):\n")
             out.write("".join(f"    {line}\n" for line in info["diff"].splitlines()))
+
+
+def bisect_text(outcome, out: IO[str]) -> None:
+    """`bisect`: the first bad commit, its subject and the bug; or the commits it could be."""
+    if outcome.first_bad:
+        out.write(f"first bad commit: {outcome.first_bad} {outcome.subject}\n")
+        for bug in outcome.bugs[:20]:
+            out.write(f"  {bug['job']}: {bug['headline']}\n    signature {bug['signature']}\n")
+            if bug.get("known"):
+                out.write(f"    {bug['known']}\n")
+        return
+    out.write(f"undecided: commits that could not be checked leave {len(outcome.candidates)} candidate(s) "
+              f"for the first bad commit:\n")
+    for commit, subject in outcome.candidates:
+        out.write(f"  {commit} {subject}\n")
