@@ -105,12 +105,16 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
         if job.status in ("tool-missing", "incomplete"):
             out.write(f"  {job.status}: {job.message}\n")
         explainer = Explainer(sources=Sources(os.path.dirname(results_path), job.sources)) if groups else None
+        said: set[str] = set()
         for g in groups[:bugs_per_job]:
             records = f" ({len(g.findings)} records)" if len(g.findings) > 1 else ""
             out.write(f"  [{g.root.tool}] {g.headline()}{records}\n")
             known = explainer.explain(g.root)
-            if known is not None:
-                out.write(f"    {known.line()}\n")
+            if known is not None:  # one bug's many records: the whole line once, then a pointer to it
+                line = known.line()
+                out.write(f"    {line}\n" if line not in said else
+                          f"    {'looks like ' + known.pattern if known.pattern else 'the same ownership rule'}, as above\n")
+                said.add(line)
         if len(groups) > bugs_per_job:
             out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
     cached = sum(1 for j in results.jobs if j.cached)
