@@ -265,7 +265,7 @@ def python_costs(jobs, out: str) -> dict:
     from harness.results import JobRecord, write_job
     from harness.resultcache import job_key
     from harness.collect import collect
-    from harness.run import Job, RunResult
+    from harness.jobs import Job, RunResult
     from harness.supervise import Exit
 
     costs = {"build_lookup": 0.0, "job_key": 0.0, "parse": 0.0, "judge_write": 0.0}

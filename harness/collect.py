@@ -24,14 +24,14 @@ import shutil
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from . import inputs
 from .errors import ParseError
 from .findings import Finding
 from .parsers import parse_file
 
-if TYPE_CHECKING:  # the checker hands itself in; collect never looks one up
-    from .checkers.base import Checker
+if TYPE_CHECKING:
     from .supervise import Exit
 
 # The deadly signals a sanitizer catches and reports (its report's kind), then exits.
@@ -44,6 +44,19 @@ REAPER_KILLED = "lh-reaper: killed processes the program left running"
 REAPER_CANNOT_RUN = re.compile(r"^lh-reaper: (cannot run .*)$", re.M)
 
 
+class Checker(Protocol):
+    """What collect asks of the checker that ran (harness/checkers/base.py's Checker): the
+    checker hands itself in, collect never looks one up."""
+
+    name: str
+
+    def log_files(self, out_dir: Path) -> list[Path]: ...
+    def accept_unparsed(self, path: Path, g: "Gathered") -> bool: ...
+    def after_logs(self, g: "Gathered") -> None: ...
+    def incomplete(self, g: "Gathered") -> str: ...
+    def cannot_follow(self, program: str) -> str: ...
+
+
 @dataclass(frozen=True)
 class Collected:
     status: str  # "ok", "crashed" or "incomplete"
@@ -53,6 +66,7 @@ class Collected:
     problems: tuple[str, ...]
     signal: str | None
     reason: str = ""  # why the job is incomplete, one line
+    recorded: inputs.Recorded | None = None  # what the program read and ran (None: no recorder)
 
 
 def signal_name(number: int) -> str:
@@ -102,6 +116,7 @@ class Gathered:
     cut: list[str] = field(default_factory=list)  # logs cut short or unreadable
     partial: bool = False
     parsed: list[tuple[Path, object]] = field(default_factory=list)  # (path, the parser's log)
+    recorded: inputs.Recorded | None = None  # the recorder's account of what the program read and ran
     flags: set[str] = field(default_factory=set)  # what a checker's hooks noted for its own rules
     _tails: dict[int, str] = field(default_factory=dict)
 
@@ -159,7 +174,7 @@ class Gathered:
 
     def result(self, status: str, reason: str = "", sig: str | None = None) -> Collected:
         return Collected(status, tuple(self.findings), tuple(self.logs), self.partial, tuple(self.problems),
-                         sig if sig is not None else self.signal, reason)
+                         sig if sig is not None else self.signal, reason, self.recorded)
 
 
 def move_logs(private: Path, out_dir: Path) -> None:
@@ -211,7 +226,21 @@ def common_reason(g: Gathered) -> str:
     return ""
 
 
-def collect(out_dir: Path, checker: "Checker", ended: "Exit", timeout: float, program: str,
+def unfollowed(g: Gathered, checker: Checker) -> str:
+    """A program the job's processes ran (or tried to) that this checker cannot see into: a
+    static child under valgrind, a setuid one valgrind refuses to run.  Its part of the run was
+    not checked, whatever the program's own exit code says."""
+    if g.recorded is None:
+        return ""
+    for entry in g.recorded.entries:
+        if entry.kind == "exec":
+            why = checker.cannot_follow(entry.path)
+            if why:
+                return f"the program ran {entry.path}, which {checker.name} cannot check: {why}"
+    return ""
+
+
+def collect(out_dir: Path, checker: Checker, ended: "Exit", timeout: float, program: str,
             output_cap: int, cwd: Path) -> Collected:
     """Parse the logs `checker` names, apply the rules every run obeys and then the checker's
     own, and say what the run was."""
@@ -225,7 +254,12 @@ def collect(out_dir: Path, checker: "Checker", ended: "Exit", timeout: float, pr
             continue
         g.add(path, log)
     checker.after_logs(g)
-    reason = common_reason(g) or checker.incomplete(g)
+    if inputs.log_files(out_dir):
+        # A process whose report the checker wrote ended there (a sanitizer exits right after its
+        # report, a fatal signal ends it): no end line in its recording, and none is missing.
+        died = {f.pid for f in g.findings if f.pid is not None}
+        g.recorded = inputs.read(out_dir, g.main_pid, died=died)
+    reason = common_reason(g) or checker.incomplete(g) or unfollowed(g, checker)
     if reason:
         return g.result("incomplete", reason)
     if g.signal is not None:

@@ -1,5 +1,5 @@
-"""What a program file is, read from its first bytes: an ELF executable or not, statically
-linked or not, setuid or not.  The checkers ask before they run a program (valgrind cannot
+"""What a program file is, read from its bytes: an ELF executable or not, statically linked or
+not, setuid or not, built by the Go toolchain or not.  The checkers ask before they run a program (valgrind cannot
 replace a static program's malloc; an LD_PRELOAD interposer never loads into it; a setuid
 program runs without either), and collect asks about the programs a job's processes ran.
 """
@@ -13,6 +13,7 @@ import struct
 
 PT_INTERP = 3
 PT_DYNAMIC = 2
+GO_BUILDINFO = b"\xff Go buildinf:"  # what every binary the Go toolchain built carries
 
 
 def _stat(path: str) -> os.stat_result | None:
@@ -70,3 +71,35 @@ def is_setuid(path: str | os.PathLike) -> bool:
     """Set-user-ID or set-group-ID: the loader ignores LD_PRELOAD for it, and valgrind refuses it."""
     st = _stat(os.path.realpath(path))
     return st is not None and bool(st.st_mode & (stat.S_ISUID | stat.S_ISGID)) and stat.S_ISREG(st.st_mode)
+
+
+def is_go_binary(program: str) -> bool:
+    """A binary the Go toolchain built (it carries Go's build-info blob)."""
+    return contains(program, GO_BUILDINFO)
+
+
+def contains(program: str, needle: bytes) -> bool:
+    try:
+        st = os.stat(program)
+    except (OSError, ValueError):
+        return False
+    return _file_contains(os.path.realpath(program), st.st_mtime_ns, st.st_size, needle)
+
+
+@functools.lru_cache(maxsize=512)
+def _file_contains(path: str, mtime_ns: int, size: int, needle: bytes) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"\x7fELF":
+                return False
+            fh.seek(0)
+            tail = b""
+            while True:
+                chunk = fh.read(1 << 20)
+                if not chunk:
+                    return False
+                if needle in tail + chunk:
+                    return True
+                tail = chunk[-len(needle):]  # a mark split over two chunks
+    except OSError:
+        return False

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .catalog import Expectation
 from .findings import Finding
-from .run import RunResult
+from .jobs import RunResult
 from .signatures import frame_key
 
 VERDICTS = ("pass", "fail", "stale", "known-incomplete", "blind")

@@ -30,7 +30,7 @@ from .judge import Verdict, judge
 from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
 from .resultcache import ResultCache, job_key, trim
-from .run import Job, RunResult
+from .jobs import Job, RunResult
 from .tasks import Task
 
 
@@ -134,6 +134,7 @@ class Done:
     cached: bool = False
     build: Build | None = None
     sources: tuple[SourceFile, ...] = ()
+    not_cached: str = ""  # why a complete run's result could not be stored (what it read is not known)
 
     def record(self, out_dir: Path) -> JobRecord:
         task, result, verdict = self.task, self.result, self.verdict
@@ -144,6 +145,7 @@ class Done:
             reason=verdict.reason if verdict else "",
             duration_s=result.duration_s, exit_code=result.exit_code, signal=result.signal,
             partial=result.partial, problems=result.problems, cached=self.cached, message=result.message,
+            not_cached=self.not_cached,
             findings=result.findings, logs=relative_logs(result.logs, out_dir), sources=self.sources,
         )
 
@@ -195,6 +197,7 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
     job = Job(checker=task.checker, command=command, out_dir=job_dir, timeout=task.timeout,
               pattern=task.pattern, variant=task.variant, cwd=task.cwd, env=task.env)
     cached = False
+    not_cached = ""
     if b is not None and b.status != "ok":
         result = RunResult(job, "build-failed", message=b.message)
     elif checker.missing(cache_dir):
@@ -208,11 +211,11 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
             result = run_mod.run_job(job, cache_dir)
             if supervise.stopping():
                 return None  # killed by us: not a result
-            results_cache.put(key, result)  # only a complete run is stored
+            not_cached = results_cache.put(key, result, trusted=task.reads_nothing)  # only a complete run
     if suppressions:
         result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
     verdict = judge(task.expected, result) if task.expected is not None else None
-    return Done(task, result, verdict, cached, b, keep_sources(task, out_dir) if b is not None else ())
+    return Done(task, result, verdict, cached, b, keep_sources(task, out_dir) if b is not None else (), not_cached)
 
 
 def result_cache(cache_dir: Path, fresh: bool):
@@ -308,5 +311,5 @@ class _WriteOnly:
     def get(self, key, job):
         return None
 
-    def put(self, key, result):
-        self.cache.put(key, result)
+    def put(self, key, result, trusted: bool = False) -> str:
+        return self.cache.put(key, result, trusted)

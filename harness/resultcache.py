@@ -8,6 +8,13 @@ options, the checker's rc files (valgrind's ~/.valgrindrc and ./.valgrindrc), OP
 the program's arguments, and the checker's own files and version (Checker.key_files, rc_files,
 version: valgrind's binary, tool and preloads; a sanitizer's symbolizer).
 
+What the program itself read by a fixed name (a file it opened, probed or listed, a program it
+ran) cannot be known before it runs: the recorder (inputs.py) writes it down while it runs, the
+stored entry keeps a fingerprint of every such input, and a stored result is reused only while
+each is unchanged.  A run whose reads could not all be seen (a static binary, a Go program's own
+system calls, no recorder) is not stored, and the caller is told why; the catalog's own programs,
+which read nothing of the user's, are stored with what was seen.
+
 Only complete runs are stored ("ok" and "crashed" with a report): an incomplete run (timeout,
 killed from outside, log cut short, checker that never started) is never cached.  A stored
 entry is replaced by a newer result of the same key (--fresh), a damaged one is a miss, and
@@ -27,9 +34,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import checkers
+from . import checkers, inputs
 from .findings import Finding
-from .run import LOG_PLACEHOLDER, Job, RunResult, command_for
+from .jobs import Job, RunResult
+from .run import LOG_PLACEHOLDER, command_for
 
 # `libfoo.so => /path/libfoo.so (0x...)`, or `/lib64/ld-linux... (0x...)`; the path may be relative
 # (a relative LD_LIBRARY_PATH entry): it is then taken from the program's working folder.
@@ -193,6 +201,9 @@ class ResultCache:
                 return None  # damaged, or written by an older leakharness that cached too much
         except (OSError, ValueError, AttributeError):
             return None  # a damaged entry is a miss; the next put replaces it
+        stored = data.get("inputs")
+        if not isinstance(stored, list) or not inputs.unchanged([tuple(x) for x in stored]):
+            return None  # a file the program read changed (or the entry does not say what it read)
         try:
             os.utime(entry)  # least recently used goes first when the cache is trimmed
         except OSError:
@@ -216,11 +227,16 @@ class ResultCache:
                          logs=tuple(logs), partial=bool(data.get("partial")),
                          problems=tuple(data.get("problems", ())), message=data.get("message", ""))
 
-    def put(self, key: str | None, result: RunResult) -> None:
-        """Store a complete result, replacing what the key held (a rerun with --fresh, or a
-        damaged entry).  An incomplete run is never stored."""
+    def put(self, key: str | None, result: RunResult, trusted: bool = False) -> str:
+        """Store a complete result with the fingerprint of what it read, replacing what the key
+        held (a rerun with --fresh, or a damaged entry); "" when stored or not worth storing,
+        else why it could not be (what the program read is not known).  An incomplete run is
+        never stored.  `trusted`: the program reads nothing of the user's (the catalog's own)."""
         if key is None or result.status not in CACHEABLE:
-            return
+            return ""
+        fingerprint, why = _inputs_of(result, trusted)
+        if why:
+            return why
         entry = self.root / key[:2] / key
         self.root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=".put.", dir=self.root))
@@ -229,6 +245,7 @@ class ResultCache:
                 if log.is_file():
                     shutil.copyfile(log, work / log.name)
             data = _result_to_dict(result)
+            data["inputs"] = [list(x) for x in fingerprint]
             names = {str(log): str(entry / log.name) for log in result.logs}
             for f in data["findings"]:
                 if f.get("source") in names:
@@ -251,6 +268,27 @@ class ResultCache:
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
+        return ""
+
+
+def _inputs_of(result: RunResult, trusted: bool) -> tuple[tuple[tuple[str, str], ...], str]:
+    """(fingerprint of what the run read, "") or ((), why it cannot be known)."""
+    recorded = result.inputs
+    cwd = Path(result.job.cwd or os.getcwd())
+    if recorded is None:
+        if trusted:
+            return (), ""
+        return (), ("not cached: what the program reads cannot be known here (the recorder could not be "
+                    "built: install a C compiler)")
+    if not recorded.complete and not trusted:
+        return (), f"not cached: what the program read cannot all be known: {recorded.why}"
+    fingerprint = inputs.fingerprint(recorded, cwd)
+    doubts = inputs.doubts(fingerprint)
+    if doubts and not trusted:
+        return (), f"not cached: {doubts[0]}"
+    # A program of ours reads nothing of the user's: what it was seen to read is kept and
+    # checked; an input that can never be vouched for (changed while it ran) is left out.
+    return tuple(x for x in fingerprint if not (x[1].startswith("?") or " ?" in x[1])), ""
 
 
 def _entries(cache_dir: Path):

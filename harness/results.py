@@ -6,7 +6,7 @@ so a crash or Ctrl-C loses only the jobs still running; DIR/results.json gathers
 Schema "leakharness/results/1":
 {"schema", "started", "finished", "tools": [{"name", "version"}],
  "jobs": [{"pattern", "variant", "tool", "status", "verdict", "expected", "reason",
-           "duration_s", "exit_code", "signal", "partial", "problems", "cached",
+           "duration_s", "exit_code", "signal", "partial", "problems", "cached", "not_cached",
            "findings": [...], "logs": [paths relative to DIR],
            "sources": [{"name", "path" (relative to DIR), "origin"}]}]}
 """
@@ -92,6 +92,7 @@ class JobRecord:
     findings: tuple[Finding, ...] = ()
     logs: tuple[str, ...] = ()
     sources: tuple[SourceFile, ...] = ()
+    not_cached: str = ""  # why this complete run's result was not stored: what it read is not known
 
     @property
     def name(self) -> str:
@@ -109,7 +110,7 @@ class JobRecord:
             "exit_code": self.exit_code, "signal": self.signal, "partial": self.partial,
             "problems": list(self.problems), "cached": self.cached, "message": self.message,
             "findings": [f.to_dict() for f in self.findings], "logs": list(self.logs),
-            "sources": [s.to_dict() for s in self.sources],
+            "sources": [s.to_dict() for s in self.sources], "not_cached": self.not_cached,
         }
 
     @classmethod
@@ -124,6 +125,7 @@ class JobRecord:
             findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
             logs=tuple(data.get("logs", ())),
             sources=tuple(SourceFile.from_dict(s) for s in data.get("sources", ())),
+            not_cached=str(data.get("not_cached") or ""),
         )
 
 

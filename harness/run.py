@@ -15,12 +15,11 @@ import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
-from . import checkers, supervise
+from . import checkers, inputs, supervise
 from .collect import collect, move_logs
-from .findings import Finding
+from .jobs import Job, RunResult
 
 # The characters a log path may hold and still pass through every tool's option syntax unquoted
 # (ASAN_OPTIONS splits on ':' ',' and spaces; valgrind expands '%').
@@ -28,52 +27,20 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 # Placeholder for the per-job log folder in what the result cache hashes.
 LOG_PLACEHOLDER = Path("/leakharness-logs")
 # What a run leaves in its job folder: removed before a rerun into the same folder.
-_RUN_FILES = ("vg.", "sanitizer.", "valgrind.", "residue.")
-
-
-@dataclass(frozen=True)
-class Job:
-    """One program under one checker."""
-
-    checker: str  # a registered checker's name (harness/checkers)
-    command: tuple[str, ...]  # the program and its arguments
-    out_dir: Path  # where logs go
-    timeout: float = 120.0
-    env: tuple[tuple[str, str], ...] = ()
-    cwd: Path | None = None  # where the program runs: the caller's working directory by default
-    pattern: str | None = None  # None for a user's own program
-    variant: str | None = None
-
-    @property
-    def name(self) -> str:
-        if self.pattern:
-            return f"{self.pattern}::{self.variant}[{self.checker}]"
-        return f"{os.path.basename(self.command[0])}[{self.checker}]"
-
-
-@dataclass(frozen=True)
-class RunResult:
-    job: Job
-    status: str  # "ok", "crashed", "incomplete", "build-failed", "tool-missing"
-    findings: tuple[Finding, ...] = ()
-    exit_code: int | None = None
-    signal: str | None = None
-    duration_s: float = 0.0
-    logs: tuple[Path, ...] = ()
-    partial: bool = False
-    problems: tuple[str, ...] = ()
-    message: str = ""  # why it is incomplete (one line), compiler output, install hint
-
-    @property
-    def status_text(self) -> str:
-        return f"{self.status} ({self.signal})" if self.signal and self.status == "crashed" else self.status
+_RUN_FILES = ("vg.", "sanitizer.", "valgrind.", "residue.", f"{inputs.LOG_NAME}.")
 
 
 def command_for(job: Job, log_dir: Path, cache_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:
-    """The command line and environment of a job, its logs going to log_dir."""
+    """The command line and environment of a job, its logs going to log_dir: the checker's,
+    with the recorder of what the program reads (inputs.py) loaded into every process."""
     from .build import default_cache_dir
 
-    return checkers.get(job.checker).command(job, log_dir, Path(cache_dir) if cache_dir else default_cache_dir())
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cmd, env = checkers.get(job.checker).command(job, log_dir, cache_dir)
+    recorder = inputs.recorder(cache_dir)
+    if recorder is not None:  # no compiler: nothing recorded, and the result is never reused
+        env = inputs.environment(env, recorder, log_dir, skip=[p for p in (supervise.reaper(cache_dir),) if p])
+    return cmd, env
 
 
 def private_log_dir() -> Path:
@@ -108,7 +75,7 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
     private = private_log_dir()
     cap = supervise.output_cap()
     try:
-        cmd, env = checker.command(job, private, cache_dir)
+        cmd, env = command_for(job, private, cache_dir)
         ended = supervise.supervise(cmd, env, Path(job.cwd or os.getcwd()), job.timeout,
                                     private / "stdout.txt", private / "stderr.txt", cache_dir)
         move_logs(private, job.out_dir)
@@ -117,4 +84,4 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
     got = collect(job.out_dir, checker, ended, job.timeout, job.command[0], cap, Path(job.cwd or os.getcwd()))
     return RunResult(job, got.status, got.findings, exit_code=ended.returncode, signal=got.signal,
                      duration_s=ended.duration_s, logs=got.logs, partial=got.partial, problems=got.problems,
-                     message=got.reason)
+                     message=got.reason, inputs=got.recorded)

@@ -40,6 +40,9 @@ class Task:
     expected: Expectation | None = None  # None for `check`: no verdict
     cwd: Path | None = None  # where the program runs (the user's working directory)
     env: tuple[tuple[str, str], ...] = ()  # added to the program's environment (the residue checker's canaries)
+    # The catalog's own programs read nothing of the user's: their cached results are kept even
+    # where the recorder cannot vouch for every read (a Go program's own system calls).
+    reads_nothing: bool = False
 
     @property
     def name(self) -> str:
@@ -76,7 +79,8 @@ def catalog_task(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
     # The user's --timeout first; else a known hang's own (shorter) limit; else the pattern's.
     timeout = timeout or expected.timeout or pattern.timeout
     return Task(pattern=pattern.id, variant=variant, checker=checker, timeout=timeout, env=env,
-                spec=catalog_spec(pattern, variant, checker, cc, overrides), expected=expected, cwd=cwd)
+                spec=catalog_spec(pattern, variant, checker, cc, overrides), expected=expected, cwd=cwd,
+                reads_nothing=True)
 
 
 def catalog_tasks(patterns: list[Pattern], checkers: tuple[str, ...] | None = None, cc: str = "gcc",

@@ -89,9 +89,13 @@ def processes_naming(name: str) -> dict[int, str]:
 def program_processes(name: str) -> list[int]:
     """The program's own processes (natively or under valgrind), not leakharness's, whose
     command line names the program's source."""
-    return [pid for pid in processes_naming(name)
-            if os.path.basename(cmdline(pid)[0]) in (name, "valgrind", "valgrind.bin")
-            or os.path.basename(cmdline(pid)[0]).startswith("memcheck-")]
+    found = []
+    for pid in processes_naming(name):
+        argv = cmdline(pid)  # empty once the process has ended since it was listed
+        program = os.path.basename(argv[0]) if argv else ""
+        if program in (name, "valgrind", "valgrind.bin") or program.startswith("memcheck-"):
+            found.append(pid)
+    return found
 
 
 def kill_leftovers(name: str) -> None:

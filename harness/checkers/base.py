@@ -21,7 +21,7 @@ from .. import build as build_mod
 
 if TYPE_CHECKING:
     from ..collect import Gathered
-    from ..run import Job
+    from ..jobs import Job
 
 # Set by shells, make, pytest and terminals; never read by a checker or by OpenSSL: left out of
 # what a job's tool is handed, so that they change no cached result.
@@ -108,6 +108,11 @@ class Checker:
     def cannot_check(self, program: str) -> str:
         """Why this checker cannot check this program file (not instrumented, statically linked,
         not hardened), or "": the job is then incomplete without running."""
+        return ""
+
+    def cannot_follow(self, program: str) -> str:
+        """Why this checker cannot see into a program the checked one runs (a child), or "":
+        the job is then incomplete.  By default a child is checked as its parent is."""
         return ""
 
     def command(self, job: "Job", log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:

@@ -15,19 +15,17 @@ signal inside C, cgocheck's verdicts) is parsed from there (parsers/go.py) which
 
 from __future__ import annotations
 
-import functools
-import os
 import re
 from pathlib import Path
 
 from ..gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK, go_identity
 from ..parsers.go import name_go_callers, parse_go_crash, recorded_allocations
 from ..parsers.go import sniff as looks_like_go_crash
+from ..elf import contains, is_go_binary
 from ..errors import BuildError, ParseError
 from .base import Checker, child_environment
 from .sanitizers import SANITIZER_ENV, SanitizerChecker
 
-GO_BUILDINFO = b"\xff Go buildinf:"
 GO_LSAN_SUPPRESSIONS = Path(__file__).resolve().parent.parent / "data" / "go" / "lsan.supp"
 # The leak check is the helper's (LSan's detect_leaks must stay on for it to do anything); a
 # signal goes to the Go runtime, which prints the goroutine stacks with the Go callers and the
@@ -36,38 +34,6 @@ GO_ASAN_OPTIONS = ("detect_leaks=1:handle_segv=0:handle_sigbus=0:handle_sigfpe=0
                    ":handle_abort=0:allow_user_segv_handler=1")
 # The characters a path may hold and still pass through LSAN_OPTIONS' syntax unquoted.
 _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
-
-
-def is_go_binary(program: str) -> bool:
-    """A binary the Go toolchain built (it carries Go's build-info blob)."""
-    return contains(program, GO_BUILDINFO)
-
-
-def contains(program: str, needle: bytes) -> bool:
-    try:
-        st = os.stat(program)
-    except (OSError, ValueError):
-        return False
-    return _file_contains(os.path.realpath(program), st.st_mtime_ns, st.st_size, needle)
-
-
-@functools.lru_cache(maxsize=512)
-def _file_contains(path: str, mtime_ns: int, size: int, needle: bytes) -> bool:
-    try:
-        with open(path, "rb") as fh:
-            if fh.read(4) != b"\x7fELF":
-                return False
-            fh.seek(0)
-            tail = b""
-            while True:
-                chunk = fh.read(1 << 20)
-                if not chunk:
-                    return False
-                if needle in tail + chunk:
-                    return True
-                tail = chunk[-len(needle):]  # a mark split over two chunks
-    except OSError:
-        return False
 
 
 def go_crash_findings(g) -> None:

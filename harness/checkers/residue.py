@@ -111,6 +111,9 @@ class Residue(Checker):
             return f"{program} is setuid or setgid: the loader ignores LD_PRELOAD for it, so the interposer cannot load"
         return ""
 
+    def cannot_follow(self, program: str) -> str:
+        return self.cannot_check(program)
+
     def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
         from ..supervise import reaper
 

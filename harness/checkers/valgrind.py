@@ -25,7 +25,8 @@ from pathlib import Path
 from .. import elf
 from ..gobuild import MEMCHECK_MARK
 from .base import Checker, child_environment, which
-from .go import contains, go_crash_findings, is_go_binary
+from ..elf import contains, is_go_binary
+from .go import go_crash_findings
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SUPPRESSIONS = DATA / "openssl.supp"
@@ -66,6 +67,9 @@ class Valgrind(Checker):
         return "" if which("valgrind") else f"valgrind not found on PATH; install: {INSTALL_HINT}"
 
     def cannot_check(self, program: str) -> str:
+        return cannot_see_into(program)
+
+    def cannot_follow(self, program: str) -> str:
         return cannot_see_into(program)
 
     def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:

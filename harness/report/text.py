@@ -104,6 +104,8 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write("  " + "\n  ".join(job.message.splitlines()[:20]) + "\n")
         if job.status in ("tool-missing", "incomplete"):
             out.write(f"  {job.status}: {job.message}\n")
+        if job.not_cached:
+            out.write(f"  {job.not_cached}\n")
         explainer = Explainer(sources=Sources(os.path.dirname(results_path), job.sources)) if groups else None
         said: set[str] = set()
         for g in groups[:bugs_per_job]:

@@ -1,5 +1,5 @@
-/* Loses one block whose size it reads from ./size.txt (a file no argument names, so the result
- * cache cannot see it change: what --fresh is for). */
+/* Loses one block whose size it reads from ./size.txt (a file no argument names: the result
+ * cache knows of it only through the recorder of what a program reads). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

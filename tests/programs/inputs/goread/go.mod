@@ -1,0 +1,3 @@
+module goread
+
+go 1.19

@@ -1,0 +1,104 @@
+"""Issue 16: a result is reused only when leakharness can show that nothing it depends on
+changed, the files the program read included; where that cannot be known the result is not
+reused and the output says why; the catalog's own programs, which read nothing of the user's,
+stay cached.  Run through the CLI, as a user does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "VALGRIND_OPTS", "LD_PRELOAD", "LEAKHARNESS_CACHE", "GODEBUG")
+
+
+def lh(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_")}
+    env.update(PYTHONPATH=str(ROOT), LEAKHARNESS_CACHE=str(cache))
+    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env, text=True,
+                          capture_output=True, stdin=subprocess.DEVNULL, timeout=600, start_new_session=True)
+
+
+def jobs(folder: Path) -> list[dict]:
+    return json.loads((folder / "results.json").read_text())["jobs"]
+
+
+READER = r'''#include <stdio.h>
+#include <stdlib.h>
+int main(void)
+{
+    FILE *f = fopen("settings.txt", "r");   /* by a fixed name */
+    char line[64] = "";
+    if (f) { fgets(line, sizeof line, f); fclose(f); }
+    if (line[0] == 'l') { char *p = malloc(777); p[0] = 1; p = NULL; }
+    return 0;
+}
+'''
+
+
+def test_a_c_program_stays_cached_until_what_it_read_changes(tmp_path):
+    cache = tmp_path / "cache"
+    (tmp_path / "reader.c").write_text(READER)
+    (tmp_path / "settings.txt").write_text("quiet\n")
+    first = lh("check", "--build", "reader.c", "--tool", "asan", "--out", "a", cwd=tmp_path, cache=cache)
+    second = lh("check", "--build", "reader.c", "--tool", "asan", "--out", "b", cwd=tmp_path, cache=cache)
+    assert first.returncode == second.returncode == 0, first.stdout + second.stdout
+    assert jobs(tmp_path / "b")[0]["cached"] and "1 from cache" in second.stdout
+    (tmp_path / "settings.txt").write_text("leak\n")  # the same size: only the content says
+    third = lh("check", "--build", "reader.c", "--tool", "asan", "--out", "c", cwd=tmp_path, cache=cache)
+    assert third.returncode == 1 and "777 B" in third.stdout and not jobs(tmp_path / "c")[0]["cached"], third.stdout
+
+
+GO_READER = '''package main
+
+// #include <stdlib.h>
+import "C"
+
+import (
+	"os"
+	"unsafe"
+)
+
+func main() {
+	data, _ := os.ReadFile("settings.txt") // Go's own system calls: no libc call to record
+	if len(data) > 0 && data[0] == 'l' {
+		p := C.malloc(777)
+		_ = unsafe.Pointer(p)
+	}
+}
+'''
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+def test_a_go_program_s_result_is_not_reused_and_the_output_says_why(tmp_path):
+    cache = tmp_path / "cache"
+    (tmp_path / "main.go").write_text(GO_READER)
+    (tmp_path / "settings.txt").write_text("quiet\n")
+    first = lh("check", "--build", "main.go", "--tool", "cgocheck", "--out", "a", cwd=tmp_path, cache=cache)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "not cached: what the program read cannot all be known" in first.stdout
+    assert "Go opens files with raw system calls" in first.stdout
+    second = lh("check", "--build", "main.go", "--tool", "cgocheck", "--out", "b", cwd=tmp_path, cache=cache)
+    assert second.returncode == 0 and not jobs(tmp_path / "b")[0]["cached"], second.stdout
+    assert "not cached" in jobs(tmp_path / "b")[0]["not_cached"]
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+def test_the_catalogs_own_programs_stay_cached(tmp_path):
+    cache = tmp_path / "cache"
+    args = ("run", "--pattern", "cgo_cstring_no_free", "--pattern", "i2d_alloc", "--tool", "memcheck",
+            "--tool", "cgocheck", "--tool", "asan", "--no-html")
+    first = lh(*args, "--out", "a", cwd=tmp_path, cache=cache)
+    second = lh(*args, "--out", "b", cwd=tmp_path, cache=cache)
+    assert first.returncode == second.returncode == 0, first.stdout + second.stdout
+    ran = jobs(tmp_path / "b")
+    assert ran and all(j["cached"] for j in ran), [(j["pattern"], j["variant"], j["tool"], j["not_cached"])
+                                                   for j in ran if not j["cached"]]
+    assert f"({len(ran)} of {len(ran)} from cache" in second.stdout
