@@ -2,8 +2,8 @@
 call that fixes it.
 
 What is matched comes from the catalog's own runs, never from a table typed per pattern:
-`learn()` reads a catalog run's results (each leaky variant's findings that met the pattern's
-expectation) and keeps, for every bug, its category and each of its stacks as far as the
+`learn()` reads a catalog run's results (every error of each leaky run that met the pattern's
+expectation: the fixed variant, the same program but for the fix, is clean) and keeps, for every bug, its category and each of its stacks as far as the
 program's own code: the library frames between the allocator and the program (by name) and the
 calls on the program's own source line (a call into OpenSSL that tail-calls its allocator,
 EVP_CIPHER_CTX_new, leaves no frame of its own: the line names it).  With them go the pattern's
@@ -51,8 +51,8 @@ KNOWLEDGE_ENV = "LEAKHARNESS_KNOWLEDGE"
 # --- names ------------------------------------------------------------------------------------
 
 _CALL = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)\s*\(")
-_COMMENT = re.compile(r"/\*.*?\*/|//[^\n]*", re.S)
-_STRING = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'')
+# A string, a character or a comment, whichever starts first ("https://" in a string is no comment).
+_NOT_CODE = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|/\*.*?(?:\*/|$)|//[^\n]*', re.S)
 _C_WORDS = frozenset({"if", "while", "for", "switch", "return", "sizeof", "defined", "do", "else", "case"})
 # OpenSSL's public names: TYPE_verb (EVP_CIPHER_CTX_new, OPENSSL_free), d2i_/i2d_ codecs, safe stacks.
 _OPENSSL_NAME = re.compile(r"^(?:[A-Z][A-Z0-9]*_[A-Za-z0-9_]+|(?:d2i|i2d|sk|ossl)_[A-Za-z0-9_]+)$")
@@ -70,7 +70,7 @@ def is_openssl_name(name: str) -> bool:
 
 def code_of(text: str) -> str:
     """Source text without comments and string literals (a call named in a comment is no call)."""
-    return _STRING.sub('""', _COMMENT.sub(" ", text))
+    return _NOT_CODE.sub(lambda m: '""' if m.group(0)[:1] in "\"'" else " ", text)
 
 
 def calls_in(text: str) -> list[str]:
@@ -436,10 +436,12 @@ def header_of(source: str) -> str:
 
 
 def digest_of(pattern) -> str:
-    """What a pattern's stacks depend on: its template, and for C the common header it includes."""
+    """What a pattern's stacks depend on: its template and parameters, and for C the common
+    header it includes."""
     from .catalog import common_dir
 
     h = hashlib.sha256(pattern.template_path.read_bytes())
+    h.update(json.dumps(dict(pattern.params), sort_keys=True, default=str).encode())
     if pattern.language == "c":
         common = common_dir(pattern.directory.parent) / "lh_common.h"
         if common.is_file():
