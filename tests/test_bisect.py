@@ -63,10 +63,14 @@ def said(proc) -> str:
     return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
-def make_repo(repo: Path) -> list[str]:
+def make_repo(repo: Path, project: bool = False) -> list[str]:
     """Eight commits of src/app.c: the 5th drops EVP_MD_CTX_free, the 6th and 7th do not compile,
-    the 8th compiles again.  Returns the commits, oldest first."""
+    the 8th compiles again (with project: a leakharness.toml declaring it, from the first).
+    Returns the commits, oldest first."""
     (repo / "src").mkdir(parents=True)
+    if project:
+        (repo / "leakharness.toml").write_text('[[target]]\nname = "app"\nsources = ["src/app.c"]\n'
+                                               'tools = ["memcheck"]\n')
     git("init", "-q", "-b", "main", cwd=repo)
     git("config", "user.email", "dev@example.com", cwd=repo)
     git("config", "user.name", "dev", cwd=repo)
@@ -171,4 +175,21 @@ def test_bisect_refuses_what_it_cannot_do(repo, cache, tmp_path):
     assert proc.returncode == 2 and "not an ancestor" in proc.stderr, said(proc)
     for proc in (already, broken, nothing):
         assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()[-1:]) == 1
+    untouched(folder, commits[-1])
+
+
+def _reads_project_files() -> bool:
+    from harness.control import Session
+
+    return hasattr(Session, "project") and hasattr(Session, "project_tasks")
+
+
+@pytest.mark.skipif(not _reads_project_files(), reason="this leakharness reads no project file (issue 18)")
+def test_bisect_a_project_target(repo, cache):
+    """--target NAME: the target as the project file at each commit declares it."""
+    folder = repo[0].parent / "with-project"
+    commits = make_repo(folder, project=True)
+    proc = lh("bisect", "--good", commits[0], "--target", "app", cwd=folder, cache=cache)
+    assert proc.returncode == 0, said(proc)
+    assert proc.stdout.splitlines()[0] == f"first bad commit: {commits[4]} 5: keep the digest context", said(proc)
     untouched(folder, commits[-1])
