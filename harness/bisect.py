@@ -330,8 +330,8 @@ def bisect(spec: Spec, good_rev: str, bad_rev: str, steps_dir: Path, progress: I
     spec = dataclasses.replace(spec, steps=str(steps_dir))
     scratch = Path(tempfile.mkdtemp(prefix="leakharness-bisect-"))
     worktree = scratch / "worktree"
-    _git(["worktree", "add", "--detach", "--quiet", str(worktree), bad], top)
     try:
+        _git(["worktree", "add", "--detach", "--quiet", str(worktree), bad], top)
         say(f"bisect: {commits} commit(s) after {good[:12]}, up to {bad[:12]}; checking {good[:12]} (good)")
         _checkout(worktree, good)
         first = check_commit(spec, worktree, good)
