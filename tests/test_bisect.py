@@ -7,16 +7,13 @@ user's checkout (branch, files, index, bisect state, worktrees) as it was.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "VALGRIND_OPTS", "LD_LIBRARY_PATH", "LD_PRELOAD", "LEAKHARNESS_CACHE",
-            "PYTEST_ADDOPTS", "GIT_DIR", "GIT_WORK_TREE")
+from realrun import lh as run_lh
+from realrun import said
 
 APP = """\
 #include <openssl/evp.h>
@@ -50,17 +47,9 @@ def git(*args, cwd: Path) -> str:
     return proc.stdout.strip()
 
 
-def lh(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env["LEAKHARNESS_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=900,
-                          start_new_session=True)
-
-
-def said(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+def lh(*args, cwd: Path, cache: Path):
+    """`leakharness ARGS...` as a user runs it, from cwd (git told nothing of another repository)."""
+    return run_lh(*args, cwd=cwd, cache=cache, env={"GIT_DIR": None, "GIT_WORK_TREE": None}, timeout=900)
 
 
 def make_repo(repo: Path, project: bool = False) -> list[str]:

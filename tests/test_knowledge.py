@@ -10,41 +10,28 @@ teaches.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from harness.catalog import load_catalog
 from harness.knowledge import KNOWLEDGE_FILE, digest_of, load
+from realrun import lh as run_lh
+from realrun import said
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = ROOT / "tests" / "programs" / "knowledge"
 SCHEMA = ROOT.parent / "shared" / "schemas" / "sarif-schema-2.1.0.json"
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "VALGRIND_OPTS", "LD_LIBRARY_PATH", "LD_PRELOAD", "LEAKHARNESS_CACHE",
-            "LEAKHARNESS_KNOWLEDGE", "PYTEST_ADDOPTS")
 CLEANUP = "/* CLEANUP */"
 OWNERSHIP = "OpenSSL's ownership rules"
 
 
-def lh(*args, cwd: Path, cache: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`leakharness ARGS...` as a user runs it, from cwd."""
-    full = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
-    full["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    full["LEAKHARNESS_CACHE"] = str(cache)
-    full.update(env or {})
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=full,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600,
-                          start_new_session=True)
-
-
-def said(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+def lh(*args, cwd: Path, cache: Path, env: dict | None = None):
+    """`leakharness ARGS...` as a user runs it, from cwd, with the shipped knowledge file."""
+    return run_lh(*args, cwd=cwd, cache=cache, env={"LEAKHARNESS_KNOWLEDGE": None, **(env or {})}, timeout=600)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import base64
 import hashlib
 import html
 import json
-import os
 import re
 import shutil
 import struct
@@ -24,7 +23,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from realrun import user_env
+
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--disable-sync", "--no-first-run"]
 WIDTH, HEIGHT = 1400, 1000
@@ -52,9 +52,7 @@ pytestmark = pytest.mark.skipif(_chromium() is None, reason="chromium not instal
 @pytest.fixture(scope="module")
 def wide_run(tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("wide")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env["LEAKHARNESS_CACHE"] = str(work / "cache")
+    env = user_env(work / "cache")
     args = [a for pid in PATTERNS for a in ("--pattern", pid)]
     proc = subprocess.run([sys.executable, "-m", "harness", "run", "--quiet", *args, "--out", "out"], cwd=work,
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=1200,
