@@ -217,7 +217,7 @@ def check_commit(spec: Spec, worktree: Path, commit: str) -> Step:
             return Step(commit, "skip", f"{job.name} does not build: {first.strip()}")
         if job.status not in COMPLETE:
             unchecked.append(f"{job.name}: {job.status}: {job.message}")
-        explainer = Explainer(sources=Sources(out / "results", job.sources))
+        explainer = Explainer(sources=Sources(out / "results", job.sources, named=True))  # checked just now
         for group in group_findings(f for f in errors_of(job.findings) if not f.suppressed):
             root = group.root
             signatures.append(root.signature)

@@ -123,12 +123,18 @@ def related(a: str, b: str) -> bool:
 
 class Sources:
     """The program's source files, as a run compiled them where it kept a copy (a results
-    folder's sources/), else where the stack names them.  Only source files are read (by their
-    suffix), at most SOURCE_LIMIT bytes each, and a kept copy only inside the results folder."""
+    folder's sources/), else, when `named` (the program was checked just now, or its logs are
+    parsed: its sources are what signatures already read), where the stack names them.  A
+    results folder given to `report` or `explain` is untrusted: only its kept copies are read,
+    and only inside it.  Only source files are read (by their suffix), at most SOURCE_LIMIT
+    bytes each."""
 
-    def __init__(self, results_dir: str | os.PathLike | None = None, kept: Iterable = ()):
+    def __init__(self, results_dir: str | os.PathLike | None = None, kept: Iterable = (),
+                 named: bool | Sequence[Path] | None = None):
+        """named: True (any file a stack names), False, or the folders such a file may be in."""
         self.results_dir = Path(results_dir).resolve() if results_dir else None
         self.kept = {getattr(s, "name", None): getattr(s, "path", None) for s in kept}
+        self.named = self.results_dir is None if named is None else named
         self._texts: dict[str, str | None] = {}
 
     def _resolve(self, path: str) -> Path | None:
@@ -139,8 +145,14 @@ class Sources:
             candidate = (self.results_dir / rel).resolve()
             if candidate.is_relative_to(self.results_dir) and candidate.is_file():
                 return candidate
+        if not self.named:
+            return None
         p = Path(path)
-        return p if p.is_absolute() and p.is_file() else None
+        if not p.is_absolute():
+            return None
+        if self.named is not True and not any(p.resolve().is_relative_to(Path(r).resolve()) for r in self.named):
+            return None
+        return p if p.is_file() else None
 
     def text(self, path: str | None) -> str | None:
         if not path:
@@ -212,7 +224,11 @@ class Reach:
             for c in calls:
                 if related(c, adjacent):
                     return c
-        return calls[0] if calls else adjacent
+        if calls:
+            return calls[0]
+        # No line to read: the frame's name, unless it is an allocation wrapper a tail call left
+        # alone (EVP_CIPHER_CTX_new's CRYPTO_zalloc): then what the program called is unknown.
+        return None if adjacent and _WRAPPER.match(adjacent) else adjacent
 
     @functools.cached_property
     def names(self) -> tuple[str, ...]:
@@ -476,8 +492,11 @@ def learn(results, results_dir: Path, patterns: Sequence) -> tuple[Knowledge, li
     from .grouping import group_findings
     from .judge import errors_of, matching
 
+    from .catalog import common_dir
+
     learnt, missing = [], []
     jobs = [j for j in results.jobs if j.variant == "leaky"]
+    common = common_dir(patterns[0].directory.parent) if patterns else Path(".")
     for pattern in patterns:
         pjobs = [j for j in jobs if j.pattern == pattern.id]
         if not pjobs:
@@ -501,7 +520,8 @@ def learn(results, results_dir: Path, patterns: Sequence) -> tuple[Knowledge, li
             expect = Expectation(**{k: v for k, v in job.expected.items() if k in fields})
             if expect.outcome != "find":
                 continue
-            sources = Sources(results_dir, job.sources)
+            # The run's kept sources, and the catalog's common header the programs include.
+            sources = Sources(results_dir, job.sources, named=[common])
             # Every error of a leaky run that met its expectation is the pattern's bug: the fixed
             # variant, the same program but for the fix, is clean under every checker.
             found = [f for f in errors_of(job.findings) if not f.suppressed] if matching(expect, job.findings) else []
@@ -827,11 +847,6 @@ def explain_signature(signature: str, knowledge: Knowledge | None = None) -> Exp
     finding = Finding(tool="signature", kind="signature", category=category,
                       leak_kind="definite" if category == "leak" else None, stack=tuple(frames))
     return Explainer(knowledge).explain(finding)
-
-
-def job_explainer(job, results_dir: Path | None) -> Explainer:
-    """An Explainer that reads a stored job's sources as it compiled them."""
-    return Explainer(sources=Sources(results_dir, getattr(job, "sources", ())))
 
 
 # --- a pattern at length ------------------------------------------------------------------------

@@ -270,7 +270,7 @@ class CheckResult:
         from .knowledge import Explainer, Sources
 
         job = next((j for j in self.jobs if any(x is finding for x in j.findings)), None)
-        known = Explainer(sources=Sources(self.out_dir, job.sources if job else ())).explain(finding)
+        known = Explainer(sources=Sources(self.out_dir, job.sources if job else (), named=True)).explain(finding)
         return f"\n      {known.line()}" if known else ""
 
     def assert_clean(self) -> None:

@@ -106,7 +106,9 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write(f"  {job.status}: {job.message}\n")
         if job.not_cached:
             out.write(f"  {job.not_cached}\n")
-        explainer = Explainer(sources=Sources(os.path.dirname(results_path), job.sources)) if groups else None
+        # The program was checked just now: its sources are read where its stacks name them too.
+        explainer = Explainer(sources=Sources(os.path.dirname(results_path), job.sources, named=True)) \
+            if groups else None
         said: set[str] = set()
         for g in groups[:bugs_per_job]:
             records = f" ({len(g.findings)} records)" if len(g.findings) > 1 else ""
