@@ -421,3 +421,29 @@ def make_spec(cwd: Path, cache: Path, sources: Sequence[str], program: Sequence[
 
 if __name__ == "__main__":
     sys.exit(step_main(sys.argv[1:]))
+
+
+def bisect_session(session, good: str, bad: str = "HEAD", sources: Sequence[str] = (), program: Sequence[str] = (),
+                   args: Sequence[str] = (), checkers: Sequence[str] = (), cflags: Sequence[str] = (),
+                   ldflags: Sequence[str] = (), build_command: str | None = None, target: str | None = None,
+                   signature: str | None = None, progress=None):
+    """The first commit in good..bad of the git repository around the session's working folder
+    where a bug appears: checked as `check` would, through the session's cache.  A workflow over
+    the Session (as the CLI is), so control.py never imports this module; an OSError is one line,
+    as for every Session verb."""
+    from .control import one_line_errors
+
+    @one_line_errors
+    def run():
+        cache = session._cache_dir()
+        spec = make_spec(session.cwd, cache, sources, program, args, checkers, cflags, ldflags, build_command,
+                         target, session.timeout, session.jobs, session.cc, session.suppression_files, signature)
+        if session.out is not None:
+            from .outdir import locked
+
+            with locked(session.out) as out:
+                return bisect(spec, good, bad, out / "steps", progress)
+        with tempfile.TemporaryDirectory(prefix="leakharness-steps-") as scratch:
+            return bisect(spec, good, bad, Path(scratch), progress)
+
+    return run()

@@ -531,7 +531,9 @@ def cmd_bisect(args) -> int:
     checkers = _check_checkers(args.tool) or (
         default_check_checkers(sources, session.cwd) if sources else () if args.target else ("memcheck",))
     _install_sigterm()
-    outcome = session.bisect(args.good, args.bad, sources=sources, program=() if sources else rest,
+    from .bisect import bisect_session
+
+    outcome = bisect_session(session, args.good, args.bad, sources=sources, program=() if sources else rest,
                              args=rest if sources else (), checkers=checkers, cflags=shlex.split(args.cflags),
                              ldflags=shlex.split(args.ldflags), build_command=args.build_command, target=args.target,
                              signature=args.signature, progress=None if args.quiet else sys.stderr)

@@ -25,7 +25,7 @@ from .tasks import DEFAULT_TIMEOUT, Task, catalog_task, catalog_tasks, check_tas
 from .tasks import absolute as _absolute
 
 
-def _one_line_errors(method: Callable) -> Callable:
+def one_line_errors(method: Callable) -> Callable:
     """OSError anywhere below (a read-only folder, a file where a folder should be, a full
     disk) becomes one line naming the file, as every error a user can cause."""
     @functools.wraps(method)
@@ -122,14 +122,14 @@ class Session:
 
     # --- the catalog ------------------------------------------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def catalog(self, ids: Sequence[str] | None = None) -> list[Pattern]:
         return load_catalog(self.fixtures, ids=list(ids) if ids else None)
 
     def catalog_tasks(self, patterns: list[Pattern], checkers: Sequence[str] | None = None) -> list[Task]:
         return catalog_tasks(patterns, tuple(checkers) if checkers else None, self.cc, self.timeout, self.cwd)
 
-    @_one_line_errors
+    @one_line_errors
     def run_catalog(self, patterns: list[Pattern], checkers: Sequence[str] | None = None,
                     default_out: str = "reports/latest", html: bool = False,
                     shard: tuple[int, int] | None = None,
@@ -201,7 +201,7 @@ class Session:
 
         return write_report([results_dir], results_dir, fixtures=self.fixtures, local_sources=True)
 
-    @_one_line_errors
+    @one_line_errors
     def run_one(self, pattern: Pattern, variant: str, checker: str, out_root: str | os.PathLike,
                 overrides: Mapping[str, Any] | None = None) -> Done:
         """Render, build (cached), run (or reuse an unchanged result) and judge one
@@ -224,7 +224,7 @@ class Session:
                            tuple(cflags), tuple(ldflags), tuple(args), self.cc, self.timeout or DEFAULT_TIMEOUT,
                            cwd=self.cwd)
 
-    @_one_line_errors
+    @one_line_errors
     def check(self, tasks: list[Task], default_out: str = "reports/check", html: bool = False,
               growth: tuple[Sequence[str], str, str, Sequence[int]] | None = None) -> Results:
         """growth: (program, argument template, checker, counts): also fit the program's growth."""
@@ -240,7 +240,7 @@ class Session:
 
     # --- reports, baselines, the cache ------------------------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def report(self, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Path:
         from .outdir import locked
         from .report import write_report
@@ -252,7 +252,7 @@ class Session:
         with locked(target) as target:
             return write_report(inputs, target, fixtures=self.fixtures, suppressions=self.suppressions())
 
-    @_one_line_errors
+    @one_line_errors
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:
         """Suppressions for every finding of a results folder: (text, how many)."""
         from .results import load_results
@@ -265,7 +265,7 @@ class Session:
             1 for line in text.splitlines() if line.startswith("leak:"))
         return text, count
 
-    @_one_line_errors
+    @one_line_errors
     def write_file(self, path: str | os.PathLike, text: str) -> Path:
         from .results import write_atomic
 
@@ -277,7 +277,7 @@ class Session:
 
     # --- the catalog as a knowledge base (knowledge.py) -------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def learn(self, results_dir: str | os.PathLike):
         """Knowledge from a catalog run's results folder: (Knowledge, ids of catalog patterns the
         run did not hold)."""
@@ -287,7 +287,7 @@ class Session:
         folder = _absolute(results_dir, self.cwd)
         return learn(load_results(folder), folder, self.catalog())
 
-    @_one_line_errors
+    @one_line_errors
     def explain(self, what: str) -> list:
         """What the catalog knows of a signature, or of every bug of a results folder (or its
         results.json): a list of (job name or None, headline, Explanation or None)."""
@@ -310,35 +310,13 @@ class Session:
                 rows.append((job.name, group.headline(), explainer.explain(group.root)))
         return rows
 
-    @_one_line_errors
-    def bisect(self, good: str, bad: str = "HEAD", sources: Sequence[str] = (), program: Sequence[str] = (),
-               args: Sequence[str] = (), checkers: Sequence[str] = (), cflags: Sequence[str] = (),
-               ldflags: Sequence[str] = (), build_command: str | None = None, target: str | None = None,
-               signature: str | None = None, progress=None):
-        """The first commit in good..bad of the git repository around the working folder where a
-        bug appears (bisect.py): checked as `check` would, through this session's cache."""
-        import tempfile
-
-        from .bisect import bisect, make_spec
-
-        cache = self._cache_dir()
-        spec = make_spec(self.cwd, cache, sources, program, args, checkers, cflags, ldflags, build_command,
-                         target, self.timeout, self.jobs, self.cc, self.suppression_files, signature)
-        if self.out is not None:
-            from .outdir import locked
-
-            with locked(self.out) as out:
-                return bisect(spec, good, bad, out / "steps", progress)
-        with tempfile.TemporaryDirectory(prefix="leakharness-steps-") as scratch:
-            return bisect(spec, good, bad, Path(scratch), progress)
-
-    @_one_line_errors
+    @one_line_errors
     def cache_info(self) -> dict:
         from .resultcache import info
 
         return info(self.cache)
 
-    @_one_line_errors
+    @one_line_errors
     def cache_clear(self) -> int:
         from .resultcache import clear
 
