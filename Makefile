@@ -19,7 +19,7 @@ ARGS ?=
 IMAGE ?= leakharness
 
 .DEFAULT_GOAL := help
-.PHONY: help setup test run report nightly bench docker docker-test clean
+.PHONY: help setup test run report nightly bench docker docker-test clean knowledge
 
 help: ## list the targets
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-12s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -52,6 +52,10 @@ run: $(MAIN_STAMP) ## run the catalog under the checkers; ARGS="--pattern ID --t
 
 report: $(MAIN_STAMP) ## run the whole catalog and write the report to reports/latest/index.html
 	$(BIN)/leakharness run --out reports/latest
+
+knowledge: $(MAIN_STAMP) ## run the catalog and learn harness/data/knowledge.json from it (after adding or editing a pattern)
+	$(BIN)/leakharness run --no-html --out reports/knowledge-run
+	$(BIN)/leakharness knowledge reports/knowledge-run --out harness/data/knowledge.json
 
 nightly: $(MAIN_STAMP) ## the nightly run, kept with its history under reports/nightly
 	$(BIN)/leakharness nightly --history reports/nightly

@@ -196,6 +196,55 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("checkers", help="list the checkers: family, languages, build flags, what each cannot see")
     p.set_defaults(func=cmd_checkers)
 
+    p = sub.add_parser("explain", help="what the catalog knows of a bug: the pattern it looks like and the "
+                                       "call that fixes it, for a signature or every bug of a results folder")
+    p.add_argument("what", metavar="SIGNATURE|RESULTS", help="a signature (leak:f>g>h@hash), or a results folder "
+                                                             "or its results.json")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_explain)
+
+    p = sub.add_parser("knowledge", help="learn what the catalog's patterns look like from a run of the catalog "
+                                         "(the file `explain`, `check` and the report match findings against)")
+    p.add_argument("results", type=Path, metavar="RESULTS", help="the results folder of `leakharness run`")
+    p.add_argument("--out", type=Path, required=True, metavar="FILE",
+                   help="the knowledge file to write (the shipped one: harness/data/knowledge.json; "
+                        "another is used when LEAKHARNESS_KNOWLEDGE names it)")
+    p.add_argument("--fixtures", type=Path, help="a fixtures folder other than the built-in catalog")
+    p.set_defaults(func=cmd_knowledge)
+
+    p = sub.add_parser("bisect", help="the first commit of a git repository where a bug appears (git bisect run "
+                                      "in a worktree of its own, each commit built and checked through the cache)",
+                       usage="leakharness bisect --good REV [--bad REV] [--signature SIG] --build FILE.c ... "
+                             "[options] [-- ARGS...]\n"
+                             "       leakharness bisect --good REV [--bad REV] [--build-command CMD] [options] "
+                             "-- PROGRAM [ARGS...]\n"
+                             "       leakharness bisect --good REV [--bad REV] --target NAME [options]")
+    p.add_argument("--good", required=True, metavar="REV", help="a commit without the bug")
+    p.add_argument("--bad", default="HEAD", metavar="REV", help="a commit with it (default HEAD)")
+    p.add_argument("--signature", default=None, metavar="SIG",
+                   help="the bug to look for (default: any memory error or definite or indirect leak the good "
+                        "commit did not have)")
+    p.add_argument("--target", default=None, metavar="NAME", help="a target of the project file (leakharness.toml)")
+    p.add_argument("--build", nargs="+", default=[], metavar="FILE.c", help="sources to compile per checker, as check --build")
+    p.add_argument("--build-command", default=None, metavar="CMD",
+                   help="run at each commit before checking (split like a shell, run without one), e.g. 'make app'; "
+                        "a commit where it fails is skipped")
+    p.add_argument("--cflags", default="", help="extra compiler flags for --build (one string)")
+    p.add_argument("--ldflags", default="", help="extra linker flags for --build (one string)")
+    p.add_argument("--tool", action="append", default=[], metavar="CHECKER",
+                   help="checker (repeatable); default as check: memcheck, plus asan with --build of C sources")
+    p.add_argument("-j", "--jobs", type=int, default=None, metavar="N", help="jobs at once (default: all cores)")
+    p.add_argument("--timeout", type=float, default=None, metavar="S", help="seconds per job (default 120)")
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="keep each commit's results in DIR/steps/<commit>/ (default: a temporary folder)")
+    p.add_argument("--cache", type=Path, default=None, metavar="DIR", help="build and result cache (default ~/.cache/leakharness)")
+    p.add_argument("--cc", default="gcc", help="compiler (gcc, clang)")
+    p.add_argument("--suppressions", type=Path, action="append", default=[], metavar="FILE",
+                   help="valgrind or LSan suppressions: the bugs they match are not looked for")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("program", nargs=argparse.REMAINDER, help="-- PROGRAM [ARGS...] (with --build: -- ARGS...)")
+    p.set_defaults(func=cmd_bisect)
+
     p = sub.add_parser("show", help="print a pattern's rendered source, or its leaky-to-fixed diff")
     p.add_argument("pattern", metavar="ID")
     p.add_argument("--variant", choices=("leaky", "fixed"), default="leaky")
@@ -516,6 +565,50 @@ def cmd_show(args) -> int:
     (pattern,) = _session(args).catalog([args.pattern])
     params = _params(args.param)
     sys.stdout.write(diff(pattern, params) if args.diff else render(pattern, args.variant, params))
+    return 0
+
+
+def cmd_bisect(args) -> int:
+    import shlex
+
+    from .report.text import bisect_text
+    from .tasks import default_check_checkers
+
+    rest = list(args.program)
+    if rest and rest[0] == "--":
+        rest = rest[1:]
+    session = _session(args)
+    sources = [str(s) for s in args.build]
+    checkers = _check_checkers(args.tool) or (
+        default_check_checkers(sources, session.cwd) if sources else () if args.target else ("memcheck",))
+    _install_sigterm()
+    from .bisect import bisect_session
+
+    outcome = bisect_session(session, args.good, args.bad, sources=sources, program=() if sources else rest,
+                             args=rest if sources else (), checkers=checkers, cflags=shlex.split(args.cflags),
+                             ldflags=shlex.split(args.ldflags), build_command=args.build_command, target=args.target,
+                             signature=args.signature, progress=None if args.quiet else sys.stderr)
+    bisect_text(outcome, sys.stdout)
+    return 0 if outcome.first_bad else 3
+
+
+def cmd_explain(args) -> int:
+    from .report.text import explain_text
+
+    session = _session(args)
+    explain_text(session.explain(args.what), sys.stdout, fixtures=session.fixtures)
+    return 0
+
+
+def cmd_knowledge(args) -> int:
+    session = _session(args)
+    knowledge, missing = session.learn(args.results)
+    target = session.write_file(args.out, knowledge.dumps())
+    bugs = sum(len(p.bugs) for p in knowledge.patterns)
+    print(f"{len(knowledge.patterns)} pattern(s), {bugs} bug shape(s) written to {target}")
+    if missing:
+        print(f"leakharness: the run holds no leaky job of {len(missing)} catalog pattern(s), left out: "
+              f"{', '.join(missing)}", file=sys.stderr)
     return 0
 
 

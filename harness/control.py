@@ -25,7 +25,7 @@ from .tasks import DEFAULT_TIMEOUT, Task, catalog_task, catalog_tasks, check_tas
 from .tasks import absolute as _absolute
 
 
-def _one_line_errors(method: Callable) -> Callable:
+def one_line_errors(method: Callable) -> Callable:
     """OSError anywhere below (a read-only folder, a file where a folder should be, a full
     disk) becomes one line naming the file, as every error a user can cause."""
     @functools.wraps(method)
@@ -122,14 +122,14 @@ class Session:
 
     # --- the catalog ------------------------------------------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def catalog(self, ids: Sequence[str] | None = None) -> list[Pattern]:
         return load_catalog(self.fixtures, ids=list(ids) if ids else None)
 
     def catalog_tasks(self, patterns: list[Pattern], checkers: Sequence[str] | None = None) -> list[Task]:
         return catalog_tasks(patterns, tuple(checkers) if checkers else None, self.cc, self.timeout, self.cwd)
 
-    @_one_line_errors
+    @one_line_errors
     def run_catalog(self, patterns: list[Pattern], checkers: Sequence[str] | None = None,
                     default_out: str = "reports/latest", html: bool = False,
                     shard: tuple[int, int] | None = None,
@@ -269,7 +269,7 @@ class Session:
 
         return write_report([results_dir], results_dir, fixtures=self.fixtures, local_sources=True)
 
-    @_one_line_errors
+    @one_line_errors
     def run_one(self, pattern: Pattern, variant: str, checker: str, out_root: str | os.PathLike,
                 overrides: Mapping[str, Any] | None = None) -> Done:
         """Render, build (cached), run (or reuse an unchanged result) and judge one
@@ -292,7 +292,7 @@ class Session:
                            tuple(cflags), tuple(ldflags), tuple(args), self.cc, self.timeout or DEFAULT_TIMEOUT,
                            cwd=self.cwd)
 
-    @_one_line_errors
+    @one_line_errors
     def check(self, tasks: list[Task], default_out: str = "reports/check", html: bool = False,
               growth: tuple[Sequence[str], str, str, Sequence[int]] | None = None) -> Results:
         """growth: (program, argument template, checker, counts): also fit the program's growth."""
@@ -308,7 +308,7 @@ class Session:
 
     # --- reports, baselines, the cache ------------------------------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def report(self, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Path:
         from .outdir import locked
         from .report import write_report
@@ -320,7 +320,7 @@ class Session:
         with locked(target) as target:
             return write_report(inputs, target, fixtures=self.fixtures, suppressions=self.suppressions())
 
-    @_one_line_errors
+    @one_line_errors
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:
         """Suppressions for every finding of a results folder: (text, how many); fmt "known":
         each target's `known` list for the project file."""
@@ -336,7 +336,7 @@ class Session:
             1 for line in text.splitlines() if line.startswith("leak:"))
         return text, count
 
-    @_one_line_errors
+    @one_line_errors
     def write_file(self, path: str | os.PathLike, text: str) -> Path:
         from .results import write_atomic
 
@@ -346,13 +346,48 @@ class Session:
         write_atomic(target, text)
         return target
 
-    @_one_line_errors
+    # --- the catalog as a knowledge base (knowledge.py) -------------------------------------
+
+    @one_line_errors
+    def learn(self, results_dir: str | os.PathLike):
+        """Knowledge from a catalog run's results folder: (Knowledge, ids of catalog patterns the
+        run did not hold)."""
+        from .knowledge import learn
+        from .results import load_results
+
+        folder = _absolute(results_dir, self.cwd)
+        return learn(load_results(folder), folder, self.catalog())
+
+    @one_line_errors
+    def explain(self, what: str) -> list:
+        """What the catalog knows of a signature, or of every bug of a results folder (or its
+        results.json): a list of (job name or None, headline, Explanation or None)."""
+        from .grouping import group_findings
+        from .judge import errors_of
+        from .knowledge import Explainer, Sources, explain_signature
+        from .results import load_results
+
+        path = _absolute(what, self.cwd)
+        if not (path.is_dir() or path.name.endswith(".json") or path.is_file()):
+            return [(None, what.strip(), explain_signature(what))]
+        folder = path if path.is_dir() else path.parent
+        if path.is_file() and path.name != "results.json":
+            raise LeakHarnessError(f"{path}: not a results.json (give a results folder, its results.json, "
+                                   f"or a signature)")
+        rows = []
+        for job in load_results(folder).jobs:
+            explainer = Explainer(sources=Sources(folder, job.sources))
+            for group in group_findings(f for f in errors_of(job.findings) if not f.suppressed):
+                rows.append((job.name, group.headline(), explainer.explain(group.root)))
+        return rows
+
+    @one_line_errors
     def cache_info(self) -> dict:
         from .resultcache import info
 
         return info(self.cache)
 
-    @_one_line_errors
+    @one_line_errors
     def cache_clear(self) -> int:
         from .resultcache import clear
 

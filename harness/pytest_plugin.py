@@ -403,11 +403,19 @@ class CheckResult:
                            f"{(j.message or '').strip()[:400]}")
         return out
 
+    def _known(self, finding: Finding) -> str:
+        """The catalog's word on a finding (knowledge.py), as a line of its own, or ""."""
+        from .knowledge import Explainer, Sources
+
+        job = next((j for j in self.jobs if any(x is finding for x in j.findings)), None)
+        known = Explainer(sources=Sources(self.out_dir, job.sources if job else (), named=True)).explain(finding)
+        return f"\n      {known.line()}" if known else ""
+
     def assert_clean(self) -> None:
         problems = self._problems()
         if self.errors or problems:
             lines = [f"expected no memory errors or leaks; found {len(self.errors)}:"]
-            lines += [f"  {f.summary()}  [{f.signature}]" for f in self.errors[:20]]
+            lines += [f"  {f.summary()}  [{f.signature}]{self._known(f)}" for f in self.errors[:20]]
             lines += [f"  {p}" for p in problems]
             if self.out_dir:
                 lines.append(f"  logs: {self.out_dir}")

@@ -112,7 +112,7 @@ def test_stale_blind_and_known_incomplete_in_every_output(fixtures, tmp_path):
     assert "stale" in (tmp_path / "summary.md").read_text()
 
     index = (tmp_path / "out" / "index.html").read_text()
-    assert 'class="stale"' in index and 'class="known-incomplete"' in index
+    assert 'class="cell stale' in index and 'class="cell known-incomplete' in index
     sarif = json.loads((tmp_path / "out" / "leakharness.sarif").read_text())
     (invocation,) = sarif["runs"][0]["invocations"]
     assert invocation["executionSuccessful"] is False

@@ -42,6 +42,7 @@ from ..signatures import is_library
 from ..results import JobRecord, Results, SourceFile, combine, write_atomic
 from ..validate import inside
 from . import sarif, svg
+from .known import boxes as known_boxes
 from .paths import display_path
 
 GROUPS_PER_PAGE = 200
@@ -688,7 +689,7 @@ def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], patte
             sources=sources if i == 0 else [], diff=diff_text if i == 0 else None, notes=notes if i == 0 else [],
             groups=page, page=i, pages=len(pages), total_groups=len(bugs), base=slug(pid),
             stack_view=stack_view, is_library=is_library, flags=flags if i == 0 else None,
-            growth=growth if i == 0 else []))
+            growth=growth if i == 0 else [], known=known_boxes(out, pid, page)))
 
 
 def _stored_diff(pid: str, stored: dict[str, list[tuple[SourceFile, str]]]) -> str | None:

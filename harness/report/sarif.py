@@ -4,7 +4,11 @@ signature so a re-run does not open duplicate alerts.  What each job was (judge.
 failed or stale expectation, a job not fully checked) is the run's invocation: one notification
 per such job, and executionSuccessful false when any failed.  A frame in a file compiled from the
 build cache points at the user's own file it was copied from, or at the copy the run kept in
-the results folder (uriBaseId RESULTS), never into the cache."""
+the results folder (uriBaseId RESULTS), never into the cache.  A bug the catalog knows
+(knowledge.py) says so in its message ("looks like x509_store_ctx_cleanup_not_free: ...; call
+X509_STORE_CTX_free"), and its category's rule help carries each such pattern's description,
+references and fix: the rule ids stay the categories, so alerts keep their identity when the
+knowledge grows."""
 
 from __future__ import annotations
 
@@ -72,22 +76,29 @@ def _location(job: JobRecord, path: str) -> tuple[str, str | None]:
 def document(results: Results, out_dir: Path | None = None) -> dict:
     used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
                                          for j in results.jobs for f in j.findings)]
+    from ..knowledge import Explainer, Sources
+
     index = {c: i for i, c in enumerate(used)}
     rules = [{"id": c, "name": _rule_name(c), "shortDescription": {"text": DESCRIPTIONS.get(c, c)},
               "defaultConfiguration": {"level": "error"}} for c in used]
+    known_by_category: dict[str, dict[str, object]] = {}
     out = []
     for job in results.jobs:
+        explainer = Explainer(sources=Sources(out_dir, job.sources))
         for f in job.findings:
             if not (f.is_error or f.suppressed):
                 continue
             if len(out) >= MAX_RESULTS:
                 break
             where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
+            known = explainer.explain(f)
+            if known is not None:
+                known_by_category.setdefault(f.category, {}).setdefault(known.pattern or known.rule, known)
             result = {
                 "ruleId": f.category,
                 "ruleIndex": index[f.category],
                 "level": "error",
-                "message": {"text": f"{f.summary()} in {where}"},
+                "message": {"text": f"{f.summary()} in {where}" + (f". {known.line()}" if known else "")},
                 "partialFingerprints": {"leakharness/signature/v2": f.signature},  # v2: signatures carry the line hash
                 "properties": {"tool": f.tool, "kind": f.kind, "pattern": job.pattern, "variant": job.variant,
                                "checker": job.tool, "bytes": f.bytes, "signature": f.signature},
@@ -101,7 +112,11 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                 result["locations"] = [{"physicalLocation": location}]
             if f.suppressed:
                 result["suppressions"] = [{"kind": "external", "justification": f.suppressed}]
+            if known is not None:
+                result["properties"]["knowledge"] = known.to_dict()
             out.append(result)
+    for rule in rules:
+        rule["help"] = _rule_help(rule["id"], known_by_category.get(rule["id"], {}))
     notes = []
     failing = False
     for job in results.jobs:
@@ -125,6 +140,28 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                if out_dir is not None else {}),
         }],
     }
+
+
+def _rule_help(category: str, known: dict) -> dict:
+    """A category's help: what it is, then each catalog pattern this run's bugs of it look like,
+    with its description, where it was seen and the fix, and each ownership rule applied."""
+    from ..knowledge import details
+
+    text = [DESCRIPTIONS.get(category, category)]
+    markdown = [DESCRIPTIONS.get(category, category)]
+    for key, explanation in known.items():
+        info = details(explanation.pattern) if explanation.pattern else None
+        if info is None:
+            text.append(explanation.line())
+            markdown.append(f"- {explanation.line()}")
+            continue
+        refs = ", ".join(info["references"])
+        todo = f"Call {explanation.call}." if explanation.call else f"The fix: {explanation.fix}."
+        text.append(f"{info['id']}: {info['title']}. {explanation.mistake}. {todo} {info['description']}"
+                    + (f" Seen in: {refs}." if refs else ""))
+        markdown.append(f"### {info['id']}: {info['title']}\n\n{explanation.mistake}. {todo}\n\n{info['description']}"
+                        + (f"\n\nSeen in: {refs}" if refs else "") + f"\n\n```diff\n{info['diff']}```")
+    return {"text": "\n\n".join(text), "markdown": "\n\n".join(markdown)}
 
 
 def dumps(results: Results, out_dir: Path | None = None) -> str:

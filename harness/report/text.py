@@ -1,5 +1,7 @@
-"""What the command line prints: `run`'s matrix and summary, `check`'s jobs and their bugs, and
-`parse --format text`'s table.  Each job shows judge.outcome's decision, as every format does.
+"""What the command line prints: `run`'s matrix and summary, `check`'s jobs and their bugs,
+`parse --format text`'s table and `explain`'s answers.  Each job shows judge.outcome's decision,
+as every format does; a bug the catalog knows (knowledge.py) has a line saying what it looks like
+and the call that fixes it.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from typing import IO, Iterable
 from .. import checkers
 from ..grouping import group_findings
 from ..judge import errors_of, outcome
+from ..knowledge import Explainer, Sources
 from ..suppress import KNOWN_PREFIX
 
 
@@ -17,13 +20,15 @@ def findings_table(logs: Iterable, out: IO[str]) -> None:
     """One row per bug, root cause first: a definite leak with the indirect leaks it owns
     ("72 B + 933 B indirect"), memory errors before leaks, as `check` and the report show them."""
     rows = []
+    explainer = Explainer(sources=Sources())  # the sources where the logs' stacks name them
     for log in logs:
         for g in group_findings(log.findings):
             f = g.root
             what = f.category + (f" ({f.leak_kind})" if f.leak_kind else "")
             size = "" if f.bytes is None else (f"{g.bytes} + {g.indirect_bytes} indirect" if g.indirect_bytes
                                                else str(g.bytes))
-            rows.append((what, size, g.where(), os.path.basename(f.source or "")))
+            known = explainer.explain(f)
+            rows.append((what, size, g.where(), os.path.basename(f.source or ""), known.line() if known else ""))
     if not rows:
         out.write("no findings\n")
         return
@@ -32,7 +37,9 @@ def findings_table(logs: Iterable, out: IO[str]) -> None:
     fmt = f"{{:<{widths[0]}}}  {{:>{widths[1]}}}  {{:<{widths[2]}}}  {{}}\n"
     out.write(fmt.format(*header))
     for r in rows:
-        out.write(fmt.format(*r))
+        out.write(fmt.format(*r[:4]))
+        if r[4]:
+            out.write(f"  {r[4]}\n")
     out.write(f"{len(rows)} bug(s)\n")
 
 
@@ -81,11 +88,11 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
     for job in results.jobs:
         decided = outcome(job)
         errors = [f for f in errors_of(job.findings) if not f.suppressed]
-        known = [f for f in job.findings if (f.suppressed or "").startswith(KNOWN_PREFIX)]
-        suppressed = sum(1 for f in job.findings if f.suppressed) - len(known)
+        accepted = [f for f in job.findings if (f.suppressed or "").startswith(KNOWN_PREFIX)]
+        suppressed = sum(1 for f in job.findings if f.suppressed) - len(accepted)
         groups = group_findings(errors)
         note = f", {suppressed} finding(s) suppressed" if suppressed else ""
-        note += f", {len(known)} known finding(s) accepted" if known else ""
+        note += f", {len(accepted)} known finding(s) accepted" if accepted else ""
         cached = " (cached)" if job.cached else ""
         if decided.name == "errors":
             state = f"{len(groups)} bug(s) in {len(errors)} record(s)"
@@ -102,15 +109,79 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write(f"  {job.status}: {job.message}\n")
         if job.not_cached:
             out.write(f"  {job.not_cached}\n")
+        # The program was checked just now: its sources are read where its stacks name them too.
+        explainer = Explainer(sources=Sources(os.path.dirname(results_path), job.sources, named=True)) \
+            if groups else None
+        said: set[str] = set()
         for g in groups[:bugs_per_job]:
             records = f" ({len(g.findings)} records)" if len(g.findings) > 1 else ""
             out.write(f"  [{g.root.tool}] {g.headline()}{records}\n")
+            known = explainer.explain(g.root)
+            if known is not None:  # one bug's many records: the whole line once, then a pointer to it
+                line = known.line()
+                out.write(f"    {line}\n" if line not in said else
+                          f"    {'looks like ' + known.pattern if known.pattern else 'the same ownership rule'}, as above\n")
+                said.add(line)
         if len(groups) > bugs_per_job:
             out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
-        for g in group_findings(known)[:bugs_per_job]:
+        for g in group_findings(accepted)[:bugs_per_job]:
             out.write(f"  known, accepted: [{g.root.tool}] {g.headline()}\n")
     cached = sum(1 for j in results.jobs if j.cached)
     out.write(f"{len(results.jobs)} job(s), {cached} from cache; results in {results_path}\n")
+
+
+def explain_text(rows, out: IO[str], fixtures=None, per_job: int = 20) -> None:
+    """`explain`: each bug with what the catalog knows of it, then each pattern named, once, at
+    length (description, references, the fix as a diff)."""
+    import textwrap
+
+    from ..knowledge import details
+
+    named: list[str] = []
+    shown: dict[str | None, int] = {}
+    for job, headline, known in rows:
+        shown[job] = shown.get(job, 0) + 1
+        if shown[job] > per_job:
+            continue
+        out.write(f"{job}: {headline}\n" if job else f"{headline}\n")
+        if known is None:
+            out.write("  nothing known: no catalog pattern matches and no OpenSSL ownership rule applies "
+                      "(its stacks do not pass through OpenSSL)\n")
+            continue
+        out.write(f"  {known.line()}\n")
+        for pid in (known.pattern, *known.others):
+            if pid and pid not in named:
+                named.append(pid)
+    for job, count in shown.items():
+        if count > per_job:
+            out.write(f"{job}: ... and {count - per_job} more bug(s)\n")
+    for pid in named:
+        info = details(pid, str(fixtures) if fixtures else None)
+        if info is None:
+            continue
+        out.write(f"\n{pid}: {info['title']}\n")
+        out.write(textwrap.fill(" ".join(info["description"].split()), width=100, initial_indent="  ",
+                                subsequent_indent="  ") + "\n")
+        for ref in info["references"]:
+            out.write(f"  seen in: {ref}\n")
+        if info["diff"]:
+            out.write("  the fix (leaky -> fixed):\n")
+            out.write("".join(f"    {line}\n" for line in info["diff"].splitlines()))
+
+
+def bisect_text(outcome, out: IO[str]) -> None:
+    """`bisect`: the first bad commit, its subject and the bug; or the commits it could be."""
+    if outcome.first_bad:
+        out.write(f"first bad commit: {outcome.first_bad} {outcome.subject}\n")
+        for bug in outcome.bugs[:20]:
+            out.write(f"  {bug['job']}: {bug['headline']}\n    signature {bug['signature']}\n")
+            if bug.get("known"):
+                out.write(f"    {bug['known']}\n")
+        return
+    out.write(f"undecided: commits that could not be checked leave {len(outcome.candidates)} candidate(s) "
+              f"for the first bad commit:\n")
+    for commit, subject in outcome.candidates:
+        out.write(f"  {commit} {subject}\n")
 
 
 def merge_notes(results, limit: int = 10) -> list[str]:
