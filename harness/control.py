@@ -162,7 +162,7 @@ class Session:
 
     # --- a project file (project.py): the team's own targets ---------------------------------
 
-    @_one_line_errors
+    @one_line_errors
     def project(self):
         """The project file in the working folder or above it (project.Project), or None."""
         from .project import find_project, load_project
@@ -170,7 +170,7 @@ class Session:
         found = find_project(self.cwd)
         return load_project(found) if found is not None else None
 
-    @_one_line_errors
+    @one_line_errors
     def project_tasks(self, project, targets: Sequence[str] | None = None,
                       checkers: Sequence[str] | None = None) -> list[Task]:
         """The project's targets (or those named) under their checkers (narrowed to `checkers`);
@@ -189,7 +189,7 @@ class Session:
         """A project's results folder: --out, else `default` under the project root."""
         return self.out or project.root / default
 
-    @_one_line_errors
+    @one_line_errors
     def run_project(self, project, targets: Sequence[str] | None = None, checkers: Sequence[str] | None = None,
                     default_out: str = "reports/latest", html: bool = False,
                     shard: tuple[int, int] | None = None,
@@ -214,7 +214,7 @@ class Session:
                 self.jobs or os.cpu_count() or 1)
         return self._run(tasks, self.project_out(project, default_out), html, growth=step, run=plan.to_dict())
 
-    @_one_line_errors
+    @one_line_errors
     def run_task(self, task: Task, out_root: str | os.PathLike) -> Done:
         """Build (cached), run (or reuse an unchanged result) and judge one task, in this process:
         what a pytest item of a project target does."""
