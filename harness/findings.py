@@ -212,3 +212,32 @@ class Finding:
     def where(self, depth: int = 3) -> str:
         """The top frames that say something (allocator and wrapper frames left out)."""
         return " < ".join(f.describe() for f in significant_frames(self.stack)[:depth])
+
+
+_FIELDS = ("tool", "kind", "category", "message", "leak_kind", "bytes", "indirect_bytes", "blocks", "stack",
+           "aux_stacks", "pid", "thread", "count", "source", "signature", "suppressed")
+assert _FIELDS == tuple(f.name for f in dataclasses.fields(Finding)), "new_finding's order is Finding's"
+
+
+def _finding_maker():
+    """new_finding's body, written out: one call of each slot's own setter (no loop, and not the
+    frozen class's __setattr__, which checks and sets one field at a time)."""
+    setters = {f"_set_{name}": Finding.__dict__[name].__set__ for name in _FIELDS}
+    params = ", ".join(_FIELDS[:-1]) + ", suppressed=None"
+    body = "\n".join(f"    _set_{name}(f, {name})" for name in _FIELDS)
+    code = (f"def new_finding({params}):\n"
+            f"    if category not in CATEGORIES:\n"
+            f"        raise ValueError(f'unknown category {{category!r}}')\n"
+            f"    if not signature:\n"
+            f"        signature = make_signature(category, stack)\n"
+            f"    f = _new(Finding)\n{body}\n    return f\n")
+    scope = {"CATEGORIES": CATEGORIES, "make_signature": make_signature, "_new": object.__new__,
+             "Finding": Finding, **setters}
+    exec(code, scope)  # noqa: S102 - our own text, made from the field names above
+    return scope["new_finding"]
+
+
+new_finding = _finding_maker()
+new_finding.__doc__ = """Finding(...) with every field given, in the order of the fields, made about twice as fast
+(each slot set directly, not through the frozen class's __setattr__ one field at a time): for
+the parsers of logs with tens of thousands of findings.  The same checks as Finding's."""

@@ -1,0 +1,110 @@
+"""What `parse --format json` prints: every finding as Finding.to_dict() would give it, in one JSON
+list, written as the findings come (a stream of any length in bounded memory).
+
+The text is exactly what json.dumps makes of to_dict() (the same keys in the same order, the
+same separators and escapes; tests/test_cli_parse.py holds the two side by side), made faster
+for big logs: a frame's and a whole stack's JSON are made once (the valgrind parser shares
+both), and the rest of a finding is put together from its fields.
+"""
+
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii
+from typing import IO, Iterable
+
+from ..findings import Finding, Frame
+
+_REMEMBERED = 200_000  # frames and stacks whose JSON is kept; forgotten all at once beyond
+
+
+def _str(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _num(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _hex(value: int | None) -> str:
+    return "null" if value is None else '"' + hex(value) + '"'
+
+
+def frame_json(fr: Frame) -> str:
+    return (f'{{"address": {_hex(fr.address)}, "function": {_str(fr.function)}, "file": {_str(fr.file)}, '
+            f'"line": {_num(fr.line)}, "object": {_str(fr.object)}, "offset": {_hex(fr.offset)}}}')
+
+
+class FindingsWriter:
+    """Writes findings to `out` as one JSON list: `write(findings)`, then `close()`."""
+
+    def __init__(self, out: IO[str]):
+        self.out = out
+        self.count = 0
+        # id -> (the object, kept alive so that its id is not reused, and its JSON)
+        self.frames: dict[int, tuple[Frame, str]] = {}
+        self.stacks: dict[int, tuple[tuple, str]] = {}
+        self.heads: dict[tuple, str] = {}
+        self.tails: dict[tuple, str] = {}
+        self.out.write("[")
+
+    def stack(self, frames: tuple[Frame, ...]) -> str:
+        known = self.stacks.get(id(frames))
+        if known is not None and known[0] is frames:
+            return known[1]
+        parts = []
+        remembered = self.frames
+        for fr in frames:
+            seen = remembered.get(id(fr))
+            if seen is None or seen[0] is not fr:
+                seen = (fr, frame_json(fr))
+                if len(remembered) >= _REMEMBERED:
+                    remembered.clear()
+                remembered[id(fr)] = seen
+            parts.append(seen[1])
+        text = "[" + ", ".join(parts) + "]"
+        if len(self.stacks) >= _REMEMBERED:
+            self.stacks.clear()
+        self.stacks[id(frames)] = (frames, text)
+        return text
+
+    def finding(self, f: Finding) -> str:
+        # The fields that repeat from finding to finding (the tool, kind and category; the log,
+        # the signature) are put into JSON once per distinct value.
+        key = (f.tool, f.kind, f.category)
+        head = self.heads.get(key)
+        if head is None:
+            head = self.heads[key] = (f'{{"tool": {_str(f.tool)}, "kind": {_str(f.kind)}, '
+                                      f'"category": {_str(f.category)}, "message": ')
+        key = (f.source, f.signature, f.suppressed)
+        tail = self.tails.get(key)
+        if tail is None:
+            if len(self.tails) >= _REMEMBERED:
+                self.tails.clear()
+            tail = self.tails[key] = (f'"source": {_str(f.source)}, "signature": {_str(f.signature)}, '
+                                      f'"suppressed": {_str(f.suppressed)}, "stack": ')
+        b, i, k, p, t, c = f.bytes, f.indirect_bytes, f.blocks, f.pid, f.thread, f.count
+        aux = ", ".join([f'{{"label": {_str(a.label)}, "text": {_str(a.text)}, "frames": {self.stack(a.frames)}}}'
+                         for a in f.aux_stacks]) if f.aux_stacks else ""
+        leak_kind = f.leak_kind
+        return (f'{head}{encode_basestring_ascii(f.message)}, "leak_kind": '
+                f'{"null" if leak_kind is None else encode_basestring_ascii(leak_kind)}, '
+                f'"bytes": {"null" if b is None else b}, "indirect_bytes": {"null" if i is None else i}, '
+                f'"blocks": {"null" if k is None else k}, "pid": {"null" if p is None else p}, '
+                f'"thread": {"null" if t is None else t}, "count": {"null" if c is None else c}, '
+                f'{tail}{self.stack(f.stack)}, "aux_stacks": [{aux}]}}')
+
+    def write(self, findings: Iterable[Finding], batch: int = 512) -> None:
+        pending: list[str] = []
+        finding, out = self.finding, self.out
+        for f in findings:
+            pending.append(finding(f))
+            if len(pending) >= batch:
+                out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(pending))
+                self.count += len(pending)
+                pending.clear()
+        if pending:
+            out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(pending))
+            self.count += len(pending)
+
+    def close(self) -> None:
+        self.out.write("\n]\n" if self.count else "]\n")
