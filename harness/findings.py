@@ -198,15 +198,16 @@ class Finding:
             kwargs["signature"] = ""
         return cls(**kwargs)
 
-    def summary(self) -> str:
-        """One line: category, size, and the first frames that are the program's own."""
+    def summary(self, where: str | None = None) -> str:
+        """One line: category, size, and the first frames that are the program's own (`where`:
+        what self.where() gives, when the caller has it already)."""
         what = self.category
         if self.category == "leak":
             what = f"leak ({self.leak_kind})" if self.leak_kind else "leak"
             if self.bytes is not None:
                 extra = f" + {self.indirect_bytes} indirect" if self.indirect_bytes else ""
                 what += f" {self.bytes} B{extra} in {self.blocks or 0} block(s)"
-        frames = self.where()
+        frames = self.where() if where is None else where
         return f"[{self.tool}] {what}" + (f" at {frames}" if frames else "")
 
     def where(self, depth: int = 3) -> str:
