@@ -83,6 +83,9 @@ class Session:
         from .supervise import output_cap
 
         output_cap()  # a bad LEAKHARNESS_OUTPUT_CAP is one line now, not an error in a job's thread
+        from . import facts
+
+        facts.use(self.cache)  # what earlier runs learnt about unchanged files (facts.py)
         self._suppressions: list | None = None
         self.html_path: Path | None = None  # the report the last run rendered (html=True)
 
@@ -165,7 +168,7 @@ class Session:
                 results = dataclasses.replace(results, growth=tuple(e.to_dict() for e in entries))
                 write_results(out, results)
             if html:
-                self.html_path = self._render_html(out)
+                self.html_path = self._render_html(out, results)
             else:  # SARIF is for code scanning, whether or not anyone reads the HTML
                 from .report import sarif
 
@@ -182,10 +185,15 @@ class Session:
             patterns, out, cache, checker, counts, self.cc, self.timeout, self.cwd, self.fresh, suppressions,
             self.jobs or os.cpu_count() or 1)
 
-    def _render_html(self, results_dir: Path) -> Path:
-        from .report import write_report
+    def _render_html(self, results_dir: Path, results: Results | None = None) -> Path:
+        """The report of a run just made, from its results in hand (not read back from disk)."""
+        from .report import render_report, write_report
+        from .results import merge
 
-        return write_report([results_dir], results_dir, fixtures=self.fixtures)
+        if results is None:
+            return write_report([results_dir], results_dir, fixtures=self.fixtures)
+        # merge() of the one folder adds each job's stdout/stderr links, as reading it back would.
+        return render_report(merge([(results, results_dir)], results_dir), results_dir, fixtures=self.fixtures)
 
     @_one_line_errors
     def run_one(self, pattern: Pattern, variant: str, checker: str, out_root: str | os.PathLike,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The rules that name bugs and pick frames (signatures.py); parsers import them from there.
-from .signatures import make_signature, own_frame_of, signature_stem, significant_frames, split_signature
+from .signatures import RULES, make_signature, own_frame_of, signature_stem, significant_frames, split_signature
 
 CATEGORIES = (
     "leak",
@@ -183,19 +183,34 @@ class Finding:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Finding":
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, data: dict[str, Any], rules: str | None = None,
+                  frames: list[dict] | None = None) -> "Finding":
+        """`rules`: the signatures.RULES the stored signature was made under; when they are
+        today's, the signature is kept as stored instead of its frames being named again.
+        `frames`: a table of frames the stacks name by index (the result cache's form)."""
+        names = _NAMES
         kwargs = {k: v for k, v in data.items() if k in names}
-        kwargs["stack"] = tuple(Frame.from_dict(f) for f in data.get("stack", ()))
-        kwargs["aux_stacks"] = tuple(AuxStack.from_dict(a) for a in data.get("aux_stacks", ()))
+        if frames is not None:
+            def stack(indices):
+                if not isinstance(indices, list) or not all(type(i) is int and i >= 0 for i in indices):
+                    raise ValueError("a stack of the frame table is not a list of indices")
+                return _stack_of([frames[i] for i in indices])
+        else:
+            stack = _stack_of
+        kwargs["stack"] = stack(data.get("stack", []))
+        kwargs["aux_stacks"] = tuple(AuxStack(label=a["label"], text=a.get("text", ""),
+                                              frames=stack(a.get("frames", [])))
+                                     for a in data.get("aux_stacks", ()))
         # The frames of the signature are named again, not read: results written by an older
         # leakharness (or kept in the result cache) then group the same way as new ones.  The
         # line hash is kept as it was made at the run: the source may have changed or be gone.
-        _, stored_hash = split_signature(data.get("signature") or "")
-        if stored_hash and own_frame_of(kwargs["stack"]) is not None:
-            kwargs["signature"] = f"{signature_stem(kwargs['category'], kwargs['stack'])}@{stored_hash}"
-        else:
-            kwargs["signature"] = ""
+        stored = data.get("signature")
+        if rules is not None and rules == RULES and isinstance(stored, str) and stored:
+            kwargs["signature"] = stored
+            return cls(**kwargs)
+        _, stored_hash = split_signature(stored or "")
+        stem = _stem_of(kwargs.get("category"), kwargs["stack"]) if stored_hash else None
+        kwargs["signature"] = f"{stem}@{stored_hash}" if stem is not None else ""
         return cls(**kwargs)
 
     def summary(self, where: str | None = None) -> str:
@@ -213,6 +228,51 @@ class Finding:
     def where(self, depth: int = 3) -> str:
         """The top frames that say something (allocator and wrapper frames left out)."""
         return " < ".join(f.describe() for f in significant_frames(self.stack)[:depth])
+
+
+_NAMES = frozenset(f.name for f in dataclasses.fields(Finding))
+# Frames and stacks read back (results.json, the result cache) are shared by value, as the parsers
+# share them: a catalog's results repeat the same OpenSSL frames thousands of times.
+_SHARED_MAX = 200_000
+_frames_read: dict[tuple, Frame] = {}
+_stacks_read: dict[tuple, tuple[Frame, ...]] = {}
+
+
+def _stack_of(raw_frames) -> tuple[Frame, ...]:
+    frames = []
+    for raw in raw_frames:
+        key = (raw.get("address"), raw.get("function"), raw.get("file"), raw.get("line"), raw.get("object"),
+               raw.get("offset"))
+        frame = _frames_read.get(key)
+        if frame is None:
+            if len(_frames_read) >= _SHARED_MAX:
+                _frames_read.clear()
+                _stacks_read.clear()
+            frame = _frames_read[key] = Frame.from_dict(raw)
+        frames.append(frame)
+    key = tuple(map(id, frames))  # the frames are kept by _frames_read: their ids are their own
+    stack = _stacks_read.get(key)
+    if stack is None or any(a is not b for a, b in zip(stack, frames)):
+        if len(_stacks_read) >= _SHARED_MAX:
+            _stacks_read.clear()
+        stack = _stacks_read[key] = tuple(frames)
+    return stack
+
+
+_stems: dict[tuple, tuple] = {}
+
+
+def _stem_of(category, stack: tuple[Frame, ...]) -> str | None:
+    """signature_stem of a stack that has an own frame, else None; once per shared stack."""
+    key = (category, id(stack))
+    known = _stems.get(key)
+    if known is not None and known[0] is stack:
+        return known[1]
+    stem = signature_stem(category, stack) if own_frame_of(stack) is not None else None
+    if len(_stems) >= _SHARED_MAX:
+        _stems.clear()
+    _stems[key] = (stack, stem)
+    return stem
 
 
 _FIELDS = ("tool", "kind", "category", "message", "leak_kind", "bytes", "indirect_bytes", "blocks", "stack",

@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from . import facts
 from .build import run_tool as _run
 from .errors import BuildError
 
@@ -360,11 +361,18 @@ def go_identity() -> str:
     go = go_binary()
     if go is None:
         raise BuildError(f"go not found (the Go checkers need it; install: {INSTALL_HINT})")
-    try:
-        proc = _run([go, "version"], env=_go_env(None))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"go version failed: {exc}") from None
-    return f"{os.path.realpath(go)} {proc.stdout.strip()}"
+
+    def ask() -> str | None:
+        try:
+            return _run([go, "version"], env=_go_env(None)).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    # The version is the binary's own: remembered while it is unchanged (facts.py).
+    answer = facts.remembered("go-version:" + os.path.realpath(go), [os.path.realpath(go)], ask)
+    if answer is None:
+        raise BuildError("go version failed: it could not be run")
+    return f"{os.path.realpath(go)} {answer}"
 
 
 def _go_env(cache_dir: Path | None, extra_cflags: tuple[str, ...] = (),

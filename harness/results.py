@@ -161,8 +161,19 @@ class Results:
 
 def write_job(out_dir: Path, record: JobRecord) -> Path:
     path = Path(out_dir) / "jobs" / record.file_name
-    write_atomic(path, json.dumps(record.to_dict(), separators=(",", ":")))
+    write_atomic_with(path, lambda fh: _write_job(fh, record))
     return path
+
+
+def _write_job(fh, record: JobRecord) -> None:
+    """A job's JSON, its findings by report.findings_json's writer (as their to_dict)."""
+    from .report.findings_json import FindingsWriter
+
+    fh.write(json.dumps(record.to_dict(findings=False), separators=(",", ":"))[:-1] + ',"findings":')
+    writer = FindingsWriter(fh)
+    writer.write(record.findings)
+    writer.close()
+    fh.write("}")
 
 
 def read_jobs(out_dir: Path) -> list[JobRecord]:
@@ -180,8 +191,6 @@ def write_results(out_dir: Path, results: Results) -> Path:
     """DIR/results.json, written as it goes: each job's findings by report.findings_json's
     writer (the same JSON as their to_dict, made a few times faster), so a run of 50,000
     findings is never one string, nor 50,000 dictionaries, in memory."""
-    from .report.findings_json import FindingsWriter
-
     path = Path(out_dir) / "results.json"
 
     def fill(fh) -> None:
@@ -189,12 +198,9 @@ def write_results(out_dir: Path, results: Results) -> Path:
         head = json.dumps(results.to_dict(jobs=False), separators=(",", ":"))
         fh.write(head[:-1] + ',"jobs":[')
         for n, job in enumerate(results.jobs):
-            fh.write(("," if n else "") + json.dumps(job.to_dict(findings=False), separators=(",", ":"))[:-1]
-                     + ',"findings":')
-            writer = FindingsWriter(fh)
-            writer.write(job.findings)
-            writer.close()
-            fh.write("}")
+            if n:
+                fh.write(",")
+            _write_job(fh, job)
         fh.write("]}")
 
     write_atomic_with(path, fill)

@@ -15,6 +15,7 @@ from typing import IO, Iterable
 from ..findings import Finding, Frame
 
 _REMEMBERED = 200_000  # frames and stacks whose JSON is kept; forgotten all at once beyond
+_FRAMES: dict[tuple, str] = {}  # a frame's fields -> its JSON, for every writer of the process
 
 
 def _str(value: str | None) -> str:
@@ -41,7 +42,6 @@ class FindingsWriter:
         self.out = out
         self.count = 0
         # id -> (the object, kept alive so that its id is not reused, and its JSON)
-        self.frames: dict[int, tuple[Frame, str]] = {}
         self.stacks: dict[int, tuple[tuple, str]] = {}
         self.heads: dict[tuple, str] = {}
         self.tails: dict[tuple, str] = {}
@@ -52,15 +52,15 @@ class FindingsWriter:
         if known is not None and known[0] is frames:
             return known[1]
         parts = []
-        remembered = self.frames
         for fr in frames:
-            seen = remembered.get(id(fr))
-            if seen is None or seen[0] is not fr:
-                seen = (fr, frame_json(fr))
-                if len(remembered) >= _REMEMBERED:
-                    remembered.clear()
-                remembered[id(fr)] = seen
-            parts.append(seen[1])
+            # By value: frames read back from results (the result cache) are equal, not shared.
+            value = (fr.address, fr.function, fr.file, fr.line, fr.object, fr.offset)
+            text = _FRAMES.get(value)
+            if text is None:
+                if len(_FRAMES) >= _REMEMBERED:
+                    _FRAMES.clear()
+                text = _FRAMES[value] = frame_json(fr)
+            parts.append(text)
         text = "[" + ", ".join(parts) + "]"
         if len(self.stacks) >= _REMEMBERED:
             self.stacks.clear()

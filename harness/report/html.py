@@ -484,15 +484,16 @@ class _TemplateCache(jinja2.FileSystemBytecodeCache):
 
 
 def _env() -> jinja2.Environment:
-    from ..build import default_cache_dir
+    from .. import facts
 
+    cache = facts.folder("templates")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,  # everything from programs and logs is text, never markup
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
-        bytecode_cache=_TemplateCache(str(default_cache_dir() / "templates")),
+        bytecode_cache=_TemplateCache(str(cache)) if cache is not None else None,
     )
     env.filters["bytes"] = human_bytes
     env.filters["basename"] = lambda p: os.path.basename(p or "")
