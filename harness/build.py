@@ -269,7 +269,9 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
     final = cache_dir / "builds" / key[:2] / key
     done = final / "build.json"
     if done.is_file():
-        return _from_cache(spec, final, key)
+        if _intact(final, spec.name):
+            return _from_cache(spec, final, key)
+        _discard(cache_dir, final)  # a truncated or altered binary is never run: built again
     started = time.monotonic()
     (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", dir=cache_dir / "tmp"))
@@ -277,7 +279,12 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
         made = compile_into(work, final)
         if isinstance(made, Build):  # build-failed: a result, never cached
             return replace(made, key=key, duration_s=time.monotonic() - started)
-        (work / "build.json").write_text(json.dumps({**made, "duration_s": time.monotonic() - started}))
+        made = {**made, "duration_s": time.monotonic() - started}
+        binary = work / spec.name
+        if binary.is_file():  # what reuse checks the binary against (_intact)
+            st = binary.stat()
+            made["binary"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(binary)}
+        (work / "build.json").write_text(json.dumps(made))
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(work, final)
@@ -288,6 +295,48 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _intact(final: Path, name: str) -> bool:
+    """Is the cached binary the one that was built?  Its size and modification time as recorded
+    (a stat: what every reuse pays); when they differ (a cache copied elsewhere, touched) its
+    hash decides.  A binary cut short by a full disk or a killed copy, or edited, is not; nor is
+    an entry recorded without the binary's hash (an older leakharness): it is built again once."""
+    try:
+        info = json.loads((final / "build.json").read_text())
+        recorded = info.get("binary")
+        binary = final / name
+        if not binary.is_file():
+            return False
+        if not isinstance(recorded, dict):
+            return False
+        st = binary.stat()
+        if st.st_size != recorded.get("size"):
+            return False
+        if st.st_mtime_ns == recorded.get("mtime_ns"):
+            return True
+        return _sha256(binary) == recorded.get("sha256")
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _discard(cache_dir: Path, final: Path) -> None:
+    """Move a damaged entry aside (a rename: another process may be reading it) and delete it."""
+    (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
+    aside = Path(tempfile.mkdtemp(prefix=".damaged.", dir=cache_dir / "tmp"))
+    try:
+        os.rename(final, aside / "entry")
+    except OSError:
+        pass  # another builder moved it first
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _compile_c(spec: BuildSpec, cache_dir: Path, work: Path, final: Path) -> Build | dict:

@@ -90,8 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the iteration counts of --growth (default 1,2,4)")
     p.add_argument("--growth-tool", default="asan", metavar="CHECKER", help="the checker of --growth (default asan)")
     p.add_argument("--shard", metavar="K/N", default=None,
-                   help="run only the K-th of N parts of the catalog (a stable split balanced by remembered durations); "
-                        "merge the parts with `leakharness report`")
+                   help="run only the K-th of N parts of the catalog (a stable split by job name, balanced by "
+                        "--durations when given); merge the parts with `leakharness report`")
+    p.add_argument("--durations", type=Path, default=None, metavar="FILE",
+                   help="balance --shard by these durations (a JSON object, job -> seconds, e.g. a frozen copy of "
+                        "a cache's durations.json); every shard of a run must get the same file")
+    p.add_argument("--run-id", default=None, metavar="ID",
+                   help="name this run in results.json (e.g. the CI run's id): a merge checks that its shards "
+                        "are of one run (default: the plan's own hash)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("nightly", help="run the catalog into a history of nights, compare with the last one, "
@@ -196,14 +202,15 @@ def _add_ci_options(p) -> None:
                    help="also write a short Markdown summary (for a CI job summary)")
 
 
-def _write_ci_outputs(args, session, results, title: str) -> None:
+def _write_ci_outputs(args, session, results, title: str, notes: Sequence[str] = ()) -> None:
+    """notes: lines the Markdown summary starts with (what the terminal said of the run as a whole)."""
     from .report.junit import write_junit
     from .report.markdown import write_summary_md
 
     if args.junit:
         print(f"junit: {write_junit(results, _user_path(session, args.junit))}")
     if args.summary_md:
-        print(f"summary: {write_summary_md(results, _user_path(session, args.summary_md), title=title)}")
+        print(f"summary: {write_summary_md(results, _user_path(session, args.summary_md), title=title, notes=notes)}")
 
 
 def _user_path(session, path: Path) -> Path:
@@ -226,14 +233,20 @@ def _session(args, **extra):
 
 
 def cmd_report(args) -> int:
+    from .results import load_results
+    from .report.text import merge_notes
+
     session = _session(args)
     index = session.report(args.inputs, args.out)
     print(f"report: {index}")
+    results = load_results(index.parent)
+    # Parts of a run that are missing, or a run cut short: said, and not exit 0 (3: not all checked).
+    notes = merge_notes(results)
     if args.junit or args.summary_md:  # of the merged results, e.g. the shards of a CI run
-        from .results import load_results
-
-        _write_ci_outputs(args, session, load_results(index.parent), "leakharness report")
-    return 0
+        _write_ci_outputs(args, session, results, "leakharness report", notes=[n for n in notes if n[:1] != " "])
+    for line in notes:
+        print(f"leakharness: {line}", file=sys.stderr)
+    return 3 if notes else 0
 
 
 def cmd_suppressions(args) -> int:
@@ -289,7 +302,7 @@ def cmd_run(args) -> int:
     patterns = session.catalog(args.pattern or None)
     _install_sigterm()
     shard = None
-    if args.shard:
+    if args.shard is not None:  # `--shard ""` is a mistake, not "everything"
         from .shard import parse_shard
 
         shard = parse_shard(args.shard)
@@ -299,19 +312,24 @@ def cmd_run(args) -> int:
             from .growthrun import parse_counts
 
             growth = (_check_checkers([args.growth_tool])[0], parse_counts(args.growth_iterations))
-        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth)
+        results = session.run_catalog(patterns, checkers, html=not args.no_html, shard=shard, growth=growth,
+                                      durations=args.durations, run_id=args.run_id)
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
     from .judge import exit_code
     from .report.text import run_summary
 
+    from .report.text import growth_lines
+
     out = session.out_dir("reports/latest")
     run_summary(results, out / "results.json", sys.stdout)
+    unfinished = growth_lines(results, sys.stdout)
     if session.html_path:
         print(f"report: {session.html_path}")
-    _write_ci_outputs(args, session, results, "leakharness run")
-    return exit_code(results.jobs)
+    _write_ci_outputs(args, session, results, "leakharness run", notes=unfinished)
+    # A growth fit that did not complete is not a pass: 3 (not fully checked) unless something failed.
+    return exit_code(results.jobs) or (3 if unfinished else 0)
 
 
 def cmd_nightly(args) -> int:
@@ -332,10 +350,11 @@ def cmd_nightly(args) -> int:
 
     results = load_results(outcome.night_dir)
     run_summary(results, outcome.night_dir / "results.json", sys.stdout)
-    for line in outcome.comparison.reasons:
-        print(f"REGRESSED {line}")
+    headline = outcome.comparison.headline()
+    for line in headline:
+        print(line)
     print(f"night: {outcome.night_dir}\nhistory: {outcome.index_path}")
-    _write_ci_outputs(args, session, results, "leakharness nightly")
+    _write_ci_outputs(args, session, results, "leakharness nightly", notes=headline)
     return 1 if outcome.regressed else 0
 
 
@@ -385,12 +404,15 @@ def cmd_check(args) -> int:
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
+    from .report.text import growth_lines
+
     out = session.out_dir("reports/check")
     check_summary(results, out / "results.json", sys.stdout)
+    unfinished = growth_lines(results, sys.stdout)
     if session.html_path:
         print(f"report: {session.html_path}")
-    _write_ci_outputs(args, session, results, "leakharness check")
-    return check_exit_code(results.jobs)
+    _write_ci_outputs(args, session, results, "leakharness check", notes=unfinished)
+    return check_exit_code(results.jobs) or (3 if unfinished else 0)
 
 
 def _params(pairs: list[str]) -> dict[str, str]:

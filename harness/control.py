@@ -83,6 +83,9 @@ class Session:
         from .supervise import output_cap
 
         output_cap()  # a bad LEAKHARNESS_OUTPUT_CAP is one line now, not an error in a job's thread
+        from .resultcache import max_bytes
+
+        max_bytes()  # so is a bad LEAKHARNESS_CACHE_MAX, before a run rather than after it
         from . import facts
 
         facts.use(self.cache)  # what earlier runs learnt about unchanged files (facts.py)
@@ -133,36 +136,43 @@ class Session:
     def run_catalog(self, patterns: list[Pattern], checkers: Sequence[str] | None = None,
                     default_out: str = "reports/latest", html: bool = False,
                     shard: tuple[int, int] | None = None,
-                    growth: tuple[str, Sequence[int]] | None = None) -> Results:
-        """growth: (checker, iteration counts): also fit every leaking pattern's growth."""
+                    growth: tuple[str, Sequence[int]] | None = None,
+                    durations: str | os.PathLike | None = None, run_id: str | None = None) -> Results:
+        """growth: (checker, iteration counts): also fit every leaking pattern's growth.
+        shard: (k, n), this run's part of the catalog, split by job names, balanced by the
+        `durations` file when one is given (never by the cache's: shard.py says why); run_id
+        names the run in results.json, so that a merge of its parts can check them."""
+        from .shard import check_run_id, plan_run, read_durations
+
         tasks = self.catalog_tasks(patterns, checkers)
         if not tasks:
             raise LeakHarnessError("nothing to run: no pattern has the chosen checkers")
-        if shard is not None:  # this machine's part of the catalog: a stable split balanced by durations
-            from .orchestrate import load_durations
-            from .shard import select_shard
-
-            tasks = select_shard(tasks, shard[0], shard[1], load_durations(self.cache))
-            if not tasks:
-                raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
+        weights, digest = read_durations(_absolute(durations, self.cwd)) if durations else ({}, None)
+        tasks, plan = plan_run(tasks, shard, weights, digest, check_run_id(run_id) if run_id is not None else None)
+        if not tasks:
+            raise LeakHarnessError(f"--shard {shard[0]}/{shard[1]}: no job falls in this shard")
         # A shard fits only the patterns it runs: every shard fitting all of them would repeat the work.
         chosen = {t.pattern for t in tasks}
         return self._run(tasks, self.out_dir(default_out), html,
-                         growth=self._catalog_growth([p for p in patterns if p.id in chosen], growth))
+                         growth=self._catalog_growth([p for p in patterns if p.id in chosen], growth),
+                         run=plan.to_dict())
 
-    def _run(self, tasks: list[Task], out: Path, html: bool, growth=None) -> Results:
+    def _run(self, tasks: list[Task], out: Path, html: bool, growth=None, run: dict | None = None) -> Results:
         """Run the tasks into out, holding its lock; then `growth(out, cache, suppressions)` (a
         list of growthrun.GrowthEntry) when given; with html, render the report there too."""
         import dataclasses
 
+        from .cachelock import using
         from .outdir import locked
+        from .resultcache import trim
         from .results import write_results
 
         cache = self._cache_dir()
         suppressions = self.suppressions()
-        with locked(out) as out:
+        with locked(out) as out, using(cache):  # `cache clear` refuses while this run uses the cache
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
-                                progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions)
+                                progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions,
+                                run=run)
             if growth is not None:
                 entries = growth(out, cache, suppressions)
                 results = dataclasses.replace(results, growth=tuple(e.to_dict() for e in entries))
@@ -173,6 +183,10 @@ class Session:
                 from .report import sarif
 
                 sarif.write(results, out)
+        try:
+            trim(cache)  # keep the cache under its cap, now that this run no longer holds it
+        except OSError:
+            pass
         return results
 
     def _catalog_growth(self, patterns, growth):
@@ -191,19 +205,24 @@ class Session:
         from .results import merge
 
         if results is None:
-            return write_report([results_dir], results_dir, fixtures=self.fixtures)
-        # merge() of the one folder adds each job's stdout/stderr links, as reading it back would.
-        return render_report(merge([(results, results_dir)], results_dir), results_dir, fixtures=self.fixtures)
+            return write_report([results_dir], results_dir, fixtures=self.fixtures, local_sources=True)
+        # merge() of the one folder (its own run: no parts to check) adds each job's stdout and
+        # stderr links and judges each job again, as reading it back would.
+        return render_report(merge([(results, results_dir)], results_dir, check_parts=False), results_dir,
+                             fixtures=self.fixtures, local_sources=True)
 
     @_one_line_errors
     def run_one(self, pattern: Pattern, variant: str, checker: str, out_root: str | os.PathLike,
                 overrides: Mapping[str, Any] | None = None) -> Done:
         """Render, build (cached), run (or reuse an unchanged result) and judge one
         (pattern, variant, checker), in this process: what a pytest item does."""
+        from .cachelock import using
+
         cache = self._cache_dir()
         task = catalog_task(pattern, variant, checker, self.cc, overrides, self.timeout, self.cwd)
-        return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
-                       self.suppressions())
+        with using(cache):
+            return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
+                           self.suppressions())
 
     # --- the user's own programs ------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from .catalog import Expectation
 from .findings import Finding
-from .jobs import RunResult
+from .jobs import Job, RunResult
 from .signatures import frame_key
 
 VERDICTS = ("pass", "fail", "stale", "known-incomplete", "blind")
@@ -195,3 +195,39 @@ def check_exit_code(jobs) -> int:
     if any(n != "clean" for n in names):
         return 3
     return 0
+
+
+# --- stored jobs judged again (merges) -----------------------------------------------------------
+
+def rejudge(job):
+    """A stored catalog job (results.JobRecord) judged again from what it holds: its
+    expectation, status and findings (suppressions already marked).  A merge shows this,
+    never a verdict copied from a file that may have been edited, or made before the findings
+    it now sits beside.  A job without an expectation (`check`) is returned as it is: its
+    outcome() is decided from its findings every time."""
+    import dataclasses
+    from pathlib import Path
+
+    if job.expected is None:
+        return job
+    expect = Expectation(**job.expected)
+    run = Job(checker=job.tool, command=(job.pattern,), out_dir=Path("."), pattern=job.pattern, variant=job.variant)
+    result = RunResult(run, job.status, tuple(job.findings), exit_code=job.exit_code, signal=job.signal,
+                       duration_s=job.duration_s, partial=job.partial, problems=tuple(job.problems),
+                       message=job.message)
+    decided = judge(expect, result)
+    reason = decided.reason
+    if job.verdict and job.verdict != decided.verdict:
+        reason = f"judged again: {reason} (the results file said {job.verdict})"
+    return dataclasses.replace(job, verdict=decided.verdict, reason=reason)
+
+
+def severity(job) -> int:
+    """How bad a stored job's outcome is, to keep the worse of two copies of one job: failing,
+    then not fully checked, then a known blind spot or known incomplete run, then pass/clean."""
+    decided = outcome(job)
+    if decided.failing:
+        return 3 if decided.checked else 4  # not checked at all is worse than checked and failing
+    if not decided.checked:
+        return 2
+    return 1 if decided.name in ("blind", "known-incomplete") else 0

@@ -119,10 +119,27 @@ class Comparison:
     missing_checkers: tuple[str, ...] = ()
     incomplete: tuple[Unchecked, ...] = ()  # every job tonight that was not fully checked
     reasons: tuple[str, ...] = ()  # why it regressed; empty when it did not
+    # The first night of a history (nothing to compare with): its failing jobs, one line each.
+    # Not regressions, but never a green first night on a failing catalog.
+    failures: tuple[str, ...] = ()
 
     @property
     def regressed(self) -> bool:
         return bool(self.reasons)
+
+    @property
+    def failed(self) -> bool:
+        """What the exit code says: a regression, or failures on a first night."""
+        return self.regressed or bool(self.failures)
+
+    def headline(self) -> list[str]:
+        """What the terminal, the Markdown summary and the index say of tonight, one line each."""
+        lines = [f"REGRESSED {r}" for r in self.reasons]
+        if self.failures:
+            lines.append(f"FAILED {len(self.failures)} job(s) on the first night of this history (no earlier night "
+                         f"to compare with: failures, not regressions): " + ", ".join(
+                             f.split(":", 1)[0] for f in self.failures[:5]) + (" ..." if len(self.failures) > 5 else ""))
+        return lines
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -134,6 +151,7 @@ class Comparison:
             "lost_detections": [c.to_dict() for c in self.lost_detections],
             "missing_checkers": list(self.missing_checkers),
             "incomplete": [c.to_dict() for c in self.incomplete],
+            "failures": list(self.failures),
         }
 
     @classmethod
@@ -147,6 +165,7 @@ class Comparison:
             missing_checkers=tuple(data.get("missing_checkers", ())),
             incomplete=tuple(Unchecked(**c) for c in data.get("incomplete", ())),
             reasons=tuple(data.get("reasons", ())),
+            failures=tuple(data.get("failures", ())),
         )
 
 
@@ -187,10 +206,15 @@ def compare(night: str, results: Results, previous: Results | None = None,
                        + ", ".join(f"{u.job} ({u.status})" for u in unchecked[:3])
                        + (" ..." if len(unchecked) > 3 else ""))
     if previous is None:
-        return Comparison(night, previous_name, incomplete=incomplete, reasons=tuple(reasons))
+        from .judge import outcome
+
+        failing = [(j, outcome(j)) for j in sorted(results.jobs, key=lambda j: j.name)]
+        failures = tuple(f"{j.name}: {o.label}: {o.reason.splitlines()[0] if o.reason else ''}".rstrip(": ")
+                         for j, o in failing if o.failing)
+        return Comparison(night, previous_name, incomplete=incomplete, reasons=tuple(reasons), failures=failures)
 
     before_jobs = {_key(j): j for j in previous.jobs}
-    new, resolved, changes, lost, broken = [], [], [], [], []
+    new, resolved, changes, lost, broken, stale = [], [], [], [], [], []
     for key in sorted(set(now_jobs) | set(before_jobs), key=lambda k: tuple(str(x) for x in k)):
         now, before = now_jobs.get(key), before_jobs.get(key)
         now_sigs = _signatures(now) if now else {}
@@ -206,6 +230,8 @@ def compare(night: str, results: Results, previous: Results | None = None,
                 changes.append(change)
                 if before.verdict == "pass" and now.verdict == "fail":
                     (lost if _expects_finding(now) else broken).append(change)
+                if now.verdict == "stale":  # the expectation no longer describes the checker
+                    stale.append(change)
     missing = tuple(sorted({j.tool for j in previous.jobs} - {j.tool for j in results.jobs}))
 
     counted = [c for c in new if c.verdict != "blind"]
@@ -219,6 +245,10 @@ def compare(night: str, results: Results, previous: Results | None = None,
     if broken:
         reasons.append(f"{len(broken)} job(s) expected clean passed last night and fail now: "
                        + ", ".join(c.job for c in broken[:3]) + (" ..." if len(broken) > 3 else ""))
+    if stale:
+        reasons.append(f"{len(stale)} expectation(s) went stale (the checker no longer does what pattern.toml says): "
+                       + ", ".join(f"{c.job} ({c.before} -> stale)" for c in stale[:3])
+                       + (" ..." if len(stale) > 3 else ""))
     if missing:
         reasons.append(f"checker(s) that ran last night did not run: {', '.join(missing)}")
     return Comparison(night, previous_name, tuple(new), tuple(resolved), tuple(changes), tuple(lost),
@@ -236,8 +266,11 @@ def _seconds(results: Results) -> float:
         return round(sum(j.duration_s for j in results.jobs), 3)
 
 
-def summarize(name: str, results: Results, regressed: bool | None = None) -> dict[str, Any]:
-    """The numbers of one night that the index's charts and table need."""
+def summarize(name: str, results: Results, regressed: bool | None = None,
+              interrupted: bool = False) -> dict[str, Any]:
+    """The numbers of one night that the index's charts and table need.  An interrupted night
+    is marked so: its numbers are of the jobs that finished, never a night's, and no chart
+    draws them."""
     by_checker: Counter = Counter()
     by_category: Counter = Counter()
     for job in results.jobs:
@@ -257,6 +290,7 @@ def summarize(name: str, results: Results, regressed: bool | None = None) -> dic
         "findings_by_checker": dict(sorted(by_checker.items())),
         "findings_by_category": dict(sorted(by_category.items())),
         "regressed": regressed,
+        "interrupted": bool(interrupted or results.interrupted),
     }
 
 
@@ -290,7 +324,9 @@ def _entries(history: Path) -> list[dict]:
             except LeakHarnessError:
                 continue
             comparison = _read_comparison(history / name)
-            entry = summarize(name, results, comparison.regressed if comparison else None)
+            # A night that never wrote its comparison did not end (killed, Ctrl-C): interrupted.
+            entry = summarize(name, results, comparison.regressed if comparison else None,
+                              interrupted=comparison is None)
         entries.append(entry)
     return entries
 
@@ -305,7 +341,8 @@ def render_index(history: Path) -> Path:
     entries = _entries(history)
     write_atomic(history / "history.json",
                  json.dumps({"schema": HISTORY_SCHEMA, "nights": entries}, indent=1))
-    latest = _read_comparison(history / entries[-1]["night"]) if entries else None
+    ended = [e for e in entries if not e.get("interrupted")]
+    latest = _read_comparison(history / ended[-1]["night"]) if ended else None
     return write_index(history, entries, latest)
 
 
@@ -316,7 +353,7 @@ class NightlyOutcome:
     night_dir: Path
     index_path: Path
     comparison: Comparison
-    regressed: bool
+    regressed: bool  # exit 1: a regression, or failures on the first night (comparison.failed)
     removed: tuple[str, ...] = field(default=())  # night folders --keep deleted
 
 
@@ -366,7 +403,8 @@ def nightly(session, history: Path, keep: int | None = None, patterns=None,
             # The last night that ended (it wrote comparison.json); one killed half-way would
             # make every job it never ran look new tonight.
             ended = [n for n in before if (history / n / "comparison.json").is_file()]
-            previous_name = (ended or before or [None])[-1]
+            # An interrupted night is no night to compare with: with none ended, tonight is the first.
+            previous_name = (ended or [None])[-1]
             previous = None
             if previous_name:
                 try:
@@ -390,4 +428,4 @@ def nightly(session, history: Path, keep: int | None = None, patterns=None,
     except OSError as exc:
         where = exc.filename or history
         raise LeakHarnessError(f"{where}: {exc.strerror or exc}") from None
-    return NightlyOutcome(night_dir, index, comparison, comparison.regressed, removed)
+    return NightlyOutcome(night_dir, index, comparison, comparison.failed, removed)

@@ -19,19 +19,19 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Callable
 
 from . import checkers, facts, supervise
 from . import run as run_mod
 from . import suppress
 from .build import Build, compiler_identity, openssl_flags
 from .errors import BuildError
-from .judge import Verdict, judge
+from .judge import Verdict, judge, outcome
 from .outdir import claim
 from .results import JobRecord, Results, SourceFile, read_jobs, relative_logs, write_atomic, write_job, write_results
 from .resultcache import ResultCache, job_key, trim
 from .jobs import Job, RunResult
-from .tasks import Task
+from .tasks import Task, estimate
 
 
 class Interrupted(Exception):
@@ -72,9 +72,10 @@ class Progress:
             return
         with self.lock:
             self.done += 1
-            self.failed += record.verdict == "fail" or (record.verdict is None and record.status != "ok")
+            decided = outcome(record)  # what every output shows: never "ok" beside errors
+            self.failed += decided.failing
             self.cached += record.cached
-            verdict = record.verdict or record.status
+            verdict = decided.label
             if record.status == "incomplete" and not self.tty:
                 verdict += f" (incomplete: {record.message})"
             if self.tty:
@@ -102,14 +103,6 @@ def load_durations(cache_dir: Path) -> dict[str, float]:
         return {}
     return {str(k): float(v) for k, v in data.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
-
-
-def estimate(task: Task, durations: Mapping[str, float]) -> float:
-    """A task's remembered duration; else its checker's guess (valgrind is slow, the rest fast)."""
-    known = durations.get(task.duration_key)
-    if known is not None and known >= 0:
-        return float(known)
-    return checkers.get(task.checker).estimate_s
 
 
 def _save_durations(cache_dir: Path, durations: dict[str, float]) -> None:
@@ -241,11 +234,13 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache,
 def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | None = None,
               fresh: bool = False, progress: Progress | None = None, cc: str = "gcc",
               on_record: Callable[[JobRecord], None] | None = None,
-              suppressions: list | None = None) -> Results:
-    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json.
-    DIR must be new, empty or leakharness's own (outdir.claim); the caller holds its lock."""
+              suppressions: list | None = None, run: dict | None = None) -> Results:
+    """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json
+    (with `run`, the run's identity: shard.RunPlan.to_dict()).  DIR must be new, empty or
+    leakharness's own (outdir.claim); the caller holds its lock."""
     out_dir = claim(Path(out_dir))
-    results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions)
+    results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,
+                           run)
     # Keep the cache under its size cap, least recently used out first: only when something
     # may have been added (a job ran); a walk of a big cache is most of an all-cached re-run.
     if any(not j.cached for j in results.jobs):
@@ -256,7 +251,8 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     return results
 
 
-def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, cc, on_record, suppressions) -> Results:
+def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, cc, on_record, suppressions,
+                 run=None) -> Results:
     for stale in (out_dir / "jobs").glob("*.json"):  # a new run into the same folder starts clean
         stale.unlink()
     started = _now()
@@ -303,7 +299,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         # Interrupted: gather from the files, every job that was written whatever happened
         # after; otherwise the records in hand are the same, without reading them again.
         written = read_jobs(out_dir) if interrupted else sorted(records, key=lambda r: r.file_name)
-        results = Results(started, _now(), tools, tuple(written))
+        # An interrupted run says so: its jobs are those that finished, never the whole run.
+        results = Results(started, _now(), tools, tuple(written), run=run, interrupted=interrupted)
         write_results(out_dir, results)
     if interrupted:
         raise Interrupted(f"interrupted: {len(written)} finished job(s) kept in {out_dir}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import Iterable
 
@@ -203,8 +204,10 @@ def pytest_sessionfinish(session, exitstatus):
         return
     from .orchestrate import tool_versions
 
+    # Ctrl-C: the jobs that finished, said to be no whole session (results.json, the report).
+    interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
     results = Results(config.stash[STARTED], dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                      tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs))
+                      tool_versions({j.tool for j in jobs}, "gcc"), tuple(jobs), interrupted=interrupted)
     write_results(report, results)
     from .report import write_report
 
@@ -214,7 +217,10 @@ def pytest_sessionfinish(session, exitstatus):
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     report = config.getoption("leak_report")
     if report and _is_controller(config) and (Path(report) / "results.json").is_file():
-        terminalreporter.write_line(f"leakharness: results in {Path(report) / 'results.json'}")
+        note = ""
+        if exitstatus == pytest.ExitCode.INTERRUPTED:
+            note = " (interrupted: only the jobs that finished, not the whole session)"
+        terminalreporter.write_line(f"leakharness: results in {Path(report) / 'results.json'}{note}")
     accepted = config.stash.get(ACCEPTED, [])
     if accepted:
         terminalreporter.write_sep("-", "leakharness: known findings accepted")
@@ -304,8 +310,13 @@ def leak_check(request, tmp_path):
     def check(program=None, args=(), build=None, tools=None, timeout=120,
               cflags=(), ldflags=()) -> CheckResult:
         counter["n"] += 1
-        out = tmp_path / f"leak_check{counter['n']}"
         config = request.config
+        report = config.getoption("leak_report")
+        # With --leak-report, the checks' logs go into the report folder, so that its results.json
+        # names them by paths inside it (a report never reads outside its folder).
+        label = re.sub(r"[^A-Za-z0-9_.:=+-]+", "_", request.node.nodeid.replace("/", "."))[:200]
+        sub = f"leak_check/{label}-{counter['n']}"
+        out = Path(config.invocation_params.dir) / report / sub if report else tmp_path / f"leak_check{counter['n']}"
         session = Session(out=out, cache=config.getoption("leak_cache"), timeout=timeout,
                           fresh=config.getoption("leak_fresh"), progress=False, cwd=config.invocation_params.dir)
         if build:
@@ -325,6 +336,11 @@ def leak_check(request, tmp_path):
             results = session.check(tasks)
         except Interrupted:
             raise KeyboardInterrupt from None  # Ctrl-C stops the pytest session, not just this test
+        if report:  # the checks' jobs beside the catalog's in --leak-report, named by their test
+            for job in results.jobs:
+                write_job(Path(config.invocation_params.dir) / report, dataclasses.replace(
+                    job, pattern=f"{label}:{job.pattern}"[:500], logs=tuple(f"{sub}/{lg}" for lg in job.logs),
+                    sources=tuple(dataclasses.replace(s, path=f"{sub}/{s.path}") for s in job.sources)))
         result = CheckResult(results.jobs, accepted, out)
         if result.accepted:
             request.config.stash.setdefault(ACCEPTED, []).extend(f"{request.node.nodeid}: {f.summary()} [{f.signature}]" for f in result.accepted)

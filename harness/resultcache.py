@@ -37,6 +37,7 @@ import tempfile
 from pathlib import Path
 
 from . import checkers, facts, inputs
+from .errors import LeakHarnessError
 from .findings import Finding
 from .signatures import RULES
 from .jobs import Job, RunResult
@@ -359,11 +360,19 @@ def _entries(cache_dir: Path):
 
 
 def max_bytes() -> int:
-    raw = os.environ.get("LEAKHARNESS_CACHE_MAX", "")
-    try:
-        return int(float(raw) * (1 << 20)) if raw else DEFAULT_MAX_BYTES
-    except ValueError:
+    """The cache's size cap: $LEAKHARNESS_CACHE_MAX in MiB (more than 0, at most a pebibyte),
+    else DEFAULT_MAX_BYTES.  Anything else is one line, never a silent default."""
+    raw = os.environ.get("LEAKHARNESS_CACHE_MAX", "").strip()
+    if not raw:
         return DEFAULT_MAX_BYTES
+    try:
+        mib = float(raw)
+    except ValueError:
+        mib = float("nan")
+    if not (0 < mib <= 1 << 30):  # NaN fails this too
+        raise LeakHarnessError(f"LEAKHARNESS_CACHE_MAX={raw[:40]}: give the cache's size cap in MiB, a number "
+                               f"more than 0 and at most {1 << 30}")
+    return int(mib * (1 << 20))
 
 
 def info(cache_dir: Path) -> dict:
@@ -376,8 +385,21 @@ def info(cache_dir: Path) -> dict:
 
 
 def trim(cache_dir: Path, limit: int | None = None) -> int:
-    """Evict the least recently used entries until the cache is under its cap; returns how many."""
+    """Evict the least recently used entries until the cache is under its cap; returns how many.
+    Only while no run uses the cache (cachelock): else nothing now, the next run's end trims."""
+    from .cachelock import try_alone
+
     limit = max_bytes() if limit is None else limit
+    if not Path(cache_dir).is_dir():
+        return 0
+    held = try_alone(cache_dir)
+    if held is None:
+        return 0
+    with held:
+        return _trim(cache_dir, limit)
+
+
+def _trim(cache_dir: Path, limit: int) -> int:
     entries = sorted(_entries(cache_dir), key=lambda e: e[2])
     total = sum(size for _, size, _ in entries)
     evicted = 0
@@ -391,9 +413,14 @@ def trim(cache_dir: Path, limit: int | None = None) -> int:
 
 
 def clear(cache_dir: Path) -> int:
-    """Remove every cached build and result (and the notes kept beside them); returns bytes freed."""
-    freed = info(cache_dir)["bytes"]
-    for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build"):
-        shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
-    (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
+    """Remove every cached build and result (and the notes kept beside them); returns bytes
+    freed.  Refused (one line) while a run uses the cache: cachelock."""
+    from .cachelock import alone
+
+    with alone(cache_dir):
+        freed = info(cache_dir)["bytes"]
+        for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build", "templates"):
+            shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
+        (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
+        (Path(cache_dir) / facts.FILE_NAME).unlink(missing_ok=True)
     return freed

@@ -23,8 +23,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterable
 
+from . import validate
 from .errors import LeakHarnessError
 from .findings import Finding
+
+from .judge import VERDICTS
 
 SCHEMA = "leakharness/results/1"
 
@@ -74,7 +77,11 @@ class SourceFile:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "SourceFile":
-        return cls(name=data["name"], path=data["path"], origin=data.get("origin"))
+        """Checked field by field (validate.FieldError): the path must stay inside the folder."""
+        data = validate.mapping(data, "")
+        return cls(name=validate.text(data.get("name"), "name", limit=4096),
+                   path=validate.relative_path(data.get("path"), "path"),
+                   origin=validate.text(data.get("origin"), "origin", optional=True, limit=4096))
 
 
 @dataclass(frozen=True)
@@ -125,17 +132,36 @@ class JobRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "JobRecord":
+        """A job as results.json or a job file holds it, checked field by field: a wrong field is
+        a validate.FieldError naming it (results.py adds the file and the job)."""
+        v = validate
+        data = v.mapping(data, "")
+
+        def each(key: str, one):
+            return v.items(data.get(key), key, one)
+
+        def source(value, field):
+            try:
+                return SourceFile.from_dict(value)
+            except v.FieldError as exc:
+                raise exc.under(field) from None
+
         return cls(
-            pattern=data["pattern"], variant=data.get("variant"), tool=data["tool"],
-            status=data["status"], verdict=data.get("verdict"), expected=data.get("expected"),
-            reason=data.get("reason", ""), duration_s=float(data.get("duration_s") or 0),
-            exit_code=data.get("exit_code"), signal=data.get("signal"),
-            partial=bool(data.get("partial")), problems=tuple(data.get("problems", ())),
-            cached=bool(data.get("cached")), message=data.get("message", ""),
-            findings=tuple(Finding.from_dict(f) for f in data.get("findings", ())),
-            logs=tuple(data.get("logs", ())),
-            sources=tuple(SourceFile.from_dict(s) for s in data.get("sources", ())),
-            not_cached=str(data.get("not_cached") or ""),
+            pattern=v.name(data.get("pattern"), "pattern"), variant=v.name(data.get("variant"), "variant", optional=True),
+            tool=v.name(data.get("tool"), "tool"), status=v.choice(data.get("status"), "status", v.STATUSES),
+            verdict=v.choice(data.get("verdict"), "verdict", VERDICTS, optional=True),
+            expected=v.expected(data.get("expected"), "expected"),
+            reason=v.text(data.get("reason", ""), "reason") or "",
+            duration_s=v.seconds(data.get("duration_s"), "duration_s"),
+            exit_code=v.whole(data.get("exit_code"), "exit_code", optional=True, low=-v.MAX_INT),
+            signal=v.text(data.get("signal"), "signal", optional=True, limit=64),
+            partial=v.flag(data.get("partial"), "partial"),
+            problems=each("problems", lambda x, f: v.text(x, f)),
+            cached=v.flag(data.get("cached"), "cached"), message=v.text(data.get("message", ""), "message") or "",
+            findings=each("findings", v.finding),
+            logs=each("logs", v.relative_path),
+            sources=each("sources", source),
+            not_cached=v.text(data.get("not_cached") or "", "not_cached") or "",
         )
 
 
@@ -148,6 +174,12 @@ class Results:
     # Leak growth fits (growthrun.GrowthEntry.to_dict()): per program, the lost bytes' rate per
     # operation and one-time part, in total and per signature.  Absent when no --growth.
     growth: tuple[dict[str, Any], ...] = field(default=())
+    # The run's identity and its part of the plan (shard.RunPlan.to_dict()): what a merge checks
+    # the shards of one run against.  None for results made before it was recorded.
+    run: dict[str, Any] | None = None
+    # Stopped before its end (Ctrl-C, SIGTERM, a pytest session interrupted): the jobs are those
+    # that finished, never the whole run.
+    interrupted: bool = False
 
     def to_dict(self, jobs: bool = True) -> dict[str, Any]:
         data = {"schema": SCHEMA, "started": self.started, "finished": self.finished,
@@ -156,6 +188,10 @@ class Results:
             del data["jobs"]
         if self.growth:
             data["growth"] = list(self.growth)
+        if self.run is not None:
+            data["run"] = self.run
+        if self.interrupted:
+            data["interrupted"] = True
         return data
 
 
@@ -209,28 +245,81 @@ def write_results(out_dir: Path, results: Results) -> Path:
 
 def load_results(out_dir: Path) -> Results:
     """A results directory: results.json, or, when it is missing or damaged (a killed run),
-    whatever the jobs/ folder holds."""
+    whatever the jobs/ folder holds.  Every field is checked (validate.py): a wrong one is one
+    line naming the file, the job and the field."""
     out_dir = Path(out_dir)
     path = out_dir / "results.json"
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
-            raise LeakHarnessError(f"{path}: not a leakharness results file (a JSON {type(data).__name__}, "
-                                   f"not an object)")
-        if data.get("schema") != SCHEMA:
-            raise LeakHarnessError(f"{path}: schema {data.get('schema')!r} is not {SCHEMA}")
-        return Results(data.get("started", ""), data.get("finished"), tuple(data.get("tools", ())),
-                       tuple(JobRecord.from_dict(j) for j in data.get("jobs", ())),
-                       tuple(g for g in data.get("growth", ()) if isinstance(g, dict)))
     except FileNotFoundError:
-        pass
-    except (ValueError, KeyError, TypeError) as exc:
+        data = None
+    except (ValueError, RecursionError) as exc:  # cut short or not JSON: a run killed while writing
         if not (out_dir / "jobs").is_dir():
-            raise LeakHarnessError(f"{path}: damaged results file ({exc}) and no jobs/ folder to recover from") from None
+            raise LeakHarnessError(f"{path}: damaged results file ({str(exc)[:200]}) and no jobs/ folder "
+                                   f"to recover from") from None
+        data = None
+    if data is not None:
+        return results_from_dict(data, path)
     jobs = read_jobs(out_dir)
     if not jobs and not (out_dir / "jobs").is_dir():
         raise LeakHarnessError(f"{out_dir}: not a results directory (no results.json, no jobs/)")
     return Results("", None, (), tuple(jobs))
+
+
+def results_from_dict(data: Any, path: Path) -> Results:
+    """results.json's content, checked: LeakHarnessError naming the file, the job and the field."""
+    v = validate
+    if not isinstance(data, dict):
+        raise LeakHarnessError(f"{path}: not a leakharness results file (a JSON {type(data).__name__}, "
+                               f"not an object)")
+    if data.get("schema") != SCHEMA:
+        raise LeakHarnessError(f"{path}: schema {str(data.get('schema'))[:60]!r} is not {SCHEMA}")
+    try:
+        started = v.text(data.get("started") or "", "started", limit=64) or ""
+        finished = v.text(data.get("finished"), "finished", optional=True, limit=64)
+        tools = v.items(data.get("tools"), "tools", _tool)
+        growth = v.items(data.get("growth"), "growth", lambda g, f: v.mapping(g, f))
+        run = _run_info(data.get("run"))
+        interrupted = v.flag(data.get("interrupted"), "interrupted")
+        raw_jobs = data.get("jobs")
+        if not isinstance(raw_jobs, list):
+            raise v.FieldError("jobs", f"must be a list, not {type(raw_jobs).__name__}")
+    except v.FieldError as exc:
+        raise LeakHarnessError(f"{path}: {exc}") from None
+    jobs = []
+    for index, raw in enumerate(raw_jobs):
+        try:
+            jobs.append(JobRecord.from_dict(raw))
+        except v.FieldError as exc:
+            raise LeakHarnessError(f"{path}: job {index + 1} ({_job_label(raw)}): {exc}") from None
+        except (ValueError, TypeError, KeyError, AttributeError, ArithmeticError) as exc:
+            raise LeakHarnessError(f"{path}: job {index + 1} ({_job_label(raw)}): cannot be read: "
+                                   f"{str(exc)[:200]}") from None
+    return Results(started, finished, tools, tuple(jobs), growth, run, interrupted)
+
+
+def _job_label(raw: Any) -> str:
+    if not isinstance(raw, dict):
+        return "not an object"
+    parts = [raw.get(k) for k in ("pattern", "variant", "tool")]
+    if all(isinstance(p, str) or p is None for p in parts) and parts[0] and parts[2]:
+        name = f"{parts[0]}::{parts[1]}[{parts[2]}]" if parts[1] else f"{parts[0]}[{parts[2]}]"
+        return validate.printable(name)
+    return "unnamed"
+
+
+def _tool(value: Any, field: str) -> dict[str, str]:
+    data = validate.mapping(value, field)
+    return {"name": validate.text(data.get("name"), f"{field}.name", limit=256),
+            "version": validate.text(data.get("version", ""), f"{field}.version", limit=1024) or ""}
+
+
+def _run_info(value: Any) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    from .shard import RunPlan
+
+    return RunPlan.from_dict(value).to_dict()
 
 
 def relative_logs(paths: Iterable[Path], out_dir: Path) -> tuple[str, ...]:
@@ -269,15 +358,20 @@ def load_input(path: Path) -> tuple[Results, Path]:
     return Results(stamp, stamp, (), (job,)), path.parent
 
 
-def _finding_key(f: Finding) -> tuple:
-    return (f.signature, f.kind, f.leak_kind, f.bytes, f.indirect_bytes, f.blocks, f.message)
+def merge(loaded: list[tuple[Results, Path]], out: Path, check_parts: bool = True) -> Results:
+    """Merge results folders (shards of one run, or any results) into one Results whose log and
+    source paths are relative to `out` (the files copied there, from inside their own folder
+    only).  The same job from two inputs is one job: the worse of the copies, judged again
+    (judge.rejudge), with the conflict said in its reason when they disagree; never one copy's
+    verdict beside another's findings.  Jobs the plan of a sharded run holds and no part does
+    are added as not run (shard.coverage), unless check_parts is False (a run rendering its own
+    folder: a shard's own report is that shard's)."""
+    from .judge import outcome, rejudge, severity
+    from .shard import NOT_RUN, coverage, split_name
 
-
-def merge(loaded: list[tuple[Results, Path]], out: Path) -> Results:
-    """Merge shards into one Results whose log and source paths are relative to `out` (the
-    files copied there).  The same job from two shards is one job, the same finding in it
-    counted once."""
-    jobs: dict[tuple, JobRecord] = {}
+    labels = [str(base) for _, base in loaded]
+    cover = coverage([(label, results) for label, (results, _) in zip(labels, loaded)] if check_parts else [])
+    copies: dict[tuple, list[tuple[str, JobRecord]]] = {}
     tools: dict[str, dict] = {}
     started = [r.started for r, _ in loaded if r.started]
     finished = [r.finished for r, _ in loaded if r.finished]
@@ -290,44 +384,67 @@ def merge(loaded: list[tuple[Results, Path]], out: Path) -> Results:
             # Each shard of a --growth run may fit the same program: one entry, a complete fit first.
             if key not in growth or (growth[key].get("status") != "ok" and entry.get("status") == "ok"):
                 growth[key] = entry
+        where = base / "results.json"
         for job in results.jobs:
-            logs = tuple(_copy_file(base, rel, out, index, len(loaded)) for rel in job.logs + _own_logs(job, base))
-            sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded))) for s in job.sources)
-            job = replace(job, logs=logs, sources=sources)
-            key = (job.pattern, job.variant, job.tool)
-            if key in jobs:
-                old = jobs[key]
-                seen = {_finding_key(f) for f in old.findings}
-                extra = tuple(f for f in job.findings if _finding_key(f) not in seen)
-                job = replace(old, findings=old.findings + extra,
-                              logs=old.logs + tuple(lg for lg in logs if lg not in old.logs),
-                              sources=old.sources or sources)
-            jobs[key] = job
+            logs = tuple(_copy_file(base, rel, out, index, len(loaded), where, job, "logs")
+                         for rel in job.logs + _own_logs(job, base))
+            sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded), where, job, "sources"))
+                            for s in job.sources)
+            job = rejudge(replace(job, logs=logs, sources=sources))
+            copies.setdefault((job.pattern, job.variant, job.tool), []).append((labels[index], job))
+    jobs = []
+    for key, held in copies.items():
+        real = [(label, j) for label, j in held if NOT_RUN not in j.problems] or held
+        label, kept = max(real, key=lambda lj: severity(lj[1]))  # the first of the worst
+        seen = {outcome(j).name for _, j in real}
+        if len(seen) > 1:
+            said = "; ".join(f"{outcome(j).label} in {lb}" for lb, j in real)
+            note = f"conflicting copies of this job: {said}; shown: the worse, from {label}"
+            kept = replace(kept, reason=f"{note}. {kept.reason}" if kept.reason else note,
+                           problems=kept.problems + (note,))
+        jobs.append(kept)
+    held_names = {j.name for j in jobs}
+    for name, why in cover.missing:
+        if name in held_names:
+            continue
+        pattern, variant, tool = split_name(name)
+        jobs.append(JobRecord(pattern=pattern, variant=variant, tool=tool, status="incomplete",
+                              verdict="fail" if variant else None, expected=None,
+                              reason=f"not run: {why}", message=f"not run: {why}", problems=(NOT_RUN,)))
+        held_names.add(name)
     return Results(min(started) if started else "", max(finished) if finished else None,
-                   tuple(tools.values()), tuple(jobs.values()), tuple(growth.values()))
+                   tuple(tools.values()), tuple(jobs), tuple(growth.values()),
+                   cover.plan.to_dict() if cover.plan else (loaded[0][0].run if len(loaded) == 1 else None),
+                   any(r.interrupted for r, _ in loaded))
 
 
 def _own_logs(job: JobRecord, base: Path) -> tuple[str, ...]:
     """The program's stdout.txt and stderr.txt where the run keeps them, when they are not among
-    the job's logs: a report links them (the reason a job is incomplete is often there)."""
+    the job's logs: a report links them (the reason a job is incomplete is often there).  Only
+    files really inside the folder (the job's names were checked on load: no separator)."""
     folder = Path("logs") / job.pattern / (job.variant or "check") / job.tool
     return tuple(rel.as_posix() for rel in (folder / "stdout.txt", folder / "stderr.txt")
-                 if rel.as_posix() not in job.logs and (base / rel).is_file())
+                 if rel.as_posix() not in job.logs and validate.inside(base, rel.as_posix()) is not None)
 
 
-def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int) -> str:
-    src = base / rel
+def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: Path | None = None,
+               job: JobRecord | None = None, field_name: str = "logs") -> str:
+    """Copy base/rel to out (under shardN/ when several inputs) and return its path there.
+    rel was checked on load (relative, no '..'); a file that resolves outside base (a symlink)
+    is refused: a results folder never makes a report read a file from elsewhere."""
+    if validate.escapes(base, rel):
+        what = f"job {validate.printable(job.name)}: " if job is not None else ""
+        raise LeakHarnessError(f"{where or base}: {what}{field_name}: {rel} leads outside {base} (a symlink); refused")
     if base.resolve() == out.resolve():
         return rel
     target_rel = Path(rel) if shards == 1 else Path(f"shard{index + 1}") / rel
-    if Path(rel).is_absolute():
-        target_rel = Path("logs") / f"shard{index + 1}" / Path(rel).name
+    src = validate.inside(base, rel)
     target = out / target_rel
-    if src.is_file():
+    if src is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
         if not target.exists():
             shutil.copyfile(src, target)
-    return str(target_rel)
+    return target_rel.as_posix()
 
 
 def combine(inputs: Iterable[Path], out: Path, suppressions: list | None = None) -> Results:
@@ -337,12 +454,15 @@ def combine(inputs: Iterable[Path], out: Path, suppressions: list | None = None)
     inputs = [Path(p) for p in inputs]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    results = merge([load_input(p) for p in inputs], out)
+    in_place = len(inputs) == 1 and inputs[0].resolve() == out.resolve()
+    results = merge([load_input(p) for p in inputs], out, check_parts=not in_place)
     if suppressions:
+        from .judge import rejudge
         from .suppress import apply
 
-        results = replace(results, jobs=tuple(replace(j, findings=apply(j.findings, suppressions))
+        # Suppressed findings fail nothing: each job judged again with them marked.
+        results = replace(results, jobs=tuple(rejudge(replace(j, findings=apply(j.findings, suppressions)))
                                               for j in results.jobs))
-    if not (len(inputs) == 1 and inputs[0].resolve() == out.resolve()) or suppressions:
+    if not in_place or suppressions:
         write_results(out, results)
     return results

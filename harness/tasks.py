@@ -163,3 +163,12 @@ def default_check_checkers(sources: Sequence[str | os.PathLike], cwd: Path) -> t
     the sources' language (memcheck and asan for C, the Go checkers for a Go program)."""
     files = [absolute(s, cwd) for s in sources]
     return registry.check_defaults(source_language(files) if files else "c")
+
+
+def estimate(task: Task, durations: Mapping[str, float]) -> float:
+    """A task's weight: its remembered duration, else its checker's guess (valgrind is slow, the
+    rest fast).  The scheduler starts the heaviest first and the shard split balances by it."""
+    known = durations.get(task.duration_key)
+    if known is not None and known >= 0:
+        return float(known)
+    return registry.get(task.checker).estimate_s

@@ -6,9 +6,17 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = Path(__file__).parent / "programs"
+# What a developer's shell may hold that would change what a checker or the harness does: every
+# test starts without it and sets what it is about.
+HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "MSAN_OPTIONS", "VALGRIND_OPTS",
+            "LD_LIBRARY_PATH", "LD_PRELOAD", "LEAKHARNESS_CACHE", "LEAKHARNESS_CACHE_MAX", "LEAKHARNESS_OUTPUT_CAP",
+            "PYTEST_ADDOPTS", "GODEBUG", "GOFLAGS")
 ASAN_OPTIONS = "fast_unwind_on_malloc=0:detect_stack_use_after_return=1"
 
 
@@ -60,3 +68,49 @@ def kill_group(proc: subprocess.Popen, sig=signal.SIGKILL) -> None:
         os.killpg(proc.pid, sig)
     except ProcessLookupError:
         pass
+
+
+# --- running the tool the way a user does ---------------------------------------------------------
+
+def user_env(cache: Path | None, extra: dict | None = None) -> dict[str, str]:
+    """The environment of a user's shell, less HERMETIC, with this checkout first on PYTHONPATH
+    (so that a copy of the repository tests itself) and its own cache; `extra` sets variables
+    (None removes one)."""
+    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    if cache is not None:
+        env["LEAKHARNESS_CACHE"] = str(cache)
+    for key, value in (extra or {}).items():
+        if value is None:
+            env.pop(key, None)
+        else:
+            env[key] = str(value)
+    return env
+
+
+def lh(*args, cwd: Path, cache: Path | None, env: dict | None = None, timeout: float = 240,
+       prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+    """`leakharness ARGS...` run from cwd, to its end; stdout and stderr as text."""
+    return subprocess.run([*prefix, sys.executable, "-m", "harness", *map(str, args)], cwd=cwd,
+                          env=user_env(cache, env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout, start_new_session=True)
+
+
+def lh_background(*args, cwd: Path, cache: Path | None, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=user_env(cache, env),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def said(proc) -> str:
+    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
+
+
+def wait_for(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"waited {seconds:g} s for {what}")

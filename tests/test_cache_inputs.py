@@ -7,23 +7,15 @@ stay cached.  Run through the CLI, as a user does.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from realrun import lh
+
 ROOT = Path(__file__).resolve().parent.parent
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "VALGRIND_OPTS", "LD_PRELOAD", "LEAKHARNESS_CACHE", "GODEBUG")
-
-
-def lh(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_")}
-    env.update(PYTHONPATH=str(ROOT), LEAKHARNESS_CACHE=str(cache))
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env, text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=600, start_new_session=True)
 
 
 def jobs(folder: Path) -> list[dict]:
@@ -95,10 +87,35 @@ def test_the_catalogs_own_programs_stay_cached(tmp_path):
     cache = tmp_path / "cache"
     args = ("run", "--pattern", "cgo_cstring_no_free", "--pattern", "i2d_alloc", "--tool", "memcheck",
             "--tool", "cgocheck", "--tool", "asan", "--no-html")
-    first = lh(*args, "--out", "a", cwd=tmp_path, cache=cache)
-    second = lh(*args, "--out", "b", cwd=tmp_path, cache=cache)
+    first = lh(*args, "--out", "a", cwd=tmp_path, cache=cache, timeout=600)
+    second = lh(*args, "--out", "b", cwd=tmp_path, cache=cache, timeout=600)
     assert first.returncode == second.returncode == 0, first.stdout + second.stdout
     ran = jobs(tmp_path / "b")
     assert ran and all(j["cached"] for j in ran), [(j["pattern"], j["variant"], j["tool"], j["not_cached"])
                                                    for j in ran if not j["cached"]]
     assert f"({len(ran)} of {len(ran)} from cache" in second.stdout
+
+
+def test_an_incomplete_run_is_never_stored_even_with_a_whole_recording(tmp_path):
+    """Two defences keep a run that was not fully checked out of the cache: its status, and its
+    recording of what it read (a killed process leaves it incomplete).  A run stopped at the
+    output cap exits normally, its recording whole: the status alone must keep it out."""
+    import dataclasses
+
+    from harness.jobs import Job
+    from harness.resultcache import ResultCache, job_key
+    from harness.run import run_job
+
+    binary = tmp_path / "hello"
+    subprocess.run(["gcc", "-g", "-x", "c", "-", "-o", str(binary)], input="int main(void){return 0;}\n",
+                   text=True, check=True, timeout=120, capture_output=True)
+    cache = tmp_path / "cache"
+    job = Job("memcheck", (str(binary),), tmp_path / "out", cwd=tmp_path)
+    result = run_job(job, cache)
+    assert result.status == "ok" and result.inputs is not None and result.inputs.complete, result.message
+    key = job_key(job, cache)
+    store = ResultCache(cache)
+    cut = dataclasses.replace(result, status="incomplete", message="output limit reached")
+    assert store.put(key, cut) == "" and store.get(key, job) is None
+    assert not list((cache / "results").glob("*/*"))  # not stored at all (get also refuses one that was)
+    assert store.put(key, result) == "" and store.get(key, job) is not None  # the control: a whole run is kept

@@ -249,8 +249,9 @@ def _jq_program() -> str:
 
 @pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (GitHub's runners have it)")
 def test_workflow_durations_every_shard_sees_the_same_and_each_measurement_is_kept(tmp_path):
-    """As the workflow does it: one frozen durations.json copied into each shard's own cache,
-    then tomorrow's file made by the merge job's jq program from the frozen one and each part's."""
+    """As the workflow does it: one frozen durations.json copied into each shard's own cache and
+    given to --durations, then tomorrow's file made by the merge job's jq program from the frozen
+    one and each part's."""
     env = _leakharness_env(tmp_path)
     frozen = {}  # first night: none
     ran = {}
@@ -265,6 +266,7 @@ def test_workflow_durations_every_shard_sees_the_same_and_each_measurement_is_ke
             shutil.copy(base, cache / "durations.json")
             out = tmp_path / f"night{night}" / f"shard-{k}"
             proc = subprocess.run(["leakharness", "run", *NARROW, "--shard", f"{k}/2", "--cache", str(cache),
+                                   "--durations", str(cache / "durations.json"), "--run-id", f"night{night}",
                                    "--out", str(out), "--quiet"], stdin=subprocess.DEVNULL, capture_output=True,
                                   text=True, env=env, timeout=300, start_new_session=True)
             assert proc.returncode == 0, proc.stdout + proc.stderr

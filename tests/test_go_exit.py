@@ -14,21 +14,17 @@ happens once.  Skipped, with the reason, without go or valgrind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from realrun import have
+from realrun import have, lh
 
 ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = ROOT / "tests" / "programs" / "go"
 # What a developer's shell may hold that would change what a checker does (as test_trust.py).
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "VALGRIND_OPTS", "LD_LIBRARY_PATH", "LD_PRELOAD",
-            "LEAKHARNESS_CACHE", "LEAKHARNESS_CACHE_MAX", "GODEBUG", "GOFLAGS")
 LOST = ("definite", "indirect")
 
 pytestmark = [
@@ -41,16 +37,6 @@ pytestmark = [
 def cache(tmp_path_factory) -> Path:
     """One build cache (GOCACHE inside it) for the module: each build happens once."""
     return tmp_path_factory.mktemp("go-exit-cache")
-
-
-def lh(*args, cwd: Path, cache: Path, timeout: float = 300) -> subprocess.CompletedProcess:
-    """`leakharness ARGS...` run from cwd, with this checkout first on PYTHONPATH."""
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env["LEAKHARNESS_CACHE"] = str(cache)
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                          start_new_session=True)
 
 
 def said(proc) -> str:

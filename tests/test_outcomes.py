@@ -10,24 +10,15 @@ longer hangs makes its expectation stale.  SARIF is written with or without the 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from realrun import lh
+
 ROOT = Path(__file__).resolve().parent.parent
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "VALGRIND_OPTS", "LD_PRELOAD", "LEAKHARNESS_CACHE")
-
-
-def lh(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_")}
-    env.update(PYTHONPATH=str(ROOT), LEAKHARNESS_CACHE=str(cache))
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=env, text=True,
-                          capture_output=True, stdin=subprocess.DEVNULL, timeout=600, start_new_session=True)
 
 
 LEAK_TEMPLATE = '''#include "lh_common.h"
@@ -94,7 +85,8 @@ def fixtures(tmp_path_factory) -> Path:
 
 def test_stale_blind_and_known_incomplete_in_every_output(fixtures, tmp_path):
     proc = lh("run", "--fixtures", fixtures, "--tool", "asan", "--tool", "ubsan", "--out", "out",
-              "--junit", "junit.xml", "--summary-md", "summary.md", cwd=tmp_path, cache=tmp_path / "cache")
+              "--junit", "junit.xml", "--summary-md", "summary.md", cwd=tmp_path, cache=tmp_path / "cache",
+              timeout=600)
     assert proc.returncode == 1, proc.stdout + proc.stderr  # a stale expectation fails the run
     out = proc.stdout
     assert "STALE stale_blind::leaky[asan]: expected asan to be blind here (said to miss it), but it reported" in out

@@ -20,8 +20,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -29,42 +27,13 @@ from pathlib import Path
 
 import pytest
 
-from realrun import compile_c
+from realrun import ROOT, compile_c, lh, lh_background, said, user_env, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
 PROGRAMS = ROOT / "tests" / "programs" / "reaper"
-# What a developer's shell may hold that would change what a checker or the harness does.
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "VALGRIND_OPTS", "LD_LIBRARY_PATH",
-            "LD_PRELOAD", "LEAKHARNESS_CACHE", "LEAKHARNESS_CACHE_MAX", "LEAKHARNESS_OUTPUT_CAP", "PYTEST_ADDOPTS")
 TOOLS = ("memcheck", "asan")
 
 pytestmark = pytest.mark.skipif(shutil.which("valgrind") is None or shutil.which("gcc") is None,
                                 reason="needs valgrind and gcc")
-
-
-def _env(cache: Path, extra: dict | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    env["LEAKHARNESS_CACHE"] = str(cache)
-    env.update(extra or {})
-    return env
-
-
-def lh(*args, cwd: Path, cache: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """`leakharness ARGS...` run from cwd, to its end."""
-    return subprocess.run([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=_env(cache, env),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout,
-                          start_new_session=True)
-
-
-def lh_background(*args, cwd: Path, cache: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=_env(cache),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def said(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
 
 
 def cmdline(pid: int) -> list[str]:
@@ -105,16 +74,6 @@ def kill_leftovers(name: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"waited {seconds:g} s for {what}")
 
 
 def assert_nothing_left(name: str) -> None:
@@ -254,7 +213,7 @@ def test_a_reaper_that_does_not_end_is_killed_with_everything_under_it(tmp_path,
     helper = threading.Thread(target=stop_the_reaper, daemon=True)
     helper.start()
     try:
-        ended = supervise.supervise([str(program)], _env(tmp_path / "cache"), tmp_path, 3.0, logs / "stdout.txt",
+        ended = supervise.supervise([str(program)], user_env(tmp_path / "cache"), tmp_path, 3.0, logs / "stdout.txt",
                                     logs / "stderr.txt", tmp_path / "cache")
         helper.join(5)
         assert stopped, "the reaper was never stopped: the test proves nothing"

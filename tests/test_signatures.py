@@ -7,7 +7,6 @@ indirect leaks it owns."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

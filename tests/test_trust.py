@@ -27,50 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from realrun import compile_c
+from realrun import HERMETIC, ROOT, compile_c, lh, lh_background, said, user_env, wait_for
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parent.parent
 TRUST = ROOT / "tests" / "programs" / "trust"
-# What a developer's shell may hold that would change what a checker does: every test starts
-# without it and sets what it is about.
-HERMETIC = ("ASAN_OPTIONS", "LSAN_OPTIONS", "UBSAN_OPTIONS", "TSAN_OPTIONS", "VALGRIND_OPTS",
-            "LD_LIBRARY_PATH", "LD_PRELOAD", "LEAKHARNESS_CACHE", "LEAKHARNESS_CACHE_MAX", "PYTEST_ADDOPTS")
-
-
 # --- running the tool the way a user does ---------------------------------------------------
-
-def _env(cache: Path | None, extra: dict | None = None) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in HERMETIC and not k.startswith("PYTEST_XDIST")}
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
-    if cache is not None:
-        env["LEAKHARNESS_CACHE"] = str(cache)
-    for key, value in (extra or {}).items():
-        if value is None:
-            env.pop(key, None)
-        else:
-            env[key] = str(value)
-    return env
-
-
-def lh(*args, cwd: Path, cache: Path | None, env: dict | None = None, timeout: float = 240,
-       prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
-    """`leakharness ARGS...` run from cwd; stdout and stderr as text."""
-    return subprocess.run([*prefix, sys.executable, "-m", "harness", *map(str, args)], cwd=cwd,
-                          env=_env(cache, env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, start_new_session=True)
-
-
-def lh_background(*args, cwd: Path, cache: Path | None, env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "harness", *map(str, args)], cwd=cwd, env=_env(cache, env),
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
-
-
-def said(proc) -> str:
-    return f"exit {proc.returncode}\n--- stdout\n{proc.stdout}\n--- stderr\n{proc.stderr}"
-
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *names) -> str:
     """Exit 2 and exactly one line on stderr, naming each of names; never a traceback."""
@@ -151,16 +113,6 @@ def kill_leftovers(name: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"waited {seconds:g} s for {what}")
 
 
 def result_entries(cache: Path) -> list[Path]:
@@ -811,7 +763,7 @@ def test_ctrl_c_in_leak_check_stops_the_pytest_session(tmp_path, cache):
             Path("second_ran").write_text("yes")
     """))
     session = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_interrupted.py"],
-                               cwd=tmp_path, env=_env(cache), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               cwd=tmp_path, env=user_env(cache), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         wait_for(lambda: program_pids(name), 60, f"{name} to run under valgrind")

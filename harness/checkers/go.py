@@ -18,11 +18,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..elf import contains, is_go_binary
+from ..errors import BuildError, ParseError
 from ..gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK, go_identity
 from ..parsers.go import name_go_callers, parse_go_crash, recorded_allocations
 from ..parsers.go import sniff as looks_like_go_crash
-from ..elf import contains, is_go_binary
-from ..errors import BuildError, ParseError
 from .base import Checker, child_environment
 from .sanitizers import SANITIZER_ENV, SanitizerChecker
 
@@ -63,7 +63,7 @@ def go_crash_findings(g) -> None:
         g.cut.append(g.stderr.name)
 
 
-def ended_before_main_returned(g, mark: str) -> str:
+def ended_before_main_returned(g) -> str:
     what = f"exit code {g.returncode}" if g.returncode is not None else "no exit code"
     return f"the program ended before main returned (os.Exit, panic, signal; {what})"
 
@@ -137,7 +137,7 @@ class GoAsan(GoChecker, SanitizerChecker):
         if why:
             return why
         if LEAK_CHECK_MARK not in g.stderr_tail() and not g.main_reported:
-            return (f"the leak check did not run: {ended_before_main_returned(g, LEAK_CHECK_MARK)}, so leaks "
+            return (f"the leak check did not run: {ended_before_main_returned(g)}, so leaks "
                     f"were not checked")
         return ""
 

@@ -17,7 +17,10 @@ MAX_LISTED = 200  # rows of one comparison table on the index page
 
 
 def charts(entries: list[dict]) -> list[dict]:
-    """The trend charts of the nights' summary entries: a title and its SVG each."""
+    """The trend charts of the nights' summary entries: a title and its SVG each.  Interrupted
+    nights are not drawn: their numbers are of the jobs that finished, and a drop to 0 there
+    would be a night that never was."""
+    entries = [e for e in entries if not e.get("interrupted")]
     checkers = sorted({c for e in entries for c in e.get("findings_by_checker", {})})
     categories = sorted({c for e in entries for c in e.get("findings_by_category", {})})
     nights = [e["night"] for e in entries]
@@ -50,7 +53,8 @@ def write_index(history: Path, entries: list[dict], comparison) -> Path:
     """Write history/index.html (atomically) for the nights' entries, oldest first."""
     limit = lambda items: (items[:MAX_LISTED], max(0, len(items) - MAX_LISTED))  # noqa: E731
     page = _env().get_template("nightly_index.html.j2").render(
-        entries=list(reversed(entries)), charts=charts(entries) if entries else [], comparison=comparison,
+        entries=list(reversed(entries)), charts=charts(entries) if any(not e.get("interrupted") for e in entries) else [],
+        comparison=comparison, drawn=sum(1 for e in entries if not e.get("interrupted")),
         limit=limit)
     write_atomic(Path(history) / "index.html", page)
     return Path(history) / "index.html"

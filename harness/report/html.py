@@ -40,6 +40,7 @@ from ..grouping import FindingGroup, group_findings
 from ..judge import COMPLETE, outcome
 from ..signatures import is_library
 from ..results import JobRecord, Results, SourceFile, combine, write_atomic
+from ..validate import inside
 from . import sarif, svg
 from .paths import display_path
 
@@ -453,7 +454,7 @@ def growth_views(entries: Iterable[dict]) -> list[dict]:
                 report = GrowthReport.from_dict(entry)
                 view["total"] = report.total
                 view["signatures"] = list(report.by_signature)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, ArithmeticError) as exc:
             view.update(status="unreadable", total=None, signatures=[],
                         reason=f"this growth entry of results.json cannot be read ({type(exc).__name__}: {exc})")
             view.setdefault("iterations", [])
@@ -506,16 +507,18 @@ def _env() -> jinja2.Environment:
 
 
 def write_report(inputs: list[Path], out: Path, fixtures: Path | None = None,
-                 suppressions: list | None = None) -> Path:
+                 suppressions: list | None = None, local_sources: bool = False) -> Path:
     """Read and merge results (results.combine) into `out`, then render them there; returns
-    the path of index.html."""
+    the path of index.html.  local_sources: the results are this process's own run, so the
+    user's source files their stacks name may be shown (never for results from elsewhere:
+    a results.json must not make a report read files outside its folder)."""
     out = Path(out)
     inputs = [Path(p) for p in inputs]
     results = combine(inputs, out, suppressions)  # growth entries merged too, one per program
-    return render_report(results, out, fixtures)
+    return render_report(results, out, fixtures, local_sources)
 
 
-def render_report(results: Results, out: Path, fixtures: Path | None = None) -> Path:
+def render_report(results: Results, out: Path, fixtures: Path | None = None, local_sources: bool = False) -> Path:
     """Render results whose log and source paths are relative to `out`; returns index.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -562,16 +565,33 @@ def render_report(results: Results, out: Path, fixtures: Path | None = None) -> 
 
     (out / "patterns").mkdir(exist_ok=True)
     for pid, pjobs in by_pattern.items():
-        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid], growth_by_pattern.get(pid, []))
+        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid], growth_by_pattern.get(pid, []),
+                             local_sources)
     for pid in growth_by_pattern.keys() - by_pattern.keys():  # a program fitted, with no job of its own
         _write_pattern_pages(env, out, pid, [], patterns.get(pid), [], growth_by_pattern[pid])
 
     checkers = sorted({c for _, c in columns}, key=registry.order_key)
     write_atomic(out / "index.html", env.get_template("index.html.j2").render(
         results=results, rows=rows, columns=columns, totals=totals, slowest=slowest,
-        cross_total=len(cross), checkers=checkers, growth=growth))
+        cross_total=len(cross), checkers=checkers, growth=growth, part=_part_note(results)))
     sarif.write(results, out)
     return out / "index.html"
+
+
+def _part_note(results: Results) -> str:
+    """A banner for results that are not a whole run: one shard of several, or a merge missing
+    parts (their jobs are in the matrix as not run)."""
+    from ..shard import NOT_RUN
+
+    run = results.run or {}
+    missing = sum(1 for j in results.jobs if NOT_RUN in j.problems)
+    if missing:
+        return (f"Partial: {missing} job(s) of run {run.get('id', '?')} are in no part given to this report; "
+                f"they are shown as not run.")
+    shard = run.get("shard")
+    if shard and shard[1] > 1:
+        return f"Shard {shard[0]} of {shard[1]} of run {run.get('id', '?')}: a part of the run, not all of it."
+    return ""
 
 
 def _catalog(fixtures: Path | None, ids: set[str]) -> dict:
@@ -651,8 +671,11 @@ def _cross_rows(by_pattern: dict[str, list[JobRecord]], bugs: dict[str, list[Bug
 
 
 def _stored_source(out: Path, source: SourceFile) -> str | None:
+    path = inside(out, source.path)  # never through a symlink out of the results folder
+    if path is None:
+        return None
     try:
-        return (out / source.path).read_bytes()[:SOURCE_LIMIT].decode("utf-8", "replace")
+        return path.read_bytes()[:SOURCE_LIMIT].decode("utf-8", "replace")
     except (OSError, ValueError):
         return None
 
@@ -673,7 +696,7 @@ def _variant_sources(out: Path, pjobs: list[JobRecord], variant: str) -> list[tu
 
 
 def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], pattern, bugs: list[Bug],
-                         growth: list[dict] = ()) -> None:
+                         growth: list[dict] = (), local_sources: bool = False) -> None:
     sources, diff_text, notes = [], None, []
     shown = [f for j in pjobs for f in j.findings if _shown(f)]
     variants = [v for v in VARIANTS + ("check",) if any((j.variant or "check") == v for j in pjobs)]
@@ -708,7 +731,7 @@ def _write_pattern_pages(env, out: Path, pid: str, pjobs: list[JobRecord], patte
                 diff_text = pattern_diff(pattern)
             except LeakHarnessError:
                 diff_text = None
-    elif "check" in variants and not stored["check"]:
+    elif "check" in variants and not stored["check"] and local_sources:
         for path in _user_sources(shown):
             try:
                 text = path.read_bytes()[:SOURCE_LIMIT].decode("utf-8", "replace")

@@ -36,7 +36,9 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
-def summary_md(results: Results, title: str = "leakharness") -> str:
+def summary_md(results: Results, title: str = "leakharness", notes=()) -> str:
+    """notes: lines said first, in bold (a nightly's regression or first-night failures, a merge
+    missing parts, a growth fit that did not complete)."""
     jobs = results.jobs
     outcomes = [(job, outcome(job)) for job in jobs]
     passed = sum(1 for _, o in outcomes if o.name in ("pass", "clean"))
@@ -48,6 +50,10 @@ def summary_md(results: Results, title: str = "leakharness") -> str:
     errors = [(j, f) for j in jobs for f in errors_of(j.findings)]
     lost = sum(f.bytes or 0 for _, f in errors if f.category == "leak")
     lines = [f"## {_cell(title, 120)}", ""]
+    if results.interrupted:
+        lines += ["**Interrupted: only the jobs that finished are here, not the whole run.**", ""]
+    for note in list(notes)[:20]:
+        lines += [f"**{_cell(note, 400)}**", ""]
     lines.append(f"**{len(jobs)} job(s)**: {passed} passed, {len(failed) - stale} failed, {stale} stale, "
                  f"{blind} blind, {known} known incomplete, {incomplete} not fully checked; "
                  f"{len(errors)} finding(s), {_bytes(lost)} leaked.")
@@ -79,8 +85,8 @@ def summary_md(results: Results, title: str = "leakharness") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def write_summary_md(results: Results, path: Path, title: str = "leakharness") -> Path:
+def write_summary_md(results: Results, path: Path, title: str = "leakharness", notes=()) -> Path:
     """A short Markdown summary (for $GITHUB_STEP_SUMMARY), written atomically; returns the path."""
     path = Path(path)
-    write_atomic(path, summary_md(results, title))
+    write_atomic(path, summary_md(results, title, notes))
     return path

@@ -106,3 +106,43 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
     cached = sum(1 for j in results.jobs if j.cached)
     out.write(f"{len(results.jobs)} job(s), {cached} from cache; results in {results_path}\n")
+
+
+def merge_notes(results, limit: int = 10) -> list[str]:
+    """What `report` says on stderr of merged results that are not a whole run: the jobs of its
+    plan that no part held (shown as not run), an interrupted run."""
+    from ..shard import NOT_RUN
+    from ..validate import printable
+
+    lines = []
+    missing = [j for j in results.jobs if NOT_RUN in j.problems]
+    if missing:
+        run = (results.run or {}).get("id", "?")
+        lines.append(f"{len(missing)} job(s) of run {run} are in no part given (shown as not run): "
+                     + ", ".join(printable(j.name) for j in missing[:limit]) + (" ..." if len(missing) > limit else ""))
+        reasons = list(dict.fromkeys(j.message.removeprefix("not run: ") for j in missing))
+        lines.extend(f"  {printable(why, 400)}" for why in reasons[:limit])
+    if results.interrupted:
+        lines.append("these results are of an interrupted run: only the jobs that finished are in them")
+    return lines
+
+
+def growth_lines(results, out: IO[str]) -> list[str]:
+    """`--growth`: one line per fit, the rate of the complete ones and why the others are not;
+    returns the lines of the fits that did not complete (they are in the exit code too)."""
+    unfinished = []
+    for entry in results.growth:
+        name = f"{entry.get('pattern')}" + (f"::{entry.get('variant')}" if entry.get("variant") else "") \
+            + f"[{entry.get('checker')}]"
+        if entry.get("status") == "ok":
+            total = entry.get("total") or {}
+            rate = total.get("rate_per_op") if isinstance(total, dict) else None
+            fixed = total.get("fixed_bytes") if isinstance(total, dict) else None
+            what = (f"{rate:.0f} B lost per operation, {fixed:.0f} B once"
+                    if isinstance(rate, (int, float)) and isinstance(fixed, (int, float)) else "fitted")
+            out.write(f"growth {name}: {what}\n")
+        else:
+            line = f"GROWTH INCOMPLETE {name}: {entry.get('reason') or entry.get('status')}"
+            out.write(line + "\n")
+            unfinished.append(line)
+    return unfinished
