@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -169,6 +170,8 @@ class Session:
 
         cache = self._cache_dir()
         suppressions = self.suppressions()
+        if html:  # what the report needs, made ready on the side while the jobs run
+            threading.Thread(target=_ready_report, name="leakharness-report-ready", daemon=True).start()
         with locked(out) as out, using(cache):  # `cache clear` refuses while this run uses the cache
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
                                 progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions,
@@ -183,10 +186,11 @@ class Session:
                 from .report import sarif
 
                 sarif.write(results, out)
-        try:
-            trim(cache)  # keep the cache under its cap, now that this run no longer holds it
-        except OSError:
-            pass
+        if any(not j.cached for j in results.jobs):  # nothing added, nothing to trim (a walk of the cache)
+            try:
+                trim(cache)  # keep the cache under its cap, now that this run no longer holds it
+            except OSError:
+                pass
         return results
 
     def _catalog_growth(self, patterns, growth):
@@ -296,6 +300,23 @@ class Session:
         from .resultcache import clear
 
         return clear(self.cache) if self.cache.is_dir() else 0
+
+
+def _ready_report() -> None:
+    """Import the report's modules and load its compiled templates: on a second core, while
+    the jobs run, instead of after the last one (most of a one-program `check`'s own time)."""
+    try:
+        import importlib
+
+        for module in ("sarif", "findings_json"):
+            importlib.import_module(f"{__package__}.report.{module}")
+        from .report import html
+
+        env = html._env()
+        for name in ("index.html.j2", "pattern.html.j2", "signatures.html.j2"):
+            env.get_template(name)
+    except Exception:  # noqa: BLE001 - only a head start: the report itself says what is wrong
+        pass
 
 
 # --- the functions earlier callers use, over a default Session -------------------------------

@@ -231,6 +231,12 @@ class Finding:
 
 
 _NAMES = frozenset(f.name for f in dataclasses.fields(Finding))
+
+
+def fields_of(f: Finding) -> tuple:
+    """A finding's fields in order (new_finding's), the form a stream writer takes as well."""
+    return (f.tool, f.kind, f.category, f.message, f.leak_kind, f.bytes, f.indirect_bytes, f.blocks, f.stack,
+            f.aux_stacks, f.pid, f.thread, f.count, f.source, f.signature, f.suppressed)
 # Frames and stacks read back (results.json, the result cache) are shared by value, as the parsers
 # share them: a catalog's results repeat the same OpenSSL frames thousands of times.
 _SHARED_MAX = 200_000

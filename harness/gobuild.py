@@ -28,6 +28,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
 from . import facts
@@ -498,13 +499,32 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
     return overlay, virtual
 
 
+# The first build of a mode in a cache compiles the standard library for it into GOCACHE (for
+# -asan, about ten CPU seconds); two of them at once would each compile it, Go's cache has no
+# lock for work in progress.  So the first build of each mode (per cache) goes alone, and every
+# later one, the library then cached, runs beside the others.
+_FIRST_LOCK = threading.Lock()
+_FIRST: dict[tuple[str, str], threading.Lock] = {}
+_WARMED: set[tuple[str, str]] = set()
+
+
 def build_go(spec, cache_dir: Path):
     """Build spec (a Go program) or reuse the cached binary of the same key: a build.Build."""
     from .build import in_cache
 
     cache_dir = Path(cache_dir)
     k = key(spec)
-    return in_cache(spec, cache_dir, k, lambda work, final: _compile_go(spec, cache_dir, k, work))
+    compile_into = lambda work, final: _compile_go(spec, cache_dir, k, work)  # noqa: E731
+    mode = (str(cache_dir), spec.go_mode or "")
+    if mode in _WARMED:
+        return in_cache(spec, cache_dir, k, compile_into)
+    with _FIRST_LOCK:
+        first = _FIRST.setdefault(mode, threading.Lock())
+    with first:
+        made = in_cache(spec, cache_dir, k, compile_into)
+        if made.status == "ok":
+            _WARMED.add(mode)
+    return made
 
 
 def _compile_go(spec, cache_dir: Path, k: str, work: Path):

@@ -12,6 +12,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Iterable, Union
 
 from ..errors import ParseError
+from ..findings import fields_of, new_finding
 from .valgrind import ValgrindLog, ValgrindStream, parse_valgrind_xml
 from .valgrind import sniff as looks_like_valgrind_xml
 
@@ -57,10 +58,12 @@ class LogStream:
     file says besides (a streamed file's findings left out) and `found` how many findings it
     had.  Raises ParseError when made, as parse_file does, for a file that is no log at all."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, fields: bool = False):
+        """fields: hand out a valgrind file's findings as the tuples of their fields
+        (findings.fields_of: no Finding made), for a writer that takes them (parse's JSON)."""
         path = str(path)
         if _is_valgrind_xml(_head(path)):
-            self.stream = ValgrindStream(path)
+            self.stream = ValgrindStream(path, fields=fields)
             self.log = None
         else:
             self.stream = None
@@ -75,7 +78,12 @@ class LogStream:
         stream = self.stream
         for finding in stream:
             # Only once the parser has met a cgo frame need a finding's frames be looked at.
-            yield name_cgo_frames([finding])[0] if stream.parser.cgo and _runs_into_cgo(finding) else finding
+            if stream.parser.cgo:
+                whole = new_finding(*finding) if type(finding) is tuple else finding
+                if _runs_into_cgo(whole):
+                    named = name_cgo_frames([whole])[0]
+                    finding = fields_of(named) if type(finding) is tuple else named
+            yield finding
         self.log, self.found = stream.log, stream.found
 
 

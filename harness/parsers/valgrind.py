@@ -25,7 +25,7 @@ from typing import BinaryIO
 from lxml import etree
 
 from ..errors import ParseError
-from ..findings import AuxStack, Finding, Frame, make_signature, new_finding, significant_frames
+from ..findings import CATEGORIES, AuxStack, Finding, Frame, fields_of, make_signature, new_finding, significant_frames
 
 SUPPORTED_PROTOCOLS = (4, 5, 6)
 
@@ -134,6 +134,7 @@ class _Parser:
         self.path = path
         self.tool_name = tool_name
         self.emitted = 0  # findings handed out so far
+        self.fields = False  # hand out each finding as the tuple of its fields (make_finding)
         self.by_unique: dict[str, int] | None = None  # unique -> ordinal, when asked for (read_all)
         self.counts = counts or {}  # <errorcounts> read ahead (counts_ahead): unique -> times seen
         self.info: dict = {"error_counts": {}, "suppression_counts": {}}
@@ -226,10 +227,16 @@ class _Parser:
         pending_label: str | None = None
         notes: list[str] | None = None  # words with no stack of their own ("Address .. inside data symbol ..")
         thread_ids: list[int] | None = None  # helgrind: the threads the error names, in order
+        stacks = self.stacks
         for child in elem:
             tag = child.tag
             if tag == "stack":
-                frames = self.stack(child)
+                try:  # a stack seen before, by its ips (the common case, as self.stack does)
+                    frames = stacks.get(tuple([fr[0].text for fr in child]))
+                except IndexError:
+                    frames = None
+                if frames is None:
+                    frames = self.stack(child)
                 if main_stack is None:
                     main_stack = frames
                 else:
@@ -304,9 +311,11 @@ class _Parser:
             if notes and what:
                 what = "; ".join([what, *notes])
         count = self.counts.get(unique, 1) if unique is not None and self.counts else 1
+        helgrind = kind in _HELGRIND_KINDS
         finding = self.make_finding(kind, what or "", aux_texts or (), main_stack or (), tuple(aux) if aux else (),
-                                    tid, leak_text, leaked_bytes, leaked_blocks, count)
-        if kind in _HELGRIND_KINDS and not significant_frames(finding.stack):
+                                    tid, leak_text, leaked_bytes, leaked_blocks, count,
+                                    fields=self.fields and not helgrind)
+        if helgrind and not significant_frames(finding.stack):
             # "Exiting thread still holds 1 lock" is reported at the thread's end, whose stack is
             # start_thread and clone only: the thread is named by where it was created instead.
             created = _creation_site(next((a.frames for a in finding.aux_stacks
@@ -316,10 +325,14 @@ class _Parser:
         if unique is not None and self.by_unique is not None:
             self.by_unique[unique] = self.emitted
         self.emitted += 1
+        if self.fields and helgrind:
+            return fields_of(finding)
         return finding
 
     def make_finding(self, kind, what, aux_texts, stack, aux, tid, leak_text, leaked_bytes,
-                     leaked_blocks, count=1) -> Finding:
+                     leaked_blocks, count=1, fields: bool = False) -> Finding | tuple:
+        """The Finding; with `fields`, the tuple of its fields in order (findings.new_finding's),
+        for a stream whose every finding is written at once and dropped (parse's JSON)."""
         leak_kind = _LEAK_KINDS.get(kind)
         nbytes = indirect = 0
         if leak_kind:
@@ -331,19 +344,23 @@ class _Parser:
                     nbytes, indirect = _int(m.group(2)), _int(m.group(3))
         else:
             category = _category(kind, what, aux_texts)
-        return new_finding(self.tool_name or "memcheck", kind, category, what, leak_kind,
-                           nbytes if leak_kind else None, indirect or 0, leaked_blocks if leak_kind else None,
-                           stack, aux, self.info.get("pid"), tid, count if count > 1 else 1, self.path,
-                           self.signature(category, stack))
+        signature = self.signatures.get((category, id(stack))) if id(stack) in self.shared else None
+        values = (self.tool_name or "memcheck", kind, category, what, leak_kind,
+                  nbytes if leak_kind else None, indirect or 0, leaked_blocks if leak_kind else None,
+                  stack, aux, self.info.get("pid"), tid, count if count > 1 else 1, self.path,
+                  signature or self.signature(category, stack), None)
+        if fields and category in CATEGORIES:
+            return values
+        return new_finding(*values)
 
-    def fatal_signal(self, elem) -> Finding:
+    def fatal_signal(self, elem) -> Finding | tuple:
         name = elem.findtext("signame") or f"signal {elem.findtext('signo')}"
         stack_elem = elem.find("stack")
         stack = self.stack(stack_elem) if stack_elem is not None else ()
         addr = elem.findtext("siaddr")
         self.info["fatal_signal"] = name
         self.emitted += 1
-        return Finding(
+        found = Finding(
             tool=self.tool_name or "memcheck",
             kind=f"FatalSignal:{name}",
             category="crash",
@@ -353,6 +370,7 @@ class _Parser:
             thread=_int(elem.findtext("tid")),
             source=self.path,
         )
+        return fields_of(found) if self.fields else found
 
     def handle(self, elem) -> Finding | None:
         tag = elem.tag
@@ -518,10 +536,13 @@ class ValgrindStream:
     rest of what the file says (findings left out) and `found` how many there were.  Raises
     ParseError at once when the file is not valgrind's XML at all."""
 
-    def __init__(self, path: str, tool_name: str | None = None, index: bool = False):
+    def __init__(self, path: str, tool_name: str | None = None, index: bool = False, fields: bool = False):
+        """fields: each finding handed out as the tuple of its fields (findings.fields_of), for a
+        caller that writes it at once (parse's JSON): no Finding object made."""
         self.path = path = str(path)
         self.tool_name = tool_name
         self.index = index
+        self.fields = fields
         try:
             with open(path, "rb") as fh:
                 head = fh.read(8192)
@@ -546,6 +567,7 @@ class ValgrindStream:
 
     def _parser(self) -> _Parser:
         parser = _Parser(self.path, self.tool_name, self.ahead)
+        parser.fields = self.fields
         if self.index:
             parser.by_unique = {}
         return parser

@@ -67,31 +67,36 @@ class FindingsWriter:
         self.stacks[id(frames)] = (frames, text)
         return text
 
-    def finding(self, f: Finding) -> str:
-        # The fields that repeat from finding to finding (the tool, kind and category; the log,
-        # the signature) are put into JSON once per distinct value.
-        key = (f.tool, f.kind, f.category)
+    def finding(self, f: Finding | tuple) -> str:
+        """One finding's JSON; f a Finding or the tuple of its fields (findings.fields_of)."""
+        if type(f) is tuple:
+            (tool, kind, category, message, leak_kind, b, i, k, stack, aux_stacks, pid, thread, count, source,
+             signature, suppressed) = f
+        else:
+            tool, kind, category, message, leak_kind = f.tool, f.kind, f.category, f.message, f.leak_kind
+            b, i, k, stack, aux_stacks = f.bytes, f.indirect_bytes, f.blocks, f.stack, f.aux_stacks
+            pid, thread, count, source, signature, suppressed = f.pid, f.thread, f.count, f.source, f.signature, f.suppressed
+        # What repeats from finding to finding (the tool, kind, category and leak kind; the
+        # process, thread, count, log and signature) is put into JSON once per distinct value.
+        key = (tool, kind, category, leak_kind)
         head = self.heads.get(key)
         if head is None:
-            head = self.heads[key] = (f'{{"tool": {_str(f.tool)}, "kind": {_str(f.kind)}, '
-                                      f'"category": {_str(f.category)}, "message": ')
-        key = (f.source, f.signature, f.suppressed)
+            head = self.heads[key] = (
+                f'{{"tool": {_str(tool)}, "kind": {_str(kind)}, "category": {_str(category)}, "message": ',
+                f', "leak_kind": {_str(leak_kind)}, "bytes": ')
+        key = (pid, thread, count, source, signature, suppressed)
         tail = self.tails.get(key)
         if tail is None:
             if len(self.tails) >= _REMEMBERED:
                 self.tails.clear()
-            tail = self.tails[key] = (f'"source": {_str(f.source)}, "signature": {_str(f.signature)}, '
-                                      f'"suppressed": {_str(f.suppressed)}, "stack": ')
-        b, i, k, p, t, c = f.bytes, f.indirect_bytes, f.blocks, f.pid, f.thread, f.count
+            tail = self.tails[key] = (f', "pid": {_num(pid)}, "thread": {_num(thread)}, "count": {_num(count)}, '
+                                      f'"source": {_str(source)}, "signature": {_str(signature)}, '
+                                      f'"suppressed": {_str(suppressed)}, "stack": ')
         aux = ", ".join([f'{{"label": {_str(a.label)}, "text": {_str(a.text)}, "frames": {self.stack(a.frames)}}}'
-                         for a in f.aux_stacks]) if f.aux_stacks else ""
-        leak_kind = f.leak_kind
-        return (f'{head}{encode_basestring_ascii(f.message)}, "leak_kind": '
-                f'{"null" if leak_kind is None else encode_basestring_ascii(leak_kind)}, '
-                f'"bytes": {"null" if b is None else b}, "indirect_bytes": {"null" if i is None else i}, '
-                f'"blocks": {"null" if k is None else k}, "pid": {"null" if p is None else p}, '
-                f'"thread": {"null" if t is None else t}, "count": {"null" if c is None else c}, '
-                f'{tail}{self.stack(f.stack)}, "aux_stacks": [{aux}]}}')
+                         for a in aux_stacks]) if aux_stacks else ""
+        return (f'{head[0]}{encode_basestring_ascii(message)}{head[1]}{"null" if b is None else b}, '
+                f'"indirect_bytes": {"null" if i is None else i}, "blocks": {"null" if k is None else k}'
+                f'{tail}{self.stack(stack)}, "aux_stacks": [{aux}]}}')
 
     def write(self, findings: Iterable[Finding], batch: int = 512) -> None:
         pending: list[str] = []
