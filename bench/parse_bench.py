@@ -38,10 +38,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORK = os.path.join(HERE, ".work")
 PEERS_VENV = os.path.join(WORK, "peers-venv")
-OURS = os.path.join(ROOT, ".venv", "bin", "leakharness")
+OURS = benchlib.ours()  # this checkout's leakharness, run with benchlib.env()
+PYTHON = sys.executable
 
 GEN_VERSION = 2  # bump when the program or the multiplication changes: files are regenerated
-SIZES = (2_000, 50_000)
+SIZES = (2_000, 5_000, 20_000, 50_000)
+PEER_SIZES = (2_000, 50_000)  # the peers are timed on these (valgrind-codequality takes ten seconds)
 OUR_RUNS = 3
 PEER_TIMEOUT = 300.0
 OUR_TIMEOUT = 300.0
@@ -54,9 +56,11 @@ PEERS = {
                              "script": "valgrind-codequality"},
 }
 
-# Targets from issue 2, on the 50,000-error file.
+# Targets from issue 2, on the 50,000-error file; issue 20's against bare lxml, the floor.
 TARGET_OUR_SECONDS = 3.0
 TARGET_OUR_MB = 80.0
+TARGET_FLOOR_RATIO = 1.5  # ours / bare lxml iterparse, the median of pairs timed in turn
+TARGET_FLOOR_MB = 50.0
 TARGET_CQ_SPEEDUP = 10.0
 TARGET_CQ_LEANER = 4.0
 
@@ -334,7 +338,7 @@ actions = [
 ]
 timed_out = []
 start = time.perf_counter()
-pid = os.posix_spawn(argv[0], argv, os.environ, file_actions=actions, setsid=True)
+pid = os.posix_spawn(argv[0], argv, json.loads(os.environ["BENCH_ENV"]), file_actions=actions, setsid=True)
 def on_alarm(signum, frame):
     timed_out.append(True)
     try:
@@ -360,7 +364,7 @@ def measure(argv, *, timeout, stdout_path=os.devnull, label="run") -> Run:
         [sys.executable, "-I", "-S", "-c", LAUNCHER, str(timeout), stdout_path, stderr_path,
          ROOT, *argv],
         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout + 60,
-        start_new_session=True)
+        start_new_session=True, env={**os.environ, "BENCH_ENV": json.dumps(benchlib.env())})
     if proc.returncode != 0:
         raise RuntimeError(f"launcher failed for {argv}: {proc.stderr[-2000:]}")
     res = json.loads(proc.stdout)
@@ -373,39 +377,45 @@ def bench_file(path: str, n_errors: int, peers: dict[str, dict]) -> list[dict]:
     rows: list[dict] = []
     tag = f"{n_errors}"
 
-    # Ours: best of 3, output to /dev/null as a user's pipe would discard it.
-    ours = [measure([OURS, "parse", path, "--format", "json"], timeout=OUR_TIMEOUT,
-                    label=f"ours-{tag}-{i}") for i in range(OUR_RUNS)]
+    # Ours and the floor (bare lxml iterparse over the same <error>s, the cost of walking the file
+    # with lxml and building nothing) in turn, OUR_RUNS pairs, after one untimed run of each:
+    # the ratio quoted is the median of the pairs' (a machine whose speed drifts moves both).
+    ours_argv = [*OURS, "parse", path, "--format", "json"]
+    lxml_argv = [PYTHON, "-c", BARE_LXML, path]
+    measure(ours_argv, timeout=OUR_TIMEOUT, label=f"ours-{tag}-warm")
+    measure(lxml_argv, timeout=OUR_TIMEOUT, stdout_path=os.path.join(WORK, f"lxml-{tag}.out"), label=f"lxml-{tag}-warm")
+    ours, floors = [], []
+    for i in range(OUR_RUNS):
+        ours.append(measure(ours_argv, timeout=OUR_TIMEOUT, label=f"ours-{tag}-{i}"))
+        floors.append(measure(lxml_argv, timeout=OUR_TIMEOUT, stdout_path=os.path.join(WORK, f"lxml-{tag}.out"),
+                              label=f"lxml-{tag}-{i}"))
     for r in ours:
         if r.timed_out or r.returncode != 0:
             raise RuntimeError(f"leakharness parse failed on {path} (exit {r.returncode}, "
                                f"timed out: {r.timed_out}):\n{r.stderr()[-2000:]}")
     best = min(ours, key=lambda r: r.seconds)
+    ratios = sorted(o.seconds / f.seconds for o, f in zip(ours, floors))
+    floor_ratio = ratios[len(ratios) // 2]
     # One more, untimed for the table, to count what it found.
-    check = measure([OURS, "parse", path, "--format", "json"], timeout=OUR_TIMEOUT,
+    check = measure(ours_argv, timeout=OUR_TIMEOUT,
                     stdout_path=os.path.join(WORK, f"ours-{tag}.json"), label=f"ours-{tag}-check")
     with open(check.stdout_path, "rb") as fh:
         found = len(json.load(fh))
     rows.append({
         "tool": "leakharness parse --format json", "seconds": best.seconds,
-        "peak_mb": best.peak_mb, "all_seconds": [r.seconds for r in ours],
-        "all_peak_mb": [r.peak_mb for r in ours],
+        "peak_mb": max(r.peak_mb for r in ours), "all_seconds": [r.seconds for r in ours],
+        "all_peak_mb": [r.peak_mb for r in ours], "floor_ratio": floor_ratio, "floor_ratios": ratios,
         "note": f"{found:,} findings (expected {n_errors:,}): "
-                + ("OK" if found == n_errors else "MISMATCH"),
+                + ("OK" if found == n_errors else "MISMATCH")
+                + f"; {floor_ratio:.2f}x bare lxml (median of {OUR_RUNS} pairs)",
         "findings": found, "findings_ok": found == n_errors,
     })
+    bestf = min(floors, key=lambda r: r.seconds)
+    rows.append({"tool": "(floor) bare lxml iterparse, no findings", "seconds": bestf.seconds,
+                 "peak_mb": max(r.peak_mb for r in floors), "reference": True,
+                 "note": f"{int(bestf.stdout().strip() or 0):,} <error> elements"})
 
-    # Reference, not a peer: the bare cost of walking the file with lxml's iterparse in the
-    # project's venv (what the catalog calls "bare lxml iterparse"), a floor for any lxml parser.
-    r = measure([os.path.join(ROOT, ".venv", "bin", "python"), "-c", BARE_LXML, path],
-                timeout=OUR_TIMEOUT, stdout_path=os.path.join(WORK, f"lxml-{tag}.out"),
-                label=f"lxml-{tag}")
-    if r.returncode == 0 and not r.timed_out:
-        rows.append({"tool": "(reference) bare lxml iterparse, no findings", "seconds": r.seconds,
-                     "peak_mb": r.peak_mb, "reference": True,
-                     "note": f"{int(r.stdout().strip() or 0):,} <error> elements"})
-
-    for name, peer in peers.items():
+    for name, peer in (peers.items() if n_errors in PEER_SIZES else ()):
         if "unavailable" in peer:
             rows.append({"tool": name, "unavailable": peer["unavailable"]})
             continue
@@ -462,7 +472,7 @@ def fmt_table(n_errors: int, size: int, rows: list[dict]) -> str:
         is_ours = row is ours
         t_ratio = "1x" if is_ours else f"{row['seconds'] / ours['seconds']:.1f}x"
         m_ratio = "1x" if is_ours else f"{row['peak_mb'] / ours['peak_mb']:.1f}x"
-        secs = f"{row['seconds']:.2f}" + (f" (best of {OUR_RUNS})" if is_ours else "")
+        secs = f"{row['seconds']:.2f}" + (f" (best of {OUR_RUNS})" if is_ours or row.get("reference") else "")
         lines.append(f"| {row['tool']} | {secs} | {row['peak_mb']:.0f} | {t_ratio} | {m_ratio} "
                      f"| {row.get('note', '')} |")
     return "\n".join(lines)
@@ -471,6 +481,9 @@ def fmt_table(n_errors: int, size: int, rows: list[dict]) -> str:
 def check_targets(rows: list[dict]) -> list[tuple[str, bool | None, str]]:
     ours = rows[0]
     checks = [
+        (f"within {TARGET_FLOOR_RATIO:g}x of bare lxml iterparse (issue 20)", ours["floor_ratio"] <= TARGET_FLOOR_RATIO,
+         f"{ours['floor_ratio']:.2f}x"),
+        (f"under {TARGET_FLOOR_MB:g} MB peak (issue 20)", ours["peak_mb"] < TARGET_FLOOR_MB, f"{ours['peak_mb']:.0f} MB"),
         (f"ours under {TARGET_OUR_SECONDS:g} s", ours["seconds"] < TARGET_OUR_SECONDS,
          f"{ours['seconds']:.2f} s"),
         (f"ours under {TARGET_OUR_MB:g} MB peak", ours["peak_mb"] < TARGET_OUR_MB,
@@ -509,9 +522,6 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     os.makedirs(WORK, exist_ok=True)
-    if not os.access(OURS, os.X_OK):
-        print(f"parse_bench: {OURS} missing: run `make install` first", file=sys.stderr)
-        return 2
     real = real_xml()
     n_real = len(ERROR_RE.findall(open(real, "rb").read()))
     files = [(n, multiplied_xml(real, n)) for n in args.sizes]
@@ -536,9 +546,13 @@ def main(argv=None) -> int:
         print()
         if not rows[0]["findings_ok"]:
             exit_code = 1
+    print("linear in the number of errors? seconds per 1,000 errors (best run), ours and bare lxml: " + "; ".join(
+        f"{n:,}: {all_results[n]['rows'][0]['seconds'] / n * 1000:.3f} / "
+        f"{all_results[n]['rows'][1]['seconds'] / n * 1000:.3f}" for n, _ in files))
+    print()
     big = max(args.sizes)
     if big == 50_000:
-        print("targets (issue 2, 50,000-error file):")
+        print("targets (issues 2 and 20, 50,000-error file):")
         missed = 0
         for what, ok, value in check_targets(all_results[big]["rows"]):
             print(f"  [{'met' if ok else 'MISSED'}] {what}: {value}")

@@ -5,7 +5,7 @@ Run from the repository root:  .venv/bin/python bench/run_all.py   (what `make b
 Exit status: 0 when every benchmark exited 0, else 1.  Arguments are passed to each script
 (run_bench.py and pytest_bench.py ignore the ones they do not know, e.g. parse_bench's --no-peers).
 
-Order: the ones in ORDER first (parse, then the catalog run, then the test suite), then any other
+Order: the ones in ORDER first (check, parse, report, the catalog run, the test suite), then any other
 *_bench.py by name.  They never overlap: each one times work that needs both cores.
 """
 
@@ -19,9 +19,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-ORDER = ("parse_bench.py",   # issue 2: `leakharness parse` against its peers
-         "run_bench.py",     # issue 4: `leakharness run` against xargs -P; cold cache; re-run
-         "pytest_bench.py",  # issue 5: pytest -n 2 against -n 0
+ORDER = ("check_bench.py",   # issue 20: `check` of one program against the bare checkers
+         "parse_bench.py",   # issues 2 and 20: `leakharness parse` against its peers and bare lxml
+         "report_bench.py",  # issues 6 and 20: the report, parse and check at 5,000 to 50,000 findings
+         "run_bench.py",     # issues 4 and 20: `run` against xargs -P; cold against warm; re-run
+         "pytest_bench.py",  # issues 5 and 20: pytest -n 2 against -n 0
          "residue_bench.py")  # issue 13: the residue checker against a plain run
 
 

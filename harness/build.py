@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from . import facts
 from .errors import BuildError
 
 COMPILE_TIMEOUT = 300
@@ -51,30 +52,72 @@ _run = run_tool
 
 @functools.lru_cache(maxsize=None)
 def compiler_identity(cc: str) -> str:
-    """`gcc (Debian 12.2.0-14) 12.2.0`: part of every cache key."""
+    """`gcc (Debian 12.2.0-14) 12.2.0`: part of every cache key (remembered while the
+    compiler's binary is unchanged: facts.py)."""
     path = shutil.which(cc)
     if path is None:
         raise BuildError(f"compiler {cc!r} not found (install it: sudo apt-get install {cc})")
-    try:
-        proc = _run([path, "--version"])
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"{cc} --version failed: {exc}") from None
-    first = (proc.stdout or proc.stderr).splitlines()[:1]
+    answer = facts.tool_output([path, "--version"])
+    if answer is None:
+        raise BuildError(f"{cc} --version failed: it could not be run")
+    _code, out, err = answer
+    first = (out or err).splitlines()[:1]
     return f"{os.path.realpath(path)} {first[0] if first else ''}".strip()
+
+
+_PKG_CONFIG_ENV = ("PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "PKG_CONFIG_SYSROOT_DIR")
 
 
 @functools.lru_cache(maxsize=None)
 def openssl_flags() -> tuple[str, tuple[str, ...], tuple[str, ...]]:
-    """(version, cflags, libs) of OpenSSL, from pkg-config (or plain -lssl -lcrypto)."""
+    """(version, cflags, libs) of OpenSSL, from pkg-config (or plain -lssl -lcrypto).
+    Remembered (facts.py) while pkg-config, the .pc files it read and the folders it searches
+    keep their identity: a new OpenSSL installed anywhere pkg-config looks is seen."""
+    env_key = [(k, os.environ.get(k, "")) for k in _PKG_CONFIG_ENV]
+
+    def ask() -> list | None:
+        try:
+            version = _run(["pkg-config", "--modversion", "openssl"]).stdout.strip()
+            cflags = _run(["pkg-config", "--cflags", "openssl"]).stdout.split()
+            libs = _run(["pkg-config", "--libs", "openssl"]).stdout.split()
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return [version, cflags, libs] if version and libs else None
+
     try:
-        version = _run(["pkg-config", "--modversion", "openssl"]).stdout.strip()
-        cflags = tuple(_run(["pkg-config", "--cflags", "openssl"]).stdout.split())
-        libs = tuple(_run(["pkg-config", "--libs", "openssl"]).stdout.split())
-        if version and libs:
-            return version, cflags, libs
+        grounds = _pkg_config_grounds()
     except (OSError, subprocess.TimeoutExpired):
-        pass
+        grounds = None
+    if grounds is None:
+        found = ask()
+    else:
+        found = facts.remembered("openssl-flags:" + repr(env_key), grounds, ask)
+    if found:
+        version, cflags, libs = found
+        return version, tuple(cflags), tuple(libs)
     return "unknown", (), ("-lssl", "-lcrypto")
+
+
+def _pkg_config_grounds() -> list[str] | None:
+    """The files pkg-config's answer about openssl rests on: itself, the folders it searches,
+    and the .pc files found there (remembered the same way); None when it is not there."""
+    program = shutil.which("pkg-config")
+    if program is None:
+        return None
+    env_key = [(k, os.environ.get(k, "")) for k in _PKG_CONFIG_ENV]
+
+    def search_path() -> list[str] | None:
+        proc = _run(["pkg-config", "--variable", "pc_path", "pkg-config"])
+        if proc.returncode != 0:
+            return None
+        extra = [os.environ.get(k, "") for k in ("PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR")]
+        return [d for d in ":".join([*extra, proc.stdout.strip()]).split(":") if d]
+
+    folders = facts.remembered("pkg-config-path:" + repr(env_key), [os.path.realpath(program)], search_path)
+    if not folders:
+        return None
+    pcs = [os.path.join(d, f"{name}.pc") for d in folders for name in ("openssl", "libssl", "libcrypto")]
+    return [os.path.realpath(program), *folders, *(p for p in pcs if os.path.exists(p))]
 
 
 @dataclass(frozen=True)
@@ -115,29 +158,87 @@ class BuildSpec:
             # Their folder too: the debug info names it, and a signature's line hash reads the
             # header there (a build from a copy of the fixtures, since deleted, named none).
             add("include_dir", str(inc))
-            for header in sorted(Path(inc).glob("*.h")):
-                add("header", header.name, header.read_text(encoding="utf-8", errors="replace"))
+            for name, text in _headers_of(Path(inc)):
+                add("header", name, text)
         return h.hexdigest()
+
+
+_HEADERS: dict[str, tuple[list, list[tuple[str, str]]]] = {}
+_HEADERS_LOCK = threading.Lock()
+
+
+def _headers_of(folder: Path) -> list[tuple[str, str]]:
+    """(name, text) of the *.h files of a folder, in name order: read once per process while the
+    folder and each header keep their identity (every catalog task's key has them)."""
+    key = str(folder)
+    with _HEADERS_LOCK:
+        known = _HEADERS.get(key)
+    if known is not None and facts.still(known[0]):
+        return known[1]
+    headers = sorted(folder.glob("*.h"))
+    grounds = [[key, facts.identity(folder)]] + [[str(p), facts.identity(p)] for p in headers]
+    found = [(p.name, p.read_text(encoding="utf-8", errors="replace")) for p in headers]
+    if all(g[1] is not None for g in grounds) and facts.still(grounds) and all(facts.settled(g[1]) for g in grounds):
+        with _HEADERS_LOCK:
+            _HEADERS[key] = (grounds, found)
+    return found
 
 
 def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> list[Path]:
     """A user's sources and the local headers they include (`cc -MM`), so that editing a
-    header rebuilds; system headers are covered by the compiler and OpenSSL versions."""
+    header rebuilds; system headers are covered by the compiler and OpenSSL versions.
+
+    Remembered (facts.py) while the compiler, the sources, the headers found and every folder
+    a local header could come from (the sources' and the headers' own, and those of -I,
+    -iquote and -idirafter) keep their identity: an edit anywhere, or a header added where it
+    would shadow another, runs `cc -MM` again.  Never remembered when a header was missing."""
     if not files:
         return []
     found = [Path(f).resolve() for f in files]
     for f in found:
         if not f.is_file():
             raise BuildError(f"{f}: no such source file")
-    try:
-        proc = _run([shutil.which(cc) or cc, "-MM", "-MG", *cflags, *map(str, found)], timeout=120)
-        deps = proc.stdout.replace("\\\n", " ").split()
-    except (OSError, subprocess.TimeoutExpired):
-        deps = []
+    compiler = shutil.which(cc) or cc
+
+    def ask() -> tuple[list[str], bool]:
+        """(the headers found, whether one was missing)."""
+        try:
+            proc = _run([compiler, "-MM", "-MG", *cflags, *map(str, found)], timeout=120)
+            deps = proc.stdout.replace("\\\n", " ").split()
+        except (OSError, subprocess.TimeoutExpired):
+            return [], True
+        paths, missing = [], False
+        for dep in deps:
+            if dep.endswith(":"):
+                continue
+            path = Path(dep).resolve()
+            if path.is_file():
+                paths.append(str(path))
+            else:
+                missing = True  # -MG: a header that is not there (yet)
+        return paths, missing
+
+    folders = {str(f.parent) for f in found}
+    for i, flag in enumerate(cflags):
+        for prefix in ("-I", "-iquote", "-idirafter"):
+            if flag == prefix and i + 1 < len(cflags):
+                folders.add(os.path.abspath(cflags[i + 1]))
+            elif flag.startswith(prefix) and len(flag) > len(prefix):
+                folders.add(os.path.abspath(flag[len(prefix):]))
+    include_env = [(k, os.environ.get(k, "")) for k in ("CPATH", "C_INCLUDE_PATH")]
+    folders.update(os.path.abspath(d) for _, v in include_env for d in v.split(":") if d)
+    key = "deps:" + repr((os.path.realpath(compiler), cflags, [str(f) for f in found], include_env))
+    known = facts.get(key)
+    if isinstance(known, dict) and facts.still(known.get("grounds")) and isinstance(known.get("value"), list):
+        deps = known["value"]
+    else:
+        before = facts.grounds([os.path.realpath(compiler), *map(str, found), *sorted(folders)])
+        deps, missing = ask()
+        after = facts.grounds([p for d in deps for p in (d, os.path.dirname(d))])
+        if not missing and before is not None and after is not None and facts.still(before):
+            facts.put(key, {"grounds": before + after, "value": deps})
     for dep in deps:
-        if dep.endswith(":"):
-            continue
-        path = Path(dep).resolve()
+        path = Path(dep)
         if path.is_file() and path not in found:
             found.append(path)
     return found
@@ -332,15 +433,21 @@ def _from_cache(spec: BuildSpec, final: Path, key: str, cached: bool = True, dur
 
 
 _HELPER_LOCK = threading.Lock()
+_HELPERS: dict[tuple, tuple] = {}  # (source, cache, folder, name, flags) -> (source's identity, the binary)
 
 
 def helper_binary(source: Path, cache_dir: Path, folder: str, name: str, flags: tuple[str, ...]) -> Path | None:
     """A small C helper of leakharness's own (lh-reaper, the residue interposer) compiled once
     into the cache, keyed by its source's hash; None when no C compiler is there.  Renamed into
     place, so a concurrent process never sees a half-written file."""
+    known = _HELPERS.get((str(source), str(cache_dir), folder, name, flags))
+    if known is not None and known[0] == facts.identity(source) and known[1].is_file():
+        return known[1]  # asked for by every job: the source is hashed once per process
+    ident = facts.identity(source)
     key = hashlib.sha256(Path(source).read_bytes() + "\0".join(flags).encode()).hexdigest()[:16]
     target = Path(cache_dir) / "helpers" / folder / key / name
     if target.is_file():
+        _HELPERS[(str(source), str(cache_dir), folder, name, flags)] = (ident, target)
         return target
     with _HELPER_LOCK:
         if target.is_file():

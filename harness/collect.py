@@ -183,6 +183,7 @@ def move_logs(private: Path, out_dir: Path) -> None:
     for item in private.iterdir():
         if item.is_file():
             target = out_dir / item.name
+            target.unlink(missing_ok=True)  # may be a cached log's hard link: never written through
             shutil.move(str(item), str(target))
             try:
                 target.chmod(0o644)  # sanitizers make their logs 0600/0640; the report links them for all

@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -86,6 +87,9 @@ class Session:
         from .resultcache import max_bytes
 
         max_bytes()  # so is a bad LEAKHARNESS_CACHE_MAX, before a run rather than after it
+        from . import facts
+
+        facts.use(self.cache)  # what earlier runs learnt about unchanged files (facts.py)
         self._suppressions: list | None = None
         self.html_path: Path | None = None  # the report the last run rendered (html=True)
 
@@ -234,6 +238,8 @@ class Session:
 
         cache = self._cache_dir()
         suppressions = self.suppressions()
+        if html:  # what the report needs, made ready on the side while the jobs run
+            threading.Thread(target=_ready_report, name="leakharness-report-ready", daemon=True).start()
         with locked(out) as out, using(cache):  # `cache clear` refuses while this run uses the cache
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
                                 progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions,
@@ -243,15 +249,16 @@ class Session:
                 results = dataclasses.replace(results, growth=tuple(e.to_dict() for e in entries))
                 write_results(out, results)
             if html:
-                self.html_path = self._render_html(out)
+                self.html_path = self._render_html(out, results)
             else:  # SARIF is for code scanning, whether or not anyone reads the HTML
                 from .report import sarif
 
                 sarif.write(results, out)
-        try:
-            trim(cache)  # keep the cache under its cap, now that this run no longer holds it
-        except OSError:
-            pass
+        if any(not j.cached for j in results.jobs):  # nothing added, nothing to trim (a walk of the cache)
+            try:
+                trim(cache)  # keep the cache under its cap, now that this run no longer holds it
+            except OSError:
+                pass
         return results
 
     def _catalog_growth(self, patterns, growth):
@@ -264,10 +271,17 @@ class Session:
             patterns, out, cache, checker, counts, self.cc, self.timeout, self.cwd, self.fresh, suppressions,
             self.jobs or os.cpu_count() or 1)
 
-    def _render_html(self, results_dir: Path) -> Path:
-        from .report import write_report
+    def _render_html(self, results_dir: Path, results: Results | None = None) -> Path:
+        """The report of a run just made, from its results in hand (not read back from disk)."""
+        from .report import render_report, write_report
+        from .results import merge
 
-        return write_report([results_dir], results_dir, fixtures=self.fixtures, local_sources=True)
+        if results is None:
+            return write_report([results_dir], results_dir, fixtures=self.fixtures, local_sources=True)
+        # merge() of the one folder (its own run: no parts to check) adds each job's stdout and
+        # stderr links and judges each job again, as reading it back would.
+        return render_report(merge([(results, results_dir)], results_dir, check_parts=False), results_dir,
+                             fixtures=self.fixtures, local_sources=True)
 
     @one_line_errors
     def run_one(self, pattern: Pattern, variant: str, checker: str, out_root: str | os.PathLike,
@@ -392,6 +406,23 @@ class Session:
         from .resultcache import clear
 
         return clear(self.cache) if self.cache.is_dir() else 0
+
+
+def _ready_report() -> None:
+    """Import the report's modules and load its compiled templates: on a second core, while
+    the jobs run, instead of after the last one (most of a one-program `check`'s own time)."""
+    try:
+        import importlib
+
+        for module in ("sarif", "findings_json"):
+            importlib.import_module(f"{__package__}.report.{module}")
+        from .report import html
+
+        env = html._env()
+        for name in ("index.html.j2", "pattern.html.j2", "signatures.html.j2"):
+            env.get_template(name)
+    except Exception:  # noqa: BLE001 - only a head start: the report itself says what is wrong
+        pass
 
 
 # --- the functions earlier callers use, over a default Session -------------------------------

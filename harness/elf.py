@@ -79,11 +79,23 @@ def is_go_binary(program: str) -> bool:
 
 
 def contains(program: str, needle: bytes) -> bool:
+    """The file holds these bytes; remembered by its identity across processes (facts.py): a
+    catalog run asks it of every valgrind job's binary."""
+    from . import facts
+
     try:
         st = os.stat(program)
     except (OSError, ValueError):
         return False
-    return _file_contains(os.path.realpath(program), st.st_mtime_ns, st.st_size, needle)
+    ident = facts.identity(program, st)
+    key = f"contains:{needle.hex()}:" + ",".join(map(str, ident)) if ident else None
+    known = facts.get(key) if key else None
+    if isinstance(known, bool):
+        return known
+    found = _file_contains(os.path.realpath(program), st.st_mtime_ns, st.st_size, needle)
+    if key and facts.settled(ident):
+        facts.put(key, found)
+    return found
 
 
 @functools.lru_cache(maxsize=512)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import difflib
+import os
+import threading
 from typing import Any, Mapping
 
 import jinja2
 
+from . import facts
 from .catalog import VARIANTS, Pattern
 from .errors import CatalogError
 
@@ -36,15 +39,44 @@ def resolve_params(pattern: Pattern, overrides: Mapping[str, Any] | None = None)
     return params
 
 
+class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
+    """Templates compiled once and kept in the cache (jinja2 keys each by its source's hash and
+    the Python and jinja2 versions); one that cannot be written only costs the compile."""
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
+_ENVIRONMENTS: dict[str, jinja2.Environment] = {}
+_ENV_LOCK = threading.Lock()
+
+
+def _environment(directory: str) -> jinja2.Environment:
+    """One environment per pattern folder, kept: a template is compiled once per process (and
+    read compiled from the cache after that), not once per variant and checker.  jinja2 still
+    looks at the file each time and compiles it again when it changed."""
+    with _ENV_LOCK:
+        env = _ENVIRONMENTS.get(directory)
+        if env is None:
+            cache = facts.folder("templates")
+            env = _ENVIRONMENTS[directory] = jinja2.Environment(
+                loader=jinja2.FileSystemLoader(directory),
+                undefined=jinja2.StrictUndefined,
+                keep_trailing_newline=True,
+                autoescape=False,  # C source, not HTML
+                bytecode_cache=_CompiledTemplates(str(cache)) if cache is not None else None,
+            )
+        return env
+
+
 def render(pattern: Pattern, variant: str, overrides: Mapping[str, Any] | None = None) -> str:
     if variant not in VARIANTS:
         raise CatalogError(f"variant must be one of {', '.join(VARIANTS)}, not {variant!r}")
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(pattern.directory)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,  # C source, not HTML
-    )
+    env = _environment(str(pattern.directory))
     try:
         template = env.get_template(pattern.template_path.name)
         return template.render(variant=variant, leaky=(variant == "leaky"),

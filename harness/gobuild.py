@@ -28,8 +28,10 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 
+from . import facts
 from .build import run_tool as _run
 from .errors import BuildError
 
@@ -424,11 +426,18 @@ def go_identity() -> str:
     go = go_binary()
     if go is None:
         raise BuildError(f"go not found (the Go checkers need it; install: {INSTALL_HINT})")
-    try:
-        proc = _run([go, "version"], env=_go_env(None))
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise BuildError(f"go version failed: {exc}") from None
-    return f"{os.path.realpath(go)} {proc.stdout.strip()}"
+
+    def ask() -> str | None:
+        try:
+            return _run([go, "version"], env=_go_env(None)).stdout.strip()
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    # The version is the binary's own: remembered while it is unchanged (facts.py).
+    answer = facts.remembered("go-version:" + os.path.realpath(go), [os.path.realpath(go)], ask)
+    if answer is None:
+        raise BuildError("go version failed: it could not be run")
+    return f"{os.path.realpath(go)} {answer}"
 
 
 def _go_env(cache_dir: Path | None, extra_cflags: tuple[str, ...] = (),
@@ -557,6 +566,15 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
     return overlay, virtual
 
 
+# The first build of a mode in a cache compiles the standard library for it into GOCACHE (for
+# -asan, about ten CPU seconds); two of them at once would each compile it, Go's cache has no
+# lock for work in progress.  So the first build of each mode (per cache) goes alone, and every
+# later one, the library then cached, runs beside the others.
+_FIRST_LOCK = threading.Lock()
+_FIRST: dict[tuple[str, str], threading.Lock] = {}
+_WARMED: set[tuple[str, str]] = set()
+
+
 def build_go(spec, cache_dir: Path):
     """Build spec (a Go program) or reuse the cached binary of the same key: a build.Build."""
     from .build import in_cache
@@ -565,10 +583,20 @@ def build_go(spec, cache_dir: Path):
 
     cache_dir = Path(cache_dir)
     k = key(spec)
-    built = in_cache(spec, cache_dir, k, lambda work, final: _compile_go(spec, cache_dir, k, work))
-    if spec.sources and built.cached:  # the rendered sources its stacks name: used with it, trimmed with it
+    compile_into = lambda work, final: _compile_go(spec, cache_dir, k, work)  # noqa: E731
+    mode = (str(cache_dir), spec.go_mode or "")
+    if mode in _WARMED:
+        made = in_cache(spec, cache_dir, k, compile_into)
+    else:
+        with _FIRST_LOCK:
+            first = _FIRST.setdefault(mode, threading.Lock())
+        with first:
+            made = in_cache(spec, cache_dir, k, compile_into)
+            if made.status == "ok":
+                _WARMED.add(mode)
+    if spec.sources and made.cached:  # the rendered sources its stacks name: used with it, trimmed with it
         touch(cache_dir / "builds" / k[:2] / f"{k}.src")
-    return built
+    return made
 
 
 def _compile_go(spec, cache_dir: Path, k: str, work: Path):

@@ -5,6 +5,7 @@ text` and the report alike.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
@@ -95,28 +96,34 @@ class FindingGroup:
         return what + (f" at {where}" if where else "")
 
 
-def _frame_id(frame: Frame) -> tuple:
-    return (frame.address, frame.function, frame.file, frame.line, frame.object, frame.offset)
+class _Paths:
+    """Stacks as paths from main (the process start-up frames below main left out), each frame
+    named by a small number: equal frames (every field) get the same one, so paths compare and
+    hash as cheaply as tuples of ints.  The parser shares Frame objects: each is named once."""
 
+    def __init__(self):
+        self.by_object: dict[int, int] = {}
+        self.by_value: dict[tuple, int] = {}
+        self.keep: list[Frame] = []  # the frames named by object identity stay alive while named
 
-def _from_main(stack: Sequence[Frame]) -> list[tuple]:
-    """The stack from main up (the process start-up frames below main left out)."""
-    frames = []
-    for f in stack:
-        if is_startup(f):
-            break
-        frames.append(_frame_id(f))
-    frames.reverse()
-    return frames
-
-
-def _common_from_main(a: list[tuple], b: list[tuple]) -> int:
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
+    def __call__(self, stack: Sequence[Frame]) -> list[int]:
+        path = []
+        by_object = self.by_object
+        for f in stack:
+            n = by_object.get(id(f))
+            if n is None:
+                if is_startup(f):
+                    n = -1  # below main: the C runtime's
+                else:
+                    value = (f.address, f.function, f.file, f.line, f.object, f.offset)
+                    n = self.by_value.setdefault(value, len(self.by_value))
+                by_object[id(f)] = n
+                self.keep.append(f)
+            if n < 0:
+                break
+            path.append(n)
+        path.reverse()
+        return path
 
 
 def _owns_indirect(f: Finding) -> bool:
@@ -129,42 +136,200 @@ def _tool_counts_indirect(f: Finding) -> bool:
     return f.kind.startswith("Leak_")
 
 
+class _Node:
+    """A node of the owners' trie of paths from main: the owners whose path passes through it
+    (their indices, ascending), and its place in a walk of the trie (`first`..`last` hold the
+    walk positions of every owner below it)."""
+
+    __slots__ = ("children", "owners", "depth", "first", "last", "left")
+
+    def __init__(self, depth: int):
+        self.children: dict[int, _Node] = {}
+        self.owners: list[int] = []
+        self.depth = depth
+        self.first = self.last = 0
+        # For the greedy pass: budget left -> a heap of the owners below with that much left
+        # (an entry whose owner has another amount left now is stale, and dropped when met).
+        self.left: dict[int, list[int]] = {}
+
+
+def _owner_trie(paths: list[list[int]]) -> tuple[_Node, list[int], list[list[_Node]]]:
+    """The trie of the owners' paths from main, each owner's position in a walk of it, and the
+    nodes each owner's path passes through."""
+    root = _Node(0)
+    chains: list[list[_Node]] = []
+    for o, path in enumerate(paths):
+        node = root
+        node.owners.append(o)
+        chain = [root]
+        for frame in path:
+            child = node.children.get(frame)
+            if child is None:
+                child = node.children[frame] = _Node(node.depth + 1)
+            node = child
+            node.owners.append(o)
+            chain.append(node)
+        chains.append(chain)
+    # Positions: every subtree a contiguous range, so "is owner o below node n" is two comparisons.
+    position = [0] * len(paths)
+    counter = 0
+    stack: list[tuple[_Node, bool]] = [(root, False)]
+    while stack:
+        node, leaving = stack.pop()
+        if leaving:
+            node.last = counter
+            continue
+        node.first = counter
+        stack.append((node, True))
+        for o in node.owners:  # the owners whose path ends here, then the children's
+            if chains[o][-1] is node:
+                position[o] = counter
+                counter += 1
+        stack.extend((child, False) for child in reversed(list(node.children.values())))
+    return root, position, chains
+
+
+def _descend(root: _Node, path: list[int]) -> list[_Node]:
+    """The trie nodes a path from main passes through, root first: the last is the deepest, and
+    its depth is the longest path from main the record shares with any owner."""
+    chain = [root]
+    node = root
+    for frame in path:
+        node = node.children.get(frame)
+        if node is None:
+            break
+        chain.append(node)
+    return chain
+
+
+def _preferences(chain: list[_Node], position: list[int]):
+    """Owners in order of preference for a record whose path passes through `chain`: the longest
+    common path from main first, the lower index first among equals (each level's owners not
+    below the level under it)."""
+    below = None
+    for node in reversed(chain):
+        for o in node.owners:
+            if below is None or not below.first <= position[o] < below.last:
+                yield o
+        below = node
+
+
+# Work limits: the exact search is exponential at worst and tried only on small problems; the
+# greedy pass gives up (to the longest-path choice) after about this much work per record.
 _SEARCH_STEPS = 20_000
+_SEARCH_MAX_PAIRS = 250_000  # indirect records x owners
+_GREEDY_LOOKS = 16
+
+
+def _greedy(indirect: list[Finding], order: list[int], chains: list[list[_Node]],
+            owner_chains: list[list[_Node]], remaining: list[int]) -> dict[int, int] | None:
+    """The exact search's first try (its first way down), in near-linear time: each record, the
+    most bytes first, to the first owner in its order of preference with enough budget left: in
+    the deepest trie node that has one, the lowest index.  (A level is tried only when every
+    owner below it has too little left, so the level's own owners need not be told apart from
+    those below.)  None unless every record is placed and every budget spent."""
+    choice: dict[int, int] = {}
+    looks = _GREEDY_LOOKS * (len(order) + len(remaining)) + 10_000
+    for o, chain in enumerate(owner_chains):
+        if remaining[o]:
+            for node in chain:
+                node.left.setdefault(remaining[o], []).append(o)  # ascending: a heap already
+    for k in order:
+        need = indirect[k].bytes or 0
+        chain = chains[k]
+        found = None
+        if need == 0:  # fits anywhere: the first preference
+            found = chain[-1].owners[0] if chain[-1].owners else None
+        for node in reversed(chain):
+            if found is not None:
+                break
+            emptied = []
+            for value, heap in node.left.items():
+                looks -= 1
+                if value < need:
+                    continue
+                while heap and remaining[heap[0]] != value:
+                    heapq.heappop(heap)
+                    looks -= 1
+                if not heap:
+                    emptied.append(value)
+                elif found is None or heap[0] < found:
+                    found = heap[0]
+            for value in emptied:
+                del node.left[value]
+            if looks < 0:
+                return None  # not near-linear any more: the longest-path choice instead
+        if found is None:
+            return None
+        remaining[found] -= need
+        choice[k] = found
+        left = remaining[found]
+        if left:
+            for node in owner_chains[found]:
+                heapq.heappush(node.left.setdefault(left, []), found)
+    return choice if not any(remaining) else None
+
+
+def _search(indirect: list[Finding], order: list[int], prefs: dict[int, list[int]],
+            remaining: list[int]) -> dict[int, int] | None:
+    """An assignment that spends every budget exactly, tried depth first in order of preference;
+    iterative, and given up after _SEARCH_STEPS steps."""
+    choice: dict[int, int] = {}
+    tried = [0] * (len(order) + 1)  # per position: how far along its preferences the search is
+    pos = 0
+    steps = 0
+    while True:
+        if pos == len(order):
+            if not any(remaining):
+                return choice
+            pos -= 1  # a dead end: back to the last choice
+            if pos < 0:
+                return None
+            k = order[pos]
+            remaining[choice.pop(k)] += indirect[k].bytes or 0
+            continue
+        if tried[pos] == 0:
+            steps += 1
+            if steps > _SEARCH_STEPS:
+                return None
+        k = order[pos]
+        need = indirect[k].bytes or 0
+        options = prefs[k]
+        i = tried[pos]
+        while i < len(options) and remaining[options[i]] < need:
+            i += 1
+        if i < len(options):
+            o = options[i]
+            tried[pos] = i + 1
+            remaining[o] -= need
+            choice[k] = o
+            pos += 1
+            tried[pos] = 0
+            continue
+        tried[pos] = 0
+        pos -= 1
+        if pos < 0:
+            return None
+        k = order[pos]
+        remaining[choice.pop(k)] += indirect[k].bytes or 0
 
 
 def _assign(owners: list[Finding], indirect: list[Finding]) -> tuple[dict[int, list[int]], list[int], bool | None]:
     """Attach indirect records to owners.  Returns ({owner: [indirect...]}, unowned, checked)."""
-    paths_o = [_from_main(o.stack) for o in owners]
-    scores = [[_common_from_main(_from_main(i.stack), po) for po in paths_o] for i in indirect]
+    from_main = _Paths()
+    root, position, owner_chains = _owner_trie([from_main(o.stack) for o in owners])
+    chains = [_descend(root, from_main(i.stack)) for i in indirect]
     budgeted = bool(owners) and all(_tool_counts_indirect(o) for o in owners)
     order = sorted(range(len(indirect)), key=lambda k: (-(indirect[k].bytes or 0), k))
-    prefs = {k: sorted(range(len(owners)), key=lambda o: (-scores[k][o], o)) for k in order}
 
     if budgeted:
         # valgrind says how many indirect bytes each owner has: find an assignment that spends
         # every budget exactly, trying owners in order of the longest common path from main.
-        remaining = [o.indirect_bytes for o in owners]
-        choice: dict[int, int] = {}
-        steps = [0]
-
-        def search(pos: int) -> bool:
-            if pos == len(order):
-                return not any(remaining)
-            steps[0] += 1
-            if steps[0] > _SEARCH_STEPS:
-                return False
-            k = order[pos]
-            need = indirect[k].bytes or 0
-            for o in prefs[k]:
-                if remaining[o] >= need:
-                    remaining[o] -= need
-                    choice[k] = o
-                    if search(pos + 1):
-                        return True
-                    remaining[o] += need
-            return False
-
-        if search(0):
+        choice = _greedy(indirect, order, chains, owner_chains, [o.indirect_bytes for o in owners])
+        if choice is None and len(indirect) * len(owners) <= _SEARCH_MAX_PAIRS:
+            prefs = {k: list(_preferences(chains[k], position)) for k in order}
+            choice = _search(indirect, order, prefs, [o.indirect_bytes for o in owners])
+        if choice is not None:
             owned: dict[int, list[int]] = {o: [] for o in range(len(owners))}
             for k in sorted(choice):
                 owned[choice[k]].append(k)
@@ -176,14 +341,11 @@ def _assign(owners: list[Finding], indirect: list[Finding]) -> tuple[dict[int, l
     owned = {o: [] for o in range(len(owners))}
     unowned = []
     for k in range(len(indirect)):
-        if not owners:
+        deepest = chains[k][-1]
+        if not owners or (deepest.depth == 0 and len(owners) != 1):
             unowned.append(k)
             continue
-        best = prefs[k][0]
-        if scores[k][best] > 0 or len(owners) == 1:
-            owned[best].append(k)
-        else:
-            unowned.append(k)
+        owned[deepest.owners[0]].append(k)  # the lowest index among the longest common paths
     return owned, unowned, (False if budgeted else None)
 
 

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import collections
 import errno as errno_mod
+import functools
 import hashlib
 import os
 import re
@@ -61,6 +62,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from . import facts
 
 SOURCE = Path(__file__).parent / "data" / "inputs.c"
 SO_NAME = "lh-inputs.so"
@@ -123,14 +126,26 @@ def skip_list(extra: Iterable[str | os.PathLike] = (), env: dict[str, str] | Non
     for var in ("ASAN_SYMBOLIZER_PATH", "TSAN_SYMBOLIZER_PATH", "MSAN_SYMBOLIZER_PATH", "UBSAN_SYMBOLIZER_PATH"):
         if env and env.get(var):
             named.append(env[var])
-    valgrind = shutil.which("valgrind", path=(env or os.environ).get("PATH"))
+    valgrind = _which_valgrind((env or os.environ).get("PATH"))
     if valgrind:
         named.append(valgrind)
     for item in named:
-        for form in (os.fspath(item), os.path.realpath(item)):
+        for form in (os.fspath(item), _realpath(os.fspath(item))):
             if form and ":" not in form and form not in out:
                 out.append(form)
     return out
+
+
+# Asked for every job's environment: looked up once per process (a checker's machinery does not
+# move while a run lasts; a name that resolves elsewhere later only misses the cache).
+@functools.lru_cache(maxsize=64)
+def _which_valgrind(path: str | None) -> str | None:
+    return shutil.which("valgrind", path=path)
+
+
+@functools.lru_cache(maxsize=256)
+def _realpath(path: str) -> str:
+    return os.path.realpath(path)
 
 
 def environment(env: dict[str, str], so: Path, log_dir: Path,
@@ -402,7 +417,10 @@ def _remembered(key: tuple) -> str | None:
         value = _memo.get(key)
         if value is not None:
             _memo.move_to_end(key)
-        return value
+            return value
+    # What an earlier process learnt, kept on disk by the same identity (facts.py).
+    value = facts.get("inputs:" + ",".join(map(str, key)))
+    return value if isinstance(value, str) else None
 
 
 def _remember(key: tuple, value: str, st: os.stat_result) -> None:
@@ -415,6 +433,7 @@ def _remember(key: tuple, value: str, st: os.stat_result) -> None:
         _memo.move_to_end(key)
         while len(_memo) > _MEMO_MAX:
             _memo.popitem(last=False)
+    facts.put("inputs:" + ",".join(map(str, key)), value)
 
 
 def _identity(st: os.stat_result) -> tuple:

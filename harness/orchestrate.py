@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import checkers, supervise
+from . import checkers, facts, supervise
 from . import run as run_mod
 from . import suppress
 from .build import Build, compiler_identity, openssl_flags
@@ -243,14 +243,17 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
         result = run_mod.run_job(job, cache_dir)  # reports tool-missing with the install command
     else:
         key = job_key(job, cache_dir)
-        result = results_cache.get(key, job)
+        # A known hang or crash (the pattern says so) is remembered as what it is: incomplete.
+        known = task.expected is not None and task.expected.outcome == "incomplete"
+        result = results_cache.get(key, job, known_incomplete=known)
         if result is not None:
             cached = True
         else:
             result = run_mod.run_job(job, cache_dir)
             if supervise.stopping():
                 return None  # killed by us: not a result
-            not_cached = results_cache.put(key, result, trusted=task.reads_nothing)  # only a complete run
+            # Only a complete run, or a known-incomplete one of the catalog.
+            not_cached = results_cache.put(key, result, trusted=task.reads_nothing, known_incomplete=known)
     if suppressions:
         result = dataclasses.replace(result, findings=suppress.apply(result.findings, suppressions))
     if task.known:
@@ -287,10 +290,13 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     out_dir = claim(Path(out_dir))
     results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,
                            run)
-    try:
-        trim(cache_dir)  # keep the cache under its size cap, least recently used out first
-    except OSError:
-        pass
+    # Keep the cache under its size cap, least recently used out first: only when something
+    # may have been added (a job ran); a walk of a big cache is most of an all-cached re-run.
+    if any(not j.cached for j in results.jobs):
+        try:
+            trim(cache_dir)
+        except OSError:
+            pass
     return results
 
 
@@ -299,6 +305,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     for stale in (out_dir / "jobs").glob("*.json"):  # a new run into the same folder starts clean
         stale.unlink()
     started = _now()
+    facts.use(cache_dir)  # what the keys rest on, remembered from earlier runs (saved when this one ends)
     tools = tool_versions({t.checker for t in tasks}, cc)
     durations = load_durations(cache_dir)
     results_cache = result_cache(cache_dir, fresh)
@@ -337,6 +344,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         _save_durations(cache_dir, durations)
+        facts.save()
         # Interrupted: gather from the files, every job that was written whatever happened
         # after; otherwise the records in hand are the same, without reading them again.
         written = read_jobs(out_dir) if interrupted else sorted(records, key=lambda r: r.file_name)
@@ -354,8 +362,8 @@ class _WriteOnly:
     def __init__(self, cache: ResultCache):
         self.cache = cache
 
-    def get(self, key, job):
+    def get(self, key, job, known_incomplete: bool = False):
         return None
 
-    def put(self, key, result, trusted: bool = False) -> str:
-        return self.cache.put(key, result, trusted)
+    def put(self, key, result, trusted: bool = False, known_incomplete: bool = False) -> str:
+        return self.cache.put(key, result, trusted, known_incomplete)

@@ -16,14 +16,16 @@ system calls, no recorder) is not stored, and the caller is told why; the catalo
 which read nothing of the user's, are stored with what was seen.
 
 Only complete runs are stored ("ok" and "crashed" with a report): an incomplete run (timeout,
-killed from outside, log cut short, checker that never started) is never cached.  A stored
+killed from outside, log cut short, checker that never started) is never cached, with one
+exception: a catalog run whose pattern says it hangs or crashes by design (`incomplete = "why"`,
+judge's known-incomplete) is stored as what it is, incomplete with its reason, marked so, and
+handed back only to a caller that expects exactly that (never as clean, never to `check`).  A stored
 entry is replaced by a newer result of the same key (--fresh), a damaged one is a miss, and
 the cache is kept under a size cap by evicting the least recently used entries.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import json
@@ -34,9 +36,10 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from . import checkers, inputs
+from . import checkers, facts, inputs
 from .errors import LeakHarnessError
 from .findings import Finding
+from .signatures import RULES
 from .jobs import Job, RunResult
 from .run import LOG_PLACEHOLDER, command_for
 
@@ -48,18 +51,10 @@ KEY_VERSION = "leakharness-result-3"
 DEFAULT_MAX_BYTES = 2 << 30  # the whole cache (builds and results); LEAKHARNESS_CACHE_MAX overrides
 
 
-@functools.lru_cache(maxsize=4096)
-def _file_hash(path: str, mtime_ns: int, size: int) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hash(path: str | Path) -> str:
-    st = os.stat(path)
-    return _file_hash(os.path.realpath(path), st.st_mtime_ns, st.st_size)
+    """sha256 of a file, remembered by its identity (facts.py): a library hashed once is not
+    hashed again by the next process while it is unchanged."""
+    return facts.sha256_file(path)
 
 
 _LOADER_VARS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT")
@@ -143,6 +138,7 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     program = Path(job.command[0])
     if not program.is_file():
         return None
+    facts.use(cache_dir)
     cwd = Path(job.cwd or os.getcwd())
     checker = checkers.get(job.checker)
     cmd, env = command_for(job, LOG_PLACEHOLDER, cache_dir)
@@ -181,12 +177,47 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
     return h.hexdigest()
 
 
+def _place(src: Path, target: Path) -> None:
+    """A cached log into a job's folder: a hard link where the two share a file system (no
+    bytes copied: a re-run of the catalog places hundreds), else a copy.  Nothing writes a log
+    in place (a new run replaces the files of its folder), so the cache's copy stays as it was."""
+    try:
+        if target.exists() or target.is_symlink():
+            target.unlink()
+        os.link(src, target)
+    except OSError:
+        shutil.copyfile(src, target)
+
+
 def _result_to_dict(result: RunResult) -> dict:
+    """The stored form: each distinct frame once in "frames", the stacks as indices into it
+    (OpenSSL's frames repeat through a catalog job's records: read back, the table is a tenth
+    of the JSON)."""
+    table: dict[tuple, int] = {}
+    frames: list[dict] = []
+
+    def indices(stack) -> list[int]:
+        out = []
+        for fr in stack:
+            value = (fr.address, fr.function, fr.file, fr.line, fr.object, fr.offset)
+            n = table.get(value)
+            if n is None:
+                n = table[value] = len(frames)
+                frames.append(fr.to_dict())
+            out.append(n)
+        return out
+
+    findings = []
+    for f in result.findings:
+        d = f.to_dict(stacks=False)
+        d["stack"] = indices(f.stack)
+        d["aux_stacks"] = [{"label": a.label, "text": a.text, "frames": indices(a.frames)} for a in f.aux_stacks]
+        findings.append(d)
     return {
         "status": result.status, "exit_code": result.exit_code, "signal": result.signal,
         "duration_s": result.duration_s, "partial": result.partial, "problems": list(result.problems),
         "message": result.message, "logs": [p.name for p in result.logs],
-        "findings": [f.to_dict() for f in result.findings],
+        "frames": frames, "findings": findings,
     }
 
 
@@ -195,14 +226,17 @@ class ResultCache:
         self.cache_dir = Path(cache_dir)
         self.root = self.cache_dir / "results"
 
-    def get(self, key: str | None, job: Job) -> RunResult | None:
-        """The cached result of key, its logs copied into the job's folder; None on a miss."""
+    def get(self, key: str | None, job: Job, known_incomplete: bool = False) -> RunResult | None:
+        """The cached result of key, its logs copied into the job's folder; None on a miss.
+        known_incomplete: the caller's pattern says this run hangs or crashes by design, and
+        a stored incomplete run of it (put with known_incomplete) may be handed back."""
         if key is None:
             return None
         entry = self.root / key[:2] / key
         try:
             data = json.loads((entry / "result.json").read_text())
-            if data.get("status") not in CACHEABLE or any(not (entry / n).is_file() for n in data.get("logs", ())):
+            allowed = CACHEABLE + (("incomplete",) if known_incomplete and data.get("known_incomplete") is True else ())
+            if data.get("status") not in allowed or any(not (entry / n).is_file() for n in data.get("logs", ())):
                 return None  # damaged, or written by an older leakharness that cached too much
         except (OSError, ValueError, AttributeError):
             return None  # a damaged entry is a miss; the next put replaces it
@@ -213,31 +247,41 @@ class ResultCache:
             os.utime(entry)  # least recently used goes first when the cache is trimmed
         except OSError:
             pass
+        renamed = {str(entry / name): str(job.out_dir / name) for name in data.get("logs", ())}
         try:
-            findings = [Finding.from_dict(raw) for raw in data.get("findings", ())]
-        except (KeyError, TypeError, ValueError, AttributeError):
+            rules = data.get("signature_rules")  # stored under today's rules: kept as they are
+            table = data.get("frames")
+            findings = []
+            for raw in data.get("findings", ()):
+                source = raw.get("source")
+                if source:  # the log it came from, now in the job's folder
+                    raw["source"] = renamed.get(source, str(job.out_dir / os.path.basename(source)))
+                findings.append(Finding.from_dict(raw, rules, table))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError):
             return None
         job.out_dir.mkdir(parents=True, exist_ok=True)
         logs = []
         for name in data.get("logs", ()):
             src = entry / name
             if src.is_file():
-                shutil.copyfile(src, job.out_dir / name)
+                _place(src, job.out_dir / name)
                 logs.append(job.out_dir / name)
-        renamed = {str(entry / name): str(job.out_dir / name) for name in data.get("logs", ())}
-        findings = [dataclasses.replace(f, source=renamed.get(f.source, str(job.out_dir / os.path.basename(f.source))))
-                    if f.source else f for f in findings]
         return RunResult(job, data["status"], tuple(findings), exit_code=data.get("exit_code"),
                          signal=data.get("signal"), duration_s=float(data.get("duration_s", 0)),
                          logs=tuple(logs), partial=bool(data.get("partial")),
                          problems=tuple(data.get("problems", ())), message=data.get("message", ""))
 
-    def put(self, key: str | None, result: RunResult, trusted: bool = False) -> str:
+    def put(self, key: str | None, result: RunResult, trusted: bool = False, known_incomplete: bool = False) -> str:
         """Store a complete result with the fingerprint of what it read, replacing what the key
         held (a rerun with --fresh, or a damaged entry); "" when stored or not worth storing,
         else why it could not be (what the program read is not known).  An incomplete run is
-        never stored.  `trusted`: the program reads nothing of the user's (the catalog's own)."""
-        if key is None or result.status not in CACHEABLE:
+        never stored, unless `known_incomplete` (the catalog's pattern says it hangs or crashes
+        by design): it is then stored as incomplete, marked as such.  `trusted`: the program
+        reads nothing of the user's (the catalog's own)."""
+        if key is None:
+            return ""
+        known = known_incomplete and result.status == "incomplete"
+        if result.status not in CACHEABLE and not known:
             return ""
         fingerprint, why = _inputs_of(result, trusted)
         if why:
@@ -251,6 +295,9 @@ class ResultCache:
                     shutil.copyfile(log, work / log.name)
             data = _result_to_dict(result)
             data["inputs"] = [list(x) for x in fingerprint]
+            data["signature_rules"] = RULES
+            if known:
+                data["known_incomplete"] = True
             names = {str(log): str(entry / log.name) for log in result.logs}
             for f in data["findings"]:
                 if f.get("source") in names:
@@ -376,7 +423,8 @@ def clear(cache_dir: Path) -> int:
 
     with alone(cache_dir):
         freed = info(cache_dir)["bytes"]
-        for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build"):
+        for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build", "templates"):
             shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
         (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
+        (Path(cache_dir) / facts.FILE_NAME).unlink(missing_ok=True)
     return freed

@@ -80,7 +80,10 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
                                     private / "stdout.txt", private / "stderr.txt", cache_dir, stdin=job.stdin)
         move_logs(private, job.out_dir)
     finally:
-        shutil.rmtree(private, ignore_errors=True)
+        try:
+            os.rmdir(private)  # empty once its logs moved: the common case, one system call
+        except OSError:
+            shutil.rmtree(private, ignore_errors=True)
     got = collect(job.out_dir, checker, ended, job.timeout, job.command[0], cap, Path(job.cwd or os.getcwd()))
     return RunResult(job, got.status, got.findings, exit_code=ended.returncode, signal=got.signal,
                      duration_s=ended.duration_s, logs=got.logs, partial=got.partial, problems=got.problems,

@@ -94,12 +94,17 @@ STARTUP_FUNCTIONS = frozenset({"(below main)", "__libc_start_main", "__libc_star
 
 
 def is_noise(frame: FrameLike) -> bool:
-    name = frame.function
+    return _noise(frame.function, frame.object)
+
+
+@functools.lru_cache(maxsize=65536)
+def _noise(name: str | None, obj: str | None) -> bool:
+    # By the two names it reads: every stack of a big log or of a catalog run repeats them.
     if name:
         base = name.split("(", 1)[0].strip() if "(" in name and not name.startswith("(") else name
         if base in NOISE_FUNCTIONS or name.startswith(NOISE_PREFIXES):
             return True
-    obj = os.path.basename(frame.object or "")
+    obj = os.path.basename(obj or "")
     return bool(obj) and obj.startswith(NOISE_OBJECTS)
 
 
@@ -172,6 +177,9 @@ def frame_key(frame: FrameLike) -> str:
 # --- signatures -------------------------------------------------------------------------------
 
 SOURCE_LIMIT = 32 << 20  # a source file bigger than this is not read for a line's text
+# What these rules are, for a store of findings made under them (the result cache): while this
+# file is unchanged, a stored signature is what naming its frames again would give.
+RULES = hashlib.sha256(open(__file__, "rb").read()).hexdigest()[:16]
 _HASH = re.compile(r"@([0-9a-f]{6})$")
 class _Source:
     """One source file's lines, and the hashes of those asked for."""

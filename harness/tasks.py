@@ -19,7 +19,6 @@ from . import checkers as registry
 from .build import BuildSpec
 from .catalog import VARIANTS, Expectation, Pattern, common_dir
 from .errors import LeakHarnessError
-from .generate import render
 
 DEFAULT_TIMEOUT = 120.0
 
@@ -65,6 +64,8 @@ class Task:
 def catalog_spec(pattern: Pattern, variant: str, checker: str, cc: str = "gcc",
                  overrides: Mapping[str, Any] | None = None) -> BuildSpec:
     name = f"{pattern.id}-{variant}"
+    from .generate import render  # jinja2: only the catalog's tasks need it (not `check`'s)
+
     source = render(pattern, variant, overrides)
     chosen = registry.get(checker)
     if pattern.language == "go":  # a Go program calling C: gobuild.py, its own compiler and flags

@@ -64,3 +64,49 @@ def test_partial_file_is_reported_and_kept(both_logs, tmp_path):
     assert proc.returncode == 0
     assert "partial" in proc.stderr and str(cut) in proc.stderr
     assert len(json.loads(proc.stdout)) == data.count(b"<error>") - 1
+
+
+REPEATS = r"""
+#include <stdlib.h>
+#include <string.h>
+
+static volatile long sink;
+
+__attribute__((noinline)) static void read_past(int *p) { sink = p[4]; }
+
+int main(void) {
+    int *p = malloc(4 * sizeof *p);
+    for (int i = 0; i < 3; i++)
+        read_past(p);           /* one error, seen three times */
+    char *q = malloc(8);
+    free(q);
+    sink = q[1];                /* use after free: a stack where it was freed, one where allocated */
+    char *lost = malloc(24);
+    memset(lost, 1, 24);
+    lost = NULL;
+    free(p);
+    return 0;
+}
+"""
+
+
+def test_json_is_each_findings_own_dict_with_its_count(tmp_path):
+    """`parse` writes its JSON as it reads (no finding held), faster than json.dumps: it must be
+    exactly what json.dumps makes of each Finding.to_dict(), counts from <errorcounts> included
+    (which valgrind writes after the last error)."""
+    from harness.parsers import parse_file
+    from realrun import compile_c
+
+    source = tmp_path / "repeats.c"
+    source.write_text(REPEATS)
+    (xml,) = valgrind(compile_c(source, tmp_path / "repeats", "-O0"), out_dir=tmp_path / "vg")
+    proc = leakharness("parse", xml)
+    assert proc.returncode == 0, proc.stderr
+    findings = parse_file(str(xml)).findings
+    assert proc.stdout == "[\n" + ",\n".join(json.dumps(f.to_dict()) for f in findings) + "\n]\n"
+    shown = json.loads(proc.stdout)
+    overflow = next(f for f in shown if f["category"] == "buffer-overflow")
+    assert overflow["count"] == 3 and overflow["stack"][0]["function"] == "read_past"
+    freed = next(f for f in shown if f["category"] == "use-after-free")
+    assert [a["label"] for a in freed["aux_stacks"]] == ["freed", "allocated"]
+    assert any(f["leak_kind"] == "definite" and f["bytes"] == 24 for f in shown)

@@ -102,8 +102,8 @@ MUTATIONS = [
      "        if not isinstance(per_checker, Mapping):", "        if False:",
      [T + "test_pattern_toml_with_a_wrong_type"]),
     ("a results.json that is not an object is one line", "harness/results.py",
-     "        if not isinstance(data, dict):\n            raise LeakHarnessError(f\"{path}: not a leakharness results file",
-     "        if False:\n            raise LeakHarnessError(f\"{path}: not a leakharness results file",
+     "    if not isinstance(data, dict):\n        raise LeakHarnessError(f\"{path}: not a leakharness results file",
+     "    if False:\n        raise LeakHarnessError(f\"{path}: not a leakharness results file",
      [T + "test_report_on_a_results_json_that_is_not_an_object"]),
     # Issue 16: never a false clean, checked per checker.
     ("valgrind's rc files are in every valgrind checker's key (helgrind's too)", "harness/checkers/valgrind.py",
@@ -132,7 +132,7 @@ MUTATIONS = [
       F + "test_memcheck_on_a_script_ignoring_its_setuid_childs_failure"]),
     ("a file that reached the output cap makes the job incomplete", "harness/collect.py",
      "    capped = _capped(g)", '    capped = ""',
-     ["tests/test_cache_inputs.py::test_an_incomplete_run_is_never_stored_even_with_a_whole_recording"]),
+     [F + "test_output_past_the_cap_with_sigxfsz_ignored_is_incomplete"]),
     ("the reaper outlives what it must kill: supervise signals the reaper, not its group",
      "harness/supervise.py", "                signal.pidfd_send_signal(self.pidfd, sig)",
      "                kill_group(self.proc.pid, signal.SIGKILL)",
@@ -148,8 +148,8 @@ MUTATIONS = [
      "                sarif.write(results, out)", "                pass",
      ["tests/test_outcomes.py::test_sarif_without_the_html_report"]),
     ("a Go program runs OpenSSL's cleanup before the leak check, as C's exit() does", "harness/gobuild.py",
-     "\tC.leakharness_openssl_cleanup() // as C's exit() would, before the leak check",
-     "\t// as C's exit() would, before the leak check",
+     "\t{USER_MAIN}()\n\tC.leakharness_openssl_cleanup() // as C's exit() would, before the leak check",
+     "\t{USER_MAIN}()\n\t// as C's exit() would, before the leak check",
      ["tests/test_go_exit.py::test_an_evp_md_reference_never_freed_is_lost_as_in_c"]),
 ]
 

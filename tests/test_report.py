@@ -19,6 +19,7 @@ from harness.control import Session, run_catalog, run_check
 from harness.tasks import check_tasks
 from harness.signatures import split_signature
 from harness.report import CSP, write_report
+from harness.report.sarif import document as sarif_document
 from harness.results import Results, load_results, write_results
 from realrun import PROGRAMS
 
@@ -88,6 +89,7 @@ def test_hostile_file_name_stays_text(hostile_run):
 
 def test_sarif_is_valid_and_located_at_the_program(catalog_run):
     data = json.loads((catalog_run / "leakharness.sarif").read_text())
+    assert data == sarif_document(load_results(catalog_run), catalog_run)  # the stream says what the document says
     if not SCHEMA.is_file():
         pytest.skip(f"{SCHEMA} not present: the SARIF schema comes with ../shared/schemas")
     jsonschema = pytest.importorskip("jsonschema")
@@ -116,6 +118,13 @@ def test_suppressions_baseline_then_counted_not_failing(tmp_path):
     for job in results.jobs:
         lost = [f for f in job.findings if f.category == "leak" and f.leak_kind in ("definite", "indirect")]
         assert lost and all(f.suppressed for f in lost), job.tool  # kept, marked, not dropped
+    # The SARIF is written as a stream of pieces made once per signature and stack: it is what
+    # the document says, suppressions included.
+    from harness.report import sarif
+
+    written = json.loads((tmp_path / "b" / "leakharness.sarif").read_text())
+    assert written == sarif.document(results, tmp_path / "b")
+    assert any(r.get("suppressions") for r in written["runs"][0]["results"])
     # A new leak is not covered by the baseline: the double free still fails.
     third = leakharness("check", "--quiet", "--no-html", "--build", source, "--cflags=-pthread", "--out", tmp_path / "c",
                         "--suppressions", tmp_path / "base.valgrind.supp", "--", "double-free")

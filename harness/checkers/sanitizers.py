@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..elf import contains
 from .base import Checker, child_environment, which
 
 SANITIZER_ENV = {
@@ -59,12 +60,13 @@ class SanitizerChecker(Checker):
     leak_check = False  # LeakSanitizer runs at exit: its statistics must show it did
 
     def cannot_check(self, program: str) -> str:
-        data = _read(program)
-        if isinstance(data, str):
-            return data
-        if not data.startswith(b"\x7fELF"):
+        head = _read(program, 4)
+        if isinstance(head, str):
+            return head
+        if not head.startswith(b"\x7fELF"):
             return f"{program} is not an ELF executable: {self.name} checks only a binary built with {self.flag}"
-        if not any(m in data for m in self.marks):
+        # elf.contains remembers the answer by the file's identity: not the whole binary read per job.
+        if not any(contains(program, m) for m in self.marks):
             return f"{program} is not built with {self.flag}: {self.name} cannot check it"
         return ""
 

@@ -23,7 +23,7 @@ import re
 import subprocess
 from pathlib import Path
 
-from .. import elf
+from .. import elf, facts
 from ..gobuild import MEMCHECK_MARK
 from .base import Checker, child_environment, which
 from ..elf import contains, is_go_binary
@@ -38,14 +38,31 @@ COMMON_OPTIONS = ("--xml=yes", "--trace-children=yes", "--num-callers=40")
 
 @functools.lru_cache(maxsize=None)
 def valgrind_version() -> str:
+    """`valgrind-3.19.0`, remembered (facts.py) while valgrind's launcher and Debian's
+    valgrind.bin beside it are unchanged."""
     path = which("valgrind")
     if not path:
         return "valgrind-missing"
-    try:
-        return subprocess.run([path, "--version"], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=30, start_new_session=True).stdout.strip() or "valgrind-unknown"
-    except (OSError, subprocess.TimeoutExpired):
-        return "valgrind-unknown"
+    real = os.path.realpath(path)
+    answer = facts.tool_output([path, "--version"], grounds=[real + ".bin"], timeout=30)
+    return (answer[1].strip() if answer else "") or "valgrind-unknown"
+
+
+_TOOL_FILES: dict[tuple[str, str], tuple] = {}
+
+
+def _tool_files(libexec: str, tool: str) -> list[str]:
+    """valgrind's files for a tool: its binary, its preloads, the default suppressions.  Listed
+    once per process while the folder is unchanged (every valgrind job's key names them)."""
+    ident = facts.identity(libexec)
+    known = _TOOL_FILES.get((libexec, tool))
+    if known is not None and known[0] == ident and ident is not None:
+        return known[1]
+    files = []
+    for pattern in (f"{tool}-*-linux", f"vgpreload_{tool}-*.so", "vgpreload_core-*.so", "default.supp"):
+        files.extend(sorted(str(p) for p in Path(libexec).glob(pattern)))
+    _TOOL_FILES[(libexec, tool)] = (ident, files)
+    return files
 
 
 def cannot_see_into(program: str) -> str:
@@ -159,10 +176,7 @@ class Valgrind(Checker):
             files.append(os.path.realpath(valgrind))
             if os.path.isfile(valgrind + ".bin"):  # Debian's valgrind is a script that runs valgrind.bin
                 files.append(os.path.realpath(valgrind + ".bin"))
-        libexec = Path(env.get("VALGRIND_LIB") or "/usr/libexec/valgrind")
-        for pattern in (f"{self.tool}-*-linux", f"vgpreload_{self.tool}-*.so", "vgpreload_core-*.so",
-                        "default.supp"):
-            files.extend(sorted(str(p) for p in libexec.glob(pattern)))
+        files.extend(_tool_files(env.get("VALGRIND_LIB") or "/usr/libexec/valgrind", self.tool))
         return files
 
     def rc_files(self, cwd: Path) -> list[str]:

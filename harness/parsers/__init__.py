@@ -9,30 +9,85 @@ cgo frames named (parsers/go.py name_cgo_frames), whichever tool wrote them.
 from __future__ import annotations
 
 import dataclasses
-from typing import Iterable, Union
+from typing import TYPE_CHECKING, Iterable, Union
 
 from ..errors import ParseError
-from .residue import ResidueLog, parse_residue_log
-from .residue import sniff as looks_like_residue_log
-from .go import GoCrashLog, name_cgo_frames, parse_go_crash
-from .go import sniff as looks_like_go_crash
-from .sanitizers import SanitizerLog, parse_sanitizer_log
-from .sanitizers import sniff as looks_like_sanitizer_log
-from .valgrind import ValgrindLog, parse_valgrind_xml
+from ..findings import fields_of, new_finding
+from .valgrind import ValgrindLog, ValgrindStream, parse_valgrind_xml
 from .valgrind import sniff as looks_like_valgrind_xml
 
-ParsedLog = Union[ValgrindLog, SanitizerLog, GoCrashLog, ResidueLog]
+# The other formats' parsers are imported when a log of theirs comes: `parse` of a valgrind file
+# (the big ones) starts without them.
+if TYPE_CHECKING:
+    from .go import GoCrashLog
+    from .residue import ResidueLog
+    from .sanitizers import SanitizerLog
+
+ParsedLog = Union[ValgrindLog, "SanitizerLog", "GoCrashLog", "ResidueLog"]
+_RESIDUE_PREFIX = b"LH-RESIDUE "  # how residue.START begins: only such a head needs that parser to sniff it
+
+
+def looks_like_residue_log(head: bytes) -> bool:
+    if not head.startswith(_RESIDUE_PREFIX):
+        return False
+    from .residue import sniff
+
+    return sniff(head)
+
+
+def name_cgo_frames(findings):
+    from .go import name_cgo_frames as name
+
+    return name(findings)
 
 
 def parse_file(path: str) -> ParsedLog:
     log = _parse_file(path)
-    if any(fr.function and "_Cfunc_" in fr.function for f in log.findings for fr in f.stack):
+    if any(_runs_into_cgo(f) for f in log.findings):
         log = dataclasses.replace(log, findings=tuple(name_cgo_frames(log.findings)))
     return log
 
 
-def _parse_file(path: str) -> ParsedLog:
-    path = str(path)
+def _runs_into_cgo(finding) -> bool:
+    return any(fr.function and "_Cfunc_" in fr.function for fr in finding.stack)
+
+
+class LogStream:
+    """One log's findings, one by one: a valgrind XML file read as it goes (none kept, so a file
+    of any size takes bounded memory), any other log read whole.  Afterwards `log` is what the
+    file says besides (a streamed file's findings left out) and `found` how many findings it
+    had.  Raises ParseError when made, as parse_file does, for a file that is no log at all."""
+
+    def __init__(self, path: str, fields: bool = False):
+        """fields: hand out a valgrind file's findings as the tuples of their fields
+        (findings.fields_of: no Finding made), for a writer that takes them (parse's JSON)."""
+        path = str(path)
+        if _is_valgrind_xml(_head(path)):
+            self.stream = ValgrindStream(path, fields=fields)
+            self.log = None
+        else:
+            self.stream = None
+            self.log = parse_file(path)
+        self.found = 0
+
+    def __iter__(self):
+        if self.stream is None:
+            self.found = len(self.log.findings)
+            yield from self.log.findings
+            return
+        stream = self.stream
+        for finding in stream:
+            # Only once the parser has met a cgo frame need a finding's frames be looked at.
+            if stream.parser.cgo:
+                whole = new_finding(*finding) if type(finding) is tuple else finding
+                if _runs_into_cgo(whole):
+                    named = name_cgo_frames([whole])[0]
+                    finding = fields_of(named) if type(finding) is tuple else named
+            yield finding
+        self.log, self.found = stream.log, stream.found
+
+
+def _head(path: str) -> bytes:
     try:
         with open(path, "rb") as fh:
             head = fh.read(65536)
@@ -42,10 +97,27 @@ def _parse_file(path: str) -> ParsedLog:
         raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
     if not head.strip():
         raise ParseError(path, "empty file")
+    return head
+
+
+def _is_valgrind_xml(head: bytes) -> bool:
+    return not looks_like_residue_log(head) and (looks_like_valgrind_xml(head) or head.lstrip().startswith(b"<"))
+
+
+def _parse_file(path: str) -> ParsedLog:
+    path = str(path)
+    head = _head(path)
     if looks_like_residue_log(head):
+        from .residue import parse_residue_log
+
         return parse_residue_log(path)
-    if looks_like_valgrind_xml(head) or head.lstrip().startswith(b"<"):
+    if _is_valgrind_xml(head):
         return parse_valgrind_xml(path)
+    from .go import parse_go_crash
+    from .go import sniff as looks_like_go_crash
+    from .sanitizers import parse_sanitizer_log
+    from .sanitizers import sniff as looks_like_sanitizer_log
+
     if looks_like_sanitizer_log(head):
         return parse_sanitizer_log(path)
     if looks_like_go_crash(head):

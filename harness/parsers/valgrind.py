@@ -25,7 +25,7 @@ from typing import BinaryIO
 from lxml import etree
 
 from ..errors import ParseError
-from ..findings import AuxStack, Finding, Frame, make_signature, significant_frames
+from ..findings import CATEGORIES, AuxStack, Finding, Frame, fields_of, make_signature, new_finding, significant_frames
 
 SUPPORTED_PROTOCOLS = (4, 5, 6)
 
@@ -102,9 +102,12 @@ def _int(text: str | None, base: int = 10) -> int | None:
     if text is None:
         return None
     try:
-        return int(text.strip().replace(",", ""), base)
+        return int(text, base)  # valgrind's own numbers: no commas, no spaces
     except ValueError:
-        return None
+        try:
+            return int(text.strip().replace(",", ""), base)
+        except ValueError:
+            return None
 
 
 class _Utf8Repair(io.RawIOBase):
@@ -123,18 +126,26 @@ class _Utf8Repair(io.RawIOBase):
         return self._decoder.decode(chunk, final=not chunk).encode("utf-8")
 
 
+_CACHED = 500_000  # frames and stacks kept for sharing, at most (bounded memory)
+
+
 class _Parser:
-    def __init__(self, path: str, tool_name: str | None):
+    def __init__(self, path: str, tool_name: str | None, counts: dict[str, int] | None = None):
         self.path = path
         self.tool_name = tool_name
-        self.findings: list[Finding] = []
-        self.by_unique: dict[str, int] = {}
+        self.emitted = 0  # findings handed out so far
+        self.fields = False  # hand out each finding as the tuple of its fields (make_finding)
+        self.by_unique: dict[str, int] | None = None  # unique -> ordinal, when asked for (read_all)
+        self.counts = counts or {}  # <errorcounts> read ahead (counts_ahead): unique -> times seen
         self.info: dict = {"error_counts": {}, "suppression_counts": {}}
         self.frames: dict[tuple, Frame] = {}  # identical frames are shared: big files repeat them
-        self.signatures: dict[tuple, str] = {}
+        self.stacks: dict[tuple, tuple[Frame, ...]] = {}  # ips of a whole stack -> its frames, shared
+        self.shared: set[int] = set()  # ids of the stacks in self.stacks
+        self.signatures: dict[tuple, str] = {}  # (category, id of a shared stack) -> signature
         self.strings: dict[str, str] = {}
         self.threads: dict[int, tuple[Frame, ...]] = {}  # helgrind: thread number -> creation stack
         self.complete = False
+        self.cgo = False  # a frame of a cgo call was read (its finding's frames get named: parsers.name_cgo_frames)
 
     # -- elements ---------------------------------------------------------------------------
     def frame(self, elem) -> Frame:
@@ -143,6 +154,8 @@ class _Parser:
         # Paths, objects and names repeat across frames at different addresses: keep one copy.
         strings = self.strings
         path = f"{d}/{f}" if d and f else f
+        if fn and "_Cfunc_" in fn:
+            self.cgo = True
         return Frame(
             address=_int(values.get("ip"), 16),
             function=strings.setdefault(fn, fn) if fn else fn,
@@ -153,8 +166,22 @@ class _Parser:
 
     def stack(self, elem) -> tuple[Frame, ...]:
         # Frames repeat across errors: within one process an address always stands for the
-        # same chain of (inlined) frames, so (ip, place in the run of frames sharing that ip)
-        # names a frame exactly, and reading the ip alone is cheap.
+        # same chain of (inlined) frames, so the sequence of a stack's ips (valgrind writes each
+        # frame's <ip> first) names the whole stack, and reading them is cheap.  Equal stacks are
+        # then one tuple: their signature and their JSON are made once.
+        try:
+            ips = tuple([fr[0].text for fr in elem])
+        except IndexError:  # an empty <frame>: not valgrind's; read frame by frame
+            return self.frames_of(elem)
+        found = self.stacks.get(ips)
+        if found is None:
+            found = self.frames_of(elem)
+            if len(self.stacks) < _CACHED and all(fr[0].tag == "ip" for fr in elem):
+                self.stacks[ips] = found
+                self.shared.add(id(found))
+        return found
+
+    def frames_of(self, elem) -> tuple[Frame, ...]:
         frames = []
         cache = self.frames
         prev_ip = None
@@ -173,133 +200,167 @@ class _Parser:
             frame = cache.get(key)
             if frame is None:
                 frame = self.frame(fr)
-                if len(cache) < 500_000:
+                if len(cache) < _CACHED:
                     cache[key] = frame
             frames.append(frame)
         return tuple(frames)
 
     def signature(self, category: str, stack: tuple[Frame, ...]) -> str:
-        """Signatures by stack identity: frames are shared, so equal stacks hash cheaply."""
-        key = (category, *map(id, stack))
+        """Signatures by stack identity: equal stacks are one shared tuple, kept alive by the
+        stack cache (so its id stays its own); any other stack is named afresh."""
+        if id(stack) not in self.shared:
+            return make_signature(category, stack)
+        key = (category, id(stack))
         sig = self.signatures.get(key)
         if sig is None:
             sig = self.signatures[key] = make_signature(category, stack)
         return sig
 
-    def error(self, elem) -> None:
-        kind = what = unique = None
-        tid = None
+    def error(self, elem) -> Finding | None:
+        kind = what = unique = tid = None
         leak_text = None
         leaked_bytes = leaked_blocks = None
         main_stack: tuple[Frame, ...] | None = None
-        aux: list[AuxStack] = []
-        aux_texts: list[str] = []
+        # Made when first needed (most errors, leak records, have none of them).
+        aux: list[AuxStack] | None = None
+        aux_texts: list[str] | None = None
         pending_label: str | None = None
-        notes: list[str] = []  # words with no stack of their own ("Address .. inside data symbol ..")
-        thread_ids: list[int] = []  # helgrind: the threads the error names, in order
+        notes: list[str] | None = None  # words with no stack of their own ("Address .. inside data symbol ..")
+        thread_ids: list[int] | None = None  # helgrind: the threads the error names, in order
+        stacks = self.stacks
         for child in elem:
             tag = child.tag
             if tag == "stack":
-                frames = self.stack(child)
+                try:  # a stack seen before, by its ips (the common case, as self.stack does)
+                    frames = stacks.get(tuple([fr[0].text for fr in child]))
+                except IndexError:
+                    frames = None
+                if frames is None:
+                    frames = self.stack(child)
                 if main_stack is None:
                     main_stack = frames
                 else:
                     text = pending_label or ""
+                    if aux is None:
+                        aux = []
                     aux.append(AuxStack(_aux_label(text), frames, text))
                     if notes and notes[-1] == text:
                         notes.pop()
                     pending_label = None
             elif tag == "kind":
                 kind = child.text
+            elif tag == "unique":
+                unique = child.text
+            elif tag == "tid":
+                try:
+                    tid = int(child.text)  # as valgrind writes it; anything else through _int
+                except (TypeError, ValueError):
+                    tid = _int(child.text)
+            elif tag == "xwhat" or tag == "xauxwhat":
+                text = None
+                for part in child:  # one pass over <text>, <leakedbytes>, <leakedblocks>, <hthreadid>
+                    ptag = part.tag
+                    if ptag == "text":
+                        if text is None:
+                            text = part.text or ""
+                    elif ptag == "leakedbytes":
+                        if leaked_bytes is None and tag == "xwhat":
+                            try:
+                                leaked_bytes = int(part.text)
+                            except (TypeError, ValueError):
+                                leaked_bytes = _int(part.text)
+                    elif ptag == "leakedblocks":
+                        if leaked_blocks is None and tag == "xwhat":
+                            try:
+                                leaked_blocks = int(part.text)
+                            except (TypeError, ValueError):
+                                leaked_blocks = _int(part.text)
+                    elif ptag == "hthreadid":
+                        number = _int(part.text)
+                        if thread_ids is None:
+                            thread_ids = []
+                        if number is not None and number not in thread_ids:
+                            thread_ids.append(number)
+                text = text or ""
+                if tag == "xwhat":
+                    what = leak_text = text
+                else:
+                    aux_texts = (aux_texts or []) + [text]
+                    pending_label = text
             elif tag == "what":
                 # helgrind's PthAPIerror says it in two parts: <xwhat> "Thread #1's call to
                 # pthread_mutex_lock failed", then <what> "with error code 35 (EDEADLK: ...)".
                 what = f"{what} {child.text or ''}".strip() if what else child.text
-            elif tag in ("xwhat", "xauxwhat"):
-                text = child.findtext("text") or ""
-                for hid in child.iterfind("hthreadid"):
-                    number = _int(hid.text)
-                    if number is not None and number not in thread_ids:
-                        thread_ids.append(number)
-                if tag == "xwhat":
-                    what = leak_text = text
-                    leaked_bytes = _int(child.findtext("leakedbytes"))
-                    leaked_blocks = _int(child.findtext("leakedblocks"))
-                else:
-                    aux_texts.append(text)
-                    pending_label = text
             elif tag == "auxwhat":
                 text = child.text or ""
-                aux_texts.append(text)
-                notes.append(text)
+                aux_texts = (aux_texts or []) + [text]
+                notes = (notes or []) + [text]
                 pending_label = text
-            elif tag == "unique":
-                unique = child.text
-            elif tag == "tid":
-                tid = _int(child.text)
         if kind is None:
             self.info.setdefault("problems", []).append("an <error> without <kind> was skipped")
-            return
+            return None
         if kind in _HELGRIND_KINDS:
             # Where the threads came from, as helgrind's text output shows it: which worker raced
             # is often the whole story.  The root thread (#1) has no creation stack.
-            for number in thread_ids:
+            for number in thread_ids or ():
                 created = self.threads.get(number)
                 if created:
-                    aux.append(AuxStack("thread created", created, f"Thread #{number} was created"))
+                    aux = (aux or []) + [AuxStack("thread created", created, f"Thread #{number} was created")]
             # The variable raced on ("Address 0x.. is 0 bytes inside data symbol "counter""), said
             # with no stack of its own: part of the message, as it is of helgrind's text.
             if notes and what:
                 what = "; ".join([what, *notes])
-        finding = self.make_finding(kind, what or "", aux_texts, main_stack or (), tuple(aux),
-                                    tid, leak_text, leaked_bytes, leaked_blocks)
-        if kind in _HELGRIND_KINDS and not significant_frames(finding.stack):
+        count = self.counts.get(unique, 1) if unique is not None and self.counts else 1
+        helgrind = kind in _HELGRIND_KINDS
+        finding = self.make_finding(kind, what or "", aux_texts or (), main_stack or (), tuple(aux) if aux else (),
+                                    tid, leak_text, leaked_bytes, leaked_blocks, count,
+                                    fields=self.fields and not helgrind)
+        if helgrind and not significant_frames(finding.stack):
             # "Exiting thread still holds 1 lock" is reported at the thread's end, whose stack is
             # start_thread and clone only: the thread is named by where it was created instead.
             created = _creation_site(next((a.frames for a in finding.aux_stacks
                                            if a.label == "thread created"), ()))
             if significant_frames(created):
                 finding = dataclasses.replace(finding, signature=self.signature(finding.category, created))
-        if unique is not None:
-            self.by_unique[unique] = len(self.findings)
-        self.findings.append(finding)
+        if unique is not None and self.by_unique is not None:
+            self.by_unique[unique] = self.emitted
+        self.emitted += 1
+        if self.fields and helgrind:
+            return fields_of(finding)
+        return finding
 
     def make_finding(self, kind, what, aux_texts, stack, aux, tid, leak_text, leaked_bytes,
-                     leaked_blocks) -> Finding:
+                     leaked_blocks, count=1, fields: bool = False) -> Finding | tuple:
+        """The Finding; with `fields`, the tuple of its fields in order (findings.new_finding's),
+        for a stream whose every finding is written at once and dropped (parse's JSON)."""
         leak_kind = _LEAK_KINDS.get(kind)
         nbytes = indirect = 0
         if leak_kind:
             category = "leak"
             nbytes, indirect = leaked_bytes or 0, 0
-            m = _LEAK_TEXT.match(leak_text or "")
-            if m and m.group(2) is not None:
-                nbytes, indirect = _int(m.group(2)), _int(m.group(3))
+            if leak_text and " direct, " in leak_text:  # "N (D direct, I indirect) bytes in ..."
+                m = _LEAK_TEXT.match(leak_text)
+                if m and m.group(2) is not None:
+                    nbytes, indirect = _int(m.group(2)), _int(m.group(3))
         else:
             category = _category(kind, what, aux_texts)
-        return Finding(
-            tool=self.tool_name or "memcheck",
-            kind=kind,
-            category=category,
-            message=what,
-            leak_kind=leak_kind,
-            bytes=nbytes if leak_kind else None,
-            indirect_bytes=indirect or 0,
-            blocks=leaked_blocks if leak_kind else None,
-            stack=stack,
-            aux_stacks=aux,
-            pid=self.info.get("pid"),
-            thread=tid,
-            source=self.path,
-            signature=self.signature(category, stack),
-        )
+        signature = self.signatures.get((category, id(stack))) if id(stack) in self.shared else None
+        values = (self.tool_name or "memcheck", kind, category, what, leak_kind,
+                  nbytes if leak_kind else None, indirect or 0, leaked_blocks if leak_kind else None,
+                  stack, aux, self.info.get("pid"), tid, count if count > 1 else 1, self.path,
+                  signature or self.signature(category, stack), None)
+        if fields and category in CATEGORIES:
+            return values
+        return new_finding(*values)
 
-    def fatal_signal(self, elem) -> None:
+    def fatal_signal(self, elem) -> Finding | tuple:
         name = elem.findtext("signame") or f"signal {elem.findtext('signo')}"
         stack_elem = elem.find("stack")
         stack = self.stack(stack_elem) if stack_elem is not None else ()
         addr = elem.findtext("siaddr")
         self.info["fatal_signal"] = name
-        self.findings.append(Finding(
+        self.emitted += 1
+        found = Finding(
             tool=self.tool_name or "memcheck",
             kind=f"FatalSignal:{name}",
             category="crash",
@@ -308,12 +369,14 @@ class _Parser:
             pid=self.info.get("pid"),
             thread=_int(elem.findtext("tid")),
             source=self.path,
-        ))
+        )
+        return fields_of(found) if self.fields else found
 
-    def handle(self, elem) -> None:
+    def handle(self, elem) -> Finding | None:
         tag = elem.tag
+        found = None
         if tag == "error":
-            self.error(elem)
+            found = self.error(elem)
         elif tag == "errorcounts":
             for pair in elem.iterfind("pair"):
                 unique, count = pair.findtext("unique"), _int(pair.findtext("count"))
@@ -325,7 +388,7 @@ class _Parser:
                 if name is not None and count is not None:
                     self.info["suppression_counts"][name] = count
         elif tag == "fatal_signal":
-            self.fatal_signal(elem)
+            found = self.fatal_signal(elem)
         elif tag == "announcethread":
             number = _int(elem.findtext("hthreadid"))
             stack_elem = elem.find("stack")
@@ -342,14 +405,17 @@ class _Parser:
                 self.info["finished"] = True
         elif tag == "valgrindoutput":
             self.complete = True
-            return
+            return None
         # Drop what has been read: the element and every finished sibling before it.
-        if elem.getparent() is not None and elem.getparent().tag == "valgrindoutput":
+        parent = elem.getparent()
+        if parent is not None and parent.tag == "valgrindoutput":
             elem.clear()
             while elem.getprevious() is not None:
-                del elem.getparent()[0]
+                del parent[0]
+        return found
 
-    def run(self, stream) -> None:
+    def run(self, stream):
+        """The findings, one by one, as the file is read."""
         events = etree.iterparse(
             stream,
             events=("end",),
@@ -361,8 +427,19 @@ class _Parser:
             remove_comments=True,
             remove_blank_text=True,
         )
+        handle, error = self.handle, self.error
         for _event, elem in events:
-            self.handle(elem)
+            if elem.tag == "error":  # most of a file: handled here, the rest by handle()
+                found = error(elem)
+                parent = elem.getparent()
+                if parent is not None and parent.tag == "valgrindoutput":
+                    elem.clear()
+                    while elem.getprevious() is not None:
+                        del parent[0]
+            else:
+                found = handle(elem)
+            if found is not None:
+                yield found
 
 
 def _creation_site(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
@@ -425,72 +502,145 @@ def sniff(head: bytes) -> bool:
     return bool(_ROOT.search(head[:8192]))
 
 
+_COUNTS_PAIR = re.compile(rb"<pair>\s*<count>\s*(\d+)\s*</count>\s*<unique>\s*(0x[0-9a-fA-F]+)\s*</unique>\s*</pair>")
+
+
+def counts_ahead(path: str, chunk: int = 1 << 20) -> dict[str, int]:
+    """The <errorcounts> valgrind writes once, after its last error, read from the end of the
+    file before the errors are: so each finding gets how many times it was seen as it is read,
+    and none need be held until the end.  {} when there is none after the last error (a file
+    cut short).  What the parse itself then reads is compared with this (ValgrindStream)."""
+    with open(path, "rb") as fh:
+        end = fh.seek(0, 2)
+        tail = b""
+        while end > 0:
+            start = max(0, end - chunk)
+            fh.seek(start)
+            tail = fh.read(end - start) + tail
+            end = start
+            close = tail.rfind(b"</errorcounts>")
+            last_error = tail.rfind(b"</error>")
+            if last_error > close:
+                return {}  # an error after any counts: none were written after the last error
+            if close >= 0:
+                begin = tail.rfind(b"<errorcounts>", 0, close)
+                if begin >= 0:
+                    return {unique.decode(): int(count) for count, unique in
+                            _COUNTS_PAIR.findall(tail, begin, close) if int(count)}
+    return {}
+
+
+class ValgrindStream:
+    """One valgrind XML file as a stream: iterating gives its findings one by one as the file is
+    read, none kept (so a file of any size takes bounded memory); afterwards `log` holds the
+    rest of what the file says (findings left out) and `found` how many there were.  Raises
+    ParseError at once when the file is not valgrind's XML at all."""
+
+    def __init__(self, path: str, tool_name: str | None = None, index: bool = False, fields: bool = False):
+        """fields: each finding handed out as the tuple of its fields (findings.fields_of), for a
+        caller that writes it at once (parse's JSON): no Finding object made."""
+        self.path = path = str(path)
+        self.tool_name = tool_name
+        self.index = index
+        self.fields = fields
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(8192)
+        except OSError as exc:
+            raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
+        if not head.strip():
+            raise ParseError(path, "empty file (the program may have been killed before valgrind wrote anything)")
+        root_at = _ROOT.search(head)
+        dtd = _DTD.search(head)
+        if dtd and (root_at is None or dtd.start() < root_at.start()):
+            raise ParseError(path, "refused: the XML declares a DTD or entities, which valgrind never writes")
+        if root_at is None:
+            raise ParseError(path, "not a valgrind XML file (no <valgrindoutput> element)")
+        try:
+            self.ahead = counts_ahead(path)
+        except OSError as exc:
+            raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
+        self.parser: _Parser | None = None
+        self.problems: list[str] = []
+        self.log: ValgrindLog | None = None
+        self.found = 0
+
+    def _parser(self) -> _Parser:
+        parser = _Parser(self.path, self.tool_name, self.ahead)
+        parser.fields = self.fields
+        if self.index:
+            parser.by_unique = {}
+        return parser
+
+    def __iter__(self):
+        problems = self.problems
+        parser = self.parser = self._parser()
+        try:
+            with open(self.path, "rb") as fh:
+                yield from parser.run(fh)
+        except etree.XMLSyntaxError as exc:
+            message = str(exc)
+            if "UTF-8" in message or "Char 0x" in message or "encoding" in message.lower():
+                # Stray bytes in a symbol name: read again, replacing them; what was handed out
+                # already is the same, and is not handed out twice.
+                given = parser.emitted
+                parser = self.parser = self._parser()
+                problems.append("invalid UTF-8 replaced")
+                try:
+                    with open(self.path, "rb") as fh:
+                        for n, finding in enumerate(parser.run(_Utf8Repair(fh))):
+                            if n >= given:
+                                yield finding
+                except etree.XMLSyntaxError as exc2:
+                    problems.append(f"XML error: {exc2}")
+            else:
+                problems.append(f"XML error: {message}")
+        except OSError as exc:
+            problems.append(f"read error: {exc}")
+        self.found = parser.emitted
+        self.log = self._finish(parser)
+
+    def _finish(self, parser: _Parser) -> ValgrindLog:
+        info = parser.info
+        problems = self.problems
+        counts = info["error_counts"]
+        if counts != self.ahead and not self.index:
+            problems.append("the <errorcounts> read ahead of the errors is not the one the file holds: the "
+                            "findings' counts (how many times each was seen) may be wrong")
+        protocol = info.get("protocolversion")
+        if protocol is not None and protocol not in SUPPORTED_PROTOCOLS:
+            problems.append(f"protocol version {protocol} is not one of {SUPPORTED_PROTOCOLS}; read as best could")
+        problems.extend(info.get("problems", ()))
+        partial = not parser.complete
+        if partial and not any(p.startswith("XML error") for p in problems):
+            problems.append("the file ends before </valgrindoutput>")
+        return ValgrindLog(
+            path=self.path,
+            findings=(),
+            pid=info.get("pid"),
+            ppid=info.get("ppid"),
+            tool=parser.tool_name,
+            protocol=protocol,
+            command=info.get("command", ()),
+            error_counts=counts,
+            suppression_counts=info["suppression_counts"],
+            fatal_signal=info.get("fatal_signal"),
+            partial=partial,
+            finished=bool(info.get("finished")),
+            problems=tuple(problems),
+        )
+
+
 def parse_valgrind_xml(path: str, tool_name: str | None = None) -> ValgrindLog:
     """Read one valgrind XML file.  Raises ParseError when it is not one at all; a file
     that is one but is cut short or damaged gives what could be read, marked partial."""
-    path = str(path)
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(8192)
-    except OSError as exc:
-        raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
-    if not head.strip():
-        raise ParseError(path, "empty file (the program may have been killed before valgrind wrote anything)")
-    root_at = _ROOT.search(head)
-    dtd = _DTD.search(head)
-    if dtd and (root_at is None or dtd.start() < root_at.start()):
-        raise ParseError(path, "refused: the XML declares a DTD or entities, which valgrind never writes")
-    if root_at is None:
-        raise ParseError(path, "not a valgrind XML file (no <valgrindoutput> element)")
-
-    parser = _Parser(path, tool_name)
-    problems: list[str] = []
-    try:
-        with open(path, "rb") as fh:
-            parser.run(fh)
-    except etree.XMLSyntaxError as exc:
-        message = str(exc)
-        if "UTF-8" in message or "Char 0x" in message or "encoding" in message.lower():
-            # Stray bytes in a symbol name: read again, replacing them.
-            parser = _Parser(path, tool_name)
-            problems.append("invalid UTF-8 replaced")
-            try:
-                with open(path, "rb") as fh:
-                    parser.run(_Utf8Repair(fh))
-            except etree.XMLSyntaxError as exc2:
-                problems.append(f"XML error: {exc2}")
-        else:
-            problems.append(f"XML error: {message}")
-    except OSError as exc:
-        problems.append(f"read error: {exc}")
-
-    info = parser.info
-    findings = parser.findings
-    counts = info["error_counts"]
-    if counts:
-        for unique, count in counts.items():
-            index = parser.by_unique.get(unique)
-            if index is not None and count > 1:
-                findings[index] = dataclasses.replace(findings[index], count=count)
-    protocol = info.get("protocolversion")
-    if protocol is not None and protocol not in SUPPORTED_PROTOCOLS:
-        problems.append(f"protocol version {protocol} is not one of {SUPPORTED_PROTOCOLS}; read as best could")
-    problems.extend(info.get("problems", ()))
-    partial = not parser.complete
-    if partial and not any(p.startswith("XML error") for p in problems):
-        problems.append("the file ends before </valgrindoutput>")
-    return ValgrindLog(
-        path=path,
-        findings=tuple(findings),
-        pid=info.get("pid"),
-        ppid=info.get("ppid"),
-        tool=parser.tool_name,
-        protocol=protocol,
-        command=info.get("command", ()),
-        error_counts=counts,
-        suppression_counts=info["suppression_counts"],
-        fatal_signal=info.get("fatal_signal"),
-        partial=partial,
-        finished=bool(info.get("finished")),
-        problems=tuple(problems),
-    )
+    stream = ValgrindStream(path, tool_name, index=True)
+    findings = list(stream)
+    parser, log = stream.parser, stream.log
+    counts = log.error_counts
+    if counts != stream.ahead:  # not what was read ahead (a file not as valgrind writes them): the file's own
+        for unique, index in parser.by_unique.items():
+            count = counts.get(unique, 1)
+            if findings[index].count != max(count, 1):
+                findings[index] = dataclasses.replace(findings[index], count=max(count, 1))
+    return dataclasses.replace(log, findings=tuple(findings))

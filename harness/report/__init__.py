@@ -12,6 +12,14 @@ What each job is (pass, fail, stale, blind, known incomplete; clean, errors, inc
 decided once, by judge.outcome; every format shows that decision.
 """
 
-from .html import CSP, render_report, write_report  # noqa: F401 - the report's face
-
 __all__ = ["CSP", "render_report", "write_report"]
+
+
+def __getattr__(name: str):
+    # The report's face, from html.py, imported when asked for: the other formats (parse's JSON,
+    # the CLI's text) need neither jinja2 nor the HTML templates.
+    if name in __all__:
+        from . import html
+
+        return getattr(html, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

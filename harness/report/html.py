@@ -183,11 +183,15 @@ class Bug:
     signature: str
     variant: str
     groups: list[tuple[JobRecord, FindingGroup]] = field(default_factory=list)
+    _main: FindingGroup | None = field(default=None, repr=False, compare=False)
 
     @property
     def main(self) -> FindingGroup:
-        """The group to show: one whose indirect bytes the tool confirmed, else the first."""
-        return next((g for _, g in self.groups if g.checked), self.groups[0][1])
+        """The group to show: one whose indirect bytes the tool confirmed, else the first.
+        (Found once: a bug's groups are all added before it is first shown or sorted.)"""
+        if self._main is None:
+            self._main = next((g for _, g in self.groups if g.checked), self.groups[0][1])
+        return self._main
 
     @property
     def first(self) -> Finding:
@@ -218,12 +222,23 @@ class Bug:
         return self.main.rank()
 
     def per_tool(self) -> list[dict]:
-        out = []
+        """One row per variant and checker that saw it: bytes and times seen, summed over its
+        records (a program that leaks the same way ten thousand times is one row, x10000)."""
+        rows: dict[tuple[str, str], dict] = {}
         for job, g in self.groups:
-            out.append({"variant": job.variant or "check", "tool": job.tool, "bytes": g.bytes,
-                        "indirect": g.indirect_bytes, "owned": len(g.owned), "checked": g.checked,
-                        "count": g.root.count})
-        return sorted(out, key=lambda d: (d["variant"], d["tool"]))
+            key = (job.variant or "check", job.tool)
+            row = rows.get(key)
+            if row is None:
+                rows[key] = {"variant": key[0], "tool": job.tool, "bytes": g.bytes, "indirect": g.indirect_bytes,
+                             "owned": len(g.owned), "checked": g.checked, "count": g.root.count}
+                continue
+            row["bytes"] += g.bytes
+            row["indirect"] += g.indirect_bytes
+            row["owned"] += len(g.owned)
+            row["count"] += g.root.count
+            if row["checked"] is not False:
+                row["checked"] = g.checked if row["checked"] is None or g.checked is False else row["checked"]
+        return sorted(rows.values(), key=lambda d: (d["variant"], d["tool"]))
 
     def owned_rows(self, limit: int = 50) -> list[dict]:
         """The main group's indirect records by signature, the most bytes first."""
@@ -278,11 +293,17 @@ def source_view(text: str, highlight: set[int]) -> list[tuple[int, str, bool]]:
 
 
 def _lines_in(findings: Iterable[Finding], file_name: str) -> set[int]:
-    """Lines of file_name where memory was allocated, freed or touched, per the stacks."""
+    """Lines of file_name where memory was allocated, freed or touched, per the stacks (each
+    distinct stack looked at once: a big log repeats them)."""
     lines = set()
+    seen: set[int] = set()
+    kept = []  # the stacks looked at, alive while their ids are in `seen`
     for f in findings:
-        stacks = [f.stack] + [a.frames for a in f.aux_stacks]
-        for stack in stacks:
+        for stack in (f.stack, *(a.frames for a in f.aux_stacks)):
+            if id(stack) in seen:
+                continue
+            seen.add(id(stack))
+            kept.append(stack)
             for fr in stack:
                 if fr.file and fr.line and os.path.basename(fr.file) == file_name:
                     lines.add(fr.line)
@@ -451,13 +472,30 @@ def growth_plot(fit: GrowthFit, title: str) -> Markup:
 
 # --- rendering ----------------------------------------------------------------------------------
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """The templates compiled once, kept in leakharness's cache (jinja2 keys each by its source's
+    hash and the Python and jinja2 versions): compiling them took a tenth of a second of every
+    report, `check`'s among them.  A cache that cannot be written only costs that time."""
+
+    def dump_bytecode(self, bucket) -> None:
+        try:
+            os.makedirs(self.directory, exist_ok=True)
+            super().dump_bytecode(bucket)
+        except OSError:
+            pass
+
+
 def _env() -> jinja2.Environment:
+    from .. import facts
+
+    cache = facts.folder("templates")
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,  # everything from programs and logs is text, never markup
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
+        bytecode_cache=_TemplateCache(str(cache)) if cache is not None else None,
     )
     env.filters["bytes"] = human_bytes
     env.filters["basename"] = lambda p: os.path.basename(p or "")
@@ -571,6 +609,24 @@ def _cross_rows(by_pattern: dict[str, list[JobRecord]], bugs: dict[str, list[Bug
                 grouped: dict[int, list[FindingGroup]]) -> list[dict]:
     """One row per (pattern, variant, root cause): which checkers saw it, which missed it and why."""
     rows = []
+    # Per job: each signature of an indirect record -> the first group owning one, found once
+    # (not searched for again for every bug).
+    owners: dict[int, dict[str, FindingGroup]] = {}
+    for pjobs in by_pattern.values():
+        for j in pjobs:
+            first: dict[str, FindingGroup] = {}
+            for g in grouped[id(j)]:
+                for f in g.owned:
+                    first.setdefault(f.signature, g)
+            owners[id(j)] = first
+    categories: dict[int, set[str]] = {}
+
+    def error_categories(job: JobRecord) -> set[str]:
+        found = categories.get(id(job))
+        if found is None:
+            found = categories[id(job)] = {f.category for f in job.findings if f.is_error}
+        return found
+
     for pid, pjobs in by_pattern.items():
         by_variant: dict[str, list[JobRecord]] = defaultdict(list)
         for j in pjobs:
@@ -578,13 +634,22 @@ def _cross_rows(by_pattern: dict[str, list[JobRecord]], bugs: dict[str, list[Bug
         for bug in bugs[pid]:
             vjobs = by_variant[bug.variant]
             saw_jobs = {id(j) for j, _ in bug.groups}
-            saw = [{"tool": j.tool, "bytes": g.total_bytes, "count": g.root.count, "category": bug.category,
-                    "as_part": None} for j, g in bug.groups]
+            category = bug.category
+            by_tool: dict[str, dict] = {}  # one badge per checker, its records summed
+            for j, g in bug.groups:
+                badge = by_tool.get(j.tool)
+                if badge is None:
+                    by_tool[j.tool] = {"tool": j.tool, "bytes": g.total_bytes, "count": g.root.count,
+                                       "category": category, "as_part": None}
+                else:
+                    badge["bytes"] += g.total_bytes
+                    badge["count"] += g.root.count
+            saw = list(by_tool.values())
             missed = []
             for j in vjobs:
                 if id(j) in saw_jobs:
                     continue
-                part = next((g for g in grouped[id(j)] if any(f.signature == bug.signature for f in g.owned)), None)
+                part = owners[id(j)].get(bug.signature)
                 if part is not None:  # the checker saw it, as an indirect leak of another root
                     saw.append({"tool": j.tool, "bytes": sum(f.bytes or 0 for f in part.owned
                                                              if f.signature == bug.signature),
@@ -597,7 +662,7 @@ def _cross_rows(by_pattern: dict[str, list[JobRecord]], bugs: dict[str, list[Bug
                     why = f"not fully checked: {j.status}" + (f" ({j.signal})" if j.signal else "")
                     reason = job_reason(j)
                     why += f": {reason}" if reason else ""
-                elif any(f.category == bug.category and f.is_error for f in j.findings):
+                elif category in error_categories(j):
                     why = "reported with a different stack"
                 missed.append({"tool": j.tool, "why": why, "expected": j.verdict == "blind"})
             rows.append({"pattern": pid, "slug": slug(pid), "variant": bug.variant, "group": bug,
@@ -709,9 +774,16 @@ def _stored_diff(pid: str, stored: dict[str, list[tuple[SourceFile, str]]]) -> s
 def _user_sources(findings: list[Finding], limit: int = 10) -> list[Path]:
     """The user's own source files named by the stacks (that exist here)."""
     seen: dict[str, Path] = {}
+    looked: set[tuple] = set()  # what is_library reads of a frame: each judged once
     for f in findings:
         for fr in f.stack + tuple(x for a in f.aux_stacks for x in a.frames):
-            if fr.file and not is_library(fr) and fr.file not in seen:
+            if not fr.file or fr.file in seen:
+                continue
+            key = (fr.function, fr.file, fr.object)
+            if key in looked:
+                continue
+            looked.add(key)
+            if not is_library(fr):
                 p = Path(fr.file)
                 if p.is_file():
                     seen[fr.file] = p

@@ -83,6 +83,9 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
               "defaultConfiguration": {"level": "error"}} for c in used]
     known_by_category: dict[str, dict[str, object]] = {}
     out = []
+    # What a finding's stack gives (its own frame, the words for where it is) is found once per
+    # stack: the parsers share equal stacks, and a big log repeats them.
+    by_stack: dict[int, tuple] = {}
     for job in results.jobs:
         explainer = Explainer(sources=Sources(out_dir, job.sources))
         for f in job.findings:
@@ -90,6 +93,10 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                 continue
             if len(out) >= MAX_RESULTS:
                 break
+            seen = by_stack.get(id(f.stack))
+            if seen is None or seen[0] is not f.stack:
+                seen = by_stack[id(f.stack)] = (f.stack, own_frame(f), f.where())
+            _, frame, frames = seen
             where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
             known = explainer.explain(f)
             if known is not None:
@@ -98,12 +105,11 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                 "ruleId": f.category,
                 "ruleIndex": index[f.category],
                 "level": "error",
-                "message": {"text": f"{f.summary()} in {where}" + (f". {known.line()}" if known else "")},
+                "message": {"text": f"{f.summary(frames)} in {where}" + (f". {known.line()}" if known else "")},
                 "partialFingerprints": {"leakharness/signature/v2": f.signature},  # v2: signatures carry the line hash
                 "properties": {"tool": f.tool, "kind": f.kind, "pattern": job.pattern, "variant": job.variant,
                                "checker": job.tool, "bytes": f.bytes, "signature": f.signature},
             }
-            frame = own_frame(f)
             if frame is not None:
                 uri, base = _location(job, frame.file)
                 location = {"artifactLocation": {"uri": uri}, "region": {"startLine": frame.line}}
@@ -168,10 +174,110 @@ def dumps(results: Results, out_dir: Path | None = None) -> str:
     return json.dumps(document(results, out_dir), separators=(",", ":"))
 
 
+def _compact(value) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
+    """The text of json.dumps(document(...)), written as it goes: each result put together
+    from pieces made once per job and signature (its rule, fingerprint and properties) and once
+    per stack (its location), so that 25,000 results are neither 25,000 dictionaries nor one
+    string in memory.  tests/test_report.py holds it against document()."""
+    skeleton = document(Results(results.started, results.finished, results.tools, ()), out_dir)
+    used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
+                                         for j in results.jobs for f in j.findings)]
+    index = {c: i for i, c in enumerate(used)}
+    from ..knowledge import Explainer, Sources
+
+    # What the knowledge base says of each finding, worked out first: the rules' help, written
+    # before the results, names every pattern the results look like.
+    explained: dict[int, list] = {}
+    known_by_category: dict[str, dict[str, object]] = {}
+    counted = 0
+    for job in results.jobs:
+        explainer = Explainer(sources=Sources(out_dir, job.sources))
+        found = explained[id(job)] = []
+        for f in job.findings:
+            if not (f.is_error or f.suppressed):
+                continue
+            if counted >= MAX_RESULTS:
+                break
+            counted += 1
+            known = explainer.explain(f)
+            found.append(known)
+            if known is not None:
+                known_by_category.setdefault(f.category, {}).setdefault(known.pattern or known.rule, known)
+    run = skeleton["runs"][0]
+    run["tool"]["driver"]["rules"] = [{"id": c, "name": _rule_name(c), "shortDescription": {"text": DESCRIPTIONS.get(c, c)},
+                                       "defaultConfiguration": {"level": "error"},
+                                       "help": _rule_help(c, known_by_category.get(c, {}))} for c in used]
+    notes = []
+    failing = False
+    for job in results.jobs:
+        decided = outcome(job)
+        failing = failing or decided.failing
+        if decided.failing or not decided.checked:
+            notes.append({"level": "error" if decided.failing else "note",
+                          "message": {"text": f"{job.name}: {decided.label}: {decided.reason}"[:2000]},
+                          "properties": {"outcome": decided.name, "status": job.status}})
+    run["invocations"] = [{"executionSuccessful": not failing, "toolExecutionNotifications": notes[:MAX_RESULTS]}]
+    run["results"] = []
+    text = _compact(skeleton)
+    cut = text.index('"results":[]') + len('"results":[')
+    fh.write(text[:cut])
+    written = 0
+    heads: dict[tuple, tuple[str, str]] = {}
+    places: dict[tuple, str] = {}
+    by_stack: dict[int, tuple] = {}
+    for job in results.jobs:
+        where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
+        knowns = iter(explained[id(job)])
+        for f in job.findings:
+            if not (f.is_error or f.suppressed):
+                continue
+            if written >= MAX_RESULTS:
+                break
+            known = next(knowns, None)
+            seen = by_stack.get(id(f.stack))
+            if seen is None or seen[0] is not f.stack:
+                seen = by_stack[id(f.stack)] = (f.stack, own_frame(f), f.where())
+            _, frame, frames = seen
+            key = (id(job), f.category, f.signature, f.tool, f.kind)
+            head = heads.get(key)
+            if head is None:
+                props = _compact({"tool": f.tool, "kind": f.kind, "pattern": job.pattern, "variant": job.variant,
+                                  "checker": job.tool})
+                head = heads[key] = (
+                    f'{{"ruleId":{_compact(f.category)},"ruleIndex":{index[f.category]},"level":"error",'
+                    f'"message":{{"text":',
+                    f'}},"partialFingerprints":{{"leakharness/signature/v2":{_compact(f.signature)}}},'
+                    f'"properties":{props[:-1]},"bytes":')
+            place = ""
+            if frame is not None:
+                pkey = (id(job), frame.file, frame.line)
+                place = places.get(pkey)
+                if place is None:
+                    uri, base = _location(job, frame.file)
+                    location = {"artifactLocation": {"uri": uri}, "region": {"startLine": frame.line}}
+                    if base:
+                        location["artifactLocation"]["uriBaseId"] = base
+                    place = places[pkey] = ',"locations":' + _compact([{"physicalLocation": location}])
+            if f.suppressed:
+                place += ',"suppressions":' + _compact([{"kind": "external", "justification": f.suppressed}])
+            message = f"{f.summary(frames)} in {where}" + (f". {known.line()}" if known else "")
+            fh.write(("," if written else "") + head[0] + _compact(message) + head[1]
+                     + ("null" if f.bytes is None else str(f.bytes)) + ',"signature":' + _compact(f.signature)
+                     + (',"knowledge":' + _compact(known.to_dict()) if known is not None else "")
+                     + "}" + place + "}")
+            written += 1
+    fh.write(text[cut:])
+
+
 def write(results: Results, out_dir: Path) -> Path:
-    """OUT/leakharness.sarif (atomically): written by every run, with or without the HTML report."""
-    from ..results import write_atomic
+    """OUT/leakharness.sarif (atomically, written as it goes): written by every run, with or
+    without the HTML report."""
+    from ..results import write_atomic_with
 
     path = Path(out_dir) / "leakharness.sarif"
-    write_atomic(path, dumps(results, out_dir))
+    write_atomic_with(path, lambda fh: _write_stream(results, out_dir, fh))
     return path

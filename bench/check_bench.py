@@ -1,0 +1,146 @@
+#!/usr/bin/env python3
+"""check benchmark (issue 20): `leakharness check` on a one-file OpenSSL program against the
+bare checkers it runs.
+
+Run from the repository root:  .venv/bin/python bench/check_bench.py   (or `make bench`)
+
+1. Writes bench/.work/check_bench/d.c: a small OpenSSL program (a SHA-256 digest whose context
+   is never freed: one definite leak with its indirect blocks).
+2. Warms a private cache (bench/.work/check_bench/cache) with one `check --build d.c --tool
+   memcheck --tool asan`: both binaries built, the facts about files learnt.
+3. Times, in turn (A B A B ..., after one untimed run of each):
+   A. ours: `leakharness check --fresh --build d.c --tool memcheck --tool asan`, the HTML report
+      included; --fresh so that both checkers really run (the builds are cached: a user's
+      edit-free second check would not even run them);
+   B. the floor: the same two checkers run bare and in parallel by a shell script, each with
+      exactly the command and environment its checker hands the tool (harness.checkers), the
+      same binaries, stdin from /dev/null and output to files: what a user typing the two
+      commands gets, without leakharness.
+   The figure is the median of the pairwise ratios A/B of wall time.  Target: <= 1.1x.
+Standard library only, plus the `harness` package under test.  Exit status non-zero only when
+something is wrong (a run failed); a missed target is printed.
+"""
+
+from __future__ import annotations
+
+import os as _os, sys as _sys
+_sys.path.insert(0, _os.path.dirname(_os.path.abspath(__file__)))
+import benchlib  # noqa: E402
+
+import argparse
+import datetime
+import json
+import os
+import shlex
+import shutil
+import sys
+from pathlib import Path
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+WORK = os.path.join(HERE, ".work", "check_bench")
+ROUNDS = 7
+TARGET = 1.1
+
+PROGRAM = r"""
+/* Written by bench/check_bench.py: a one-file OpenSSL program with one leak. */
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <string.h>
+
+int main(void) {
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    unsigned char out[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    const char *msg = "hello";
+    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+    EVP_DigestUpdate(ctx, msg, strlen(msg));
+    EVP_DigestFinal_ex(ctx, out, &len);
+    printf("%u\n", len);
+    return 0; /* ctx is never freed */
+}
+"""
+
+
+def log(msg: str) -> None:
+    print(f"[check_bench] {msg}", file=sys.stderr, flush=True)
+
+
+def floor_script(cache: str, source: Path) -> str:
+    """A shell script running both checkers bare, in parallel, as the checkers command them."""
+    sys.path.insert(0, ROOT)
+    from harness import checkers
+    from harness.jobs import Job
+    from harness.tasks import check_tasks
+
+    lines = ["#!/bin/sh", "# Written by bench/check_bench.py: the floor, both checkers bare, in parallel."]
+    for task in check_tasks(sources=(source,), checkers=("memcheck", "asan"), cwd=Path(WORK)):
+        checker = checkers.get(task.checker)
+        build = checker.build(task.spec, Path(cache))
+        if build.status != "ok":
+            raise RuntimeError(f"{task.name}: not built: {build.message[-500:]}")
+        folder = os.path.join(WORK, f"floor-{task.checker}")
+        os.makedirs(folder, exist_ok=True)
+        job = Job(checker=task.checker, command=(str(build.binary),), out_dir=Path(folder), cwd=Path(WORK))
+        argv, env = checker.command(job, Path(folder), Path(cache))
+        exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(env.items()) if os.environ.get(k) != v)
+        lines.append(f"( cd {shlex.quote(WORK)} && rm -f {shlex.quote(folder)}/vg.* {shlex.quote(folder)}/sanitizer.*; "
+                     f"{'env ' + exports + ' ' if exports else ''}{shlex.join(argv)} </dev/null "
+                     f">{shlex.quote(folder)}/stdout.txt 2>{shlex.quote(folder)}/stderr.txt ) &")
+    lines += ["wait", ""]
+    path = os.path.join(WORK, "floor.sh")
+    with open(path, "w") as fh:
+        fh.write("\n".join(lines))
+    os.chmod(path, 0o755)
+    return path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--rounds", type=int, default=ROUNDS, help="timed pairs (the median ratio is quoted)")
+    args, unknown = ap.parse_known_args(argv)
+    if unknown:
+        log(f"ignoring arguments meant for other benchmarks: {' '.join(unknown)}")
+    for tool in ("gcc", "valgrind"):
+        if shutil.which(tool) is None:
+            print(f"check_bench: {tool} not found", file=sys.stderr)
+            return 2
+    os.makedirs(WORK, exist_ok=True)
+    source = Path(WORK) / "d.c"
+    source.write_text(PROGRAM.lstrip())
+    cache = os.path.join(WORK, "cache")
+    env = benchlib.env({"LEAKHARNESS_CACHE": cache})
+    ours = benchlib.ours() + ["check", "--fresh", "--quiet", "--build", "d.c", "--tool", "memcheck",
+                              "--tool", "asan", "--out", os.path.join(WORK, "out")]
+    warm = benchlib.run_timed(benchlib.ours() + ["check", "--quiet", "--build", "d.c", "--tool", "memcheck",
+                                                 "--tool", "asan", "--out", os.path.join(WORK, "out")],
+                              cwd=WORK, env_=env)
+    if warm["returncode"] != 1:  # 1: the leak was found, as it must be
+        print(f"check_bench: the warm-up check exited {warm['returncode']}, not 1 (a leak found)", file=sys.stderr)
+        return 1
+    floor = floor_script(cache, source)
+    log(f"{args.rounds} pairs (load {benchlib.loadavg()})")
+    result = benchlib.side_by_side({"argv": ours, "cwd": WORK, "env": env}, {"argv": [floor], "cwd": WORK},
+                                   args.rounds, log)
+    bad = [r for r in result["a"] if r["returncode"] != 1]
+    met = result["ratio"] <= TARGET
+    print(f"# check benchmark, {datetime.date.today().isoformat()}")
+    print(f"machine: {benchlib.cpu_model()}, {os.cpu_count()} cores; load average at the end {benchlib.loadavg()}")
+    print()
+    print("| what | median s | ratio to the floor | target | met? |")
+    print("|---|---:|---:|---|---|")
+    print(f"| `check --fresh --build d.c --tool memcheck --tool asan` (builds cached, HTML report) | "
+          f"{result['a_median_s']:.3f} | {result['ratio']:.2f}x | <= {TARGET:g}x | {'met' if met else '**MISSED**'} |")
+    print(f"| floor: bare valgrind + ASan in parallel (the checkers' own commands) | "
+          f"{result['b_median_s']:.3f} | 1x | | |")
+    print(f"CPU of the whole process tree, A/B median: {result['cpu_ratio']:.2f}x")
+    with open(os.path.join(WORK, "check_bench.results.json"), "w") as fh:
+        json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), **result}, fh, indent=1)
+    if bad:
+        print(f"check_bench: {len(bad)} check run(s) did not exit 1", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,115 @@
+"""What `parse --format json` prints: every finding as Finding.to_dict() would give it, in one JSON
+list, written as the findings come (a stream of any length in bounded memory).
+
+The text is exactly what json.dumps makes of to_dict() (the same keys in the same order, the
+same separators and escapes; tests/test_cli_parse.py holds the two side by side), made faster
+for big logs: a frame's and a whole stack's JSON are made once (the valgrind parser shares
+both), and the rest of a finding is put together from its fields.
+"""
+
+from __future__ import annotations
+
+from json.encoder import encode_basestring_ascii
+from typing import IO, Iterable
+
+from ..findings import Finding, Frame
+
+_REMEMBERED = 200_000  # frames and stacks whose JSON is kept; forgotten all at once beyond
+_FRAMES: dict[tuple, str] = {}  # a frame's fields -> its JSON, for every writer of the process
+
+
+def _str(value: str | None) -> str:
+    return "null" if value is None else encode_basestring_ascii(value)
+
+
+def _num(value: int | None) -> str:
+    return "null" if value is None else str(int(value))
+
+
+def _hex(value: int | None) -> str:
+    return "null" if value is None else '"' + hex(value) + '"'
+
+
+def frame_json(fr: Frame) -> str:
+    return (f'{{"address": {_hex(fr.address)}, "function": {_str(fr.function)}, "file": {_str(fr.file)}, '
+            f'"line": {_num(fr.line)}, "object": {_str(fr.object)}, "offset": {_hex(fr.offset)}}}')
+
+
+class FindingsWriter:
+    """Writes findings to `out` as one JSON list: `write(findings)`, then `close()`."""
+
+    def __init__(self, out: IO[str]):
+        self.out = out
+        self.count = 0
+        # id -> (the object, kept alive so that its id is not reused, and its JSON)
+        self.stacks: dict[int, tuple[tuple, str]] = {}
+        self.heads: dict[tuple, str] = {}
+        self.tails: dict[tuple, str] = {}
+        self.out.write("[")
+
+    def stack(self, frames: tuple[Frame, ...]) -> str:
+        known = self.stacks.get(id(frames))
+        if known is not None and known[0] is frames:
+            return known[1]
+        parts = []
+        for fr in frames:
+            # By value: frames read back from results (the result cache) are equal, not shared.
+            value = (fr.address, fr.function, fr.file, fr.line, fr.object, fr.offset)
+            text = _FRAMES.get(value)
+            if text is None:
+                if len(_FRAMES) >= _REMEMBERED:
+                    _FRAMES.clear()
+                text = _FRAMES[value] = frame_json(fr)
+            parts.append(text)
+        text = "[" + ", ".join(parts) + "]"
+        if len(self.stacks) >= _REMEMBERED:
+            self.stacks.clear()
+        self.stacks[id(frames)] = (frames, text)
+        return text
+
+    def finding(self, f: Finding | tuple) -> str:
+        """One finding's JSON; f a Finding or the tuple of its fields (findings.fields_of)."""
+        if type(f) is tuple:
+            (tool, kind, category, message, leak_kind, b, i, k, stack, aux_stacks, pid, thread, count, source,
+             signature, suppressed) = f
+        else:
+            tool, kind, category, message, leak_kind = f.tool, f.kind, f.category, f.message, f.leak_kind
+            b, i, k, stack, aux_stacks = f.bytes, f.indirect_bytes, f.blocks, f.stack, f.aux_stacks
+            pid, thread, count, source, signature, suppressed = f.pid, f.thread, f.count, f.source, f.signature, f.suppressed
+        # What repeats from finding to finding (the tool, kind, category and leak kind; the
+        # process, thread, count, log and signature) is put into JSON once per distinct value.
+        key = (tool, kind, category, leak_kind)
+        head = self.heads.get(key)
+        if head is None:
+            head = self.heads[key] = (
+                f'{{"tool": {_str(tool)}, "kind": {_str(kind)}, "category": {_str(category)}, "message": ',
+                f', "leak_kind": {_str(leak_kind)}, "bytes": ')
+        key = (pid, thread, count, source, signature, suppressed)
+        tail = self.tails.get(key)
+        if tail is None:
+            if len(self.tails) >= _REMEMBERED:
+                self.tails.clear()
+            tail = self.tails[key] = (f', "pid": {_num(pid)}, "thread": {_num(thread)}, "count": {_num(count)}, '
+                                      f'"source": {_str(source)}, "signature": {_str(signature)}, '
+                                      f'"suppressed": {_str(suppressed)}, "stack": ')
+        aux = ", ".join([f'{{"label": {_str(a.label)}, "text": {_str(a.text)}, "frames": {self.stack(a.frames)}}}'
+                         for a in aux_stacks]) if aux_stacks else ""
+        return (f'{head[0]}{encode_basestring_ascii(message)}{head[1]}{"null" if b is None else b}, '
+                f'"indirect_bytes": {"null" if i is None else i}, "blocks": {"null" if k is None else k}'
+                f'{tail}{self.stack(stack)}, "aux_stacks": [{aux}]}}')
+
+    def write(self, findings: Iterable[Finding], batch: int = 512) -> None:
+        pending: list[str] = []
+        finding, out = self.finding, self.out
+        for f in findings:
+            pending.append(finding(f))
+            if len(pending) >= batch:
+                out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(pending))
+                self.count += len(pending)
+                pending.clear()
+        if pending:
+            out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(pending))
+            self.count += len(pending)
+
+    def close(self) -> None:
+        self.out.write("\n]\n" if self.count else "]\n")
