@@ -12,7 +12,6 @@ from typing import IO, Iterable
 from .. import checkers
 from ..grouping import group_findings
 from ..judge import errors_of, outcome
-from ..knowledge import Explainer, Sources
 from ..suppress import KNOWN_PREFIX
 
 
@@ -20,6 +19,8 @@ def findings_table(logs: Iterable, out: IO[str]) -> None:
     """One row per bug, root cause first: a definite leak with the indirect leaks it owns
     ("72 B + 933 B indirect"), memory errors before leaks, as `check` and the report show them."""
     rows = []
+    from ..knowledge import Explainer, Sources  # on first use: not on the way to a check's first job
+
     explainer = Explainer(sources=Sources())  # the sources where the logs' stacks name them
     for log in logs:
         for g in group_findings(log.findings):
@@ -110,6 +111,8 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
         if job.not_cached:
             out.write(f"  {job.not_cached}\n")
         # The program was checked just now: its sources are read where its stacks name them too.
+        from ..knowledge import Explainer, Sources
+
         explainer = Explainer(sources=Sources(os.path.dirname(results_path), job.sources, named=True)) \
             if groups else None
         said: set[str] = set()
