@@ -306,13 +306,12 @@ def _session(args, **extra):
 
 
 def cmd_report(args) -> int:
-    from .results import load_results
     from .report.text import merge_notes
 
     session = _session(args)
     index = session.report(args.inputs, args.out)
     print(f"report: {index}")
-    results = load_results(index.parent)
+    results = session.reported
     # Parts of a run that are missing, or a run cut short: said, and not exit 0 (3: not all checked).
     notes = merge_notes(results)
     if args.junit or args.summary_md:  # of the merged results, e.g. the shards of a CI run
