@@ -59,9 +59,12 @@ def wheel(tmp_path_factory) -> Path:
 def venv(wheel, tmp_path_factory) -> Path:
     """A plain venv (no system site-packages) with the wheel and its dependencies from the registry."""
     env_dir = tmp_path_factory.mktemp("venv") / "v"
-    _ok(_run([sys.executable, "-m", "venv", env_dir], cwd=env_dir.parent))
+    # Without PYTHONPATH: with this checkout on it (bench/pytest_bench.py sets it), pip finds the
+    # checkout's leakharness "already satisfied" and installs nothing into the venv.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    _ok(_run([sys.executable, "-m", "venv", env_dir], cwd=env_dir.parent, env=env))
     _ok(_run([env_dir / "bin" / "python", "-m", "pip", "install", "-q", "--disable-pip-version-check", wheel],
-             cwd=env_dir.parent))
+             cwd=env_dir.parent, env=env))
     return env_dir
 
 
