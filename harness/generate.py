@@ -39,9 +39,10 @@ def resolve_params(pattern: Pattern, overrides: Mapping[str, Any] | None = None)
     return params
 
 
-class _CompiledTemplates(jinja2.FileSystemBytecodeCache):
+class CompiledTemplates(jinja2.FileSystemBytecodeCache):
     """Templates compiled once and kept in the cache (jinja2 keys each by its source's hash and
-    the Python and jinja2 versions); one that cannot be written only costs the compile."""
+    the Python and jinja2 versions): the catalog's and the report's.  A cache that cannot be
+    written only costs the compile."""
 
     def dump_bytecode(self, bucket) -> None:
         try:
@@ -68,7 +69,7 @@ def _environment(directory: str) -> jinja2.Environment:
                 undefined=jinja2.StrictUndefined,
                 keep_trailing_newline=True,
                 autoescape=False,  # C source, not HTML
-                bytecode_cache=_CompiledTemplates(str(cache)) if cache is not None else None,
+                bytecode_cache=CompiledTemplates(str(cache)) if cache is not None else None,
             )
         return env
 

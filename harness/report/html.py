@@ -34,7 +34,7 @@ from ..catalog import VARIANTS, base_checker, load_catalog
 from ..errors import CatalogError, LeakHarnessError
 from ..findings import Finding, Frame
 from ..generate import diff as pattern_diff
-from ..generate import render
+from ..generate import CompiledTemplates, render
 from ..growth import GrowthFit, GrowthReport
 from ..grouping import FindingGroup, group_findings
 from ..judge import COMPLETE, outcome
@@ -472,19 +472,6 @@ def growth_plot(fit: GrowthFit, title: str) -> Markup:
 
 # --- rendering ----------------------------------------------------------------------------------
 
-class _TemplateCache(jinja2.FileSystemBytecodeCache):
-    """The templates compiled once, kept in leakharness's cache (jinja2 keys each by its source's
-    hash and the Python and jinja2 versions): compiling them took a tenth of a second of every
-    report, `check`'s among them.  A cache that cannot be written only costs that time."""
-
-    def dump_bytecode(self, bucket) -> None:
-        try:
-            os.makedirs(self.directory, exist_ok=True)
-            super().dump_bytecode(bucket)
-        except OSError:
-            pass
-
-
 def _env() -> jinja2.Environment:
     from .. import facts
 
@@ -495,7 +482,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
-        bytecode_cache=_TemplateCache(str(cache)) if cache is not None else None,
+        bytecode_cache=CompiledTemplates(str(cache)) if cache is not None else None,
     )
     env.filters["bytes"] = human_bytes
     env.filters["basename"] = lambda p: os.path.basename(p or "")

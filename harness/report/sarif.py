@@ -123,15 +123,7 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
             out.append(result)
     for rule in rules:
         rule["help"] = _rule_help(rule["id"], known_by_category.get(rule["id"], {}))
-    notes = []
-    failing = False
-    for job in results.jobs:
-        decided = outcome(job)
-        failing = failing or decided.failing
-        if decided.failing or not decided.checked:
-            notes.append({"level": "error" if decided.failing else "note",
-                          "message": {"text": f"{job.name}: {decided.label}: {decided.reason}"[:2000]},
-                          "properties": {"outcome": decided.name, "status": job.status}})
+    notes, failing = _notifications(results)
     return {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -146,6 +138,21 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                if out_dir is not None else {}),
         }],
     }
+
+
+def _notifications(results: Results) -> tuple[list[dict], bool]:
+    """The run's notifications (each job that failed or was not fully checked, with the one
+    outcome judge decided) and whether any job failed."""
+    notes = []
+    failing = False
+    for job in results.jobs:
+        decided = outcome(job)
+        failing = failing or decided.failing
+        if decided.failing or not decided.checked:
+            notes.append({"level": "error" if decided.failing else "note",
+                          "message": {"text": f"{job.name}: {decided.label}: {decided.reason}"[:2000]},
+                          "properties": {"outcome": decided.name, "status": job.status}})
+    return notes, failing
 
 
 def _rule_help(category: str, known: dict) -> dict:
@@ -211,15 +218,7 @@ def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
     run["tool"]["driver"]["rules"] = [{"id": c, "name": _rule_name(c), "shortDescription": {"text": DESCRIPTIONS.get(c, c)},
                                        "defaultConfiguration": {"level": "error"},
                                        "help": _rule_help(c, known_by_category.get(c, {}))} for c in used]
-    notes = []
-    failing = False
-    for job in results.jobs:
-        decided = outcome(job)
-        failing = failing or decided.failing
-        if decided.failing or not decided.checked:
-            notes.append({"level": "error" if decided.failing else "note",
-                          "message": {"text": f"{job.name}: {decided.label}: {decided.reason}"[:2000]},
-                          "properties": {"outcome": decided.name, "status": job.status}})
+    notes, failing = _notifications(results)
     run["invocations"] = [{"executionSuccessful": not failing, "toolExecutionNotifications": notes[:MAX_RESULTS]}]
     run["results"] = []
     text = _compact(skeleton)
