@@ -18,6 +18,7 @@ from typing import Any, Mapping
 from . import checkers
 from .errors import CatalogError
 from .findings import CATEGORIES, LEAK_KINDS
+from .validate import MAX_ATTEMPTS
 
 VARIANTS = ("leaky", "fixed")
 LANGUAGES = ("c", "go")
@@ -77,6 +78,10 @@ class Expectation:
     # For a run that hangs by design: give up after this many seconds instead of the pattern's
     # timeout.
     timeout: float | None = None
+    # For a bug a checker sees only in the runs where threads happen to meet (a race memcheck
+    # catches by its symptoms): a complete run that misses it is run again, up to this many runs
+    # in all, and a catch in any of them is a catch.
+    attempts: int | None = None
 
     def describe(self) -> str:
         if self.outcome == "clean":
@@ -92,6 +97,8 @@ class Expectation:
             text += f" of at least {self.min_bytes} B"
         if self.function:
             text += f" through {self.function}"
+        if self.attempts and self.attempts > 1:
+            text += f" (in one of up to {self.attempts} runs)"
         return text
 
     def to_dict(self) -> dict[str, Any]:
@@ -143,7 +150,8 @@ class Pattern:
 def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     if not isinstance(raw, Mapping):
         raise CatalogError(f"{where}: must be a table")
-    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "incomplete", "clean", "timeout"}
+    unknown = set(raw) - {"category", "leak_kind", "function", "min_bytes", "blind", "incomplete", "clean", "timeout",
+                          "attempts"}
     if unknown:
         raise CatalogError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
     said = [k for k in ("blind", "incomplete", "clean") if k in raw] or ["category"] * ("category" in raw)
@@ -153,6 +161,12 @@ def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     if "timeout" in raw and "incomplete" not in raw:
         raise CatalogError(f"{where}: timeout is for a run that hangs by design, with incomplete = \"why\" "
                            f"(give the pattern's timeout instead)")
+    attempts = raw.get("attempts")
+    if attempts is not None:
+        if "category" not in raw or any(k in raw for k in ("blind", "incomplete", "clean")):
+            raise CatalogError(f"{where}: attempts is for a bug to find (with category), which a run may miss")
+        if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
+            raise CatalogError(f"{where}: attempts must be a whole number from 1 to {MAX_ATTEMPTS}")
     for outcome in ("blind", "incomplete"):
         if outcome not in raw:
             continue
@@ -182,7 +196,7 @@ def _expectation(raw: Mapping[str, Any], where: str) -> Expectation:
     if min_bytes is not None and (isinstance(min_bytes, bool) or not isinstance(min_bytes, int) or min_bytes < 0):
         raise CatalogError(f"{where}: min_bytes must be a whole number of bytes")
     return Expectation("find", category=category, leak_kind=leak_kind,
-                       function=raw.get("function"), min_bytes=min_bytes)
+                       function=raw.get("function"), min_bytes=min_bytes, attempts=attempts)
 
 
 def load_pattern(directory: Path) -> Pattern:

@@ -61,6 +61,10 @@ def text(value: Any, field: str, optional: bool = False, limit: int = MAX_TEXT) 
     return value
 
 
+# Runs of one job whose expectation allows a miss (catalog.Expectation.attempts): at most this many.
+MAX_ATTEMPTS = 10
+
+
 def whole(value: Any, field: str, optional: bool = False, low: int = 0) -> int | None:
     if value is None and optional:
         return None
@@ -222,7 +226,8 @@ def expected(value: Any, field: str) -> dict | None:
     if value is None:
         return None
     data = mapping(value, field)
-    unknown = set(data) - {"outcome", "category", "leak_kind", "function", "min_bytes", "reason", "timeout"}
+    unknown = set(data) - {"outcome", "category", "leak_kind", "function", "min_bytes", "reason", "timeout",
+                           "attempts"}
     if unknown:
         raise FieldError(f"{field}.{sorted(unknown)[0]}", "not a field of an expectation")
     out = {"outcome": choice(data.get("outcome"), f"{field}.outcome", OUTCOMES)}
@@ -238,4 +243,8 @@ def expected(value: Any, field: str) -> dict | None:
         out["reason"] = text(data["reason"], f"{field}.reason")
     if data.get("timeout") is not None:
         out["timeout"] = seconds(data["timeout"], f"{field}.timeout")
+    if data.get("attempts") is not None:
+        out["attempts"] = whole(data["attempts"], f"{field}.attempts")
+        if not 1 <= out["attempts"] <= MAX_ATTEMPTS:
+            raise FieldError(f"{field}.attempts", f"must be from 1 to {MAX_ATTEMPTS}")
     return out
