@@ -332,13 +332,18 @@ class Session:
         if target is None:
             raise LeakHarnessError("report: give --out DIR")
         from .report.html import render_report
-        from .results import combine
+        from .results import combined, in_background, write_results
 
         with locked(target) as target:
             # The merged results are kept (self.reported) for what the caller says of them: read
             # back from the results.json just written, 50,000 findings took half of `report`'s time.
-            self.reported = combine(inputs, target, self.suppressions())
-            return render_report(self.reported, target, self.fixtures)
+            self.reported, changed = combined(inputs, target, self.suppressions())
+            written = in_background(write_results, target, self.reported) if changed else None
+            try:
+                return render_report(self.reported, target, self.fixtures)
+            finally:
+                if written is not None:
+                    written()  # results.json is whole before the report is said to be there
 
     @one_line_errors
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:

@@ -116,20 +116,52 @@ def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] |
     return libs
 
 
+_PART = re.compile(r"[=:,]")
+_listings: dict[str, tuple[tuple[int, int, int], frozenset[str]]] = {}  # folder -> (its identity, its names)
+
+
+def _names_in(folder: str) -> frozenset[str] | None:
+    """The names in a folder, listed again only when the folder changed (an entry added, removed
+    or renamed changes its modification time); None when it cannot be listed."""
+    try:
+        st = os.stat(folder)
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        known = _listings.get(folder)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        names = frozenset(os.listdir(folder))
+    except OSError:
+        return None
+    # Remembered only when the folder had not changed for a while: a second change within the
+    # same clock tick would leave its modification time as it was (facts.settled).
+    if facts.settled([0, 0, 0, st.st_mtime_ns, st.st_ctime_ns]):
+        _listings[folder] = (stamp, names)
+    return names
+
+
 def named_files(texts, cwd: Path) -> list[str]:
     """The existing files that options, rc files and arguments name (a whole word, or a value
     after '=', ':' or ','), relative to the program's working directory: their content is
-    hashed, so editing a suppression file or an input file runs the job again."""
-    found = []
+    hashed, so editing a suppression file or an input file runs the job again.  A bare name is
+    looked up in the folder's listing first (most words of a command name no file: one listing
+    instead of a failed stat per word)."""
+    cwd = str(cwd)
+    parts: set[str] = set()
     for text in texts:
         for token in text.split():
-            for part in (token, *re.split(r"[=:,]", token)):
-                if not part or len(part) > 4096:
-                    continue
-                path = os.path.join(cwd, os.path.expanduser(part))
-                if os.path.isfile(path):
-                    found.append(os.path.realpath(path))
-    return sorted(set(found))
+            parts.add(token)
+            parts.update(_PART.split(token))
+    here = _names_in(cwd)
+    found = set()
+    for part in parts:
+        if not part or len(part) > 4096:
+            continue
+        if here is not None and "/" not in part and not part.startswith("~") and part not in here:
+            continue
+        path = os.path.join(cwd, os.path.expanduser(part))
+        if os.path.isfile(path):
+            found.add(os.path.realpath(path))
+    return sorted(found)
 
 
 def job_key(job: Job, cache_dir: Path | None = None) -> str | None:

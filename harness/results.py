@@ -17,11 +17,11 @@ import json
 import os
 import re
 import shutil
-import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from . import validate
 from .errors import LeakHarnessError
@@ -32,15 +32,6 @@ from .judge import VERDICTS
 SCHEMA = "leakharness/results/1"
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _umask()
-
-
 def write_atomic(path: Path, text: str) -> None:
     write_atomic_with(path, lambda fh: fh.write(text))
 
@@ -48,12 +39,22 @@ def write_atomic(path: Path, text: str) -> None:
 def write_atomic_with(path: Path, fill) -> None:
     """Like write_atomic, the text written by `fill(file)` as it goes (a big results.json is
     never one string in memory)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    # A name no other writer uses (this process and thread), created exclusively, readable by
+    # everyone as the umask allows: what mkstemp and a chmod did, in one call (a re-run writes
+    # hundreds of job files).
+    tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(tmp, flags, 0o666)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, flags, 0o666)
+    except FileExistsError:  # left by a writer of this pid and thread that was killed
+        os.unlink(tmp)
+        fd = os.open(tmp, flags, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fill(fh)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; results are for everyone to read
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -196,8 +197,17 @@ class Results:
 
 
 def write_job(out_dir: Path, record: JobRecord) -> Path:
+    """DIR/jobs/NAME.json, written in place: a file cut short by a kill does not parse and is
+    skipped (read_jobs), so it needs no temporary file and rename, which were most of what a
+    cached job cost to write on a slow file system."""
     path = Path(out_dir) / "jobs" / record.file_name
-    write_atomic_with(path, lambda fh: _write_job(fh, record))
+    try:
+        fh = open(path, "w", encoding="utf-8")
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(path, "w", encoding="utf-8")
+    with fh:
+        _write_job(fh, record)
     return path
 
 
@@ -385,10 +395,12 @@ def merge(loaded: list[tuple[Results, Path]], out: Path, check_parts: bool = Tru
             if key not in growth or (growth[key].get("status") != "ok" and entry.get("status") == "ok"):
                 growth[key] = entry
         where = base / "results.json"
+        same = base.resolve() == out.resolve()
         for job in results.jobs:
-            logs = tuple(_copy_file(base, rel, out, index, len(loaded), where, job, "logs")
+            logs = tuple(_copy_file(base, rel, out, index, len(loaded), where, job, "logs", same)
                          for rel in job.logs + _own_logs(job, base))
-            sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded), where, job, "sources"))
+            sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded), where, job, "sources",
+                                                       same))
                             for s in job.sources)
             job = rejudge(replace(job, logs=logs, sources=sources))
             copies.setdefault((job.pattern, job.variant, job.tool), []).append((labels[index], job))
@@ -428,14 +440,14 @@ def _own_logs(job: JobRecord, base: Path) -> tuple[str, ...]:
 
 
 def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: Path | None = None,
-               job: JobRecord | None = None, field_name: str = "logs") -> str:
+               job: JobRecord | None = None, field_name: str = "logs", same: bool | None = None) -> str:
     """Copy base/rel to out (under shardN/ when several inputs) and return its path there.
     rel was checked on load (relative, no '..'); a file that resolves outside base (a symlink)
     is refused: a results folder never makes a report read a file from elsewhere."""
     if validate.escapes(base, rel):
         what = f"job {validate.printable(job.name)}: " if job is not None else ""
         raise LeakHarnessError(f"{where or base}: {what}{field_name}: {rel} leads outside {base} (a symlink); refused")
-    if base.resolve() == out.resolve():
+    if same if same is not None else base.resolve() == out.resolve():  # same: the caller knows
         return rel
     target_rel = Path(rel) if shards == 1 else Path(f"shard{index + 1}") / rel
     src = validate.inside(base, rel)
@@ -451,6 +463,38 @@ def combine(inputs: Iterable[Path], out: Path, suppressions: list | None = None)
     """Read results folders and raw logs, merge them into `out` (files copied, results.json
     written there unless `out` is the one folder read and nothing changed), and mark what the
     suppressions match."""
+    results, changed = combined(inputs, out, suppressions)
+    if changed:
+        write_results(out, results)
+    return results
+
+
+def in_background(fn: Callable[..., Any], *args) -> Callable[[], None]:
+    """fn(*args) in a thread of its own; the function returned waits for it and raises what it
+    raised.  For a big file written while the report is made: the time the system takes to
+    write it (a results.json of 50,000 findings is 68 MB) is not spent waiting."""
+    failed: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # handed to whoever waits
+            failed.append(exc)
+
+    thread = threading.Thread(target=work, name=f"leakharness-{getattr(fn, '__name__', 'write')}", daemon=True)
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if failed:
+            raise failed[0]
+
+    return wait
+
+
+def combined(inputs: Iterable[Path], out: Path, suppressions: list | None = None) -> tuple[Results, bool]:
+    """combine() without writing results.json: (the results, whether out's results.json must be
+    written with them)."""
     inputs = [Path(p) for p in inputs]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -463,6 +507,4 @@ def combine(inputs: Iterable[Path], out: Path, suppressions: list | None = None)
         # Suppressed findings fail nothing: each job judged again with them marked.
         results = replace(results, jobs=tuple(rejudge(replace(j, findings=apply(j.findings, suppressions)))
                                               for j in results.jobs))
-    if not in_place or suppressions:
-        write_results(out, results)
-    return results
+    return results, bool(not in_place or suppressions)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Mapping
 
@@ -167,5 +168,21 @@ class Checker:
         return ()
 
 
+_WHICH_TTL_S = 10.0  # how long an answer of which() is reused within one process
+_which_seen: dict[tuple[str, str | None], tuple[float, str | None]] = {}
+
+
 def which(program: str, env: dict[str, str] | None = None) -> str | None:
-    return shutil.which(program, path=(env or os.environ).get("PATH"))
+    """shutil.which under the job's PATH.  Every result key asks it for the checker's tools (a
+    walk of PATH, a fifth of an all-cached re-run's keys): an answer is reused for a few seconds
+    while the file it names is still executable.  Only where a tool is found is remembered; what
+    it is, is hashed by the caller."""
+    path = (env or os.environ).get("PATH")
+    key = (program, path)
+    now = time.monotonic()
+    seen = _which_seen.get(key)
+    if seen is not None and now - seen[0] < _WHICH_TTL_S and (seen[1] is None or os.access(seen[1], os.X_OK)):
+        return seen[1]
+    found = shutil.which(program, path=path)
+    _which_seen[key] = (now, found)
+    return found

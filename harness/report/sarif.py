@@ -74,8 +74,8 @@ def _location(job: JobRecord, path: str) -> tuple[str, str | None]:
 
 
 def document(results: Results, out_dir: Path | None = None) -> dict:
-    used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
-                                         for j in results.jobs for f in j.findings)]
+    present = {f.category for j in results.jobs for f in j.findings if f.is_error or f.suppressed}  # one pass
+    used = [c for c in CATEGORIES if c in present]
     from ..knowledge import Explainer, Sources
 
     index = {c: i for i, c in enumerate(used)}
@@ -191,8 +191,8 @@ def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
     per stack (its location), so that 25,000 results are neither 25,000 dictionaries nor one
     string in memory.  tests/test_report.py holds it against document()."""
     skeleton = document(Results(results.started, results.finished, results.tools, ()), out_dir)
-    used = [c for c in CATEGORIES if any(f.category == c and (f.is_error or f.suppressed)
-                                         for j in results.jobs for f in j.findings)]
+    present = {f.category for j in results.jobs for f in j.findings if f.is_error or f.suppressed}  # one pass
+    used = [c for c in CATEGORIES if c in present]
     index = {c: i for i, c in enumerate(used)}
     from ..knowledge import Explainer, Sources
 
