@@ -396,11 +396,12 @@ def merge(loaded: list[tuple[Results, Path]], out: Path, check_parts: bool = Tru
                 growth[key] = entry
         where = base / "results.json"
         same = base.resolve() == out.resolve()
+        within = validate.Within(base)
         for job in results.jobs:
-            logs = tuple(_copy_file(base, rel, out, index, len(loaded), where, job, "logs", same)
-                         for rel in job.logs + _own_logs(job, base))
+            logs = tuple(_copy_file(base, rel, out, index, len(loaded), where, job, "logs", same, within)
+                         for rel in job.logs + _own_logs(job, base, within))
             sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded), where, job, "sources",
-                                                       same))
+                                                       same, within))
                             for s in job.sources)
             job = rejudge(replace(job, logs=logs, sources=sources))
             copies.setdefault((job.pattern, job.variant, job.tool), []).append((labels[index], job))
@@ -430,27 +431,29 @@ def merge(loaded: list[tuple[Results, Path]], out: Path, check_parts: bool = Tru
                    any(r.interrupted for r, _ in loaded))
 
 
-def _own_logs(job: JobRecord, base: Path) -> tuple[str, ...]:
+def _own_logs(job: JobRecord, base: Path, within: validate.Within | None = None) -> tuple[str, ...]:
     """The program's stdout.txt and stderr.txt where the run keeps them, when they are not among
     the job's logs: a report links them (the reason a job is incomplete is often there).  Only
     files really inside the folder (the job's names were checked on load: no separator)."""
     folder = Path("logs") / job.pattern / (job.variant or "check") / job.tool
     return tuple(rel.as_posix() for rel in (folder / "stdout.txt", folder / "stderr.txt")
-                 if rel.as_posix() not in job.logs and validate.inside(base, rel.as_posix()) is not None)
+                 if rel.as_posix() not in job.logs and (within or validate.Within(base)).inside(rel.as_posix()) is not None)
 
 
 def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: Path | None = None,
-               job: JobRecord | None = None, field_name: str = "logs", same: bool | None = None) -> str:
+               job: JobRecord | None = None, field_name: str = "logs", same: bool | None = None,
+               within: validate.Within | None = None) -> str:
     """Copy base/rel to out (under shardN/ when several inputs) and return its path there.
     rel was checked on load (relative, no '..'); a file that resolves outside base (a symlink)
     is refused: a results folder never makes a report read a file from elsewhere."""
-    if validate.escapes(base, rel):
+    within = within or validate.Within(base)
+    if within.escapes(rel):
         what = f"job {validate.printable(job.name)}: " if job is not None else ""
         raise LeakHarnessError(f"{where or base}: {what}{field_name}: {rel} leads outside {base} (a symlink); refused")
     if same if same is not None else base.resolve() == out.resolve():  # same: the caller knows
         return rel
     target_rel = Path(rel) if shards == 1 else Path(f"shard{index + 1}") / rel
-    src = validate.inside(base, rel)
+    src = within.inside(rel)
     target = out / target_rel
     if src is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
