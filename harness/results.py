@@ -399,7 +399,7 @@ def merge(loaded: list[tuple[Results, Path]], out: Path, check_parts: bool = Tru
         within = validate.Within(base)
         for job in results.jobs:
             logs = tuple(_copy_file(base, rel, out, index, len(loaded), where, job, "logs", same, within)
-                         for rel in job.logs + _own_logs(job, base, within))
+                         for rel in job.logs + _own_logs(job, within))
             sources = tuple(replace(s, path=_copy_file(base, s.path, out, index, len(loaded), where, job, "sources",
                                                        same, within))
                             for s in job.sources)
@@ -431,26 +431,24 @@ def merge(loaded: list[tuple[Results, Path]], out: Path, check_parts: bool = Tru
                    any(r.interrupted for r, _ in loaded))
 
 
-def _own_logs(job: JobRecord, base: Path, within: validate.Within | None = None) -> tuple[str, ...]:
+def _own_logs(job: JobRecord, within: validate.Within) -> tuple[str, ...]:
     """The program's stdout.txt and stderr.txt where the run keeps them, when they are not among
     the job's logs: a report links them (the reason a job is incomplete is often there).  Only
     files really inside the folder (the job's names were checked on load: no separator)."""
     folder = Path("logs") / job.pattern / (job.variant or "check") / job.tool
     return tuple(rel.as_posix() for rel in (folder / "stdout.txt", folder / "stderr.txt")
-                 if rel.as_posix() not in job.logs and (within or validate.Within(base)).inside(rel.as_posix()) is not None)
+                 if rel.as_posix() not in job.logs and within.inside(rel.as_posix()) is not None)
 
 
-def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: Path | None = None,
-               job: JobRecord | None = None, field_name: str = "logs", same: bool | None = None,
-               within: validate.Within | None = None) -> str:
+def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: Path,
+               job: JobRecord, field_name: str, same: bool, within: validate.Within) -> str:
     """Copy base/rel to out (under shardN/ when several inputs) and return its path there.
     rel was checked on load (relative, no '..'); a file that resolves outside base (a symlink)
     is refused: a results folder never makes a report read a file from elsewhere."""
-    within = within or validate.Within(base)
     if within.escapes(rel):
         what = f"job {validate.printable(job.name)}: " if job is not None else ""
         raise LeakHarnessError(f"{where or base}: {what}{field_name}: {rel} leads outside {base} (a symlink); refused")
-    if same if same is not None else base.resolve() == out.resolve():  # same: the caller knows
+    if same:  # base is out: nothing to copy
         return rel
     target_rel = Path(rel) if shards == 1 else Path(f"shard{index + 1}") / rel
     src = within.inside(rel)

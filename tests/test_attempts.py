@@ -83,6 +83,16 @@ def lh(*args, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
                           start_new_session=True)
 
 
+def run_catalog(tmp_path: Path, expectation: str, first_leaking_run: int = 2, out: str = "out"):
+    """`run` of the one-pattern catalog under asan from tmp_path/work: (the process, the leaky job)."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    catalog = fixtures(tmp_path / "fixtures", expectation, first_leaking_run)
+    proc = lh("run", "--fixtures", catalog, "--tool", "asan", "--out", out, "--no-html", cwd=work,
+              cache=tmp_path / "cache")
+    return proc, (leaky_job(work / out) if (work / out / "results.json").is_file() else None)
+
+
 def leaky_job(out: Path) -> dict:
     jobs = json.loads((out / "results.json").read_text())["jobs"]
     return next(j for j in jobs if j["variant"] == "leaky")
@@ -96,53 +106,37 @@ LEAK = 'category = "leak"\nfunction = "maybe_leak"\nmin_bytes = 4321'
 
 
 def test_a_run_that_missed_runs_again_and_the_catch_counts(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    catalog = fixtures(tmp_path / "fixtures", LEAK + "\nattempts = 3")
-    proc = lh("run", "--fixtures", catalog, "--tool", "asan", "--out", "out", "--no-html", cwd=work,
-              cache=tmp_path / "cache")
+    proc, job = run_catalog(tmp_path, LEAK + "\nattempts = 3")
     assert proc.returncode == 0, said(proc)
-    job = leaky_job(work / "out")
     assert job["verdict"] == "pass", job
     assert "run 2 of up to 3: the 1 before it missed it" in job["reason"], job["reason"]
     leaks = [f for f in job["findings"] if f["category"] == "leak"]
     assert [f["bytes"] for f in leaks] == [4321]
     assert any(fr["function"] == "maybe_leak" for fr in leaks[0]["stack"])
+    work = tmp_path / "work"
     assert (work / "runs-leaky").read_text().split() == ["2"]
     assert (work / "runs-fixed").read_text().split() == ["1"]
 
     # Run again on the same cache: the stored result is the catch, not the miss before it.
-    proc = lh("run", "--fixtures", catalog, "--tool", "asan", "--out", "out2", "--no-html", cwd=work,
-              cache=tmp_path / "cache")
+    proc, job = run_catalog(tmp_path, LEAK + "\nattempts = 3", out="out2")
     assert proc.returncode == 0, said(proc)
-    job = leaky_job(work / "out2")
     assert job["verdict"] == "pass" and job["cached"] is True, job
     assert [f["bytes"] for f in job["findings"] if f["category"] == "leak"] == [4321]
     assert (work / "runs-leaky").read_text().split() == ["2"]
 
 
 def test_without_attempts_one_miss_fails(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    catalog = fixtures(tmp_path / "fixtures", LEAK)
-    proc = lh("run", "--fixtures", catalog, "--tool", "asan", "--out", "out", "--no-html", cwd=work,
-              cache=tmp_path / "cache")
+    proc, job = run_catalog(tmp_path, LEAK)
     assert proc.returncode == 1, said(proc)
-    job = leaky_job(work / "out")
     assert job["verdict"] == "fail" and "expected leak" in job["reason"], job
-    assert (work / "runs-leaky").read_text().split() == ["1"]
+    assert (tmp_path / "work" / "runs-leaky").read_text().split() == ["1"]
 
 
 def test_a_bug_missed_in_every_attempt_fails_and_says_how_many(tmp_path):
-    work = tmp_path / "work"
-    work.mkdir()
-    catalog = fixtures(tmp_path / "fixtures", LEAK + "\nattempts = 3", first_leaking_run=99)
-    proc = lh("run", "--fixtures", catalog, "--tool", "asan", "--out", "out", "--no-html", cwd=work,
-              cache=tmp_path / "cache")
+    proc, job = run_catalog(tmp_path, LEAK + "\nattempts = 3", first_leaking_run=99)
     assert proc.returncode == 1, said(proc)
-    job = leaky_job(work / "out")
     assert job["verdict"] == "fail" and "(in each of 3 runs)" in job["reason"], job
-    assert (work / "runs-leaky").read_text().split() == ["3"]
+    assert (tmp_path / "work" / "runs-leaky").read_text().split() == ["3"]
 
 
 def test_attempts_in_pattern_toml_is_checked(tmp_path):
