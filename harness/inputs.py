@@ -95,6 +95,8 @@ RACY_NS = 2_000_000_000
 # The file system stamps times with a coarse clock that may lag a fine one by a tick; the
 # library reads the same coarse clock, and this margin covers what is left.
 CLOCK_SLACK_NS = 50_000_000
+_COARSE = getattr(time, "CLOCK_REALTIME_COARSE", 5)  # Linux's; Python names it only where the C library does
+_TICK_NS = int(max(time.clock_getres(_COARSE) * 1e9, 1e6))  # the coarse clock's step
 
 
 # --- the run's half ------------------------------------------------------------------------------
@@ -550,6 +552,21 @@ def state(kind: str, path: str, follow: bool = True) -> str:
 
 def _tag(kind: str, follow: bool) -> str:
     return kind if follow else f"{kind}-nofollow"
+
+
+def settle(program: str | os.PathLike) -> None:
+    """Before a recorded run: when the program was made just now (a build that has just
+    finished), wait until it is older than the window in which _doubt takes a change for one
+    made while the job ran (at most CLOCK_SLACK_NS and a tick).  Else the first run after every
+    build is never stored, and the next one runs again only to find the same."""
+    try:
+        changed = os.stat(program).st_ctime_ns
+    except (OSError, ValueError):
+        return
+    # The recorder's clock (the file systems' coarse one), and a tick of it beyond the slack.
+    wait = changed + CLOCK_SLACK_NS + _TICK_NS - time.clock_gettime_ns(_COARSE)
+    if 0 < wait <= CLOCK_SLACK_NS + _TICK_NS:
+        time.sleep(wait / 1e9)
 
 
 def _doubt(entry: Entry, path: str, started_ns: int | None) -> str:

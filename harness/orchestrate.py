@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import checkers, facts, supervise
+from . import checkers, facts, inputs, supervise
 from . import run as run_mod
 from . import suppress
 from .build import Build, compiler_identity, openssl_flags
@@ -253,6 +253,8 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
         if result is not None:
             cached = True
         else:
+            if not task.reads_nothing:  # what it reads is recorded: a program built just now is let settle
+                inputs.settle(command[0])
             result = run_mod.run_job(job, cache_dir)
             if supervise.stopping():
                 return None  # killed by us: not a result

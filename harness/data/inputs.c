@@ -1314,8 +1314,9 @@ static int find_loaded_cb(struct dl_phdr_info *info, size_t size, void *data)
 }
 
 /* A path is a read like any other.  A bare name already loaded (libc.so.6, libcrypto.so.3) is
- * not searched for again: the loaded file is the input.  Any other bare name is searched for by
- * the loader with calls this library cannot see: written as such, and not vouched for. */
+ * not searched for again: the loaded file is the input (the vDSO, loaded with no file, is none).
+ * Any other bare name is searched for by the loader with calls this library cannot see: written
+ * as such, and not vouched for. */
 NOINLINE static void note_dlopen(const void *from, const char *file)
 {
     if (file == NULL || file[0] == '\0')
@@ -1332,6 +1333,9 @@ NOINLINE static void note_dlopen(const void *from, const char *file)
         libc_dl_iterate_phdr(find_loaded_cb, &f);
     if (f.found && f.found[0] == '/')
         note(from, 'r', AT_FDCWD, f.found, 0);
+    else if (f.found && !lh_strchr(f.found, '/'))
+        return; /* loaded under its bare name with no file behind it: the vDSO (linux-vdso.so.1),
+                 * which the loader finds among the loaded objects without a search or a read */
     else
         note_text(from, "l ", file);
 }
