@@ -151,11 +151,8 @@ class Finding:
     @property
     def is_error(self) -> bool:
         """A bug to fail on: any memory error, or a definite or indirect leak, not suppressed."""
-        if self.suppressed:
-            return False
-        if self.category == "leak":
-            return self.is_lost_leak
-        return True
+        # One expression, not is_lost_leak's property: every output asks this of every finding.
+        return not self.suppressed and (self.category != "leak" or self.leak_kind in LOST_KINDS)
 
     def functions(self) -> list[str]:
         return [f.function for f in self.stack if f.function]

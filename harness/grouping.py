@@ -62,13 +62,16 @@ class FindingGroup:
 
     @property
     def suppressed(self) -> bool:
-        return all(f.suppressed for f in self.findings)
+        return bool(self.root.suppressed) and all(f.suppressed for f in self.owned)
 
     def rank(self) -> tuple:
         """Sort key: unsuppressed first; memory errors, then definite leaks by total bytes,
         then indirect, possible, reachable."""
         root = self.root
+        owned = self.owned  # most groups own nothing: their key is read off the root alone
         kind = 0 if root.category != "leak" else _LEAK_RANK.get(root.leak_kind, 1)
+        if not owned:
+            return (bool(root.suppressed), kind, -(root.bytes or 0), root.signature)
         return (self.suppressed, kind, -self.total_bytes, root.signature)
 
     def where(self) -> str:

@@ -156,8 +156,25 @@ class Outcome:
         return {"known-incomplete": "known incomplete", "stale": "STALE", "fail": "FAIL"}.get(self.name, self.name)
 
 
+_OUTCOMES: dict[int, tuple[object, Outcome]] = {}  # id(job) -> (the job, kept alive so its id stays its own; its outcome)
+_OUTCOMES_KEPT = 4096
+
+
 def outcome(job) -> Outcome:
-    """The outcome of a stored job (results.JobRecord, or anything with its fields)."""
+    """The outcome of a stored job (results.JobRecord, or anything with its fields).  Every
+    output asks it of every job, some more than once: a job's outcome is worked out once (a
+    job is frozen; a `check` of 50,000 findings would otherwise walk them at every asking)."""
+    known = _OUTCOMES.get(id(job))
+    if known is not None and known[0] is job:
+        return known[1]
+    found = _outcome(job)
+    if len(_OUTCOMES) >= _OUTCOMES_KEPT:
+        _OUTCOMES.clear()
+    _OUTCOMES[id(job)] = (job, found)
+    return found
+
+
+def _outcome(job) -> Outcome:
     checked = job.status in COMPLETE
     if job.verdict:
         verdict = job.verdict if job.verdict in VERDICTS else "fail"

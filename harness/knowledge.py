@@ -723,6 +723,7 @@ class Explainer:
         self.knowledge = knowledge if knowledge is not None else load()
         self.sources = sources if sources is not None else Sources()
         self._memo: dict[tuple, Explanation | None] = {}
+        self._by_stack: dict[tuple, tuple] = {}  # (category, id(stack)) -> (stack, what explain said)
         self._file_calls: dict[str, frozenset[str] | None] = {}
 
     def _calls_of_files(self, finding: Finding) -> frozenset[str] | None:
@@ -747,10 +748,20 @@ class Explainer:
         """The explanation of a bug whose stacks pass through OpenSSL, or None."""
         if not _is_bug(finding):
             return None
-        key = (finding.category, finding.stack, tuple((a.label, a.frames) for a in finding.aux_stacks))
+        stack = finding.stack
+        if not finding.aux_stacks:
+            # A parser's findings share their stack tuples: by identity first (hashing a stack
+            # hashes every frame, and a log of 50,000 leaks asks 50,000 times).
+            known = self._by_stack.get((finding.category, id(stack)))
+            if known is not None and known[0] is stack:
+                return known[1]
+        key = (finding.category, stack, tuple((a.label, a.frames) for a in finding.aux_stacks))
         if key not in self._memo:
             self._memo[key] = self._explain(finding)
-        return self._memo[key]
+        found = self._memo[key]
+        if not finding.aux_stacks:
+            self._by_stack[(finding.category, id(stack))] = (stack, found)  # kept alive: its id stays its own
+        return found
 
     def explain_reaches(self, category: str, reaches: Mapping[str, Reach],
                         source_calls: frozenset[str] | None) -> Explanation | None:

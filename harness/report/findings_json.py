@@ -14,6 +14,11 @@ from typing import IO, Iterable
 
 from ..findings import Finding, Frame
 
+# Findings are written in pieces of about this many characters: a piece (and its encoded copy)
+# stays below the C library's threshold for taking memory straight from the kernel (128 KiB), so
+# its memory is reused, not mapped and faulted in afresh each time (a third of a big parse's
+# system time: 0.21 s of system time for 50,000 findings in pieces of 700 KB, 0.07 s in these).
+_BATCH_CHARS = 48 * 1024
 _REMEMBERED = 200_000  # frames and stacks whose JSON is kept; forgotten all at once beyond
 _FRAMES: dict[tuple, str] = {}  # a frame's fields -> its JSON, for every writer of the process
 
@@ -98,15 +103,19 @@ class FindingsWriter:
                 f'"indirect_bytes": {"null" if i is None else i}, "blocks": {"null" if k is None else k}'
                 f'{tail}{self.stack(stack)}, "aux_stacks": [{aux}]}}')
 
-    def write(self, findings: Iterable[Finding], batch: int = 512) -> None:
+    def write(self, findings: Iterable[Finding], batch: int = _BATCH_CHARS) -> None:
         pending: list[str] = []
+        size = 0
         finding, out = self.finding, self.out
         for f in findings:
-            pending.append(finding(f))
-            if len(pending) >= batch:
+            text = finding(f)
+            pending.append(text)
+            size += len(text)
+            if size >= batch:
                 out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(pending))
                 self.count += len(pending)
                 pending.clear()
+                size = 0
         if pending:
             out.write(("\n" if self.count == 0 else ",\n") + ",\n".join(pending))
             self.count += len(pending)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import urllib.parse
+from json.encoder import encode_basestring_ascii
 from pathlib import Path
 
 from .. import __version__
@@ -264,8 +265,10 @@ def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
             if f.suppressed:
                 place += ',"suppressions":' + _compact([{"kind": "external", "justification": f.suppressed}])
             message = f"{f.summary(frames)} in {where}" + (f". {known.line()}" if known else "")
-            fh.write(("," if written else "") + head[0] + _compact(message) + head[1]
-                     + ("null" if f.bytes is None else str(f.bytes)) + ',"signature":' + _compact(f.signature)
+            # A string's JSON is json.dumps's own escaping, without json.dumps's set-up per call.
+            fh.write(("," if written else "") + head[0] + encode_basestring_ascii(message) + head[1]
+                     + ("null" if f.bytes is None else str(f.bytes)) + ',"signature":'
+                     + encode_basestring_ascii(f.signature)
                      + (',"knowledge":' + _compact(known.to_dict()) if known is not None else "")
                      + "}" + place + "}")
             written += 1
