@@ -246,7 +246,7 @@ def perform(task: Task, out_dir: Path, cache_dir: Path, results_cache,
     elif checker.missing(cache_dir):
         result = run_mod.run_job(job, cache_dir)  # reports tool-missing with the install command
     else:
-        key = job_key(job, cache_dir)
+        key = job_key(job, cache_dir, ours=task.reads_nothing)
         # A known hang or crash (the pattern says so) is remembered as what it is: incomplete.
         known = task.expected is not None and task.expected.outcome == "incomplete"
         result = results_cache.get(key, job, known_incomplete=known)

@@ -164,9 +164,12 @@ def named_files(texts, cwd: Path) -> list[str]:
     return sorted(found)
 
 
-def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
+def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str | None:
     """The hash of everything that reaches the checked program and its checker; None when the
-    program is not a file (nothing to hash, so never cached)."""
+    program is not a file (nothing to hash, so never cached).  ours: the program is one of
+    leakharness's own (Task.reads_nothing): the folder it runs in is no part of its key, so
+    `leakharness run` from another folder than last time reuses the catalog's results (a
+    checker's rc file found there, ./.valgrindrc, still is)."""
     program = Path(job.command[0])
     if not program.is_file():
         return None
@@ -181,7 +184,7 @@ def job_key(job: Job, cache_dir: Path | None = None) -> str | None:
             h.update(str(part).encode("utf-8", "surrogateescape"))
             h.update(b"\0")
 
-    add(KEY_VERSION, job.checker, checker.version(), "cwd", cwd, "timeout", job.timeout)
+    add(KEY_VERSION, job.checker, checker.version(), "cwd", "(reads nothing)" if ours else cwd, "timeout", job.timeout)
     add("argv", *cmd)
     add("env", *(f"{k}={v}" for k, v in sorted(env.items())))
     add("program", file_hash(program))

@@ -88,7 +88,9 @@ def test_the_catalogs_own_programs_stay_cached(tmp_path):
     args = ("run", "--pattern", "cgo_cstring_no_free", "--pattern", "i2d_alloc", "--tool", "memcheck",
             "--tool", "cgocheck", "--tool", "asan", "--no-html")
     first = lh(*args, "--out", "a", cwd=tmp_path, cache=cache, timeout=600)
-    second = lh(*args, "--out", "b", cwd=tmp_path, cache=cache, timeout=600)
+    elsewhere = tmp_path / "elsewhere"  # a run from another folder: the catalog reads nothing of either
+    elsewhere.mkdir()
+    second = lh(*args, "--out", tmp_path / "b", cwd=elsewhere, cache=cache, timeout=600)
     assert first.returncode == second.returncode == 0, first.stdout + second.stdout
     ran = jobs(tmp_path / "b")
     assert ran and all(j["cached"] for j in ran), [(j["pattern"], j["variant"], j["tool"], j["not_cached"])
