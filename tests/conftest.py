@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,13 @@ import pytest
 from realrun import PROGRAMS, compile_c
 
 SOURCE = PROGRAMS / "memory_bugs.c"
+
+# A suite started with SIGINT ignored (a background job of a shell without job control, or under
+# nohup) would hand that on to every program it starts, through exec, and the tests that stop a
+# run with Ctrl-C would wait for it in vain (5 of them time out).  A handler of our own is not
+# inherited: the programs start with SIGINT as a user's terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")
