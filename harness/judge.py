@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from .catalog import Expectation
 from .findings import Finding
 from .jobs import Job, RunResult
+from .memo import MISSING, IdentityMemo
 from .signatures import frame_key
 
 VERDICTS = ("pass", "fail", "stale", "known-incomplete", "blind")
@@ -156,22 +157,15 @@ class Outcome:
         return {"known-incomplete": "known incomplete", "stale": "STALE", "fail": "FAIL"}.get(self.name, self.name)
 
 
-_OUTCOMES: dict[int, tuple[object, Outcome]] = {}  # id(job) -> (the job, kept alive so its id stays its own; its outcome)
-_OUTCOMES_KEPT = 4096
+_OUTCOMES = IdentityMemo(4096)
 
 
 def outcome(job) -> Outcome:
     """The outcome of a stored job (results.JobRecord, or anything with its fields).  Every
     output asks it of every job, some more than once: a job's outcome is worked out once (a
     job is frozen; a `check` of 50,000 findings would otherwise walk them at every asking)."""
-    known = _OUTCOMES.get(id(job))
-    if known is not None and known[0] is job:
-        return known[1]
-    found = _outcome(job)
-    if len(_OUTCOMES) >= _OUTCOMES_KEPT:
-        _OUTCOMES.clear()
-    _OUTCOMES[id(job)] = (job, found)
-    return found
+    known = _OUTCOMES.get(job)
+    return _OUTCOMES.put(job, _outcome(job)) if known is MISSING else known
 
 
 def _outcome(job) -> Outcome:

@@ -42,6 +42,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from .errors import LeakHarnessError
 from .findings import Finding, Frame
+from .memo import MISSING, IdentityMemo
 from .signatures import SOURCE_LIMIT, function_key, is_library, is_noise, is_startup, split_signature
 
 SCHEMA = "leakharness/knowledge/1"
@@ -723,7 +724,7 @@ class Explainer:
         self.knowledge = knowledge if knowledge is not None else load()
         self.sources = sources if sources is not None else Sources()
         self._memo: dict[tuple, Explanation | None] = {}
-        self._by_stack: dict[tuple, tuple] = {}  # (category, id(stack)) -> (stack, what explain said)
+        self._by_stack = IdentityMemo()  # stack (tagged with the category) -> what explain said
         self._file_calls: dict[str, frozenset[str] | None] = {}
 
     def _calls_of_files(self, finding: Finding) -> frozenset[str] | None:
@@ -752,15 +753,15 @@ class Explainer:
         if not finding.aux_stacks:
             # A parser's findings share their stack tuples: by identity first (hashing a stack
             # hashes every frame, and a log of 50,000 leaks asks 50,000 times).
-            known = self._by_stack.get((finding.category, id(stack)))
-            if known is not None and known[0] is stack:
-                return known[1]
+            known = self._by_stack.get(stack, finding.category)
+            if known is not MISSING:
+                return known
         key = (finding.category, stack, tuple((a.label, a.frames) for a in finding.aux_stacks))
         if key not in self._memo:
             self._memo[key] = self._explain(finding)
         found = self._memo[key]
         if not finding.aux_stacks:
-            self._by_stack[(finding.category, id(stack))] = (stack, found)  # kept alive: its id stays its own
+            self._by_stack.put(stack, found, finding.category)
         return found
 
     def explain_reaches(self, category: str, reaches: Mapping[str, Reach],

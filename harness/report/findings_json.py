@@ -13,6 +13,7 @@ from json.encoder import encode_basestring_ascii
 from typing import IO, Iterable
 
 from ..findings import Finding, Frame
+from ..memo import MISSING, IdentityMemo
 
 # Findings are written in pieces of about this many characters: a piece (and its encoded copy)
 # stays below the C library's threshold for taking memory straight from the kernel (128 KiB), so
@@ -46,16 +47,15 @@ class FindingsWriter:
     def __init__(self, out: IO[str]):
         self.out = out
         self.count = 0
-        # id -> (the object, kept alive so that its id is not reused, and its JSON)
-        self.stacks: dict[int, tuple[tuple, str]] = {}
+        self.stacks = IdentityMemo(_REMEMBERED)  # a stack -> its JSON
         self.heads: dict[tuple, str] = {}
         self.tails: dict[tuple, str] = {}
         self.out.write("[")
 
     def stack(self, frames: tuple[Frame, ...]) -> str:
-        known = self.stacks.get(id(frames))
-        if known is not None and known[0] is frames:
-            return known[1]
+        known = self.stacks.get(frames)
+        if known is not MISSING:
+            return known
         parts = []
         for fr in frames:
             # By value: frames read back from results (the result cache) are equal, not shared.
@@ -66,11 +66,7 @@ class FindingsWriter:
                     _FRAMES.clear()
                 text = _FRAMES[value] = frame_json(fr)
             parts.append(text)
-        text = "[" + ", ".join(parts) + "]"
-        if len(self.stacks) >= _REMEMBERED:
-            self.stacks.clear()
-        self.stacks[id(frames)] = (frames, text)
-        return text
+        return self.stacks.put(frames, "[" + ", ".join(parts) + "]")
 
     def finding(self, f: Finding | tuple) -> str:
         """One finding's JSON; f a Finding or the tuple of its fields (findings.fields_of)."""

@@ -21,6 +21,7 @@ from pathlib import Path
 from .. import __version__
 from ..findings import CATEGORIES
 from ..judge import outcome
+from ..memo import MISSING, IdentityMemo
 from ..signatures import own_frame
 from ..results import JobRecord, Results
 from .paths import build_cache_name
@@ -86,7 +87,7 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
     out = []
     # What a finding's stack gives (its own frame, the words for where it is) is found once per
     # stack: the parsers share equal stacks, and a big log repeats them.
-    by_stack: dict[int, tuple] = {}
+    by_stack = IdentityMemo()  # a stack -> (its own frame, where it is)
     for job in results.jobs:
         explainer = Explainer(sources=Sources(out_dir, job.sources))
         for f in job.findings:
@@ -94,10 +95,10 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
                 continue
             if len(out) >= MAX_RESULTS:
                 break
-            seen = by_stack.get(id(f.stack))
-            if seen is None or seen[0] is not f.stack:
-                seen = by_stack[id(f.stack)] = (f.stack, own_frame(f), f.where())
-            _, frame, frames = seen
+            seen = by_stack.get(f.stack)
+            if seen is MISSING:
+                seen = by_stack.put(f.stack, (own_frame(f), f.where()))
+            frame, frames = seen
             where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
             known = explainer.explain(f)
             if known is not None:
@@ -228,7 +229,7 @@ def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
     written = 0
     heads: dict[tuple, tuple[str, str]] = {}
     places: dict[tuple, str] = {}
-    by_stack: dict[int, tuple] = {}
+    by_stack = IdentityMemo()  # a stack -> (its own frame, where it is)
     for job in results.jobs:
         where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
         knowns = iter(explained[id(job)])
@@ -238,10 +239,10 @@ def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
             if written >= MAX_RESULTS:
                 break
             known = next(knowns, None)
-            seen = by_stack.get(id(f.stack))
-            if seen is None or seen[0] is not f.stack:
-                seen = by_stack[id(f.stack)] = (f.stack, own_frame(f), f.where())
-            _, frame, frames = seen
+            seen = by_stack.get(f.stack)
+            if seen is MISSING:
+                seen = by_stack.put(f.stack, (own_frame(f), f.where()))
+            frame, frames = seen
             key = (id(job), f.category, f.signature, f.tool, f.kind)
             head = heads.get(key)
             if head is None:
