@@ -121,21 +121,28 @@ _listings: dict[str, tuple[tuple[int, int, int], frozenset[str]]] = {}  # folder
 
 
 def _names_in(folder: str) -> frozenset[str] | None:
-    """The names in a folder, listed again only when the folder changed (an entry added, removed
-    or renamed changes its modification time); None when it cannot be listed."""
+    """The names in a folder that has not changed for a while, listed once and remembered while
+    its identity stays (an entry added, removed or renamed changes its modification time); None
+    when it cannot be listed or is still changing.  A folder that changed a moment ago is not
+    listed at all: its listing could not be remembered (a second change within the same clock
+    tick would leave its modification time as it was: facts.settled), and a busy folder of
+    thousands of names (/tmp, a tree a build just wrote into) costs more to list for every job
+    than the few stat calls it would save (0.5 s of a 1.4 s catalog re-run from /tmp)."""
     try:
         st = os.stat(folder)
-        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        known = _listings.get(folder)
-        if known is not None and known[0] == stamp:
-            return known[1]
+    except OSError:
+        return None
+    stamp = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    known = _listings.get(folder)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    if not facts.settled([0, 0, 0, st.st_mtime_ns, st.st_ctime_ns]):
+        return None
+    try:
         names = frozenset(os.listdir(folder))
     except OSError:
         return None
-    # Remembered only when the folder had not changed for a while: a second change within the
-    # same clock tick would leave its modification time as it was (facts.settled).
-    if facts.settled([0, 0, 0, st.st_mtime_ns, st.st_ctime_ns]):
-        _listings[folder] = (stamp, names)
+    _listings[folder] = (stamp, names)
     return names
 
 
@@ -143,8 +150,8 @@ def named_files(texts, cwd: Path) -> list[str]:
     """The existing files that options, rc files and arguments name (a whole word, or a value
     after '=', ':' or ','), relative to the program's working directory: their content is
     hashed, so editing a suppression file or an input file runs the job again.  A bare name is
-    looked up in the folder's listing first (most words of a command name no file: one listing
-    instead of a failed stat per word)."""
+    looked up in the folder's remembered listing when there is one (most words of a command
+    name no file: one listing instead of a failed stat per word), else stat'ed."""
     cwd = str(cwd)
     parts: set[str] = set()
     for text in texts:

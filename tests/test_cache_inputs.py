@@ -139,3 +139,23 @@ def test_a_program_built_just_before_its_run_is_stored(tmp_path):
     assert first.returncode == 1 and "55 B" in first.stdout and "not cached" not in first.stdout, first.stdout
     second = lh("run", "--no-html", "--out", "b", cwd=tmp_path, cache=cache)
     assert second.returncode == 1 and "8 from cache" in second.stdout, second.stdout
+
+
+def test_a_file_named_by_the_command_is_seen_when_it_appears_in_a_listed_folder(tmp_path):
+    """The names of a settled working folder are listed once per process and remembered (a
+    catalog run keys hundreds of jobs in one folder); a file the command names that appears
+    there afterwards must still be found and hashed, and one in a folder still changing too."""
+    import time
+
+    from harness import facts
+    from harness.resultcache import named_files
+
+    (tmp_path / "a.supp").write_text("{\n}\n")
+    texts = ["--suppressions=a.supp --suppressions=b.supp yes full"]
+    while not facts.settled(facts.identity(tmp_path)):  # listed and remembered only once settled
+        time.sleep(0.1)
+    assert named_files(texts, tmp_path) == [str(tmp_path / "a.supp")]
+    (tmp_path / "b.supp").write_text("{\n}\n")
+    assert named_files(texts, tmp_path) == [str(tmp_path / "a.supp"), str(tmp_path / "b.supp")]
+    (tmp_path / "a.supp").unlink()
+    assert named_files(texts, tmp_path) == [str(tmp_path / "b.supp")]
