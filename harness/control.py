@@ -331,19 +331,19 @@ class Session:
         target = _absolute(out, self.cwd) if out else self.out
         if target is None:
             raise LeakHarnessError("report: give --out DIR")
+        from .forked import Beside
         from .report.html import render_report
-        from .results import combined, in_background, write_results
+        from .results import combined, write_results
 
         with locked(target) as target:
             # The merged results are kept (self.reported) for what the caller says of them: read
             # back from the results.json just written, 50,000 findings took half of `report`'s time.
             self.reported, changed = combined(inputs, target, self.suppressions())
-            written = in_background(write_results, target, self.reported) if changed else None
-            try:
-                return render_report(self.reported, target, self.fixtures)
-            finally:
-                if written is not None:
-                    written()  # results.json is whole before the report is said to be there
+            # results.json (68 MB for 50,000 findings) is written by a forked copy while the
+            # report is made here, and is whole before the report is said to be there.
+            reported = self.reported
+            with Beside(lambda: write_results(target, reported) if changed else None):
+                return render_report(reported, target, self.fixtures)
 
     @one_line_errors
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:

@@ -29,16 +29,21 @@ SENTINEL_TEXT = "SENTINEL-FUZZ-OUTSIDE-7731"
 
 DRIVER = r'''
 import contextlib, io, json, os, sys, traceback
-log = []
 WATCH = {"open", "shutil.copyfile", "shutil.copymode", "os.rename", "os.replace", "os.remove", "os.unlink",
          "os.mkdir", "os.rmdir", "os.symlink", "os.chmod", "os.listdir", "os.scandir", "os.truncate"}
 
+# Each event is appended to a file as it happens, by whichever process sees it: a report's
+# SARIF and results.json are written by a forked copy (harness.forked), whose own list would
+# die with it.
+record = {"fd": None}
+
 def hook(event, args):
-    if event not in WATCH or not args:
+    if event not in WATCH or not args or record["fd"] is None:
         return
     for arg in (args[:2] if event in ("shutil.copyfile", "os.rename", "os.replace", "shutil.copymode") else args[:1]):
         if isinstance(arg, (str, bytes, os.PathLike)):
-            log.append((event, os.path.abspath(os.fsdecode(arg))))
+            line = json.dumps([event, os.path.abspath(os.fsdecode(arg))]) + "\n"
+            os.write(record["fd"], line.encode("utf-8", "surrogateescape"))
 
 sys.path[:] = [p for p in sys.path if p not in ("", ".")]  # `python -c` would look for modules in each cwd
 sys.addaudithook(hook)
@@ -48,7 +53,8 @@ cases = json.load(open(sys.argv[1]))
 answers = []
 for case in cases:
     os.chdir(case["cwd"])
-    del log[:]
+    events = sys.argv[2] + ".events"
+    record["fd"] = os.open(events, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
     out, err = io.StringIO(), io.StringIO()
     tb = None
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -58,6 +64,10 @@ for case in cases:
             rc = exc.code
         except BaseException:
             rc, tb = None, traceback.format_exc()
+    fd, record["fd"] = record["fd"], None
+    os.close(fd)
+    with open(events, encoding="utf-8", errors="surrogateescape") as fh:
+        log = [tuple(json.loads(line)) for line in fh]
     answers.append({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue(), "traceback": tb,
                     "touched": sorted(set(log))})
 with open(sys.argv[2], "w") as fh:
@@ -209,7 +219,7 @@ def _snapshot(root: Path) -> dict[str, tuple]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d != "out"]
         for name in filenames + [d for d in dirnames if os.path.islink(os.path.join(dirpath, d))]:
-            if name in ("answers.json",):
+            if name in ("answers.json", "answers.json.events"):
                 continue
             p = Path(dirpath) / name
             st = p.lstat()

@@ -33,6 +33,7 @@ from .. import checkers as registry
 from ..catalog import VARIANTS, base_checker, load_catalog
 from ..errors import CatalogError, LeakHarnessError
 from ..findings import Finding, Frame
+from ..forked import Beside
 from ..generate import diff as pattern_diff
 from ..generate import CompiledTemplates, render
 from ..growth import GrowthFit, GrowthReport
@@ -540,29 +541,31 @@ def render_report(results: Results, out: Path, fixtures: Path | None = None, loc
     totals["not_checked"] = sum(1 for j in jobs if j.status != "ok")
     slowest = sorted(jobs, key=lambda j: -j.duration_s)[:10]
 
-    # Pages of an earlier report in the same folder would outlive it where there are fewer now.
-    for stale in [*out.glob("signatures*.html"), *(out / "patterns").glob("*.html")]:
-        stale.unlink()
-    grouped = job_groups(jobs)
-    bugs = {pid: bugs_of(pjobs, grouped) for pid, pjobs in by_pattern.items()}
-    cross = _cross_rows(by_pattern, bugs, grouped)
-    cross_pages = paginate(cross, GROUPS_PER_PAGE)
-    for i, page in enumerate(cross_pages):
-        write_atomic(out / page_name("signatures", i), env.get_template("signatures.html.j2").render(
-            rows=page, page=i, pages=len(cross_pages), total=len(cross), results=results))
+    # SARIF is written by a forked copy of this process while the pages are made here (both
+    # are the interpreter's work: a thread would wait for the pages).
+    with Beside(lambda: sarif.write(results, out)):
+        # Pages of an earlier report in the same folder would outlive it where there are fewer now.
+        for stale in [*out.glob("signatures*.html"), *(out / "patterns").glob("*.html")]:
+            stale.unlink()
+        grouped = job_groups(jobs)
+        bugs = {pid: bugs_of(pjobs, grouped) for pid, pjobs in by_pattern.items()}
+        cross = _cross_rows(by_pattern, bugs, grouped)
+        cross_pages = paginate(cross, GROUPS_PER_PAGE)
+        for i, page in enumerate(cross_pages):
+            write_atomic(out / page_name("signatures", i), env.get_template("signatures.html.j2").render(
+                rows=page, page=i, pages=len(cross_pages), total=len(cross), results=results))
 
-    (out / "patterns").mkdir(exist_ok=True)
-    for pid, pjobs in by_pattern.items():
-        _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid], growth_by_pattern.get(pid, []),
-                             local_sources)
-    for pid in growth_by_pattern.keys() - by_pattern.keys():  # a program fitted, with no job of its own
-        _write_pattern_pages(env, out, pid, [], patterns.get(pid), [], growth_by_pattern[pid])
+        (out / "patterns").mkdir(exist_ok=True)
+        for pid, pjobs in by_pattern.items():
+            _write_pattern_pages(env, out, pid, pjobs, patterns.get(pid), bugs[pid], growth_by_pattern.get(pid, []),
+                                 local_sources)
+        for pid in growth_by_pattern.keys() - by_pattern.keys():  # a program fitted, with no job of its own
+            _write_pattern_pages(env, out, pid, [], patterns.get(pid), [], growth_by_pattern[pid])
 
-    checkers = sorted({c for _, c in columns}, key=registry.order_key)
-    write_atomic(out / "index.html", env.get_template("index.html.j2").render(
-        results=results, rows=rows, columns=columns, totals=totals, slowest=slowest,
-        cross_total=len(cross), checkers=checkers, growth=growth, part=_part_note(results)))
-    sarif.write(results, out)
+        checkers = sorted({c for _, c in columns}, key=registry.order_key)
+        write_atomic(out / "index.html", env.get_template("index.html.j2").render(
+            results=results, rows=rows, columns=columns, totals=totals, slowest=slowest,
+            cross_total=len(cross), checkers=checkers, growth=growth, part=_part_note(results)))
     return out / "index.html"
 
 
