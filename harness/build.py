@@ -147,7 +147,11 @@ class BuildSpec:
                 h.update(b"\0")
 
         version, ssl_cflags, ssl_libs = openssl_flags()
-        add("leakharness-build-1", compiler_identity(self.cc), "openssl", version, *ssl_cflags, *ssl_libs)
+        # The binary's name is part of the entry (builds/KEY/NAME): two targets built from the same
+        # sources under different names are two entries, not one that each rebuilds under its own
+        # name, pulling the binary from under the other while it runs (two processes of a run).
+        add("leakharness-build-2", "output", self.name)
+        add(compiler_identity(self.cc), "openssl", version, *ssl_cflags, *ssl_libs)
         add("profile", *self.profile_flags, "cflags", *self.cflags,
             "ldflags", *self.ldflags)
         for name, text in self.sources:

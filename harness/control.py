@@ -239,12 +239,14 @@ class Session:
 
         cache = self._cache_dir()
         suppressions = self.suppressions()
-        if html:  # what the report needs, made ready on the side while the jobs run
-            threading.Thread(target=_ready_report, name="leakharness-report-ready", daemon=True).start()
+        # What the report needs, made ready on the side while the jobs run (once they are under
+        # way: a thread already running would keep the run from forking its twin).
+        ready = (lambda: threading.Thread(target=_ready_report, name="leakharness-report-ready",  # noqa: E731
+                                          daemon=True).start()) if html else None
         with locked(out) as out, using(cache):  # `cache clear` refuses while this run uses the cache
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
                                 progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions,
-                                run=run)
+                                run=run, started=ready)
             if growth is not None:
                 entries = growth(out, cache, suppressions)
                 results = dataclasses.replace(results, growth=tuple(e.to_dict() for e in entries))

@@ -502,7 +502,8 @@ def key(spec) -> str:
         raise BuildError("valgrind not found on PATH; install: sudo apt-get install valgrind "
                          "(or scripts/install-system-packages.sh)")
     version, ssl_cflags, ssl_libs = openssl_flags()
-    add("leakharness-gobuild-1", go_identity(), compiler_identity("gcc"), "openssl", version, *ssl_cflags,
+    add("leakharness-gobuild-2", "output", spec.name)  # builds/KEY/NAME: one entry per name (build.BuildSpec.key)
+    add(go_identity(), compiler_identity("gcc"), "openssl", version, *ssl_cflags,
         *ssl_libs, "mode", mode, "cflags", *spec.cflags, "ldflags", *spec.ldflags)
     if spec.go_test:
         add("test", _TEST_MAIN, *_TEST_FINISH.values())

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import checkers, facts, inputs, supervise
+from . import twin as twin_mod
 from . import run as run_mod
 from . import suppress
 from .build import Build, compiler_identity, openssl_flags
@@ -313,13 +314,16 @@ def execute(task: Task, out_dir: Path, cache_dir: Path, results_cache,
 def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | None = None,
               fresh: bool = False, progress: Progress | None = None, cc: str = "gcc",
               on_record: Callable[[JobRecord], None] | None = None,
-              suppressions: list | None = None, run: dict | None = None) -> Results:
+              suppressions: list | None = None, run: dict | None = None,
+              started: Callable[[], None] | None = None) -> Results:
     """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json
     (with `run`, the run's identity: shard.RunPlan.to_dict()).  DIR must be new, empty or
-    leakharness's own (outdir.claim); the caller holds its lock."""
+    leakharness's own (outdir.claim); the caller holds its lock.  started() is called once the
+    run is under way (a thread of the caller's started before would keep the twin from being
+    forked)."""
     out_dir = claim(Path(out_dir))
     results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,
-                           run)
+                           run, started)
     # Keep the cache under its size cap, least recently used out first: only when something
     # may have been added (a job ran); a walk of a big cache is most of an all-cached re-run.
     if any(not j.cached for j in results.jobs):
@@ -330,9 +334,12 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
     return results
 
 
+_ENDED = object()  # a worker thread (or the twin's pipe) has nothing more to hand over
+
+
 def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, cc, on_record, suppressions,
-                 run=None) -> Results:
-    cleared = _clear_jobs(out_dir)
+                 run=None, started_hook: Callable[[], None] | None = None) -> Results:
+    set_aside = _set_jobs_aside(out_dir)  # before a twin can write a job file
     started = _now()
     facts.use(cache_dir)  # what the keys rest on, remembered from earlier runs (saved when this one ends)
     tools = tool_versions({t.checker for t in tasks}, cc)
@@ -340,7 +347,9 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     results_cache = result_cache(cache_dir, fresh)
     jobs = max(1, jobs or os.cpu_count() or 1)
     supervise.reset_stop()
+    ordered = order(list(tasks), durations)
     records: list[JobRecord] = []
+    reported: set[int] = set()
     interrupted = False
 
     def one(task: Task) -> JobRecord | None:
@@ -348,41 +357,110 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
             return None
         return execute(task, out_dir, cache_dir, results_cache, suppressions)
 
-    pool = cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="leakharness-job")
-    # Each job hands itself over as it ends (cf.wait over every pending future, each time one
-    # ends, was quadratic: a fifth of an all-cached re-run of the catalog went into it).
-    finished: queue.SimpleQueue = queue.SimpleQueue()
-    futures: dict = {}
-    try:
-        for t in order(list(tasks), durations):
-            fut = pool.submit(one, t)
-            futures[fut] = t
-            fut.add_done_callback(finished.put)
-        remaining = len(futures)
-        while remaining:
+    # Every worker, here and in the twin, takes the next task from one counter, in the order
+    # above (slow tasks first).
+    claims = twin_mod.Claims()
+    quit_claiming = threading.Event()
+
+    def worker(deliver: Callable[[int, object], None]) -> None:
+        while not (supervise.stopping() or quit_claiming.is_set()):
+            i = claims.take()
+            if i >= len(ordered):
+                return
             try:
-                fut = finished.get(timeout=0.25)  # a timeout: Ctrl-C is seen at once
+                record = one(ordered[i])
+            except BaseException as exc:  # noqa: BLE001 - raised where the run is watched
+                deliver(i, exc)
+                return
+            deliver(i, record)
+
+    def to_parent(deliver: Callable[[int, object], None]) -> Callable[[int, object], None]:
+        def hand_back(i: int, record: object) -> None:
+            # An error is not handed back: the parent does that task again and meets it itself.
+            if record is not None and not isinstance(record, BaseException):
+                deliver(i, record)
+        return hand_back
+
+    twin = None
+    if jobs >= 2 and len(ordered) >= twin_mod.MIN_TASKS:
+        twin = twin_mod.Twin.fork(lambda deliver: _twin_work(worker, to_parent(deliver), jobs // 2))
+    cleared = in_background(lambda: [shutil.rmtree(p, ignore_errors=True) for p in set_aside]) if set_aside else None
+    if started_hook is not None:
+        started_hook()
+    finished: queue.SimpleQueue = queue.SimpleQueue()
+
+    def local_worker() -> None:
+        try:
+            worker(lambda i, record: finished.put((i, record)))
+        finally:
+            finished.put(_ENDED)
+
+    def from_twin() -> None:
+        try:
+            for item in twin.records():
+                finished.put(item)
+        finally:
+            finished.put(_ENDED)
+
+    threads = [threading.Thread(target=local_worker, name=f"leakharness-job-{k}", daemon=True)
+               for k in range(jobs - jobs // 2 if twin else jobs)]
+    if twin is not None:
+        threads.append(threading.Thread(target=from_twin, name="leakharness-twin", daemon=True))
+
+    def take(i: int, record: JobRecord | None) -> None:
+        if record is None:
+            return
+        reported.add(i)
+        records.append(record)
+        if not record.cached and record.status in ("ok", "crashed", "incomplete"):
+            durations[ordered[i].duration_key] = round(record.duration_s, 3)
+        if progress:
+            progress.finished(record)
+        if on_record:
+            on_record(record)
+
+    ended_well = False
+    try:
+        for t in threads:
+            t.start()
+        running = len(threads)
+        while running:
+            try:
+                item = finished.get(timeout=0.25)  # a timeout: Ctrl-C is seen at once
             except queue.Empty:
                 continue
-            remaining -= 1
-            record = fut.result()
-            if record is None:
+            if item is _ENDED:
+                running -= 1
                 continue
-            records.append(record)
-            if not record.cached and record.status in ("ok", "crashed", "incomplete"):
-                durations[futures[fut].duration_key] = round(record.duration_s, 3)
-            if progress:
-                progress.finished(record)
-            if on_record:
-                on_record(record)
+            i, record = item
+            if isinstance(record, BaseException):
+                raise record
+            take(i, record)
+        if twin is not None:
+            twin.wait()
+            # What the twin claimed and never handed back (it died): done here, as a run without
+            # a twin would have.
+            lost = [i for i in range(min(claims.taken(), len(ordered))) if i not in reported]
+            if lost and not supervise.stopping():
+                with cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="leakharness-job") as pool:
+                    for i, record in zip(lost, pool.map(lambda k: one(ordered[k]), lost)):
+                        take(i, record)
+        ended_well = True
     except KeyboardInterrupt:
         interrupted = True
         supervise.terminate_all()
-        for fut in futures:
-            fut.cancel()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        cleared()
+        quit_claiming.set()
+        if twin is not None:
+            if ended_well:
+                twin.wait()
+            else:
+                twin.stop()
+        for t in threads:
+            t.join()
+        claims.close()
+        if cleared is not None:
+            cleared()
         _save_durations(cache_dir, durations)
         facts.save()
         # Interrupted: gather from the files, every job that was written whatever happened
@@ -396,20 +474,39 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     return results
 
 
-def _clear_jobs(out_dir: Path) -> Callable[[], None]:
+def _twin_work(worker: Callable[[Callable[[int, object], None]], None], deliver: Callable[[int, object], None],
+               count: int) -> None:
+    """The twin's side of a run: `count` workers, until the tasks run out or it is stopped
+    (Ctrl-C, or the parent's SIGUSR1: its running jobs are killed, as the parent's are)."""
+    threads = [threading.Thread(target=worker, args=(deliver,), name=f"leakharness-twin-job-{k}", daemon=True)
+               for k in range(count)]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():  # in turns: a signal another thread took still wakes this one
+                t.join(0.25)
+    except KeyboardInterrupt:
+        supervise.terminate_all()
+        for t in threads:
+            t.join()
+        raise
+    finally:
+        facts.save()
+
+
+def _set_jobs_aside(out_dir: Path) -> list[Path]:
     """A new run into the same folder starts with an empty jobs/: the old one is renamed aside
-    (one rename, where an unlink per job file was a sixth of an all-cached re-run) and removed
-    on the side while the jobs run; the function returned waits for that.  A folder set aside
-    by a run that was killed is removed too."""
+    (one rename, where an unlink per job file was a sixth of an all-cached re-run), to be
+    removed on the side while the jobs run.  Folders set aside by a run that was killed are
+    returned too."""
     aside = [p for p in out_dir.glob(".jobs-old.*") if p.is_dir() and not p.is_symlink()]
     jobs = out_dir / "jobs"
     if jobs.is_dir() and not jobs.is_symlink():
         target = out_dir / f".jobs-old.{os.getpid()}.{time.monotonic_ns()}"
         os.replace(jobs, target)
         aside.append(target)
-    if not aside:
-        return lambda: None
-    return in_background(lambda: [shutil.rmtree(p, ignore_errors=True) for p in aside])
+    return aside
 
 
 class _WriteOnly:
