@@ -36,7 +36,12 @@ class Claims:
     process, a thread lock."""
 
     def __init__(self) -> None:
-        self.fd = os.memfd_create("leakharness-claims", os.MFD_CLOEXEC)
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("leakharness-claims", os.MFD_CLOEXEC)
+        else:  # a system without memfd: a temporary file, unlinked at once
+            import tempfile
+
+            self.fd = os.dup(tempfile.TemporaryFile().fileno())
         os.pwrite(self.fd, bytes(8), 0)
         self.lock = threading.Lock()
 
