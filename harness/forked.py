@@ -26,6 +26,76 @@ from typing import Callable
 CHILD_TIMEOUT_S = 600.0  # a child past this (far past any report's own time) is killed
 
 
+def fork_child(work: Callable[[], object]) -> int | None:
+    """Fork a child that runs work() and leaves with os._exit (0 when work returned, 1 when it
+    raised); its pid, or None when no fork is taken here (another thread runs, or no fork)."""
+    if not hasattr(os, "fork") or threading.active_count() > 1:
+        return None
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError, AttributeError):
+            pass
+    try:
+        pid = os.fork()
+    except OSError:
+        return None
+    if pid == 0:  # the child: the work, then out without running anything of the parent's
+        code = 1
+        try:
+            work()
+            code = 0
+        except BaseException:  # noqa: BLE001 - the parent does what the child did not
+            pass
+        finally:
+            os._exit(code)
+    return pid
+
+
+def reap(pid: int, timeout: float | None = None) -> int | None:
+    """The child's wait status once it ends; None when it was still running after timeout
+    seconds and was killed.  A Ctrl-C while waiting kills it too, and goes on."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                kill(pid)
+                return None
+            wait = 1.0 if left is None else min(left, 1.0)
+            if fd is not None:
+                select.select([fd], [], [], wait)
+            else:
+                time.sleep(min(wait, 0.005))
+    except ChildProcessError:
+        return None
+    except BaseException:
+        kill(pid)
+        raise
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def kill(pid: int) -> None:
+    """SIGKILL the child and reap it."""
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
 class Beside:
     """`with Beside(step):` runs step() in a forked child while the block runs, and at the end of
     the block waits for the child, doing step() here when the child did not do it.  When the
@@ -38,76 +108,14 @@ class Beside:
         self.pid: int | None = None
 
     def __enter__(self) -> "Beside":
-        if not hasattr(os, "fork") or threading.active_count() > 1:
-            return self
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
-        try:
-            pid = os.fork()
-        except OSError:
-            return self
-        if pid == 0:  # the child: the step, then out without running anything of the parent's
-            code = 1
-            try:
-                self.step()
-                code = 0
-            except BaseException:  # said by the parent, which does the step again and raises
-                pass
-            finally:
-                os._exit(code)
-        self.pid = pid
+        self.pid = fork_child(self.step)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        done = self.pid is not None and self._child_did_it()
+        done = False
+        if self.pid is not None:
+            pid, self.pid = self.pid, None
+            status = reap(pid, self.timeout)
+            done = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         if exc_type is None and not done:
             self.step()
-
-    def _child_did_it(self) -> bool:
-        try:
-            status = self._wait(time.monotonic() + self.timeout)
-        except BaseException:  # Ctrl-C while waiting: the child goes too
-            self._kill()
-            raise
-        self.pid = None
-        return status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
-
-    def _wait(self, deadline: float) -> int | None:
-        """The child's wait status, or None when it was killed at the deadline."""
-        pid = self.pid
-        try:
-            fd = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            fd = None
-        try:
-            while True:
-                done, status = os.waitpid(pid, os.WNOHANG)
-                if done:
-                    return status
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self._kill()
-                    return None
-                if fd is not None:
-                    select.select([fd], [], [], min(left, 1.0))
-                else:
-                    time.sleep(min(left, 0.005))
-        finally:
-            if fd is not None:
-                os.close(fd)
-
-    def _kill(self) -> None:
-        if self.pid is None:
-            return
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
-        self.pid = None

@@ -374,16 +374,9 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
                 return
             deliver(i, record)
 
-    def to_parent(deliver: Callable[[int, object], None]) -> Callable[[int, object], None]:
-        def hand_back(i: int, record: object) -> None:
-            # An error is not handed back: the parent does that task again and meets it itself.
-            if record is not None and not isinstance(record, BaseException):
-                deliver(i, record)
-        return hand_back
-
     twin = None
     if jobs >= 2 and len(ordered) >= twin_mod.MIN_TASKS:
-        twin = twin_mod.Twin.fork(lambda deliver: _twin_work(worker, to_parent(deliver), jobs // 2))
+        twin = twin_mod.Twin.fork(lambda deliver: _twin_work(worker, deliver, jobs // 2))
     cleared = in_background(lambda: [shutil.rmtree(p, ignore_errors=True) for p in set_aside]) if set_aside else None
     if started_hook is not None:
         started_hook()
@@ -437,7 +430,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
                 raise record
             take(i, record)
         if twin is not None:
-            twin.wait()
+            twin.wait()  # it ended: its pipe is closed
             # What the twin claimed and never handed back (it died): done here, as a run without
             # a twin would have.
             lost = [i for i in range(min(claims.taken(), len(ordered))) if i not in reported]
@@ -451,11 +444,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         supervise.terminate_all()
     finally:
         quit_claiming.set()
-        if twin is not None:
-            if ended_well:
-                twin.wait()
-            else:
-                twin.stop()
+        if twin is not None and not ended_well:
+            twin.stop()
         for t in threads:
             t.join()
         claims.close()

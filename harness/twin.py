@@ -21,10 +21,10 @@ import os
 import pickle
 import signal
 import struct
-import sys
 import threading
-import time
 from typing import Callable, Iterator
+
+from . import forked
 
 MIN_TASKS = 16  # fewer tasks are not worth a second process (a `check` runs one or two)
 _HEADER = struct.Struct("<Q")
@@ -76,47 +76,36 @@ class Twin:
 
     @classmethod
     def fork(cls, work: Callable[[Callable[[int, object], None]], None]) -> "Twin | None":
-        """A twin running work(deliver), where deliver(index, record) hands a record back; None
-        when no twin can be made here (another thread runs, or no fork)."""
-        if not hasattr(os, "fork") or threading.active_count() > 1:
-            return None
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError, AttributeError):
-                pass
+        """A twin running work(deliver), where deliver(index, record) hands a record back (a
+        record of None, or an error, is not: the parent does that task again and meets the error
+        itself); None when no twin can be made here (another thread runs, or no fork)."""
         read_fd, write_fd = os.pipe()  # neither is inherited by what the jobs start
         parent = os.getpid()
-        try:
-            pid = os.fork()
-        except OSError:
+
+        def in_the_twin() -> None:
             os.close(read_fd)
-            os.close(write_fd)
-            return None
-        if pid == 0:
-            code = 1
-            try:
-                os.close(read_fd)
-                _die_with(parent)
-                # The parent asks the twin to stop with SIGUSR1 (SIGINT may be ignored: nohup).
-                signal.signal(signal.SIGUSR1, _stop_requested)
-                lock = threading.Lock()
+            _die_with(parent)
+            # The parent asks the twin to stop with SIGUSR1 (SIGINT may be ignored: nohup).
+            signal.signal(signal.SIGUSR1, _stop_requested)
+            lock = threading.Lock()
 
-                def deliver(index: int, record: object) -> None:
-                    try:
-                        data = pickle.dumps((index, record), protocol=pickle.HIGHEST_PROTOCOL)
-                    except Exception:  # noqa: BLE001 - not handed back: the parent does it again
-                        return
-                    with lock:
-                        _write_all(write_fd, _HEADER.pack(len(data)) + data)
+            def deliver(index: int, record: object) -> None:
+                if record is None or isinstance(record, BaseException):
+                    return
+                try:
+                    data = pickle.dumps((index, record), protocol=pickle.HIGHEST_PROTOCOL)
+                except Exception:  # noqa: BLE001 - not handed back: the parent does it again
+                    return
+                with lock:
+                    _write_all(write_fd, _HEADER.pack(len(data)) + data)
 
-                work(deliver)
-                code = 0
-            except BaseException:  # noqa: BLE001 - what it did not hand back, the parent does
-                pass
-            finally:
-                os._exit(code)
+            work(deliver)
+
+        pid = forked.fork_child(in_the_twin)
         os.close(write_fd)
+        if pid is None:
+            os.close(read_fd)
+            return None
         return cls(pid, read_fd)
 
     def records(self) -> Iterator[tuple[int, object]]:
@@ -148,22 +137,9 @@ class Twin:
 
     def wait(self, timeout: float | None = None) -> None:
         """Reap the twin, killing it first when it has not ended within timeout seconds."""
-        if self.pid is None:
-            return
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                done, _ = os.waitpid(self.pid, os.WNOHANG if deadline is not None else 0)
-                if done:
-                    break
-                if time.monotonic() >= deadline:
-                    os.kill(self.pid, signal.SIGKILL)
-                    os.waitpid(self.pid, 0)
-                    break
-                time.sleep(0.02)
-        except ChildProcessError:
-            pass
-        self.pid = None
+        if self.pid is not None:
+            pid, self.pid = self.pid, None
+            forked.reap(pid, timeout)
 
 
 def _die_with(parent: int) -> None:
