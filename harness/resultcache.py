@@ -5,8 +5,9 @@ handed to the tool (the per-job log folder replaced by a placeholder), the worki
 the program and every shared library the loader resolves under that environment
 (LD_LIBRARY_PATH and LD_PRELOAD included), the content of every file named in the tool's
 options, the checker's rc files (valgrind's ~/.valgrindrc and ./.valgrindrc), OPENSSL_CONF and
-the program's arguments, and the checker's own files and version (Checker.key_files, rc_files,
-version: valgrind's binary, tool and preloads; a sanitizer's symbolizer).
+the program's arguments, the checker's own files and version (Checker.key_files, rc_files,
+version: valgrind's binary, tool and preloads; a sanitizer's symbolizer), and the code that reads
+the logs into the stored result (reader_identity: the parsers, the checkers, collect.py).
 
 What the program itself read by a fixed name (a file it opened, probed or listed, a program it
 ran) cannot be known before it runs: the recorder (inputs.py) writes it down while it runs, the
@@ -171,6 +172,19 @@ def named_files(texts, cwd: Path) -> list[str]:
     return sorted(found)
 
 
+@functools.lru_cache(maxsize=None)
+def reader_identity() -> str:
+    """A hash of the code that turns a run's logs into its result: the parsers, the checkers (what
+    each leaves out, when a run is complete) and collect.py.  A stored result holds what that code
+    read, so it is reused only while the code is the same: a fix there (a false report left out)
+    reaches results already stored."""
+    here = Path(__file__).parent
+    h = hashlib.sha256()
+    for path in sorted([*(here / "parsers").glob("*.py"), *(here / "checkers").glob("*.py"), here / "collect.py"]):
+        h.update(path.relative_to(here).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str | None:
     """The hash of everything that reaches the checked program and its checker; None when the
     program is not a file (nothing to hash, so never cached).  ours: the program is one of
@@ -192,6 +206,7 @@ def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str 
             h.update(b"\0")
 
     add(KEY_VERSION, job.checker, checker.version(), "cwd", "(reads nothing)" if ours else cwd, "timeout", job.timeout)
+    add("reader", reader_identity())
     add("argv", *cmd)
     add("env", *(f"{k}={v}" for k, v in sorted(env.items())))
     add("program", file_hash(program))

@@ -7,8 +7,10 @@ stay cached.  Run through the CLI, as a user does.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -159,3 +161,40 @@ def test_a_file_named_by_the_command_is_seen_when_it_appears_in_a_listed_folder(
     assert named_files(texts, tmp_path) == [str(tmp_path / "a.supp"), str(tmp_path / "b.supp")]
     (tmp_path / "a.supp").unlink()
     assert named_files(texts, tmp_path) == [str(tmp_path / "b.supp")]
+
+
+def test_a_result_stored_by_other_log_reading_code_is_not_reused(tmp_path, monkeypatch):
+    """A stored result holds what the parsers and checkers of its day read from the logs: when
+    that code changes (a newer leakharness) the job runs again, so a fix that leaves out a false
+    report reaches results already stored; the same code reuses them."""
+    from harness import resultcache
+    from harness.control import Session
+
+    (tmp_path / "reader.c").write_text(READER)
+    (tmp_path / "settings.txt").write_text("leak\n")
+    monkeypatch.chdir(tmp_path)
+
+    def check(out: str):
+        session = Session(out=tmp_path / out, cache=tmp_path / "cache", progress=False)
+        (job,) = session.check(session.check_tasks(sources=[tmp_path / "reader.c"], checkers=("memcheck",))).jobs
+        assert sum(f.bytes for f in job.findings if f.is_lost_leak) == 777
+        return job
+
+    assert not check("a").cached and check("b").cached
+    monkeypatch.setattr(resultcache, "reader_identity", lambda: "a newer reader")
+    assert not check("c").cached and check("d").cached
+
+
+def test_the_log_reading_codes_identity_follows_its_files_not_its_place(tmp_path):
+    def identity(root: Path) -> str:
+        return subprocess.run([sys.executable, "-c", "from harness.resultcache import reader_identity as r; print(r())"],
+                              cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(root)}, capture_output=True,
+                              text=True, check=True, timeout=60, stdin=subprocess.DEVNULL).stdout.strip()
+
+    same = tmp_path / "same"
+    shutil.copytree(ROOT / "harness", same / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    newer = tmp_path / "newer"
+    shutil.copytree(ROOT / "harness", newer / "harness", ignore=shutil.ignore_patterns("__pycache__"))
+    with open(newer / "harness" / "checkers" / "valgrind.py", "a") as fh:
+        fh.write("\n# a newer reader\n")
+    assert identity(ROOT) == identity(same) != identity(newer)

@@ -306,10 +306,12 @@ class _Parser:
                 created = self.threads.get(number)
                 if created:
                     aux = (aux or []) + [AuxStack("thread created", created, f"Thread #{number} was created")]
-            # The variable raced on ("Address 0x.. is 0 bytes inside data symbol "counter""), said
-            # with no stack of its own: part of the message, as it is of helgrind's text.
-            if notes and what:
-                what = "; ".join([what, *notes])
+        if notes and what:
+            # What valgrind says of the address with no stack of its own, part of the message as it
+            # is of valgrind's text: the variable helgrind saw raced on ("Address 0x.. is 0 bytes
+            # inside data symbol "counter""), where memcheck's access went ("Address 0x0 is not
+            # stack'd, malloc'd or (recently) free'd").
+            what = "; ".join([what, *notes])
         count = self.counts.get(unique, 1) if unique is not None and self.counts else 1
         helgrind = kind in _HELGRIND_KINDS
         finding = self.make_finding(kind, what or "", aux_texts or (), main_stack or (), tuple(aux) if aux else (),
