@@ -41,7 +41,7 @@ def cmd_parse(args) -> int:
     else:
         from .errors import ParseError
         from .parsers import LogStream
-        from .report.findings_json import FindingsWriter
+        from .report.findings_json import FindingsWriter, write_log
 
         opened, errors = [], []
         for path in args.files:  # every file looked at first: an error is never after a list
@@ -62,7 +62,7 @@ def cmd_parse(args) -> int:
         try:
             writer = FindingsWriter(sys.stdout)
             for stream in opened:
-                writer.write(stream)
+                write_log(writer, stream)
             writer.close()
         finally:
             gc.enable()

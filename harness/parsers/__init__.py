@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Iterable, Union
 
 from ..errors import ParseError
 from ..findings import fields_of, new_finding
-from .valgrind import ValgrindLog, ValgrindStream, parse_valgrind_xml
+from .valgrind import Part, ValgrindLog, ValgrindStream, parse_valgrind_xml
+from .valgrind import halves as valgrind_halves
 from .valgrind import sniff as looks_like_valgrind_xml
 
 # The other formats' parsers are imported when a log of theirs comes: `parse` of a valgrind file
@@ -58,17 +59,30 @@ class LogStream:
     file says besides (a streamed file's findings left out) and `found` how many findings it
     had.  Raises ParseError when made, as parse_file does, for a file that is no log at all."""
 
-    def __init__(self, path: str, fields: bool = False):
+    def __init__(self, path: str, fields: bool = False, part: Part | None = None):
         """fields: hand out a valgrind file's findings as the tuples of their fields
-        (findings.fields_of: no Finding made), for a writer that takes them (parse's JSON)."""
+        (findings.fields_of: no Finding made), for a writer that takes them (parse's JSON).
+        part: only that part of a valgrind file (halves())."""
         path = str(path)
-        if _is_valgrind_xml(_head(path)):
-            self.stream = ValgrindStream(path, fields=fields)
+        self.path, self.fields = path, fields
+        if part is not None or _is_valgrind_xml(_head(path)):
+            self.stream = ValgrindStream(path, fields=fields, part=part)
             self.log = None
         else:
             self.stream = None
             self.log = parse_file(path)
         self.found = 0
+
+    def halves(self) -> "tuple[LogStream, LogStream] | None":
+        """A big memcheck file as two streams of its two halves, to be read by two processes
+        (parsers/valgrind.py halves() says how), the first's findings before the second's; None
+        for any other log."""
+        if self.stream is None or self.stream.part is not None:
+            return None
+        parts = valgrind_halves(self.path)
+        if parts is None:
+            return None
+        return LogStream(self.path, self.fields, parts[0]), LogStream(self.path, self.fields, parts[1])
 
     def __iter__(self):
         if self.stream is None:

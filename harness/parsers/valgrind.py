@@ -126,6 +126,39 @@ class _Utf8Repair(io.RawIOBase):
         return self._decoder.decode(chunk, final=not chunk).encode("utf-8")
 
 
+class _Slices(io.RawIOBase):
+    """Byte ranges of a file read one after the other as one stream, then `trailer`: a part of
+    a valgrind file that lxml reads as a whole one (its head and a run of its errors)."""
+
+    def __init__(self, raw: BinaryIO, slices: tuple[tuple[int, int], ...], trailer: bytes = b""):
+        self._raw = raw
+        self._left = list(slices)
+        self._trailer = trailer
+        self._at: tuple[int, int] | None = None
+        self.name = getattr(raw, "name", None)  # what lxml's messages call the file, as for the file itself
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        size = size if size and size > 0 else 1 << 16
+        while self._at is None and self._left:
+            start, end = self._left.pop(0)
+            if end > start:
+                self._raw.seek(start)
+                self._at = (start, end)
+        if self._at is None:
+            trailer, self._trailer = self._trailer, b""
+            return trailer
+        start, end = self._at
+        chunk = self._raw.read(min(size, end - start))
+        if not chunk:  # the file is shorter than it was: what is left of it is what there is
+            self._at, self._left = None, []
+            return self.read(size)
+        self._at = (start + len(chunk), end) if start + len(chunk) < end else None
+        return chunk
+
+
 _CACHED = 500_000  # frames and stacks kept for sharing, at most (bounded memory)
 
 
@@ -538,13 +571,16 @@ class ValgrindStream:
     rest of what the file says (findings left out) and `found` how many there were.  Raises
     ParseError at once when the file is not valgrind's XML at all."""
 
-    def __init__(self, path: str, tool_name: str | None = None, index: bool = False, fields: bool = False):
+    def __init__(self, path: str, tool_name: str | None = None, index: bool = False, fields: bool = False,
+                 part: "Part | None" = None):
         """fields: each finding handed out as the tuple of its fields (findings.fields_of), for a
-        caller that writes it at once (parse's JSON): no Finding object made."""
+        caller that writes it at once (parse's JSON): no Finding object made.  part: read only
+        that part of the file (halves())."""
         self.path = path = str(path)
         self.tool_name = tool_name
         self.index = index
         self.fields = fields
+        self.part = part
         try:
             with open(path, "rb") as fh:
                 head = fh.read(8192)
@@ -574,12 +610,16 @@ class ValgrindStream:
             parser.by_unique = {}
         return parser
 
+    def _open(self, fh):
+        part = self.part
+        return fh if part is None else _Slices(fh, part.slices, part.trailer)
+
     def __iter__(self):
         problems = self.problems
         parser = self.parser = self._parser()
         try:
             with open(self.path, "rb") as fh:
-                yield from parser.run(fh)
+                yield from parser.run(self._open(fh))
         except etree.XMLSyntaxError as exc:
             message = str(exc)
             if "UTF-8" in message or "Char 0x" in message or "encoding" in message.lower():
@@ -590,7 +630,7 @@ class ValgrindStream:
                 problems.append("invalid UTF-8 replaced")
                 try:
                     with open(self.path, "rb") as fh:
-                        for n, finding in enumerate(parser.run(_Utf8Repair(fh))):
+                        for n, finding in enumerate(parser.run(_Utf8Repair(self._open(fh)))):
                             if n >= given:
                                 yield finding
                 except etree.XMLSyntaxError as exc2:
@@ -606,7 +646,10 @@ class ValgrindStream:
         info = parser.info
         problems = self.problems
         counts = info["error_counts"]
-        if counts != self.ahead and not self.index:
+        # A first part's end is made up (halves()): unless the file broke off before it, its
+        # counts are in the last part.
+        made_up_end = self.part is not None and not self.part.last and parser.complete
+        if counts != self.ahead and not self.index and not made_up_end:
             problems.append("the <errorcounts> read ahead of the errors is not the one the file holds: the "
                             "findings' counts (how many times each was seen) may be wrong")
         protocol = info.get("protocolversion")
@@ -631,6 +674,63 @@ class ValgrindStream:
             finished=bool(info.get("finished")),
             problems=tuple(problems),
         )
+
+
+@dataclass(frozen=True)
+class Part:
+    """A part of a valgrind file read as a whole file: its byte ranges, then `trailer`."""
+
+    slices: tuple[tuple[int, int], ...]
+    trailer: bytes = b""
+    last: bool = True  # the part that holds the file's end (its counts, its status, its cut)
+
+
+HALVES_MIN_BYTES = 8 << 20  # below this, a second process costs more than it saves
+_ERROR_START = re.compile(rb"\n<error>")
+_MEMCHECK_TOOL = re.compile(rb"<tool>\s*memcheck\s*</tool>")
+
+
+def halves(path: str, min_bytes: int = HALVES_MIN_BYTES) -> tuple[Part, Part] | None:
+    """A big memcheck file as two parts that lxml can read apart (two processes, one each): its
+    head and errors up to one that starts past the middle (closed by a made-up end), and its head
+    with the errors from there on to the file's end.  Each error is read in exactly one part, and
+    a frame's, a stack's and a count's meaning never reach from one error to another in memcheck's
+    files (helgrind's do: a thread announced early, named later), so the two give the findings
+    the whole file gives, in order.  None for a small file, another tool's, or no such error."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, 2)
+            if size < min_bytes:
+                return None
+            fh.seek(0)
+            head = fh.read(1 << 16)
+            first = _ERROR_START.search(head)
+            if first is None or not _MEMCHECK_TOOL.search(head, 0, first.start()) or _DTD.search(head):
+                return None
+            fh.seek(size // 2)
+            window = fh.read(4 << 20)
+    except OSError:
+        return None
+    middle = _ERROR_START.search(window)
+    if middle is None:
+        return None
+    preamble_end, split = first.start() + 1, size // 2 + middle.start() + 1
+    if split <= preamble_end:
+        return None
+    return (Part(((0, split),), b"</valgrindoutput>\n", last=False),
+            Part(((0, preamble_end), (split, size))))
+
+
+def join_parts(first: ValgrindLog, last: ValgrindLog) -> ValgrindLog:
+    """What the whole file says, from what its two parts (halves()) said: the head's facts are
+    in both; the counts, the cut and the file's own end in the last; a status or a fatal signal
+    in either."""
+    return dataclasses.replace(
+        last,
+        fatal_signal=last.fatal_signal or first.fatal_signal,
+        finished=last.finished or first.finished,
+        problems=tuple(dict.fromkeys(first.problems + last.problems)),
+    )
 
 
 def parse_valgrind_xml(path: str, tool_name: str | None = None) -> ValgrindLog:

@@ -118,3 +118,98 @@ class FindingsWriter:
 
     def close(self) -> None:
         self.out.write("\n]\n" if self.count else "]\n")
+
+
+def write_log(writer: FindingsWriter, stream) -> None:
+    """Write one log's findings (a parsers.LogStream); afterwards stream.log and stream.found are
+    set as iterating it sets them.  A big memcheck file is read by two processes, one half each:
+    lxml's parse and the findings are one core's work, and a file of 50,000 errors takes one
+    core a second.  A forked child writes the second half's JSON to a spooled file while this
+    process writes the first's, then this process copies it out: the output is the one a single
+    process writes.  When the child does not finish (it fails, is killed) or either half is
+    damaged (an XML error, a file cut short: where lxml stops depends on how the file was read,
+    and a made-up end inside a comment is an error of its own), the child's output is dropped
+    and the file is read here as one process reads it, past the first half's findings."""
+    import itertools
+    import os
+    import pickle
+    import tempfile
+
+    from .. import forked
+    from ..parsers.valgrind import join_parts
+
+    halves = stream.halves()
+    if halves is None:
+        writer.write(stream)
+        return
+    first, second = halves
+    with tempfile.TemporaryFile() as spool:
+        ready, told = os.pipe()
+
+        def child() -> None:
+            os.close(ready)
+            with open(spool.fileno(), "w", encoding="utf-8", closefd=False) as text:
+                sub = FindingsWriter(text)  # "[", then the findings: the "[" is left out below
+                sub.write(second)
+            with open(told, "wb") as out:
+                out.write(pickle.dumps((sub.count, second.found, second.log)))
+
+        pid = forked.fork_child(child)
+        os.close(told)
+        if pid is None:  # no fork here (another thread runs): one process
+            os.close(ready)
+            writer.write(stream)
+            return
+        try:
+            writer.write(first)
+            said = b""
+            if not _xml_error(first.log):
+                with open(ready, "rb", closefd=False) as fh:
+                    said = fh.read()
+        except BaseException:
+            forked.kill(pid)
+            raise
+        finally:
+            os.close(ready)
+        done = None
+        if _xml_error(first.log):  # the child's half is of no use: the file is read again below
+            forked.kill(pid)
+        else:
+            status = forked.reap(pid)
+            if said and status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+                try:
+                    done = pickle.loads(said)  # our own child's, through our own pipe
+                except Exception:  # noqa: BLE001 - cut short: read here instead
+                    done = None
+        if done is None or _xml_error(done[2]):  # (None too when the first half broke off)
+            whole = type(stream)(stream.path, stream.fields)
+            writer.write(itertools.islice(whole, first.found, None))
+            stream.log, stream.found = whole.log, whole.found
+            return
+        count, found, log = done
+        if count:
+            spool.seek(1)  # past the child's "["
+            writer.out.write("," if writer.count else "")  # the child's text starts with "\n"
+            writer.out.flush()
+            _copy(spool, writer.out)
+            writer.count += count
+    stream.log, stream.found = join_parts(first.log, log), first.found + found
+
+
+def _xml_error(log) -> bool:
+    return log is not None and any(p.startswith("XML error") for p in log.problems)
+
+
+def _copy(spool, out) -> None:
+    """The spooled text onto out (a text stream), in pieces."""
+    target = getattr(out, "buffer", None)
+    while True:
+        piece = spool.read(1 << 20)
+        if not piece:
+            break
+        if target is not None:
+            target.write(piece)
+        else:
+            out.write(piece.decode("utf-8"))
+    if target is not None:
+        target.flush()
