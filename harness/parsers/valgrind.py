@@ -685,7 +685,7 @@ class Part:
     last: bool = True  # the part that holds the file's end (its counts, its status, its cut)
 
 
-HALVES_MIN_BYTES = 8 << 20  # below this, a second process costs more than it saves
+HALVES_MIN_BYTES = 2 << 20  # below this a second process saves little (2,000 errors, 2.8 MB: 0.11 -> 0.10 s)
 _ERROR_START = re.compile(rb"\n<error>")
 _MEMCHECK_TOOL = re.compile(rb"<tool>\s*memcheck\s*</tool>")
 
