@@ -28,6 +28,11 @@ def _problem(path: Path, exc: OSError) -> LeakHarnessError:
 
 def claim(path: Path) -> Path:
     """Make path a leakharness folder, or refuse: it must be new, empty, or marked as ours."""
+    return _claim(path)[0]
+
+
+def _claim(path: Path) -> tuple[Path, bool]:
+    """claim(), and whether it marked the folder now (it was new or empty)."""
     path = Path(path).absolute()
     if path.exists() and not path.is_dir():
         raise LeakHarnessError(f"{path}: is a file, not a folder; give --out a folder")
@@ -36,7 +41,7 @@ def claim(path: Path) -> Path:
     except OSError as exc:
         raise _problem(path, exc) from None
     if (path / MARKER).is_file():
-        return path
+        return path, False
     try:
         leftover = [p.name for p in path.iterdir() if p.name != LOCK]
     except OSError as exc:
@@ -49,13 +54,16 @@ def claim(path: Path) -> Path:
         (path / MARKER).write_text(_MARKER_TEXT)
     except OSError as exc:
         raise _problem(path, exc) from None
-    return path
+    return path, True
 
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """Hold the folder's lock for the duration; refuse at once when another run holds it."""
-    path = claim(path)
+    """Hold the folder's lock for the duration; refuse at once when another run holds it.  When
+    the work fails before writing anything there (a `report` of a bad results.json), a folder this
+    call made or marked is left as it was: no empty folder holding only the marker and the lock."""
+    new = not Path(path).absolute().exists()
+    path, marked = _claim(path)
     try:
         fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
@@ -79,6 +87,26 @@ def locked(path: Path):
             os.pwrite(fd, str(os.getpid()).encode(), 0)
         except OSError:
             pass
-        yield path
+        try:
+            yield path
+        except BaseException:
+            if marked:
+                _unmark_if_unused(path, new)
+            raise
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _unmark_if_unused(path: Path, made: bool) -> None:
+    """Take back the marker and the lock (and the folder, when this run made it) of a folder
+    nothing else was written into.  Still under the lock: another run that found the marker
+    meanwhile was refused by it."""
+    try:
+        if set(os.listdir(path)) - {MARKER, LOCK}:
+            return
+        for name in (MARKER, LOCK):
+            (path / name).unlink(missing_ok=True)
+        if made:
+            path.rmdir()
+    except OSError:
+        pass

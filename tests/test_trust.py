@@ -706,6 +706,18 @@ def test_report_on_a_results_json_that_is_not_an_object(tmp_path, cache, content
     (tmp_path / "res" / "results.json").write_text(content + "\n")
     proc = lh("report", "res", "--out", "html", cwd=tmp_path, cache=cache)
     assert_one_line_error(proc, tmp_path / "res" / "results.json")
+    # Nothing was written: no folder holding only leakharness's marker and lock is left behind;
+    # an empty folder given is left empty; a folder of earlier results keeps them.
+    assert not (tmp_path / "html").exists()
+    (tmp_path / "empty").mkdir()
+    proc = lh("report", "res", "--out", "empty", cwd=tmp_path, cache=cache)
+    assert_one_line_error(proc, tmp_path / "res" / "results.json")
+    assert os.listdir(tmp_path / "empty") == []
+    (tmp_path / "earlier").mkdir()
+    (tmp_path / "earlier" / ".leakharness").write_text("earlier\n")
+    (tmp_path / "earlier" / "results.json").write_text("{}\n")
+    proc = lh("report", "res", "--out", "earlier", cwd=tmp_path, cache=cache)
+    assert sorted(os.listdir(tmp_path / "earlier")) == [".leakharness", ".leakharness.lock", "results.json"]
 
 
 @pytest.mark.parametrize("case", ["expect-leaky-string", "params-number"])
