@@ -84,6 +84,11 @@ def reap(pid: int, timeout: float | None = None) -> int | None:
             os.close(fd)
 
 
+def ended_well(status: int | None) -> bool:
+    """A child's wait status (reap's) says it ran its work to the end: exit code 0."""
+    return status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
 def kill(pid: int) -> None:
     """SIGKILL the child and reap it."""
     try:
@@ -115,7 +120,6 @@ class Beside:
         done = False
         if self.pid is not None:
             pid, self.pid = self.pid, None
-            status = reap(pid, self.timeout)
-            done = status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+            done = ended_well(reap(pid, self.timeout))
         if exc_type is None and not done:
             self.step()

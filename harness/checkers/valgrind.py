@@ -127,6 +127,16 @@ def go_heap_access(f) -> bool:
     return address >> 40 < 0x80 and address & 0xffffffffff >= 0xc000000000
 
 
+# What memcheck reports of a Go program that is never the program's bug, and how the job's
+# problems count what was left out.
+_GO_NOISE = (
+    (go_scan_over_read, "read(s) by Go's word-wide string scan past the end of a live C block (C.GoString's "
+                        "length search)"),
+    (go_heap_access, "access(es) inside Go's heap (goroutine stacks and Go objects, which valgrind cannot tell "
+                     "apart)"),
+)
+
+
 class Valgrind(Checker):
     family = "valgrind"
     estimate_s = 3.0
@@ -240,20 +250,13 @@ class Memcheck(Valgrind):
         super().after_logs(g)
         if is_go_binary(g.program):  # the Go runtime's own report of a crash or a panic
             go_crash_findings(g)
-            over = [f for f in g.findings if go_scan_over_read(f)]
-            if over:
-                dropped = {id(f) for f in over}
-                g.findings[:] = [f for f in g.findings if id(f) not in dropped]
-                reads = sum(f.count for f in over)
-                g.problems.append(f"{reads} read(s) by Go's word-wide string scan past the end of a live C block "
-                                  f"(C.GoString's length search) not reported: not the program's bug")
-            inside = [f for f in g.findings if go_heap_access(f)]
-            if inside:
-                dropped = {id(f) for f in inside}
-                g.findings[:] = [f for f in g.findings if id(f) not in dropped]
-                g.problems.append(f"{sum(f.count for f in inside)} access(es) inside Go's heap (goroutine stacks "
-                                  f"and Go objects, which valgrind cannot tell apart) not reported: not the "
-                                  f"program's bug")
+            for noise, what in _GO_NOISE:
+                kept, left_out = [], []
+                for f in g.findings:
+                    (left_out if noise(f) else kept).append(f)
+                if left_out:
+                    g.findings[:] = kept
+                    g.problems.append(f"{sum(f.count for f in left_out)} {what} not reported: not the program's bug")
 
     def incomplete(self, g) -> str:
         why = super().incomplete(g)

@@ -126,10 +126,11 @@ def write_log(writer: FindingsWriter, stream) -> None:
     lxml's parse and the findings are one core's work, and a file of 50,000 errors takes one
     core a second.  A forked child writes the second half's JSON to a spooled file while this
     process writes the first's, then this process copies it out: the output is the one a single
-    process writes.  When the child does not finish (it fails, is killed) or either half is
-    damaged (an XML error, a file cut short: where lxml stops depends on how the file was read,
-    and a made-up end inside a comment is an error of its own), the child's output is dropped
-    and the file is read here as one process reads it, past the first half's findings."""
+    process writes.  When the child does not finish (it fails, is killed) or either half breaks
+    off before its end (an XML error, a file cut short: where lxml stops then depends on how the
+    file was read, and a made-up end inside a comment is an error of its own), the child's output
+    is dropped and the file is read here as one process reads it, past the first half's
+    findings."""
     import itertools
     import os
     import pickle
@@ -163,7 +164,7 @@ def write_log(writer: FindingsWriter, stream) -> None:
         try:
             writer.write(first)
             said = b""
-            if not _xml_error(first.log):
+            if not first.log.partial:
                 with open(ready, "rb", closefd=False) as fh:
                     said = fh.read()
         except BaseException:
@@ -172,16 +173,14 @@ def write_log(writer: FindingsWriter, stream) -> None:
         finally:
             os.close(ready)
         done = None
-        if _xml_error(first.log):  # the child's half is of no use: the file is read again below
+        if first.log.partial:  # the child's half is of no use: the file is read again below
             forked.kill(pid)
-        else:
-            status = forked.reap(pid)
-            if said and status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
-                try:
-                    done = pickle.loads(said)  # our own child's, through our own pipe
-                except Exception:  # noqa: BLE001 - cut short: read here instead
-                    done = None
-        if done is None or _xml_error(done[2]):  # (None too when the first half broke off)
+        elif forked.ended_well(forked.reap(pid)) and said:
+            try:
+                done = pickle.loads(said)  # our own child's, through our own pipe
+            except Exception:  # noqa: BLE001 - cut short: read here instead
+                done = None
+        if done is None or done[2].partial:  # (None too when the first half broke off)
             whole = type(stream)(stream.path, stream.fields)
             writer.write(itertools.islice(whole, first.found, None))
             stream.log, stream.found = whole.log, whole.found
@@ -194,10 +193,6 @@ def write_log(writer: FindingsWriter, stream) -> None:
             _copy(spool, writer.out)
             writer.count += count
     stream.log, stream.found = join_parts(first.log, log), first.found + found
-
-
-def _xml_error(log) -> bool:
-    return log is not None and any(p.startswith("XML error") for p in log.problems)
 
 
 def _copy(spool, out) -> None:
