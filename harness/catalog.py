@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -204,6 +203,8 @@ def load_pattern(directory: Path) -> Pattern:
     meta_path = directory / METADATA_NAME
     if not meta_path.is_file():
         raise CatalogError(f"{directory}: no {METADATA_NAME}")
+    import tomllib  # here: a `check` of the user's program reads no pattern, and starts sooner without it
+
     try:
         meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:

@@ -654,3 +654,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("leakharness: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> int:
+    """The command's own process (the `leakharness` script, `python -m harness`): main(), then
+    gc.freeze(), so that the interpreter's last collection as it ends does not walk every
+    object the command made (about 12 ms of a one-program check).  Every file is closed by
+    then; main() itself is for callers that go on living (tests)."""
+    import gc
+
+    code = main()
+    gc.freeze()
+    return code

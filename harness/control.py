@@ -427,8 +427,15 @@ def _ready_report() -> None:
     try:
         import importlib
 
-        for module in ("sarif", "findings_json"):
+        for module in ("sarif", "findings_json", "known"):
             importlib.import_module(f"{__package__}.report.{module}")
+        # What a bug's box on a page reads: the knowledge file, and a pattern's TOML and diff.
+        import tomllib  # noqa: F401
+
+        from . import generate, shard  # noqa: F401
+        from .knowledge import load
+
+        load()
         from .report import html
 
         env = html._env()

@@ -318,9 +318,9 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
               started: Callable[[], None] | None = None) -> Results:
     """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json
     (with `run`, the run's identity: shard.RunPlan.to_dict()).  DIR must be new, empty or
-    leakharness's own (outdir.claim); the caller holds its lock.  started() is called once the
-    run is under way (a thread of the caller's started before would keep the twin from being
-    forked)."""
+    leakharness's own (outdir.claim); the caller holds its lock.  started() is called once,
+    when a first job is done (a thread of the caller's started before would keep the twin from
+    being forked, and slow the launch of the first jobs); never when none is."""
     out_dir = claim(Path(out_dir))
     results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,
                            run, started)
@@ -378,8 +378,9 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     if jobs >= 2 and len(ordered) >= twin_mod.MIN_TASKS:
         twin = twin_mod.Twin.fork(lambda deliver: _twin_work(worker, deliver, jobs // 2))
     cleared = in_background(lambda: [shutil.rmtree(p, ignore_errors=True) for p in set_aside]) if set_aside else None
-    if started_hook is not None:
-        started_hook()
+    # The caller's side work (the report's imports) starts when a first job is done: until
+    # then every core runs a job or a thread launching one, and work beside them delays them.
+    hook = [started_hook] if started_hook is not None else []
     finished: queue.SimpleQueue = queue.SimpleQueue()
 
     def local_worker() -> None:
@@ -405,6 +406,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
             return
         reported.add(i)
         records.append(record)
+        if hook:
+            hook.pop()()
         if not record.cached and record.status in ("ok", "crashed", "incomplete"):
             durations[ordered[i].duration_key] = round(record.duration_s, 3)
         if progress:

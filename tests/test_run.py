@@ -132,6 +132,42 @@ def test_result_cache_reuses_and_fresh_reruns(memory_bugs, tmp_path):
     assert all(f.source.startswith(str(tmp_path / "b")) for f in again.jobs[0].findings)
 
 
+def test_side_work_starts_once_a_first_job_is_done(memory_bugs, tmp_path):
+    """run_tasks(started=...): the caller's side work (the report's imports, control.py) starts
+    once a first job is done, never while the first jobs are being launched (it would slow
+    them), once a run, cached jobs included; a run of nothing never starts it."""
+    from harness.orchestrate import run_tasks
+
+    tasks = (check_tasks(program=(str(memory_bugs["plain"]), "leaks"), checkers=("memcheck",))
+             + check_tasks(program=(str(memory_bugs["asan"]), "leaks"), checkers=("asan",)))
+    seen: dict[str, list] = {}
+    for name in ("ran", "cached"):
+        out = tmp_path / name
+        seen[name] = []
+        results = run_tasks(tasks, out, tmp_path / "cache", jobs=2,
+                            started=lambda out=out, name=name: seen[name].append(len(list((out / "jobs").glob("*.json")))))
+        assert len(results.jobs) == 2
+    assert [j.cached for j in results.jobs] == [True, True]
+    # Called once a run, with a job's file already written (a job done); in the run that ran
+    # them, while memcheck's job still ran (asan's ends first), not at the run's end.
+    assert seen["ran"] == [1]
+    assert len(seen["cached"]) == 1 and seen["cached"][0] >= 1
+    nothing: list = []
+    run_tasks([], tmp_path / "none", tmp_path / "cache", started=lambda: nothing.append(1))
+    assert nothing == []
+
+
+def test_a_run_launches_without_the_log_parsers_loaded():
+    """What a run needs to launch its first jobs does not load lxml nor the TOML reader: they
+    come when a log or a pattern is read (in a one-program check, while its jobs run)."""
+    code = ("import sys, harness.cli, harness.control, harness.orchestrate, harness.run, harness.resultcache\n"
+            "print(sorted(m for m in ('lxml', 'lxml.etree', 'tomllib', 'jinja2') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def pgrep(pattern: str) -> list[str]:
     proc = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, stdin=subprocess.DEVNULL,
                           timeout=10)

@@ -13,18 +13,17 @@ from typing import TYPE_CHECKING, Iterable, Union
 
 from ..errors import ParseError
 from ..findings import fields_of, new_finding
-from .valgrind import Part, ValgrindLog, ValgrindStream, parse_valgrind_xml
-from .valgrind import halves as valgrind_halves
-from .valgrind import sniff as looks_like_valgrind_xml
 
-# The other formats' parsers are imported when a log of theirs comes: `parse` of a valgrind file
-# (the big ones) starts without them.
+# Each format's parser is imported when a log of its format comes: `parse` of a valgrind file
+# (the big ones) starts without the others, and a run launches its first jobs before lxml is
+# loaded (the checkers import this package for their own formats' parsers).
 if TYPE_CHECKING:
     from .go import GoCrashLog
     from .residue import ResidueLog
     from .sanitizers import SanitizerLog
+    from .valgrind import Part, ValgrindLog
 
-ParsedLog = Union[ValgrindLog, "SanitizerLog", "GoCrashLog", "ResidueLog"]
+ParsedLog = Union["ValgrindLog", "SanitizerLog", "GoCrashLog", "ResidueLog"]
 _RESIDUE_PREFIX = b"LH-RESIDUE "  # how residue.START begins: only such a head needs that parser to sniff it
 
 
@@ -66,6 +65,8 @@ class LogStream:
         path = str(path)
         self.path, self.fields = path, fields
         if part is not None or _is_valgrind_xml(_head(path)):
+            from .valgrind import ValgrindStream
+
             self.stream = ValgrindStream(path, fields=fields, part=part)
             self.log = None
         else:
@@ -79,7 +80,9 @@ class LogStream:
         for any other log."""
         if self.stream is None or self.stream.part is not None:
             return None
-        parts = valgrind_halves(self.path)
+        from .valgrind import halves
+
+        parts = halves(self.path)
         if parts is None:
             return None
         return LogStream(self.path, self.fields, parts[0]), LogStream(self.path, self.fields, parts[1])
@@ -115,7 +118,9 @@ def _head(path: str) -> bytes:
 
 
 def _is_valgrind_xml(head: bytes) -> bool:
-    return not looks_like_residue_log(head) and (looks_like_valgrind_xml(head) or head.lstrip().startswith(b"<"))
+    from .valgrind import sniff
+
+    return not looks_like_residue_log(head) and (sniff(head) or head.lstrip().startswith(b"<"))
 
 
 def _parse_file(path: str) -> ParsedLog:
@@ -126,6 +131,8 @@ def _parse_file(path: str) -> ParsedLog:
 
         return parse_residue_log(path)
     if _is_valgrind_xml(head):
+        from .valgrind import parse_valgrind_xml
+
         return parse_valgrind_xml(path)
     from .go import parse_go_crash
     from .go import sniff as looks_like_go_crash

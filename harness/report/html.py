@@ -17,6 +17,7 @@ leaky variant (caught, missed, blind, incomplete), grouped by checker family.
 from __future__ import annotations
 
 import base64
+import functools
 import difflib
 import hashlib
 import os
@@ -477,13 +478,20 @@ def _env() -> jinja2.Environment:
     from .. import facts
 
     cache = facts.folder("templates")
+    return _env_with(str(cache) if cache is not None else None)
+
+
+# One environment a process (per folder of compiled templates): it keeps its loaded templates,
+# so those loaded while a run's jobs ran (control._ready_report) are not loaded again to render.
+@functools.lru_cache(maxsize=4)
+def _env_with(cache: str | None) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(Path(__file__).parent / "templates")),
         autoescape=True,  # everything from programs and logs is text, never markup
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.StrictUndefined,
-        bytecode_cache=CompiledTemplates(str(cache)) if cache is not None else None,
+        bytecode_cache=CompiledTemplates(cache) if cache is not None else None,
     )
     env.filters["bytes"] = human_bytes
     env.filters["basename"] = lambda p: os.path.basename(p or "")
