@@ -9,7 +9,6 @@ running job's process group is killed, nothing new starts, and every finished jo
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import datetime as dt
 import json
@@ -438,6 +437,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
             # a twin would have.
             lost = [i for i in range(min(claims.taken(), len(ordered))) if i not in reported]
             if lost and not supervise.stopping():
+                import concurrent.futures as cf  # only here: with logging, 4 ms of every start
+
                 with cf.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="leakharness-job") as pool:
                     for i, record in zip(lost, pool.map(lambda k: one(ordered[k]), lost)):
                         take(i, record)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import pickle
 import signal
 import struct
 import threading
@@ -79,6 +78,8 @@ class Twin:
         """A twin running work(deliver), where deliver(index, record) hands a record back (a
         record of None, or an error, is not: the parent does that task again and meets the error
         itself); None when no twin can be made here (another thread runs, or no fork)."""
+        import pickle  # here, before the fork, for both sides: a run without a twin needs none of it
+
         read_fd, write_fd = os.pipe()  # neither is inherited by what the jobs start
         parent = os.getpid()
 
@@ -110,6 +111,8 @@ class Twin:
 
     def records(self) -> Iterator[tuple[int, object]]:
         """Each (index, record) the twin hands back, until it ends (or its pipe breaks)."""
+        import pickle
+
         try:
             while True:
                 head = _read_exactly(self.fd, _HEADER.size)

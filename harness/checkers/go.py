@@ -21,8 +21,6 @@ from pathlib import Path
 from ..elf import contains, is_go_binary
 from ..errors import BuildError, ParseError
 from ..gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK, go_identity
-from ..parsers.go import name_go_callers, parse_go_crash, recorded_allocations
-from ..parsers.go import sniff as looks_like_go_crash
 from .base import Checker, child_environment
 from .sanitizers import SANITIZER_ENV, SanitizerChecker
 
@@ -47,7 +45,9 @@ def go_crash_findings(g) -> None:
             head = fh.read()
     except OSError:
         return
-    if not looks_like_go_crash(head):
+    from ..parsers.go import parse_go_crash, sniff  # here: a run launches its jobs without the log parsers
+
+    if not sniff(head):
         return
     try:
         log = parse_go_crash(str(g.stderr), pid=g.main_pid)
@@ -128,6 +128,8 @@ class GoAsan(GoChecker, SanitizerChecker):
     def after_logs(self, g) -> None:
         go_crash_findings(g)
         if any("_Cfunc__Cmalloc" in f.functions() for f in g.findings):
+            from ..parsers.go import name_go_callers, recorded_allocations
+
             table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK) if g.stderr.is_file() else {}
             if table:  # the Go callers of cgo allocations LSan could not see past the stack switch
                 lsan = [str(p) for p in g.logs if p.name.startswith("sanitizer.")]

@@ -14,7 +14,6 @@ import re
 from pathlib import Path
 
 from ..errors import ParseError
-from ..parsers.native import parse_native_stderr
 from .base import Checker, child_environment
 
 # glibc's fatal messages (fortify, stack protector, malloc) on stderr, never on /dev/tty.
@@ -78,6 +77,8 @@ class Hardened(Checker):
     def after_logs(self, g) -> None:
         # No tool wrote a log: the program's stderr holds what fortify, the stack protector and
         # glibc's malloc printed as they aborted it.
+        from ..parsers.native import parse_native_stderr  # here: a run launches without the parsers
+
         try:
             native = parse_native_stderr(g.stderr, g.returncode, pid=g.main_pid)
         except ParseError as exc:
