@@ -277,12 +277,13 @@ def _add_ci_options(p) -> None:
 
 def _write_ci_outputs(args, session, results, title: str, notes: Sequence[str] = ()) -> None:
     """notes: lines the Markdown summary starts with (what the terminal said of the run as a whole)."""
-    from .report.junit import write_junit
-    from .report.markdown import write_summary_md
-
     if args.junit:
+        from .report.junit import write_junit
+
         print(f"junit: {write_junit(results, _user_path(session, args.junit))}")
     if args.summary_md:
+        from .report.markdown import write_summary_md
+
         print(f"summary: {write_summary_md(results, _user_path(session, args.summary_md), title=title, notes=notes)}")
 
 
@@ -471,7 +472,6 @@ def cmd_check(args) -> int:
 
     from .judge import check_exit_code
     from .orchestrate import Interrupted
-    from .report.text import check_summary
     from .tasks import default_check_checkers
 
     program = list(args.program)
@@ -512,7 +512,7 @@ def cmd_check(args) -> int:
     except Interrupted as exc:
         print(f"leakharness: {exc}", file=sys.stderr)
         return 130
-    from .report.text import growth_lines
+    from .report.text import check_summary, growth_lines  # after the run: its jobs start sooner
 
     out = session.out_dir("reports/check")
     check_summary(results, out / "results.json", sys.stdout)
