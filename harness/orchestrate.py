@@ -317,9 +317,9 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
               started: Callable[[], None] | None = None) -> Results:
     """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json
     (with `run`, the run's identity: shard.RunPlan.to_dict()).  DIR must be new, empty or
-    leakharness's own (outdir.claim); the caller holds its lock.  started() is called once,
-    when a first job is done (a thread of the caller's started before would keep the twin from
-    being forked, and slow the launch of the first jobs); never when none is."""
+    leakharness's own (outdir.claim); the caller holds its lock.  started() is called at most once:
+    when the first jobs' processes have started, or a first job is done (a thread of the caller's
+    started before would keep the twin from being forked, and slow the launch)."""
     out_dir = claim(Path(out_dir))
     results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,
                            run, started)
@@ -377,9 +377,6 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     if jobs >= 2 and len(ordered) >= twin_mod.MIN_TASKS:
         twin = twin_mod.Twin.fork(lambda deliver: _twin_work(worker, deliver, jobs // 2))
     cleared = in_background(lambda: [shutil.rmtree(p, ignore_errors=True) for p in set_aside]) if set_aside else None
-    # The caller's side work (the report's imports) starts when a first job is done: until
-    # then every core runs a job or a thread launching one, and work beside them delays them.
-    hook = [started_hook] if started_hook is not None else []
     finished: queue.SimpleQueue = queue.SimpleQueue()
 
     def local_worker() -> None:
@@ -397,6 +394,12 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
 
     threads = [threading.Thread(target=local_worker, name=f"leakharness-job-{k}", daemon=True)
                for k in range(jobs - jobs // 2 if twin else jobs)]
+    # The caller's side work (the report's imports) starts once this process's first jobs run
+    # (or a first job is done without a process: cached): not while their threads launch them,
+    # which it would slow (a one-program check started 25 ms later), and not only once a first
+    # job is done (a one-job check would then get no head start at all).
+    launched = (supervise.LaunchWatch(min(len(threads), len(ordered)), started_hook)
+                if started_hook is not None else None)
     if twin is not None:
         threads.append(threading.Thread(target=from_twin, name="leakharness-twin", daemon=True))
 
@@ -405,8 +408,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
             return
         reported.add(i)
         records.append(record)
-        if hook:
-            hook.pop()()
+        if launched is not None:
+            launched.fire()
         if not record.cached and record.status in ("ok", "crashed", "incomplete"):
             durations[ordered[i].duration_key] = round(record.duration_s, 3)
         if progress:
@@ -448,6 +451,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         supervise.terminate_all()
     finally:
         quit_claiming.set()
+        if launched is not None:
+            launched.cancel()
         if twin is not None and not ended_well:
             twin.stop()
         for t in threads:

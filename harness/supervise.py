@@ -35,6 +35,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from .errors import LeakHarnessError
 
@@ -152,6 +153,43 @@ _ACTIVE_LOCK = threading.Lock()
 _STOPPING = threading.Event()
 
 
+class LaunchWatch:
+    """Calls `callback` once, in the thread that started the job, when `count` jobs' processes
+    have started here, or at fire(), whichever comes first; cancel() takes it back."""
+
+    def __init__(self, count: int, callback: Callable[[], None]):
+        self.left = max(1, count)
+        self.callback: Callable[[], None] | None = callback
+        with _ACTIVE_LOCK:
+            _WATCHES.add(self)
+
+    def fire(self) -> None:
+        callback = self.cancel()
+        if callback is not None:
+            callback()
+
+    def cancel(self) -> Callable[[], None] | None:
+        """No call after this; the callback if it was still due."""
+        with _ACTIVE_LOCK:
+            callback, self.callback = self.callback, None
+            _WATCHES.discard(self)
+        return callback
+
+
+_WATCHES: set[LaunchWatch] = set()
+
+
+def _launched() -> None:
+    due = []
+    with _ACTIVE_LOCK:
+        for watch in _WATCHES:
+            watch.left -= 1
+            if watch.left <= 0:
+                due.append(watch)
+    for watch in due:
+        watch.fire()
+
+
 def terminate_all() -> None:
     """End every job under way at once and refuse new ones (Ctrl-C: an interrupted job is not
     recorded, so valgrind's XML is not worth waiting for).  Each job's own supervise() waits for
@@ -240,6 +278,7 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, st
         job = _Job(proc, wrapper is not None, pid_file)
         with _ACTIVE_LOCK:
             _ACTIVE.add(job)
+        _launched()
         try:
             if _STOPPING.is_set():  # interrupted while this one was starting
                 job.stop(now=True)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -132,26 +133,40 @@ def test_result_cache_reuses_and_fresh_reruns(memory_bugs, tmp_path):
     assert all(f.source.startswith(str(tmp_path / "b")) for f in again.jobs[0].findings)
 
 
-def test_side_work_starts_once_a_first_job_is_done(memory_bugs, tmp_path):
+def test_side_work_starts_once_the_first_jobs_run(memory_bugs, tmp_path):
     """run_tasks(started=...): the caller's side work (the report's imports, control.py) starts
-    once a first job is done, never while the first jobs are being launched (it would slow
-    them), once a run, cached jobs included; a run of nothing never starts it."""
+    once the first jobs' processes run, not while they are being launched (it would slow them)
+    nor after they are done; once a run; in a run of cached jobs, at the first one handed back;
+    a run of nothing never starts it."""
     from harness.orchestrate import run_tasks
 
-    tasks = (check_tasks(program=(str(memory_bugs["plain"]), "leaks"), checkers=("memcheck",))
-             + check_tasks(program=(str(memory_bugs["asan"]), "leaks"), checkers=("asan",)))
+    program = str(memory_bugs["plain"])
+    tasks = (check_tasks(program=(program, "leaks"), checkers=("memcheck",))
+             + check_tasks(program=(program, "thread-leak"), checkers=("memcheck",)))
+
+    def running() -> int:  # processes running the program (under valgrind: its command line names it)
+        found = 0
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            try:
+                found += program in cmdline.read_bytes().decode(errors="replace").split("\0")
+            except OSError:
+                continue
+        return found
+
     seen: dict[str, list] = {}
     for name in ("ran", "cached"):
         out = tmp_path / name
         seen[name] = []
-        results = run_tasks(tasks, out, tmp_path / "cache", jobs=2,
-                            started=lambda out=out, name=name: seen[name].append(len(list((out / "jobs").glob("*.json")))))
+        results = run_tasks(tasks, out, tmp_path / "cache", jobs=2, started=lambda out=out, name=name: seen[name].append(
+            (len(list((out / "jobs").glob("*.json"))), running())))
         assert len(results.jobs) == 2
     assert [j.cached for j in results.jobs] == [True, True]
-    # Called once a run, with a job's file already written (a job done); in the run that ran
-    # them, while memcheck's job still ran (asan's ends first), not at the run's end.
-    assert seen["ran"] == [1]
-    assert len(seen["cached"]) == 1 and seen["cached"][0] >= 1
+    # The first run: called once, with both memcheck jobs under way (about 0.5 s each) and none done.
+    ((done, under_way),) = seen["ran"]
+    assert done == 0 and under_way >= 1
+    # The cached run: once, when a first job was handed back (its file written).
+    ((done, _),) = seen["cached"]
+    assert done >= 1
     nothing: list = []
     run_tasks([], tmp_path / "none", tmp_path / "cache", started=lambda: nothing.append(1))
     assert nothing == []
