@@ -394,11 +394,13 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
 
     threads = [threading.Thread(target=local_worker, name=f"leakharness-job-{k}", daemon=True)
                for k in range(jobs - jobs // 2 if twin else jobs)]
-    # The caller's side work (the report's imports) starts once this process's first jobs run
-    # (or a first job is done without a process: cached): not while their threads launch them,
-    # which it would slow (a one-program check started 25 ms later), and not only once a first
-    # job is done (a one-job check would then get no head start at all).
-    launched = (supervise.LaunchWatch(min(len(threads), len(ordered)), started_hook)
+    # The caller's side work (the report's imports) starts on a core no job uses: once this
+    # process's first jobs run when they are fewer than the cores (a one-job check gets its head
+    # start during its run), else once a first job is done (or handed back from the cache).
+    # Never while their threads launch them: it took the interpreter from them (a one-program
+    # check's first job started 25 ms later), and beside jobs on every core it slows one of them.
+    first = min(len(threads), len(ordered))
+    launched = (supervise.LaunchWatch(first if first < (os.cpu_count() or 1) else len(ordered) + 1, started_hook)
                 if started_hook is not None else None)
     if twin is not None:
         threads.append(threading.Thread(target=from_twin, name="leakharness-twin", daemon=True))

@@ -133,40 +133,31 @@ def test_result_cache_reuses_and_fresh_reruns(memory_bugs, tmp_path):
     assert all(f.source.startswith(str(tmp_path / "b")) for f in again.jobs[0].findings)
 
 
-def test_side_work_starts_once_the_first_jobs_run(memory_bugs, tmp_path):
+def test_side_work_starts_on_a_core_no_job_uses(memory_bugs, tmp_path, monkeypatch):
     """run_tasks(started=...): the caller's side work (the report's imports, control.py) starts
-    once the first jobs' processes run, not while they are being launched (it would slow them)
-    nor after they are done; once a run; in a run of cached jobs, at the first one handed back;
-    a run of nothing never starts it."""
+    once, never while the first jobs are being launched (it would slow them): with fewer jobs
+    than cores, once they run; with a job on every core, once a first job is done (or handed
+    back from the cache); a run of nothing never starts it."""
     from harness.orchestrate import run_tasks
 
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
     program = str(memory_bugs["plain"])
     tasks = (check_tasks(program=(program, "leaks"), checkers=("memcheck",))
              + check_tasks(program=(program, "thread-leak"), checkers=("memcheck",)))
 
-    def running() -> int:  # processes running the program (under valgrind: its command line names it)
-        found = 0
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            try:
-                found += program in cmdline.read_bytes().decode(errors="replace").split("\0")
-            except OSError:
-                continue
-        return found
-
     seen: dict[str, list] = {}
-    for name in ("ran", "cached"):
-        out = tmp_path / name
+    for name, jobs in (("one core free", 1), ("every core", 2), ("cached", 2)):
+        out = tmp_path / name.replace(" ", "-")
         seen[name] = []
-        results = run_tasks(tasks, out, tmp_path / "cache", jobs=2, started=lambda out=out, name=name: seen[name].append(
-            (len(list((out / "jobs").glob("*.json"))), running())))
+        results = run_tasks(tasks, out, tmp_path / "cache", jobs=jobs, fresh=name != "cached",
+                            started=lambda out=out, name=name: seen[name].append(len(list((out / "jobs").glob("*.json")))))
         assert len(results.jobs) == 2
     assert [j.cached for j in results.jobs] == [True, True]
-    # The first run: called once, with both memcheck jobs under way (about 0.5 s each) and none done.
-    ((done, under_way),) = seen["ran"]
-    assert done == 0 and under_way >= 1
-    # The cached run: once, when a first job was handed back (its file written).
-    ((done, _),) = seen["cached"]
-    assert done >= 1
+    # One job at a time on two cores: called as the first job was launched, before any was done.
+    assert seen["one core free"] == [0]
+    # A job on each core: called when a first one is done (its file written), not before.
+    assert len(seen["every core"]) == 1 and seen["every core"][0] >= 1
+    assert len(seen["cached"]) == 1 and seen["cached"][0] >= 1
     nothing: list = []
     run_tasks([], tmp_path / "none", tmp_path / "cache", started=lambda: nothing.append(1))
     assert nothing == []
