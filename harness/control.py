@@ -240,9 +240,8 @@ class Session:
         cache = self._cache_dir()
         suppressions = self.suppressions()
         # What the report needs, made ready on the side while the jobs run (once they are under
-        # way: a thread already running would keep the run from forking its twin).
-        ready = (lambda: threading.Thread(target=_ready_report, name="leakharness-report-ready",  # noqa: E731
-                                          daemon=True).start()) if html else None
+        # way, on a core no job uses: run_tasks says when).
+        ready = _start_ready_report if html else None
         with locked(out) as out, using(cache):  # `cache clear` refuses while this run uses the cache
             results = run_tasks(tasks, out, cache, jobs=self.jobs, fresh=self.fresh, cc=self.cc,
                                 progress=Progress(len(tasks), enabled=self.progress), suppressions=suppressions,
@@ -419,6 +418,14 @@ class Session:
         from .resultcache import clear
 
         return clear(self.cache) if self.cache.is_dir() else 0
+
+
+def _start_ready_report() -> None:
+    """_ready_report on a thread of its own; a thread that cannot start is no head start, no error."""
+    try:
+        threading.Thread(target=_ready_report, name="leakharness-report-ready", daemon=True).start()
+    except RuntimeError:
+        pass
 
 
 def _ready_report() -> None:

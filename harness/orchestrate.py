@@ -317,8 +317,8 @@ def run_tasks(tasks: list[Task], out_dir: Path, cache_dir: Path, jobs: int | Non
               started: Callable[[], None] | None = None) -> Results:
     """Run every task, `jobs` at a time; write DIR/jobs/* as they end and DIR/results.json
     (with `run`, the run's identity: shard.RunPlan.to_dict()).  DIR must be new, empty or
-    leakharness's own (outdir.claim); the caller holds its lock.  started() is called at most once:
-    when the first jobs' processes have started, or a first job is done (a thread of the caller's
+    leakharness's own (outdir.claim); the caller holds its lock.  started() is called at most once,
+    once the run is under way and a core is free of jobs (see below: a thread of the caller's
     started before would keep the twin from being forked, and slow the launch)."""
     out_dir = claim(Path(out_dir))
     results = _run_claimed(tasks, out_dir, Path(cache_dir), jobs, fresh, progress, cc, on_record, suppressions,

@@ -278,8 +278,8 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, st
         job = _Job(proc, wrapper is not None, pid_file)
         with _ACTIVE_LOCK:
             _ACTIVE.add(job)
-        _launched()
         try:
+            _launched()  # in the try: whatever a watch's callback does, this job is still seen to its end
             if _STOPPING.is_set():  # interrupted while this one was starting
                 job.stop(now=True)
             if not job.wait(timeout):

@@ -17,8 +17,8 @@ leaky variant (caught, missed, blind, incomplete), grouped by checker family.
 from __future__ import annotations
 
 import base64
-import functools
 import difflib
+import functools
 import hashlib
 import os
 from collections import defaultdict
