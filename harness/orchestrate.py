@@ -344,7 +344,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     tools = tool_versions({t.checker for t in tasks}, cc)
     durations = load_durations(cache_dir)
     results_cache = result_cache(cache_dir, fresh)
-    jobs = max(1, jobs or os.cpu_count() or 1)
+    cores = os.cpu_count() or 1
+    jobs = max(1, jobs or cores)
     supervise.reset_stop()
     ordered = order(list(tasks), durations)
     records: list[JobRecord] = []
@@ -400,7 +401,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     # Never while their threads launch them: it took the interpreter from them (a one-program
     # check's first job started 25 ms later), and beside jobs on every core it slows one of them.
     first = min(len(threads), len(ordered))
-    launched = (supervise.LaunchWatch(first if first < (os.cpu_count() or 1) else len(ordered) + 1, started_hook)
+    launched = (supervise.LaunchWatch(first if 0 < first < cores else None, started_hook)
                 if started_hook is not None else None)
     if twin is not None:
         threads.append(threading.Thread(target=from_twin, name="leakharness-twin", daemon=True))

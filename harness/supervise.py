@@ -154,14 +154,16 @@ _STOPPING = threading.Event()
 
 
 class LaunchWatch:
-    """Calls `callback` once, in the thread that started the job, when `count` jobs' processes
-    have started here, or at fire(), whichever comes first; cancel() takes it back."""
+    """Calls `callback` once: in the thread that started the job, when `count` jobs' processes
+    have started here, or at fire(), whichever comes first (count None: at fire() only);
+    cancel() takes it back."""
 
-    def __init__(self, count: int, callback: Callable[[], None]):
-        self.left = max(1, count)
+    def __init__(self, count: int | None, callback: Callable[[], None]):
+        self.left = count
         self.callback: Callable[[], None] | None = callback
-        with _ACTIVE_LOCK:
-            _WATCHES.add(self)
+        if count is not None:
+            with _ACTIVE_LOCK:
+                _WATCHES.add(self)
 
     def fire(self) -> None:
         callback = self.cancel()
@@ -184,7 +186,7 @@ def _launched() -> None:
     with _ACTIVE_LOCK:
         for watch in _WATCHES:
             watch.left -= 1
-            if watch.left <= 0:
+            if watch.left < 1:
                 due.append(watch)
     for watch in due:
         watch.fire()
