@@ -251,3 +251,17 @@ def test_the_go_crash_parser_on_real_output_cut_short(go_cache, tmp_path):
     head.write_text(text[: text.index("goroutine 1 ")] + "goroutine 1 [syscall]:\n")
     cut_log = parse_go_crash(str(head))
     assert cut_log.partial and cut_log.findings[0].category == "crash"
+
+
+def test_go_asan_leaves_out_the_runtimes_thread_start_not_the_programs_leak(go_cache, tmp_path):
+    """A thread the Go runtime is still starting when the leak check runs holds its 24 B start
+    arguments where LeakSanitizer does not look (seen once in CI, on cgo_go_pointer_in_c): go-asan's
+    own suppressions leave that out, and only that. Without them this program shows the 24 B leak at
+    x_cgo_thread_start in 9 runs of 10, so three runs would all miss it about once in a thousand."""
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    tasks = session.check_tasks(sources=[PROGRAMS / "thread_churn" / "main.go"], checkers=("go-asan",))
+    for attempt in range(3):
+        job = session.check(tasks).jobs[0]
+        assert job.status == "ok", (attempt, job.problems)
+        leaks = [(f.leak_kind, f.bytes, f.functions()[:2]) for f in job.findings if f.category == "leak"]
+        assert leaks == [("definite", 40, ["__interceptor_malloc", "lose_session_id"])], attempt
