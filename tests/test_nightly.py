@@ -12,7 +12,6 @@ import pytest
 from lxml import etree
 from lxml import html as lxml_html
 
-from harness import checkers
 from harness.report.junit import write_junit
 from harness.report.markdown import write_summary_md
 from harness.control import Session
@@ -23,6 +22,7 @@ from harness.report import write_report
 from harness.results import load_results
 from harness.orchestrate import load_durations
 from harness.shard import parse_shard, select_shard
+from harness.tasks import estimate
 
 PATTERNS = ["x509_name_oneline", "plain_double_free"]
 CHECKERS = ("memcheck", "asan")
@@ -219,9 +219,8 @@ def test_a_three_way_split_of_the_catalog_covers_every_task_once(cache):
         assert [[t.name for t in sh] for sh in shards] == [[t.name for t in select_shard(list(reversed(tasks)), k, 3,
                                                                                           dict(known))][::-1]
                                                             for k in (1, 2, 3)]  # the input order does not matter
-        loads = [sum(known.get(t.name, checkers.get(t.checker).estimate_s) for t in sh)
-                 for sh in shards]
-        assert max(loads) - min(loads) <= max(known.values(), default=3.0) + 1e-6
+        loads = [sum(estimate(t, known) for t in sh) for sh in shards]
+        assert max(loads) - min(loads) <= max(estimate(t, known) for t in tasks) + 1e-6
 
 
 def test_three_shards_run_apart_and_merged_equal_the_unsharded_run(history, cache, tmp_path):

@@ -96,3 +96,19 @@ def test_a_users_incomplete_run_is_never_remembered(tmp_path):
         assert proc.returncode == 3, proc.stdout + proc.stderr
         (ran,) = json.loads((tmp_path / f"c{n}" / "results.json").read_text())["jobs"]
         assert ran["status"] == "incomplete" and ran["cached"] is False, ran
+
+
+def test_a_cold_run_starts_the_known_hangs_first(tmp_path):
+    """With no durations remembered (an empty cache), a run that hangs by design is weighed at its
+    timeout, not at its checker's guess of a few tenths: the scheduler starts it first instead of
+    leaving a 5 s hang for the run's tail."""
+    from harness.control import Session
+    from harness.orchestrate import order
+
+    session = Session(out=tmp_path / "out", cache=tmp_path / "cache", progress=False)
+    tasks = session.catalog_tasks(session.catalog(["get0_freed", PATTERN]))
+    hangs = {t.name for t in tasks if t.expected is not None and t.expected.outcome == "incomplete"
+             and t.expected.timeout}  # a hang by design has its own short timeout; a crash does not
+    assert "get0_freed::leaky[hardened]" in hangs and len(hangs) < len(tasks) / 2
+    ordered = [t.name for t in order(tasks, {})]
+    assert set(ordered[:len(hangs)]) == hangs, ordered
