@@ -20,7 +20,10 @@ the bad access or second free, and the first free, of a use after free or double
 free and the allocation of a secret left in memory) the same entry into OpenSSL (the call the
 program's own code made), or at least one telling OpenSSL frame in common.  Where the program's
 source can be read, a pattern whose mistake is a call (X509_STORE_CTX_cleanup where _free was
-needed) matches only a program that makes that call, and one that makes it is preferred.
+needed) matches only a program that makes that call, and one that makes it is preferred; and a
+program that never makes the calls with which the pattern's program makes its other bugs
+(OSSL_LIB_CTX_new, for a lone EVP_MD_CTX leak matched to evp_md_fetch_leak) is told it looks
+like part of the pattern, which part, and what it does not call, not the pattern's own words.
 Where no pattern matches, OpenSSL's documented ownership conventions name the call that should
 have released the memory (`ownership()`): a *_new, *_dup, *_fetch, *_get1_* or d2i_* result is
 the caller's to free with the matching *_free; OPENSSL_malloc and OPENSSL_strdup memory with
@@ -672,6 +675,24 @@ def _base(name: str) -> str:
     return name[:-3] if name.endswith("_ex") else name  # X509_STORE_CTX_new_ex is X509_STORE_CTX_new
 
 
+def _unmade(p: PatternKnowledge, category: str, own: Reach, source_calls: frozenset[str] | None) -> tuple[str, ...]:
+    """The calls with which the pattern's program makes its other bugs of this category and that
+    this program never makes; () when that cannot be told (no source read, or the finding's own
+    call not found in it: a macro, another spelling) or when there are none."""
+    if source_calls is None or not own.entry or own.entry not in source_calls:
+        return ()
+    made = {_base(c) for c in source_calls}
+    unmade: dict[str, None] = {}
+    for bug in p.bugs:
+        if bug.category != category:
+            continue
+        for reach in bug.reaches.values():
+            e = reach.entry
+            if e and is_openssl_name(e) and _distinctive(e) and _base(e) not in made:
+                unmade.setdefault(e, None)
+    return tuple(unmade)
+
+
 def _reach_score(a: Reach, b: Reach) -> int:
     """3 for the same entry into OpenSSL, plus 1 for each telling frame in common (at most 2)."""
     score = 3 if a.entry and _base(a.entry) == _base(b.entry or "") else 0
@@ -692,11 +713,17 @@ class Explanation:
     fix: str = ""
     call: str | None = None
     rule: str = ""
+    # The calls of the pattern's program that make its other bugs and that this program never
+    # makes: the finding is like one part of the pattern, and `mistake` says which.
+    partial: tuple[str, ...] = ()
 
     def line(self) -> str:
         if self.pattern:
             also = f" (or {', '.join(self.others)})" if self.others else ""
             what = f": {self.mistake}" if self.mistake else ""
+            if self.partial:
+                return (f"looks like part of {self.pattern}{also}{what}" + (f"; call {self.call}" if self.call else "")
+                        + f". `leakharness show {self.pattern} --diff`")
             todo = f"call {self.call}" if self.call else (f"the fix: {self.fix}" if self.fix else "")
             return (f"looks like {self.pattern}{also}{what}" + (f"; {todo}" if todo else "")
                     + f". `leakharness show {self.pattern} --diff`")
@@ -704,7 +731,7 @@ class Explanation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"pattern": self.pattern, "others": list(self.others), "mistake": self.mistake, "fix": self.fix,
-                "call": self.call, "rule": self.rule, "line": self.line()}
+                "call": self.call, "rule": self.rule, "partial": list(self.partial), "line": self.line()}
 
 
 def _is_bug(finding: Finding) -> bool:
@@ -809,7 +836,17 @@ class Explainer:
             top = scored[0][0]
             chosen = scored[0][2]
             others = tuple(pid for s, pid, _ in scored[1:] if s == top)
-            return Explanation(chosen.id, others, chosen.mistake, chosen.fix, self._fix_call(chosen, rule, category))
+            call = self._fix_call(chosen, rule, category)
+            own = mine.get("stack")
+            partial = _unmade(chosen, category, own, source_calls) if own is not None else ()
+            if partial:
+                # The pattern's own words would name what this program does not do ("fetched
+                # digest, digest context and library context never freed" for a program that
+                # only leaks an EVP_MD_CTX): say which part it is like, and what it lacks.
+                what = f"its {own.entry} {'leak' if category == 'leak' else category}"
+                return Explanation(chosen.id, others, f"{what}, not its {', '.join(partial)} (not called here)",
+                                   chosen.fix, call, partial=partial)
+            return Explanation(chosen.id, others, chosen.mistake, chosen.fix, call)
         if rule is None:
             return None
         advice = f"{rule.text}: call {rule.call}" if category == "leak" else rule.text

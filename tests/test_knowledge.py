@@ -102,6 +102,37 @@ def test_a_program_making_a_catalog_mistake_is_named_after_the_pattern(name, pat
         assert lines[0] == line, said(proc)
 
 
+PARTIAL = ("looks like part of evp_md_fetch_leak: its EVP_MD_CTX_new leak, not its OSSL_LIB_CTX_new (not called "
+           "here); call EVP_MD_CTX_free. `leakharness show evp_md_fetch_leak --diff`")
+
+
+@pytest.mark.parametrize("name,line", [
+    # EVP_sha256() and a digest context, no library context: the pattern's words ("fetched digest,
+    # digest context and library context never freed") would name what the program never does.
+    ("digest_ctx", PARTIAL),
+    # The pattern's calls all made (the context alone leaked): its own words.
+    ("digest_fetch", "looks like evp_md_fetch_leak: fetched digest, digest context and library context never "
+                     "freed; call EVP_MD_CTX_free. `leakharness show evp_md_fetch_leak --diff`"),
+])
+def test_a_program_like_one_part_of_a_pattern_is_told_which_part(name, line, tmp_path, cache):
+    source = without_cleanup(name, tmp_path)
+    proc = lh("check", "--quiet", "--tool", "memcheck", "--build", source.name, "--out", "out", cwd=tmp_path,
+              cache=cache)
+    assert proc.returncode == 1, said(proc)
+    assert knowledge_lines(proc.stdout) == [line], said(proc)
+    page = next((tmp_path / "out" / "patterns").glob("*.html")).read_text()
+    box = page[page.index('<div class="known">'):]
+    box = box[:box.index("</div>")]
+    heading = "Looks like part of <span" if line == PARTIAL else "Looks like <span"
+    assert heading in box and "Call <code>EVP_MD_CTX_free</code>" in box, box
+    whole = tmp_path / "whole" / f"{name}.c"  # with its cleanup call: clean, nothing to explain
+    whole.parent.mkdir()
+    whole.write_text((PROGRAMS / f"{name}.c").read_text())
+    proc = lh("check", "--quiet", "--no-html", "--tool", "memcheck", "--build", whole.name, "--out", "out",
+              cwd=whole.parent, cache=cache)
+    assert proc.returncode == 0 and not knowledge_lines(proc.stdout), said(proc)
+
+
 def test_clean_programs_get_no_such_line(tmp_path, cache):
     """The six programs as written (every cleanup call in place): clean, and nothing to explain."""
     sources = []

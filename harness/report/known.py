@@ -25,5 +25,5 @@ def boxes(out: Path, page_pattern: str, bugs) -> dict[tuple[str, str], dict]:
         found[(bug.variant, bug.signature)] = {
             "line": known.line(), "pattern": known.pattern, "others": list(known.others),
             "mistake": known.mistake, "fix": known.fix, "call": known.call, "rule": known.rule,
-            "info": details(known.pattern) if known.pattern else None}
+            "partial": list(known.partial), "info": details(known.pattern) if known.pattern else None}
     return found
