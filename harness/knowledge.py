@@ -681,15 +681,16 @@ def _unmade(p: PatternKnowledge, category: str, own: Reach, source_calls: frozen
     call not found in it: a macro, another spelling) or when there are none."""
     if source_calls is None or not own.entry or own.entry not in source_calls:
         return ()
-    made = {_base(c) for c in source_calls}
     unmade: dict[str, None] = {}
     for bug in p.bugs:
         if bug.category != category:
             continue
         for reach in bug.reaches.values():
             e = reach.entry
-            if e and is_openssl_name(e) and _distinctive(e) and _base(e) not in made:
-                unmade.setdefault(e, None)
+            if e and is_openssl_name(e) and _distinctive(e):
+                base = _base(e)  # X509_STORE_CTX_new_ex is made by a program calling X509_STORE_CTX_new
+                if base not in source_calls and base + "_ex" not in source_calls:
+                    unmade.setdefault(e, None)
     return tuple(unmade)
 
 
