@@ -1,7 +1,7 @@
 """Issue 17: a results.json is untrusted data.  200 copies of a real run's results.json, each
 with one field mutated (another type, null, a huge number, a path outside the folder, the key
 gone), are given to `leakharness report`.  Every time: a one-line error (exit 2) or a correct
-report (index.html, a results.json that loads again with as many jobs), never a traceback, and
+report (index.html, a results.json that loads again with every job), never a traceback, and
 never a file read or written outside the input and output folders.
 
 What a report opens, copies, renames and lists is recorded by an audit hook (sys.addaudithook)
@@ -68,8 +68,18 @@ for case in cases:
     os.close(fd)
     with open(events, encoding="utf-8", errors="surrogateescape") as fh:
         log = [tuple(json.loads(line)) for line in fh]
+    # A report's results.json, read back as `report` and `explain` would read it (outside the
+    # audit: the reading is the test's, not the report's).
+    loaded = None
+    if rc in (0, 3):
+        from pathlib import Path
+        from harness.results import load_results
+        try:
+            loaded = len(load_results(Path("out")).jobs)
+        except BaseException as exc:
+            loaded = f"{type(exc).__name__}: {exc}"[:500]
     answers.append({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue(), "traceback": tb,
-                    "touched": sorted(set(log))})
+                    "touched": sorted(set(log)), "loaded": loaded})
 with open(sys.argv[2], "w") as fh:
     json.dump(answers, fh)
 '''
@@ -198,13 +208,9 @@ def test_two_hundred_mutated_results_files_give_one_line_or_a_correct_report(rea
         if not (out / "index.html").is_file():
             problems.append(f"{what}: exit {answer['rc']} and no index.html")
             continue
-        check = subprocess.run([sys.executable, "-c", "import sys, json; from pathlib import Path; "
-                                "from harness.results import load_results; "
-                                "print(len(load_results(Path(sys.argv[1])).jobs))", str(out)],
-                               env=_env(cache), capture_output=True, text=True, timeout=60,
-                               stdin=subprocess.DEVNULL) if i % 10 == 0 else None
-        if check is not None and (check.returncode != 0 or int(check.stdout) != njobs):
-            problems.append(f"{what}: the report's results.json does not load back whole: {check.stderr[-500:]}")
+        if answer["loaded"] != njobs:  # every report's results.json loads back, with every job
+            problems.append(f"{what}: the report's results.json does not load back whole: {answer['loaded']!r} "
+                            f"for {njobs} job(s)")
         for page in out.rglob("*"):
             if page.is_file() and SENTINEL_TEXT.encode() in page.read_bytes():
                 problems.append(f"{what}: {page} holds the sentinel file's text")
