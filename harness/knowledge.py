@@ -21,9 +21,10 @@ free and the allocation of a secret left in memory) the same entry into OpenSSL 
 program's own code made), or at least one telling OpenSSL frame in common.  Where the program's
 source can be read, a pattern whose mistake is a call (X509_STORE_CTX_cleanup where _free was
 needed) matches only a program that makes that call, and one that makes it is preferred; and a
-program that never makes the calls with which the pattern's program makes its other bugs
-(OSSL_LIB_CTX_new, for a lone EVP_MD_CTX leak matched to evp_md_fetch_leak) is told it looks
-like part of the pattern, which part, and what it does not call, not the pattern's own words.
+program whose source files on the bug's stacks never make the calls with which the pattern's
+program makes its other bugs (OSSL_LIB_CTX_new, for a lone EVP_MD_CTX leak matched to
+evp_md_fetch_leak) is told it looks like part of the pattern, which part, and which calls those
+files do not make, not the pattern's own words.
 Where no pattern matches, OpenSSL's documented ownership conventions name the call that should
 have released the memory (`ownership()`): a *_new, *_dup, *_fetch, *_get1_* or d2i_* result is
 the caller's to free with the matching *_free; OPENSSL_malloc and OPENSSL_strdup memory with
@@ -755,15 +756,16 @@ class Explainer:
         self._by_stack = IdentityMemo()  # stack (tagged with the category) -> what explain said
         self._file_calls: dict[str, frozenset[str] | None] = {}
 
-    def _calls_of_files(self, finding: Finding) -> frozenset[str] | None:
-        """Every call in the program's own source files the finding's stacks name; None when
-        none of them can be read."""
+    def _calls_of_files(self, finding: Finding) -> tuple[frozenset[str] | None, tuple[str, ...]]:
+        """Every call in the program's own source files the finding's stacks name, and those
+        files' names; (None, ()) when none of them can be read."""
         files = []
         for stack in (finding.stack, *(a.frames for a in finding.aux_stacks)):
             for fr in stack:
                 if fr.file and not is_library(fr) and fr.file not in files:
                     files.append(fr.file)
         found: set[str] | None = None
+        read: list[str] = []
         for path in files[:8]:
             if path not in self._file_calls:
                 text = self.sources.text(path)
@@ -771,7 +773,8 @@ class Explainer:
             calls = self._file_calls[path]
             if calls is not None:
                 found = (found or set()) | calls
-        return frozenset(found) if found is not None else None
+                read.append(os.path.basename(path))
+        return (frozenset(found) if found is not None else None), tuple(dict.fromkeys(read))
 
     def explain(self, finding: Finding) -> Explanation | None:
         """The explanation of a bug whose stacks pass through OpenSSL, or None."""
@@ -793,7 +796,8 @@ class Explainer:
         return found
 
     def explain_reaches(self, category: str, reaches: Mapping[str, Reach],
-                        source_calls: frozenset[str] | None) -> Explanation | None:
+                        source_calls: frozenset[str] | None, read: Sequence[str] = ()) -> Explanation | None:
+        """read: the names of the source files source_calls comes from."""
         wanted = STACKS.get(category, ("stack",))
         mine = {k: r for k, r in reaches.items() if k in wanted}
         if not any(r.reaches_openssl for r in mine.values()):
@@ -845,7 +849,8 @@ class Explainer:
                 # digest, digest context and library context never freed" for a program that
                 # only leaks an EVP_MD_CTX): say which part it is like, and what it lacks.
                 what = f"its {own.entry} {'leak' if category == 'leak' else category}"
-                return Explanation(chosen.id, others, f"{what}, not its {', '.join(partial)} (not called here)",
+                where = f" in {', '.join(read)}" if read else ""
+                return Explanation(chosen.id, others, f"{what}, not its {', '.join(partial)} (no such call{where})",
                                    chosen.fix, call, partial=partial)
             return Explanation(chosen.id, others, chosen.mistake, chosen.fix, call)
         if rule is None:
@@ -872,8 +877,8 @@ class Explainer:
         reaches = reaches_of(finding, self.sources)
         wanted = STACKS.get(finding.category, ("stack",))
         needs_source = any(r.reaches_openssl for k, r in reaches.items() if k in wanted)
-        source_calls = self._calls_of_files(finding) if needs_source else None
-        return self.explain_reaches(finding.category, reaches, source_calls)
+        source_calls, read = self._calls_of_files(finding) if needs_source else (None, ())
+        return self.explain_reaches(finding.category, reaches, source_calls, read)
 
 
 def explain(finding: Finding, sources: Sources | None = None) -> Explanation | None:
