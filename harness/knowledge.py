@@ -678,8 +678,8 @@ def _base(name: str) -> str:
 
 def _unmade(p: PatternKnowledge, category: str, own: Reach, source_calls: frozenset[str] | None) -> tuple[str, ...]:
     """The calls with which the pattern's program makes its other bugs of this category and that
-    this program never makes; () when that cannot be told (no source read, or the finding's own
-    call not found in it: a macro, another spelling) or when there are none."""
+    the program's source files read never make; () when that cannot be told (none read, or the
+    finding's own call not found in them: a macro, another spelling) or when there are none."""
     if source_calls is None or not own.entry or own.entry not in source_calls:
         return ()
     unmade: dict[str, None] = {}
@@ -843,14 +843,16 @@ class Explainer:
             others = tuple(pid for s, pid, _ in scored[1:] if s == top)
             call = self._fix_call(chosen, rule, category)
             own = mine.get("stack")
-            partial = _unmade(chosen, category, own, source_calls) if own is not None else ()
+            # A leak pattern's words list what its program leaks; a misuse pattern's (get0_freed)
+            # say what the misuse is, true whatever else the program calls.
+            partial = _unmade(chosen, category, own, source_calls) if own is not None and category == "leak" else ()
             if partial:
                 # The pattern's own words would name what this program does not do ("fetched
                 # digest, digest context and library context never freed" for a program that
                 # only leaks an EVP_MD_CTX): say which part it is like, and what it lacks.
-                what = f"its {own.entry} {'leak' if category == 'leak' else category}"
                 where = f" in {', '.join(read)}" if read else ""
-                return Explanation(chosen.id, others, f"{what}, not its {', '.join(partial)} (no such call{where})",
+                return Explanation(chosen.id, others,
+                                   f"its {own.entry} leak, not its {', '.join(partial)} (no such call{where})",
                                    chosen.fix, call, partial=partial)
             return Explanation(chosen.id, others, chosen.mistake, chosen.fix, call)
         if rule is None:
