@@ -723,11 +723,11 @@ class Explanation:
         if self.pattern:
             also = f" (or {', '.join(self.others)})" if self.others else ""
             what = f": {self.mistake}" if self.mistake else ""
-            if self.partial:
-                return (f"looks like part of {self.pattern}{also}{what}" + (f"; call {self.call}" if self.call else "")
-                        + f". `leakharness show {self.pattern} --diff`")
-            todo = f"call {self.call}" if self.call else (f"the fix: {self.fix}" if self.fix else "")
-            return (f"looks like {self.pattern}{also}{what}" + (f"; {todo}" if todo else "")
+            # The pattern's whole fix is no advice for a program like one part of it.
+            fix = self.fix if not self.partial else ""
+            todo = f"call {self.call}" if self.call else (f"the fix: {fix}" if fix else "")
+            like = "looks like part of" if self.partial else "looks like"
+            return (f"{like} {self.pattern}{also}{what}" + (f"; {todo}" if todo else "")
                     + f". `leakharness show {self.pattern} --diff`")
         return f"{self.rule} (OpenSSL's ownership rules; no catalog pattern matches)"
 

@@ -182,10 +182,10 @@ def estimate(task: Task, durations: Mapping[str, float]) -> float:
         return float(known)
     guess = registry.get(task.checker).estimate_s
     if task.expected is not None and task.expected.outcome == "incomplete" and task.expected.timeout:
-        # A run that hangs by design (its own short timeout) lasts that long: guessed at the
-        # checker's few tenths of a second, the cold catalog run started get0_freed's 5 s hangs
-        # last, after 111 s.  A crash by design is quick, and keeps the guess.
-        return max(guess, min(task.timeout, task.expected.timeout))
+        # A run that hangs by design (its own short timeout) lasts until the task's timeout: guessed
+        # at the checker's few tenths of a second, the cold catalog run started get0_freed's 5 s
+        # hangs last, after 111 s.  A crash by design is quick, and keeps the guess.
+        return max(guess, task.timeout)
     return guess
 
 

@@ -54,6 +54,12 @@ def knowledge_lines(stdout: str) -> list[str]:
             if line.startswith("    ") and ("looks like" in line or OWNERSHIP in line)]
 
 
+def known_box(page: str) -> str:
+    """The first box of what the catalog knows on a report's pattern page."""
+    box = page[page.index('<div class="known">'):]
+    return box[:box.index("</div>")]
+
+
 # (program, the call that should have freed the memory, the catalog pattern it reproduces or None)
 SIX = [
     ("cipher_ctx", "EVP_CIPHER_CTX_free", None),
@@ -121,8 +127,7 @@ def test_a_program_like_one_part_of_a_pattern_is_told_which_part(name, line, tmp
     assert proc.returncode == 1, said(proc)
     assert knowledge_lines(proc.stdout) == [line], said(proc)
     page = next((tmp_path / "out" / "patterns").glob("*.html")).read_text()
-    box = page[page.index('<div class="known">'):]
-    box = box[:box.index("</div>")]
+    box = known_box(page)
     heading = "Looks like part of <span" if line == PARTIAL else "Looks like <span"
     assert heading in box and "Call <code>EVP_MD_CTX_free</code>" in box, box
     whole = tmp_path / "whole" / f"{name}.c"  # with its cleanup call: clean, nothing to explain
@@ -174,8 +179,7 @@ def test_parse_text_explain_report_and_sarif_say_the_same(tmp_path, cache):
         assert "+    X509_STORE_CTX_free(ctx);" in told.stdout, said(told)  # the fix, as a diff
     # the report: a box on the finding with the description, the references and the fix
     page = next(p for p in (tmp_path / "out" / "patterns").glob("*.html")).read_text()
-    box = page[page.index('<div class="known">'):]
-    box = box[:box.index("</div>")]
+    box = known_box(page)
     assert "x509_store_ctx_cleanup_not_free" in box and "X509_STORE_CTX cleaned up but never freed" in box
     assert "Call <code>X509_STORE_CTX_free</code>" in box
     assert 'href="https://github.com/aws/s2n-tls/issues/733"' in box
