@@ -24,7 +24,8 @@ ORDER = ("check_bench.py",   # issue 20: `check` of one program against the bare
          "report_bench.py",  # issues 6 and 20: the report, parse and check at 5,000 to 50,000 findings
          "run_bench.py",     # issues 4 and 20: `run` against xargs -P; cold against warm; re-run
          "pytest_bench.py",  # issues 5 and 20: pytest -n 2 against -n 0
-         "residue_bench.py")  # issue 13: the residue checker against a plain run
+         "residue_bench.py",  # issue 13: the residue checker against a plain run
+         "reaper_bench.py")  # lh-reaper's own cost per job, with 1,000 more processes on the machine
 
 
 def main(argv: list[str]) -> int:

@@ -144,10 +144,13 @@ static int living_descendants(int do_kill)
     return found;
 }
 
-static void reap_dead(void)
+/* Reaps every dead child; returns whether none is left at all, living or dead. */
+static int reap_dead(void)
 {
-    while (waitpid(-1, NULL, WNOHANG) > 0)
+    pid_t got;
+    while ((got = waitpid(-1, NULL, WNOHANG)) > 0)
         ;
+    return got < 0 && errno == ECHILD;
 }
 
 int main(int argc, char **argv)
@@ -257,14 +260,18 @@ int main(int argc, char **argv)
      * second, unless the job is being stopped now; what still runs after that was left running,
      * and ran unchecked. */
     int left_running = 0;
-    for (int wait = 0;; wait++) {
+    /* No child at all means nothing of the job is left: a living descendant is either our child
+     * (an orphan is re-parented to us as its parent dies) or under a living child of ours.  The
+     * usual end, so it skips the two reads of all of /proc (milliseconds on a busy machine). */
+    int nothing_left = reap_dead();
+    for (int wait = 0; !nothing_left; wait++) {
         reap_dead();
         left_running = living_descendants(0);
         if (!left_running || wait >= 50 || stop_request == STOP_NOW)
             break;
         usleep(10000);
     }
-    for (int round = 0; round < 1000; round++) {
+    for (int round = 0; round < 1000 && !nothing_left; round++) {
         living_descendants(1);
         reap_dead();
         if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
