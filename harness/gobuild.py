@@ -43,6 +43,10 @@ LEAK_CHECK_MARK = "leakharness: go-asan leak check done"
 GO_ALLOC_MARK = "leakharness-go-alloc"
 GO_ALLOC_LIMIT = 100000
 HELPER_NAME = "zz_leakharness_leakcheck.go"
+# ... and one per recorded pointer a C call returned to Go that LeakSanitizer found leaked (KEEP_SOURCE).
+GO_RETURN_MARK = "leakharness-go-return"
+KEEP_NAME = "zz_leakharness_returns.go"
+REWRITE_VERSION = "keep-1"  # which C calls _rewrite_allocations sends through leakharnessKeep (a build key part)
 USER_MAIN = "leakharnessUserMain"
 GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
 INSTALL_HINT = "sudo apt-get install golang-go (or scripts/install-system-packages.sh)"
@@ -180,7 +184,7 @@ func leakharnessIsWrapper(function string) bool {{
 			return true
 		}}
 	}}
-	return false
+	return strings.Contains(function, ".leakharnessKeep[") // generic: main.leakharnessKeep[...]
 }}
 
 var (
@@ -224,6 +228,27 @@ func leakharnessCFree(p unsafe.Pointer) {{
 	C.free(p)
 }}
 
+// The Go function and line of a recorded call: the first frame that is not a wrapper (inlined
+// ones included).
+func leakharnessCaller(pcs []uintptr) (string, string, int) {{
+	frames := runtime.CallersFrames(pcs)
+	for {{
+		fr, more := frames.Next()
+		if !leakharnessIsWrapper(fr.Function) {{
+			if fr.Function == "main.{USER_MAIN}" {{
+				return "main.main", fr.File, fr.Line // renamed for the overlay only
+			}}
+			return fr.Function, fr.File, fr.Line
+		}}
+		if !more {{
+			return "?", "?", 0
+		}}
+	}}
+}}
+
+// Set by the returns file ({KEEP_NAME}) when the build also records the pointers C calls return.
+var leakharnessReportReturns func(w *bufio.Writer)
+
 func leakharnessReport() {{
 	w := bufio.NewWriter(os.Stderr)
 	leakharnessMu.Lock()
@@ -232,23 +257,12 @@ func leakharnessReport() {{
 		if n++; n > {GO_ALLOC_LIMIT} {{
 			break
 		}}
-		fn, file, line := "?", "?", 0
-		frames := runtime.CallersFrames(site.pcs[:site.n])
-		for {{ // the first frame that is not a wrapper (inlined ones included) is the Go caller
-			fr, more := frames.Next()
-			if !leakharnessIsWrapper(fr.Function) {{
-				fn, file, line = fr.Function, fr.File, fr.Line
-				if fn == "main.{USER_MAIN}" {{
-					fn = "main.main" // renamed for the overlay only
-				}}
-				break
-			}}
-			if !more {{
-				break
-			}}
-		}}
+		fn, file, line := leakharnessCaller(site.pcs[:site.n])
 		w.WriteString("{GO_ALLOC_MARK} 0x" + strconv.FormatUint(uint64(addr), 16) + " " + strconv.Itoa(site.size) +
 			" " + fn + " " + file + ":" + strconv.Itoa(line) + "\\n")
+	}}
+	if leakharnessReportReturns != nil {{
+		leakharnessReportReturns(w)
 	}}
 	leakharnessMu.Unlock()
 	w.Flush()
@@ -267,24 +281,112 @@ func main() {{
 	}}
 }}
 """
+# Naming the Go caller of any C call whose result leaked: the go-asan build also sends every C
+# call whose value Go uses (`ctx := C.EVP_MD_CTX_new()`, `return C.SSL_new(c)`, an argument) through
+# leakharnessKeep, which records a returned pointer with the C function and the Go function and
+# line that called it; after a leak check that found leaks, the records are printed (GO_RETURN_MARK
+# lines) and collect joins them with LeakSanitizer's leaked objects by address and C function: a
+# leaked block that the C function returned to that Go line is named by it.  A record is kept until
+# the address is returned again (OpenSSL's own frees are not seen), so a block freed and a new one
+# at the same address could be named by the old call, but only for the same C function and only
+# after ASan's quarantine (256 MB of frees) has let the address be reused.  leakharnessKeep is
+# generic, so the file is added only to a package whose language version has generics (Go 1.18).
+KEEP_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): the pointers C calls
+// return to Go, recorded with the Go function and line that made the call.
+package {{package}}
+
+import (
+	"bufio"
+	"reflect"
+	"runtime"
+	"strconv"
+	"strings"
+)
+
+type leakharnessReturn struct {{{{
+	function string
+	n        int
+	pcs      [4]uintptr
+}}}}
+
+var leakharnessReturns = map[uintptr]leakharnessReturn{{{{}}}}
+
+func init() {{{{
+	leakharnessReportReturns = leakharnessWriteReturns
+}}}}
+
+func leakharnessKeep[T any](function string, v T) T {{{{
+	r := reflect.ValueOf(any(v))
+	if k := r.Kind(); k == reflect.Ptr || k == reflect.UnsafePointer {{{{
+		if p := r.Pointer(); p != 0 {{{{
+			site := leakharnessReturn{{{{function: function}}}}
+			site.n = runtime.Callers(2, site.pcs[:]) // its caller (resolved at exit)
+			leakharnessMu.Lock()
+			leakharnessReturns[p] = site
+			leakharnessMu.Unlock()
+		}}}}
+	}}}}
+	return v
+}}}}
+
+// Called by leakharnessReport, with leakharnessMu held: per block, the C function, then the Go
+// frames that made the call (the caller first, a tab between two; wrappers and the runtime left out).
+func leakharnessWriteReturns(w *bufio.Writer) {{{{
+	n := 0
+	for addr, site := range leakharnessReturns {{{{
+		if n++; n > {GO_ALLOC_LIMIT} {{{{
+			break
+		}}}}
+		w.WriteString("{GO_RETURN_MARK} 0x" + strconv.FormatUint(uint64(addr), 16) + " " + site.function)
+		frames := runtime.CallersFrames(site.pcs[:site.n])
+		sep := " "
+		for {{{{
+			fr, more := frames.Next()
+			if fr.Function != "" && !leakharnessIsWrapper(fr.Function) && !strings.HasPrefix(fr.Function, "runtime.") &&
+				!strings.HasSuffix(fr.File, "/{HELPER_NAME}") {{{{
+				function := fr.Function
+				if function == "main.{USER_MAIN}" {{{{
+					function = "main.main" // renamed for the overlay only
+				}}}}
+				w.WriteString(sep + function + " " + fr.File + ":" + strconv.Itoa(fr.Line))
+				sep = "\\t"
+			}}}}
+			if !more {{{{
+				break
+			}}}}
+		}}}}
+		w.WriteString("\\n")
+	}}}}
+}}}}
+"""
+
+
 # C.CString(...) and the others, as a call (not C.CStringFoo, not inside another identifier).
 _CGO_ALLOC_CALL = re.compile(r"(?<![\w.])C\.(CString|CBytes|malloc|free)\(")
 _WRAPPERS = {"CString": "leakharnessCString(", "CBytes": "leakharnessCBytes(", "malloc": "leakharnessCMalloc(",
              "free": "leakharnessCFree("}
 _IMPORTS_C = re.compile(r'^import\s+"C"|^\s+"C"\s*$', re.M)
+# Any C call, and what may come before one whose value Go uses (KEEP_SOURCE): an assignment or a
+# comparison (`=`, `:=`, `==`, `+=`), another operator, `(` or `,` (an argument, an element), or
+# `return`.  Never a call that is a statement of its own (a void C function, or a result dropped),
+# nor one after `{`, `:` or `[` (a block, a case, an array's length: where a constant may be due).
+_CGO_CALL = re.compile(r"(?<![\w.])C\.(\w+)\(")
+_VALUE_BEFORE = re.compile(r"(?:[-=+*/%&|^<>!(,]|(?<![\w.])return)\Z")
+# cgo's own functions, and its numeric types (a conversion, perhaps in a constant expression).
+_NOT_KEPT = frozenset({"CString", "CBytes", "malloc", "free", "GoString", "GoStringN", "GoBytes", "char", "schar",
+                       "uchar", "short", "ushort", "int", "uint", "long", "ulong", "longlong", "ulonglong", "float",
+                       "double", "complexfloat", "complexdouble"})
+_CONST = re.compile(r"(?<![\w.])const\b\s*(\()?")
 
 
-def _rewrite_allocations(text: str) -> str:
-    """The file's cgo allocations and frees through the recording wrappers (lines unchanged);
-    strings, runes and comments (the cgo preamble among them) are left as they are."""
-    if not _IMPORTS_C.search(text):
-        return text
-    out: list[str] = []
-    i, n, code_start = 0, len(text), 0
+def _code_only(text: str) -> str:
+    """text with its comments (the cgo preamble among them), strings and runes blanked out, every
+    character where it was and every newline kept: what the rewrite may read as Go code."""
+    out = list(text)
+    i, n = 0, len(text)
     while i < n:
         c = text[i]
         if c in "\"'`" or text.startswith(("//", "/*"), i):
-            out.append(_CGO_ALLOC_CALL.sub(lambda m: _WRAPPERS[m.group(1)], text[code_start:i]))
             if text.startswith("//", i):
                 end = text.find("\n", i)
                 end = n if end < 0 else end
@@ -299,12 +401,84 @@ def _rewrite_allocations(text: str) -> str:
                 while end < n and text[end] not in (c, "\n"):
                     end += 2 if text[end] == "\\" else 1
                 end = min(end + 1, n)
-            out.append(text[i:end])
-            i = code_start = end
+            for k in range(i, end):
+                if out[k] != "\n":
+                    out[k] = " "
+            i = end
             continue
         i += 1
-    out.append(_CGO_ALLOC_CALL.sub(lambda m: _WRAPPERS[m.group(1)], text[code_start:]))
     return "".join(out)
+
+
+def _closing(code: str, open_at: int) -> int | None:
+    """The index of the parenthesis closing the one at open_at."""
+    depth = 0
+    for k in range(open_at, len(code)):
+        if code[k] in "([{":
+            depth += 1
+        elif code[k] in ")]}":
+            depth -= 1
+            if depth == 0:
+                return k if code[k] == ")" else None
+    return None
+
+
+def _const_spans(code: str) -> list[tuple[int, int]]:
+    spans = []
+    for m in _CONST.finditer(code):
+        if m.group(1):
+            end = _closing(code, m.start(1))
+            spans.append((m.start(), len(code) if end is None else end))
+        else:
+            end = code.find("\n", m.end())
+            spans.append((m.start(), len(code) if end < 0 else end))
+    return spans
+
+
+def _single_target(code: str, op_end: int) -> bool:
+    """Is the assignment ending at op_end (`=`, `:=`) made to one target?  `p, err := C.f()` is
+    cgo's errno form: the call has two results there."""
+    start = max(code.rfind(ch, max(0, op_end - 4096), op_end) for ch in "\n;{}") + 1
+    depth = 0
+    for ch in code[start:op_end]:
+        depth += ch in "([" and 1 or (ch in ")]" and -1 or 0)
+        if ch == "," and depth == 0:
+            return False
+    return True
+
+
+def _rewrite_allocations(text: str, keep: bool = False) -> str:
+    """The file's cgo allocations and frees through the recording wrappers and, with keep, every C
+    call whose value Go uses through leakharnessKeep (KEEP_SOURCE); lines unchanged.  Strings,
+    runes and comments (the cgo preamble among them) are left as they are."""
+    if not _IMPORTS_C.search(text):
+        return text
+    code = _code_only(text)
+    edits: list[tuple[int, int, str]] = []  # (start, end, replacement): end == start inserts
+    consts = _const_spans(code) if keep else []
+    for m in _CGO_CALL.finditer(code):
+        name = m.group(1)
+        if name in _WRAPPERS:
+            edits.append((m.start(), m.end(), _WRAPPERS[name]))
+            continue
+        if not keep or name in _NOT_KEPT or name.endswith("_t"):
+            continue
+        last = m.start() - 1  # the code before the call, spaces and line ends skipped
+        while last >= 0 and code[last].isspace():
+            last -= 1
+        before = code[max(0, last - 7):last + 1]
+        if not _VALUE_BEFORE.search(before) or any(a <= m.start() < b for a, b in consts):
+            continue
+        if before.endswith("=") and not before.endswith(("==", "!=", "<=", ">=")) and not _single_target(code, last):
+            continue
+        close = _closing(code, m.end() - 1)
+        if close is None:
+            continue
+        edits.append((m.start(), m.start(), f'leakharnessKeep("{name}", '))
+        edits.append((close + 1, close + 1, ")"))
+    for start, end, replacement in sorted(edits, key=lambda e: (e[0], e[1]), reverse=True):
+        text = text[:start] + replacement + text[end:]
+    return text
 
 
 # memcheck: valgrind scans all of Go's memory at exit, where dead goroutine frames and dead heap
@@ -509,6 +683,8 @@ def key(spec) -> str:
         add("test", _TEST_MAIN, *_TEST_FINISH.values())
     if mode in HELPERS:
         add("helper", HELPERS[mode])
+    if mode == "address":  # which calls are rewritten, and whether the package's Go has generics
+        add("keep", KEEP_SOURCE, REWRITE_VERSION, str(_has_generics(_spec_folder(spec))))
     for name, text in spec.sources:
         add("source", name, text)
     for path in _user_files(spec):
@@ -530,11 +706,47 @@ def _user_files(spec) -> list[Path]:
     return list(dict.fromkeys(found))
 
 
+def _spec_folder(spec) -> Path | None:
+    """The folder of a program given as files or a folder (None for a catalog source: its go.mod
+    is GO_MOD's)."""
+    if not spec.files:
+        return None
+    first = Path(spec.files[0]).resolve()
+    return first if first.is_dir() else first.parent
+
+
+_GO_DIRECTIVE = re.compile(r"^go\s+1\.(\d+)", re.M)
+
+
+def _has_generics(folder: Path | None) -> bool:
+    """Does the Go of the module holding folder have generics (its go.mod says 1.18 or later)?
+    Files outside any module are built at the toolchain's own version: yes."""
+    root = _module_root(folder) if folder is not None else None
+    if root is None:
+        return True
+    try:
+        m = _GO_DIRECTIVE.search((root / "go.mod").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return False
+    return m is None or int(m.group(1)) >= 18  # no go line: Go takes 1.16, but a go.mod without one is rare
+
+
+def _record_attempts(mode: str, folder: Path | None) -> tuple[tuple[bool, bool], ...]:
+    """The builds to try in turn, (record allocations, keep returns): should the rewritten calls not
+    compile (a C.malloc given another integer type, a call kept where Go wants a constant), the
+    next with less rewritten, and at last with only the leak check."""
+    if mode != "address":
+        return ((False, False),)
+    if _has_generics(folder):
+        return ((True, True), (True, False), (False, False))
+    return ((True, False), (False, False))
+
+
 def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool = True,
-             helper_source: str = HELPER_SOURCE) -> tuple[Path, Path]:
+             helper_source: str = HELPER_SOURCE, keep: bool = False) -> tuple[Path, Path]:
     """An overlay that renames the program's main, adds the leak-check helper beside it and, with
-    record, sends the cgo allocations through the recording wrappers; (overlay.json, the helper's
-    path as the compiler sees it)."""
+    record, sends the cgo allocations through the recording wrappers (with keep, also the values C
+    calls return, KEEP_SOURCE); (overlay.json, the helper's path as the compiler sees it)."""
     main_file = None
     for f in go_files:
         text = f.read_text(encoding="utf-8", errors="replace")
@@ -552,7 +764,7 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
         original = text if g == f else g.read_text(encoding="utf-8", errors="replace")
         changed = _MAIN_FUNC.sub(f"func {USER_MAIN}()", original, count=1) if g == f else original
         if record:
-            changed = _rewrite_allocations(changed)
+            changed = _rewrite_allocations(changed, keep=keep)
         if changed != original:
             (folder / g.name).write_text(changed, encoding="utf-8")
             replace[str(g)] = str(folder / g.name)
@@ -562,6 +774,11 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
     if virtual.exists():
         raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's go-asan helper")
     replace[str(virtual)] = str(helper)
+    if record and keep:
+        (folder / KEEP_NAME).write_text(KEEP_SOURCE.format(package="main"), encoding="utf-8")
+        if (package_dir / KEEP_NAME).exists():
+            raise BuildError(f"{package_dir / KEEP_NAME}: a file of that name is in the way of leakharness's helper")
+        replace[str(package_dir / KEEP_NAME)] = str(folder / KEEP_NAME)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay, virtual
@@ -622,17 +839,18 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
             package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
     binary = work / spec.name
     env = _go_env(cache_dir, spec.cflags, spec.ldflags)
-    # go-asan: first with the allocation-recording wrappers; should the rewritten calls not
-    # compile (a C.malloc given another integer type), again with only the leak check.
     mode = spec.go_mode
-    for record in ((True, False) if mode == "address" else (False,)):
+    for record, keep in _record_attempts(mode, _spec_folder(spec)):
         cmd = [go_binary() or "go", "build", "-o", str(binary)]
         build_targets = list(targets)
         if mode in HELPERS:
-            overlay, helper = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode])
+            overlay, helper = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode],
+                                       keep=keep)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
             if build_targets != ["."]:
                 build_targets.append(str(helper))
+                if record and keep:
+                    build_targets.append(str(package_dir / KEEP_NAME))
         cmd += build_targets
         try:
             proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
@@ -654,7 +872,7 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
 
 
 def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path], package: str, mode: str,
-                  work: Path, record: bool) -> Path:
+                  work: Path, record: bool, keep: bool = False) -> Path:
     """An overlay for a package's test binary: the helper and a TestMain beside the package's
     files (its own TestMain renamed), with record the cgo allocations through the wrappers."""
     folder = work / "overlay"
@@ -664,10 +882,11 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
     if record:
         for g in go_files:
             original = g.read_text(encoding="utf-8", errors="replace")
-            changed = _rewrite_allocations(original)
+            changed = _rewrite_allocations(original, keep=keep)
             if changed != original:
                 (folder / g.name).write_text(changed, encoding="utf-8")
                 replace[str(g)] = str(folder / g.name)
+    extra = [(KEEP_NAME, KEEP_SOURCE.format(package=package))] if record and keep else []
     body = "\tleakharnessTestFinish(m.Run())"
     for t in test_files:
         text = t.read_text(encoding="utf-8", errors="replace")
@@ -685,7 +904,7 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
                 f"\tleakharnessTestFinish(int(reflect.ValueOf(m).Elem().FieldByName(\"exitCode\").Int()))")
         break
     for name, text in ((HELPER_NAME, test_helper_source(mode, package)),
-                       (TEST_MAIN_NAME, _TEST_MAIN.format(package=package, body=body))):
+                       (TEST_MAIN_NAME, _TEST_MAIN.format(package=package, body=body)), *extra):
         virtual = package_dir / name
         if virtual.exists():
             raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's helper")
@@ -729,10 +948,10 @@ def _compile_go_test_in(spec, cache_dir: Path, work: Path):
     binary = work / spec.name
     env = _go_env(cache_dir, spec.cflags, spec.ldflags)
     mode = spec.go_mode
-    for record in ((True, False) if mode == "address" else (False,)):
+    for record, keep in _record_attempts(mode, package_dir):
         cmd = [go_binary() or "go", "test", "-c", "-vet=off", "-o", str(binary)]
         if mode in HELPERS:
-            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record)
+            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record, keep)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
         cmd.append(".")
         try:

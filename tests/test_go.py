@@ -143,7 +143,9 @@ def test_check_build_on_a_go_program_with_a_cstring_leak(go_cache, tmp_path):
             fr["function"] == "_Cfunc__Cmalloc" for fr in leaks[0]["stack"])
         assert "C.CString" in leaks[0]["message"]
     assert jobs["cgocheck"]["status"] == "ok" and not jobs["cgocheck"]["findings"]
-    assert "21 B at _Cfunc__Cmalloc" in proc.stdout
+    assert "[memcheck] leak (definite) 14 B at _Cfunc__Cmalloc" in proc.stdout
+    # go-asan's line points at the Go call it recorded, not at the stub.
+    assert "[lsan] leak (definite) 21 B at main.lookup main.go:15 (Go caller)" in proc.stdout
     # go-asan also names the Go function that called C.CString, and its line.
     leak = next(f for f in jobs["go-asan"]["findings"] if f["leak_kind"] == "definite")
     caller = next(a for a in leak["aux_stacks"] if a["label"] == "Go caller")
@@ -265,3 +267,45 @@ def test_go_asan_leaves_out_the_runtimes_thread_start_not_the_programs_leak(go_c
         assert job.status == "ok", (attempt, job.problems)
         leaks = [(f.leak_kind, f.bytes, f.functions()[:2]) for f in job.findings if f.category == "leak"]
         assert leaks == [("definite", 40, ["__interceptor_malloc", "lose_session_id"])], attempt
+
+
+def _go_caller_job(session, folder: Path):
+    job = session.check(session.check_tasks(sources=[folder], checkers=("go-asan",))).jobs[0]
+    assert job.status == "ok", (job.status, job.message, job.problems)
+    leak = next(f for f in job.findings if f.is_lost_leak and "_Cfunc_EVP_MD_CTX_new" in f.functions())
+    return job, leak
+
+
+def test_go_asan_names_the_go_line_whose_c_call_leaked(go_cache, tmp_path):
+    """Two Go functions call C.EVP_MD_CTX_new, one frees what it gets, one never does: LeakSanitizer's
+    stacks of both end at the same cgo stub.  The go-asan build records what each C call returned to
+    which Go line, and names the leaking one, with its caller; the shapes of C call the rewrite must
+    leave alone (a void call, a dropped result, cgo's errno form, a conversion in a constant, defer)
+    still build and the program prints what it prints without it."""
+    from harness.grouping import group_findings
+
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    job, leak = _go_caller_job(session, PROGRAMS / "two_callers")
+    stdout = tmp_path / "out" / "logs" / "two_callers" / "check" / "go-asan" / "stdout.txt"
+    assert stdout.read_text() == "32 32\n" * 3 + "1 true 16 sha256\n"
+    assert (leak.bytes, leak.blocks) == (3 * 72, 3)
+    callers = [[(fr.function, fr.line) for fr in a.frames[:2]] for a in leak.aux_stacks if a.label == "Go caller"]
+    assert callers == [[("main.newContext", 39), ("main.forgotten", 43)]]  # never main.hashed (line 29)
+    assert "main.newContext (main.go:39, called from main.forgotten (main.go:43)) 3 object(s) 216 B" in leak.message
+    assert "(3 of 3 object(s) named)" in leak.message
+    # Where the bug is, as `check` and the report say it: the Go line, not the cgo stub.
+    group = next(g for g in group_findings(job.findings) if g.root is leak)
+    assert group.where() == "main.newContext main.go:39 (Go caller)"
+
+
+def test_a_module_at_go_1_17_builds_without_the_returns_record(go_cache, tmp_path):
+    """Recording what C calls return takes a generic function, which a module at Go 1.17 cannot
+    compile: such a module is built without it (its leaks found, their Go line not named)."""
+    folder = tmp_path / "old"
+    shutil.copytree(PROGRAMS / "two_callers", folder)
+    (folder / "go.mod").write_text("module example.com/old\n\ngo 1.17\n")
+    session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
+    job, leak = _go_caller_job(session, folder)
+    assert (leak.bytes, leak.blocks) == (3 * 72, 3)
+    assert not [a for a in leak.aux_stacks if a.label == "Go caller"]
+    assert "the Go caller is hidden" in leak.message

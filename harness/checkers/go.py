@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..elf import contains, is_go_binary
 from ..errors import BuildError, ParseError
-from ..gobuild import GO_ALLOC_MARK, LEAK_CHECK_MARK, go_identity
+from ..gobuild import GO_ALLOC_MARK, GO_RETURN_MARK, LEAK_CHECK_MARK, go_identity
 from .base import Checker, child_environment
 from .sanitizers import SANITIZER_ENV, SanitizerChecker
 
@@ -127,13 +127,14 @@ class GoAsan(GoChecker, SanitizerChecker):
 
     def after_logs(self, g) -> None:
         go_crash_findings(g)
-        if any("_Cfunc__Cmalloc" in f.functions() for f in g.findings):
-            from ..parsers.go import name_go_callers, recorded_allocations
+        if any(f.category == "leak" and any("_Cfunc_" in fn for fn in f.functions()) for f in g.findings):
+            from ..parsers.go import name_go_callers, recorded_allocations, recorded_returns
 
             table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK) if g.stderr.is_file() else {}
-            if table:  # the Go callers of cgo allocations LSan could not see past the stack switch
+            returns = recorded_returns(str(g.stderr), GO_RETURN_MARK) if g.stderr.is_file() else {}
+            if table or returns:  # the Go callers LSan could not see past the cgo stack switch
                 lsan = [str(p) for p in g.logs if p.name.startswith("sanitizer.")]
-                g.findings[:], _named, _seen = name_go_callers(g.findings, lsan, table)
+                g.findings[:], _named, _seen = name_go_callers(g.findings, lsan, table, returns)
 
     def incomplete(self, g) -> str:
         why = self.runtime_failed(g)

@@ -19,7 +19,9 @@ in `_cgo_<hash>_Cfunc__Cmalloc` (C.CString, C.CBytes or C.malloc called from Go)
 `_cgo_<hash>_Cfunc_NAME` (the C function NAME) and `runtime.asmcgocall`, valgrind's then in
 garbage.  name_cgo_frames() gives such frames a stable name (the hash changes with the
 package), cuts the garbage, and says in the message what the frame means and that the Go caller
-is hidden by the stack switch.
+is hidden by the stack switch.  name_go_callers() then names it for go-asan all the same, from
+what the go-asan build recorded of each cgo allocation and each pointer a C call returned to Go
+(gobuild.HELPER_SOURCE and KEEP_SOURCE), joined with LeakSanitizer's leaked objects by address.
 """
 
 from __future__ import annotations
@@ -270,10 +272,13 @@ def name_cgo_frames(findings: Iterable[Finding]) -> list[Finding]:
 _LSAN_RECORD = re.compile(r"^(Direct|Indirect) leak of (\d+) byte\(s\) in (\d+) object\(s\)")
 _LSAN_OBJECT = re.compile(r"^(0x[0-9a-fA-F]+) \((\d+) bytes\)")
 _ALLOC_LINE = re.compile(r"^(\S+) (0x[0-9a-fA-F]+) (\d+) (\S+) (.+):(\d+)$")
+_RETURN_LINE = re.compile(r"^(\S+) (0x[0-9a-fA-F]+) (\w+) (.+)$")
+_GO_FRAME = re.compile(r"^(\S+) (.+):(\d+)$")
 
 
-def leaked_objects(path: str) -> list[tuple[str, int, int, list[int]]]:
-    """LSan's records with report_objects=1: (Direct|Indirect, bytes, objects, [addresses])."""
+def leaked_objects(path: str, sizes: dict[int, int] | None = None) -> list[tuple[str, int, int, list[int]]]:
+    """LSan's records with report_objects=1: (Direct|Indirect, bytes, objects, [addresses]); each
+    object's size into `sizes` when given."""
     records: list[tuple[str, int, int, list[int]]] = []
     listing = False
     with open(path, encoding="utf-8", errors="replace") as fh:
@@ -291,6 +296,8 @@ def leaked_objects(path: str) -> list[tuple[str, int, int, list[int]]]:
                 o = _LSAN_OBJECT.match(line)
                 if o:
                     records[-1][3].append(int(o.group(1), 16))
+                    if sizes is not None:
+                        sizes[int(o.group(1), 16)] = int(o.group(2))
                 else:
                     listing = False
     return records
@@ -309,16 +316,48 @@ def recorded_allocations(stderr: str, mark: str) -> dict[int, tuple[int, str, st
     return table
 
 
-def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: dict) -> tuple[list[Finding], int, int]:
-    """Leaks through cgo's allocation stub joined, by address, with the Go calls the go-asan
-    build recorded: each Go caller becomes an aux stack ("Go caller") with its objects and bytes,
-    and the message names them.  Only a record whose bytes and object count match the finding it
-    came from is used.  Returns (findings, objects named, objects seen)."""
+def recorded_returns(stderr: str, mark: str) -> dict[int, tuple[str, tuple[tuple[str, str, int], ...]]]:
+    """The go-asan helper's lines for pointers C calls returned to Go (gobuild.KEEP_SOURCE):
+    address -> (C function, the Go frames of the call: (function, file, line), the caller first)."""
+    table: dict[int, tuple[str, tuple[tuple[str, str, int], ...]]] = {}
+    with open(stderr, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.startswith(mark):
+                continue
+            m = _RETURN_LINE.match(line.rstrip("\n"))
+            if not m or m.group(1) != mark:
+                continue
+            frames = tuple((f.group(1), f.group(2), int(f.group(3)))
+                           for f in map(_GO_FRAME.match, m.group(4).split("\t")) if f)
+            if frames:
+                table[int(m.group(2), 16)] = (m.group(3), frames)
+    return table
+
+
+def _cgo_function(f: Finding) -> str | None:
+    """The C function a leak's stack entered from Go (its `_Cfunc_NAME` frame), if any."""
+    for fr in f.stack:
+        m = _CGO_STUB.match(fr.function or "")
+        if m and (fr.object == "cgo" or (fr.function or "").startswith("_Cfunc_")):
+            return m.group(1)
+    return None
+
+
+def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: dict,
+                    returns: dict | None = None) -> tuple[list[Finding], int, int]:
+    """Leaks through cgo joined, by address, with the Go calls the go-asan build recorded: a block
+    of cgo's allocation stub with its C.CString, C.CBytes or C.malloc call (`table`), a block a C
+    function returned to Go with that call (`returns`, only where the leak's stack entered that
+    same C function).  Each Go caller becomes an aux stack ("Go caller") with its objects and
+    bytes, and the message names them.  Only a record whose bytes and object count match the
+    finding it came from is used.  Returns (findings, objects named, objects seen)."""
     named_total = seen_total = 0
+    returns = returns or {}
     out = list(findings)
     for path in lsan_logs:
+        object_bytes: dict[int, int] = {}
         try:
-            records = leaked_objects(path)
+            records = leaked_objects(path, object_bytes)
         except OSError:
             continue
         leaks = [i for i, f in enumerate(out) if f.source == path and f.category == "leak"]
@@ -326,25 +365,33 @@ def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: di
             continue
         for i, (kind, nbytes, nobjects, addresses) in zip(leaks, records):
             f = out[i]
-            if f.bytes != nbytes or f.blocks != nobjects or "_Cfunc__Cmalloc" not in f.functions():
+            entered = _cgo_function(f)
+            if f.bytes != nbytes or f.blocks != nobjects or entered is None:
                 continue
-            groups: dict[tuple[str, str, int], list[int]] = {}
+            groups: dict[tuple[tuple[str, str, int], ...], list[int]] = {}  # Go frames -> bytes per object
             for addr in addresses:
-                site = table.get(addr)
-                if site is not None:
-                    groups.setdefault(site[1:], []).append(site[0])
+                if entered == "_Cmalloc":
+                    site = table.get(addr)
+                    if site is not None:
+                        groups.setdefault((site[1:],), []).append(site[0])
+                else:
+                    back = returns.get(addr)
+                    if back is not None and back[0] == entered and addr in object_bytes:
+                        groups.setdefault(back[1], []).append(object_bytes[addr])
             seen_total += len(addresses)
             named = sum(len(v) for v in groups.values())
             named_total += named
             if not groups:
                 continue
             aux, words = [], []
-            for (fn, file, line), sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+            for frames, sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+                (fn, file, line), outer = frames[0], frames[1:2]
                 place = f"{file.rsplit('/', 1)[-1]}:{line}"
-                aux.append(AuxStack(label="Go caller", frames=(Frame(function=fn, file=file, line=line),),
-                                    text=f"{fn} {place}: {len(sizes)} object(s), {sum(sizes)} B "
+                via = "".join(f", called from {o[0]} ({o[1].rsplit('/', 1)[-1]}:{o[2]})" for o in outer)
+                aux.append(AuxStack(label="Go caller", frames=tuple(Frame(function=a, file=b, line=c) for a, b, c in frames),
+                                    text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
                                          f"(recorded by leakharness's go-asan build)"))
-                words.append(f"{fn} ({place}) {len(sizes)} object(s) {sum(sizes)} B")
+                words.append(f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B")
             message = (f"{f.message}; the go-asan build recorded the Go caller(s): {', '.join(words)}"
                        f" ({named} of {len(addresses)} object(s) named)")
             out[i] = dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
