@@ -25,7 +25,8 @@ ORDER = ("check_bench.py",   # issue 20: `check` of one program against the bare
          "run_bench.py",     # issues 4 and 20: `run` against xargs -P; cold against warm; re-run
          "pytest_bench.py",  # issues 5 and 20: pytest -n 2 against -n 0
          "residue_bench.py",  # issue 13: the residue checker against a plain run
-         "reaper_bench.py")  # lh-reaper's own cost per job, with 1,000 more processes on the machine
+         "reaper_bench.py",  # lh-reaper's own cost per job, with 1,000 more processes on the machine
+         "gocaller_bench.py")  # go-asan's record of the pointers C calls return to Go, per call
 
 
 def main(argv: list[str]) -> int:

@@ -47,6 +47,7 @@ HELPER_NAME = "zz_leakharness_leakcheck.go"
 GO_RETURN_MARK = "leakharness-go-return"
 KEEP_NAME = "zz_leakharness_returns.go"
 REWRITE_VERSION = "keep-1"  # which C calls _rewrite_allocations sends through leakharnessKeep (a build key part)
+KEEP_LIMIT = 1 << 16  # addresses between two sweeps of the record, at least (KEEP_SOURCE)
 USER_MAIN = "leakharnessUserMain"
 GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
 INSTALL_HINT = "sudo apt-get install golang-go (or scripts/install-system-packages.sh)"
@@ -145,11 +146,16 @@ HELPER_SOURCE = f"""// Added by leakharness to the go-asan build only (go build 
 package main
 
 /*{_OPENSSL_CLEANUP_C}
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 int __lsan_do_recoverable_leak_check(void);
+int __sanitizer_get_ownership(const volatile void *p);
 static int leakharness_leak_check(void) {{
 	return __lsan_do_recoverable_leak_check();
+}}
+static int leakharness_owned(uintptr_t p) {{
+	return __sanitizer_get_ownership((const volatile void *)p);
 }}
 static void leakharness_mark(void) {{
 	fprintf(stderr, "\\n{LEAK_CHECK_MARK}\\n");
@@ -219,6 +225,11 @@ func leakharnessCMalloc(n C.size_t) unsafe.Pointer {{
 	p := C.malloc(n)
 	leakharnessRecord(p, int(n))
 	return p
+}}
+
+// Is p a block ASan's allocator handed out and that was not freed since?
+func leakharnessOwned(p uintptr) bool {{
+	return C.leakharness_owned(C.uintptr_t(p)) != 0
 }}
 
 func leakharnessCFree(p unsafe.Pointer) {{
@@ -309,7 +320,30 @@ type leakharnessReturn struct {{{{
 	pcs      [4]uintptr
 }}}}
 
-var leakharnessReturns = map[uintptr]leakharnessReturn{{{{}}}}
+// A program may get millions of pointers from C (and ASan's quarantine keeps a freed address from
+// coming back soon): when the record reaches leakharnessSweepAt addresses, those C has freed since
+// are dropped, and the next sweep comes at twice what is left (at least {KEEP_LIMIT}).  Past four
+// times that, a new address is not recorded (its block, if leaked, is not named).
+const leakharnessReturnsMin = {KEEP_LIMIT}
+
+var (
+	leakharnessReturns = map[uintptr]leakharnessReturn{{{{}}}}
+	leakharnessSweepAt = leakharnessReturnsMin
+)
+
+func leakharnessSweep() {{{{
+	for addr := range leakharnessReturns {{{{
+		if !leakharnessOwned(addr) {{{{
+			delete(leakharnessReturns, addr)
+		}}}}
+	}}}}
+	leakharnessSweepAt = 2 * len(leakharnessReturns)
+	if leakharnessSweepAt < leakharnessReturnsMin {{{{
+		leakharnessSweepAt = leakharnessReturnsMin
+	}}}} else if leakharnessSweepAt > 4*leakharnessReturnsMin {{{{
+		leakharnessSweepAt = 4 * leakharnessReturnsMin
+	}}}}
+}}}}
 
 func init() {{{{
 	leakharnessReportReturns = leakharnessWriteReturns
@@ -322,18 +356,27 @@ func leakharnessKeep[T any](function string, v T) T {{{{
 			site := leakharnessReturn{{{{function: function}}}}
 			site.n = runtime.Callers(2, site.pcs[:]) // its caller (resolved at exit)
 			leakharnessMu.Lock()
-			leakharnessReturns[p] = site
+			if _, known := leakharnessReturns[p]; !known && len(leakharnessReturns) >= leakharnessSweepAt {{{{
+				leakharnessSweep()
+			}}}}
+			if _, known := leakharnessReturns[p]; known || len(leakharnessReturns) < leakharnessSweepAt {{{{
+				leakharnessReturns[p] = site
+			}}}}
 			leakharnessMu.Unlock()
 		}}}}
 	}}}}
 	return v
 }}}}
 
-// Called by leakharnessReport, with leakharnessMu held: per block, the C function, then the Go
-// frames that made the call (the caller first, a tab between two; wrappers and the runtime left out).
+// Called by leakharnessReport, with leakharnessMu held: per block still allocated (the others were
+// freed, in C: no leak of theirs to name), the C function, then the Go frames that made the call
+// (the caller first, a tab between two; wrappers and the runtime left out).
 func leakharnessWriteReturns(w *bufio.Writer) {{{{
 	n := 0
 	for addr, site := range leakharnessReturns {{{{
+		if !leakharnessOwned(addr) {{{{
+			continue
+		}}}}
 		if n++; n > {GO_ALLOC_LIMIT} {{{{
 			break
 		}}}}

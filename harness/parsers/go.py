@@ -392,7 +392,9 @@ def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: di
                                     text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
                                          f"(recorded by leakharness's go-asan build)"))
                 words.append(f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B")
-            message = (f"{f.message}; the go-asan build recorded the Go caller(s): {', '.join(words)}"
+            # Hidden from the unwinder, no longer from the reader.
+            said = f.message.replace(HIDDEN, "LeakSanitizer's stack stops at the cgo stack switch")
+            message = (f"{said}; the go-asan build recorded the Go caller(s): {', '.join(words)}"
                        f" ({named} of {len(addresses)} object(s) named)")
             out[i] = dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
     return out, named_total, seen_total
