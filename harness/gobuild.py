@@ -411,8 +411,9 @@ _WRAPPERS = {"CString": "leakharnessCString(", "CBytes": "leakharnessCBytes(", "
 _IMPORTS_C = re.compile(r'^import\s+"C"|^\s+"C"\s*$', re.M)
 # Any C call, and what may come before one whose value Go uses (KEEP_SOURCE): an assignment or a
 # comparison (`=`, `:=`, `==`, `+=`), another operator, `(` or `,` (an argument, an element), or
-# `return`.  Never a call that is a statement of its own (a void C function, or a result dropped),
-# nor one after `{`, `:` or `[` (a block, a case, an array's length: where a constant may be due).
+# `return`; after `{` or `:` only with a comma after it (an element of a composite literal).  Never
+# a call that is a statement of its own (a void C function, or a result dropped), nor one after `[`
+# (an array's length: where a constant is due).
 _CGO_CALL = re.compile(r"(?<![\w.])C\.(\w+)\(")
 _VALUE_BEFORE = re.compile(r"(?:[-=+*/%&|^<>!(,]|(?<![\w.])return)\Z")
 # cgo's own functions, and its numeric types (a conversion, perhaps in a constant expression).
@@ -510,12 +511,16 @@ def _rewrite_allocations(text: str, keep: bool = False) -> str:
         while last >= 0 and code[last].isspace():
             last -= 1
         before = code[max(0, last - 7):last + 1]
-        if not _VALUE_BEFORE.search(before) or any(a <= m.start() < b for a, b in consts):
-            continue
-        if before.endswith("=") and not before.endswith(("==", "!=", "<=", ">=")) and not _single_target(code, last):
-            continue
         close = _closing(code, m.end() - 1)
-        if close is None:
+        if close is None or any(a <= m.start() < b for a, b in consts):
+            continue
+        if not _VALUE_BEFORE.search(before):
+            # An element of a composite literal (`&conn{ssl: C.SSL_new(c), ...}`, `{C.f(), ...}`):
+            # a comma after it.  Not a statement after `case x:` or a label, never followed by one.
+            after = code[close + 1:close + 2048].lstrip()
+            if not (before.endswith((":", "{")) and after.startswith(",")):
+                continue
+        if before.endswith("=") and not before.endswith(("==", "!=", "<=", ">=")) and not _single_target(code, last):
             continue
         edits.append((m.start(), m.start(), f'leakharnessKeep("{name}", '))
         edits.append((close + 1, close + 1, ")"))

@@ -54,4 +54,22 @@ func main() {
 		fmt.Println(hashed([]byte("kept")), forgotten([]byte("lost")))
 	}
 	fmt.Println(ok, err == nil, int(half), C.GoString(name))
+	C.EVP_MD_CTX_free(held().ctx)
+}
+
+type holder struct {
+	ctx  *C.EVP_MD_CTX
+	size int
+}
+
+// A C call in a composite literal (recorded), and void calls after `case ...:` (left alone).
+func held() *holder {
+	h := &holder{ctx: C.EVP_MD_CTX_new(), size: 32}
+	switch {
+	case h.ctx == nil:
+		C.nothing()
+	default:
+		C.nothing()
+	}
+	return h
 }
