@@ -776,7 +776,7 @@ def _has_generics(folder: Path | None) -> bool:
         m = _GO_DIRECTIVE.search((root / "go.mod").read_text(encoding="utf-8", errors="replace"))
     except OSError:
         return False
-    return m is None or int(m.group(1)) >= 18  # no go line: Go takes 1.16, but a go.mod without one is rare
+    return m is not None and int(m.group(1)) >= 18  # a go.mod without a go line is Go 1.16 to the compiler
 
 
 def _record_attempts(mode: str, folder: Path | None) -> tuple[tuple[bool, bool], ...]:
