@@ -132,6 +132,14 @@ def judge(expect: Expectation, result: RunResult) -> Verdict:
         return Verdict("fail", f"expected {expect.describe()}; found {describe_findings(errors)}"
                                + (f" (run ended: {result.status_text})" if result.status != "ok" else ""))
     if expect.min_bytes:
+        if expect.category == "leak" and not expect.leak_kind:
+            # memcheck calls a lost block "possibly lost" when a stale value (a dead frame's, a
+            # register's) happens to point inside it, and the definite record that owned it then
+            # no longer counts its bytes: the same leak, reported all the same.  Its bytes count
+            # (seen once in CI: evp_cipher_ctx_error_path under memcheck-O2, 1328 B lost and
+            # 960 B possibly lost, against 2288 B lost in every other run).
+            found = found + [f for f in result.findings if f.category == "leak" and f.leak_kind == "possible"
+                             and (not expect.function or expect.function in _functions(f))]
         total = sum(f.bytes or 0 for f in found)
         if total < expect.min_bytes:
             return Verdict("fail", f"expected {expect.describe()}; the matching records hold only "
