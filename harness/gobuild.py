@@ -297,11 +297,12 @@ func main() {{
 # leakharnessKeep, which records a returned pointer with the C function and the Go function and
 # line that called it; after a leak check that found leaks, the records are printed (GO_RETURN_MARK
 # lines) and collect joins them with LeakSanitizer's leaked objects by address and C function: a
-# leaked block that the C function returned to that Go line is named by it.  A record is kept until
-# the address is returned again (OpenSSL's own frees are not seen), so a block freed and a new one
-# at the same address could be named by the old call, but only for the same C function and only
-# after ASan's quarantine (256 MB of frees) has let the address be reused.  leakharnessKeep is
-# generic, so the file is added only to a package whose language version has generics (Go 1.18).
+# leaked block that the C function returned to that Go line is named by it.  OpenSSL's own frees are
+# not seen: a record whose block C has freed is dropped at the next sweep and never printed (ASan's
+# ownership), but a block freed and a new one at the same address between two sweeps could be
+# named by the old call, only for the same C function and only after ASan's quarantine (256 MB of
+# frees) has let the address be reused.  leakharnessKeep is generic, so the file is added only to a
+# package whose language version has generics (Go 1.18).
 KEEP_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): the pointers C calls
 // return to Go, recorded with the Go function and line that made the call.
 package {{package}}
