@@ -42,23 +42,14 @@ def log(msg: str) -> None:
     print(f"[reaper_bench] {msg}", file=sys.stderr, flush=True)
 
 
-def once(argv: list[str]) -> float:
-    start = time.perf_counter()
-    subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, timeout=60, check=True)
-    return time.perf_counter() - start
-
-
 def overhead_ms(reaper: Path, rounds: int) -> tuple[float, float]:
     """The median of (reaper run - bare run) over `rounds` pairs, and the bare run's median, in ms."""
-    ours = [str(reaper), os.path.join(WORK, "pid"), "0", "/bin/true"]
-    bare = ["/bin/true"]
-    once(ours), once(bare)
-    diffs, bares = [], []
-    for _ in range(rounds):
-        a, b = once(ours), once(bare)
-        diffs.append(a - b)
-        bares.append(b)
-    return statistics.median(diffs) * 1000, statistics.median(bares) * 1000
+    result = benchlib.side_by_side({"argv": [str(reaper), os.path.join(WORK, "pid"), "0", "/bin/true"]},
+                                   {"argv": ["/bin/true"]}, rounds)
+    if any(r["returncode"] != 0 for r in result["a"] + result["b"]):
+        raise SystemExit("reaper_bench: a run did not exit 0")
+    diffs = [a["seconds"] - b["seconds"] for a, b in zip(result["a"], result["b"])]
+    return statistics.median(diffs) * 1000, result["b_median_s"] * 1000
 
 
 def main() -> int:

@@ -46,7 +46,7 @@ HELPER_NAME = "zz_leakharness_leakcheck.go"
 # ... and one per recorded pointer a C call returned to Go that LeakSanitizer found leaked (KEEP_SOURCE).
 GO_RETURN_MARK = "leakharness-go-return"
 KEEP_NAME = "zz_leakharness_returns.go"
-REWRITE_VERSION = "keep-1"  # which C calls _rewrite_allocations sends through leakharnessKeep (a build key part)
+REWRITE_VERSION = "keep-1"  # which C calls _rewrite_cgo_calls sends through leakharnessKeep (a build key part)
 KEEP_LIMIT = 1 << 16  # addresses between two sweeps of the record, at least (KEEP_SOURCE)
 USER_MAIN = "leakharnessUserMain"
 GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
@@ -239,22 +239,32 @@ func leakharnessCFree(p unsafe.Pointer) {{
 	C.free(p)
 }}
 
-// The Go function and line of a recorded call: the first frame that is not a wrapper (inlined
-// ones included).
-func leakharnessCaller(pcs []uintptr) (string, string, int) {{
+// The Go frames of a recorded call, its caller first (inlined ones included): the wrappers, the
+// runtime and this file left out, the program's main under its own name again.
+func leakharnessFrames(pcs []uintptr) []runtime.Frame {{
+	var out []runtime.Frame
 	frames := runtime.CallersFrames(pcs)
 	for {{
 		fr, more := frames.Next()
-		if !leakharnessIsWrapper(fr.Function) {{
+		if fr.Function != "" && !leakharnessIsWrapper(fr.Function) && !strings.HasPrefix(fr.Function, "runtime.") &&
+			!strings.HasSuffix(fr.File, "/{HELPER_NAME}") {{
 			if fr.Function == "main.{USER_MAIN}" {{
-				return "main.main", fr.File, fr.Line // renamed for the overlay only
+				fr.Function = "main.main" // renamed for the overlay only
 			}}
-			return fr.Function, fr.File, fr.Line
+			out = append(out, fr)
 		}}
 		if !more {{
-			return "?", "?", 0
+			return out
 		}}
 	}}
+}}
+
+// The Go function and line of a recorded call.
+func leakharnessCaller(pcs []uintptr) (string, string, int) {{
+	if frames := leakharnessFrames(pcs); len(frames) > 0 {{
+		return frames[0].Function, frames[0].File, frames[0].Line
+	}}
+	return "?", "?", 0
 }}
 
 // Set by the returns file ({KEEP_NAME}) when the build also records the pointers C calls return.
@@ -312,7 +322,6 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
-	"strings"
 )
 
 type leakharnessReturn struct {{{{
@@ -357,10 +366,11 @@ func leakharnessKeep[T any](function string, v T) T {{{{
 			site := leakharnessReturn{{{{function: function}}}}
 			site.n = runtime.Callers(2, site.pcs[:]) // its caller (resolved at exit)
 			leakharnessMu.Lock()
-			if _, known := leakharnessReturns[p]; !known && len(leakharnessReturns) >= leakharnessSweepAt {{{{
+			_, known := leakharnessReturns[p]
+			if !known && len(leakharnessReturns) >= leakharnessSweepAt {{{{
 				leakharnessSweep()
 			}}}}
-			if _, known := leakharnessReturns[p]; known || len(leakharnessReturns) < leakharnessSweepAt {{{{
+			if known || len(leakharnessReturns) < leakharnessSweepAt {{{{
 				leakharnessReturns[p] = site
 			}}}}
 			leakharnessMu.Unlock()
@@ -371,7 +381,7 @@ func leakharnessKeep[T any](function string, v T) T {{{{
 
 // Called by leakharnessReport, with leakharnessMu held: per block still allocated (the others were
 // freed, in C: no leak of theirs to name), the C function, then the Go frames that made the call
-// (the caller first, a tab between two; wrappers and the runtime left out).
+// (leakharnessFrames, a tab between two).
 func leakharnessWriteReturns(w *bufio.Writer) {{{{
 	n := 0
 	for addr, site := range leakharnessReturns {{{{
@@ -382,22 +392,10 @@ func leakharnessWriteReturns(w *bufio.Writer) {{{{
 			break
 		}}}}
 		w.WriteString("{GO_RETURN_MARK} 0x" + strconv.FormatUint(uint64(addr), 16) + " " + site.function)
-		frames := runtime.CallersFrames(site.pcs[:site.n])
 		sep := " "
-		for {{{{
-			fr, more := frames.Next()
-			if fr.Function != "" && !leakharnessIsWrapper(fr.Function) && !strings.HasPrefix(fr.Function, "runtime.") &&
-				!strings.HasSuffix(fr.File, "/{HELPER_NAME}") {{{{
-				function := fr.Function
-				if function == "main.{USER_MAIN}" {{{{
-					function = "main.main" // renamed for the overlay only
-				}}}}
-				w.WriteString(sep + function + " " + fr.File + ":" + strconv.Itoa(fr.Line))
-				sep = "\\t"
-			}}}}
-			if !more {{{{
-				break
-			}}}}
+		for _, fr := range leakharnessFrames(site.pcs[:site.n]) {{{{
+			w.WriteString(sep + fr.Function + " " + fr.File + ":" + strconv.Itoa(fr.Line))
+			sep = "\\t"
 		}}}}
 		w.WriteString("\\n")
 	}}}}
@@ -492,7 +490,7 @@ def _single_target(code: str, op_end: int) -> bool:
     return True
 
 
-def _rewrite_allocations(text: str, keep: bool = False) -> str:
+def _rewrite_cgo_calls(text: str, keep: bool = False) -> str:
     """The file's cgo allocations and frees through the recording wrappers and, with keep, every C
     call whose value Go uses through leakharnessKeep (KEEP_SOURCE); lines unchanged.  Strings,
     runes and comments (the cgo preamble among them) are left as they are."""
@@ -792,10 +790,10 @@ def _record_attempts(mode: str, folder: Path | None) -> tuple[tuple[bool, bool],
 
 
 def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool = True,
-             helper_source: str = HELPER_SOURCE, keep: bool = False) -> tuple[Path, Path]:
+             helper_source: str = HELPER_SOURCE, keep: bool = False) -> tuple[Path, list[Path]]:
     """An overlay that renames the program's main, adds the leak-check helper beside it and, with
     record, sends the cgo allocations through the recording wrappers (with keep, also the values C
-    calls return, KEEP_SOURCE); (overlay.json, the helper's path as the compiler sees it)."""
+    calls return, KEEP_SOURCE); (overlay.json, the added files' paths as the compiler sees them)."""
     main_file = None
     for f in go_files:
         text = f.read_text(encoding="utf-8", errors="replace")
@@ -813,24 +811,31 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
         original = text if g == f else g.read_text(encoding="utf-8", errors="replace")
         changed = _MAIN_FUNC.sub(f"func {USER_MAIN}()", original, count=1) if g == f else original
         if record:
-            changed = _rewrite_allocations(changed, keep=keep)
+            changed = _rewrite_cgo_calls(changed, keep=keep)
         if changed != original:
             (folder / g.name).write_text(changed, encoding="utf-8")
             replace[str(g)] = str(folder / g.name)
-    helper = folder / HELPER_NAME
-    helper.write_text(helper_source, encoding="utf-8")
-    virtual = package_dir / HELPER_NAME
-    if virtual.exists():
-        raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's go-asan helper")
-    replace[str(virtual)] = str(helper)
+    added = [(HELPER_NAME, helper_source)]
     if record and keep:
-        (folder / KEEP_NAME).write_text(KEEP_SOURCE.format(package="main"), encoding="utf-8")
-        if (package_dir / KEEP_NAME).exists():
-            raise BuildError(f"{package_dir / KEEP_NAME}: a file of that name is in the way of leakharness's helper")
-        replace[str(package_dir / KEEP_NAME)] = str(folder / KEEP_NAME)
+        added.append((KEEP_NAME, KEEP_SOURCE.format(package="main")))
+    virtual = _add_files(added, package_dir, folder, replace)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay, virtual
+
+
+def _add_files(files: list[tuple[str, str]], package_dir: Path, folder: Path, replace: dict[str, str]) -> list[Path]:
+    """leakharness's own files (name, text) into the overlay, as if in package_dir; their paths
+    there, as the compiler sees them."""
+    virtual = []
+    for name, text in files:
+        path = package_dir / name
+        if path.exists():
+            raise BuildError(f"{path}: a file of that name is in the way of leakharness's helper")
+        (folder / name).write_text(text, encoding="utf-8")
+        replace[str(path)] = str(folder / name)
+        virtual.append(path)
+    return virtual
 
 
 # The first build of a mode in a cache compiles the standard library for it into GOCACHE (for
@@ -893,13 +898,11 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
         cmd = [go_binary() or "go", "build", "-o", str(binary)]
         build_targets = list(targets)
         if mode in HELPERS:
-            overlay, helper = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode],
-                                       keep=keep)
+            overlay, added = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode],
+                                      keep=keep)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
             if build_targets != ["."]:
-                build_targets.append(str(helper))
-                if record and keep:
-                    build_targets.append(str(package_dir / KEEP_NAME))
+                build_targets += [str(p) for p in added]
         cmd += build_targets
         try:
             proc = _run(cmd, env=env, cwd=str(package_dir), timeout=COMPILE_TIMEOUT)
@@ -931,11 +934,10 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
     if record:
         for g in go_files:
             original = g.read_text(encoding="utf-8", errors="replace")
-            changed = _rewrite_allocations(original, keep=keep)
+            changed = _rewrite_cgo_calls(original, keep=keep)
             if changed != original:
                 (folder / g.name).write_text(changed, encoding="utf-8")
                 replace[str(g)] = str(folder / g.name)
-    extra = [(KEEP_NAME, KEEP_SOURCE.format(package=package))] if record and keep else []
     body = "\tleakharnessTestFinish(m.Run())"
     for t in test_files:
         text = t.read_text(encoding="utf-8", errors="replace")
@@ -952,13 +954,11 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
         body = (f"\t{USER_TEST_MAIN}(m)\n"
                 f"\tleakharnessTestFinish(int(reflect.ValueOf(m).Elem().FieldByName(\"exitCode\").Int()))")
         break
-    for name, text in ((HELPER_NAME, test_helper_source(mode, package)),
-                       (TEST_MAIN_NAME, _TEST_MAIN.format(package=package, body=body)), *extra):
-        virtual = package_dir / name
-        if virtual.exists():
-            raise BuildError(f"{virtual}: a file of that name is in the way of leakharness's helper")
-        (folder / name).write_text(text, encoding="utf-8")
-        replace[str(virtual)] = str(folder / name)
+    added = [(HELPER_NAME, test_helper_source(mode, package)),
+             (TEST_MAIN_NAME, _TEST_MAIN.format(package=package, body=body))]
+    if record and keep:
+        added.append((KEEP_NAME, KEEP_SOURCE.format(package=package)))
+    _add_files(added, package_dir, folder, replace)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay

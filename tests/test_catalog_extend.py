@@ -68,12 +68,18 @@ def write_pattern(root: Path, pid: str = "my_leak") -> Path:
     return folder
 
 
-@pytest.fixture
-def fixtures(tmp_path):
+def catalog_root(tmp_path: Path) -> Path:
+    """An empty catalog of the user's own: the shared header comes with the catalog, and a user's
+    catalog points at it the same way."""
     root = tmp_path / "fixtures"
     root.mkdir()
-    # The shared header comes with the catalog; a user's catalog points at it the same way.
     (root / "_common").symlink_to(ROOT / "c_fixtures" / "_common")
+    return root
+
+
+@pytest.fixture
+def fixtures(tmp_path):
+    root = catalog_root(tmp_path)
     write_pattern(root)
     return root
 
@@ -145,10 +151,9 @@ def test_a_block_a_stale_pointer_makes_possibly_lost_still_counts_toward_the_byt
     evp_cipher_ctx_error_path under memcheck-O2: 1328 B lost + 960 B possibly lost, not 2288 B
     lost).  Here a global holds that stale pointer on every run: the leak is the same, and so is
     the verdict."""
-    root = tmp_path / "fixtures"
+    root = catalog_root(tmp_path)
     folder = root / "stale_pointer_leak"
-    folder.mkdir(parents=True)
-    (root / "_common").symlink_to(ROOT / "c_fixtures" / "_common")
+    folder.mkdir()
     (folder / "pattern.toml").write_text(textwrap.dedent('''
         id = "stale_pointer_leak"
         title = "A context and its state lost, a stale pointer into the state"

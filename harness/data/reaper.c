@@ -273,8 +273,7 @@ int main(int argc, char **argv)
     }
     for (int round = 0; round < 1000 && !nothing_left; round++) {
         living_descendants(1);
-        reap_dead();
-        if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
+        if (reap_dead())
             break; /* no child left, living or dead */
         usleep(10000);
     }

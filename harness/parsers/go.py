@@ -335,12 +335,9 @@ def recorded_returns(stderr: str, mark: str) -> dict[int, tuple[str, tuple[tuple
 
 
 def _cgo_function(f: Finding) -> str | None:
-    """The C function a leak's stack entered from Go (its `_Cfunc_NAME` frame), if any."""
-    for fr in f.stack:
-        m = _CGO_STUB.match(fr.function or "")
-        if m and (fr.object == "cgo" or (fr.function or "").startswith("_Cfunc_")):
-            return m.group(1)
-    return None
+    """The C function a leak's stack entered from Go (its `_Cfunc_NAME` frame, as
+    name_cgo_frames names it), if any."""
+    return next((fr.function[len("_Cfunc_"):] for fr in f.stack if (fr.function or "").startswith("_Cfunc_")), None)
 
 
 def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: dict,
@@ -385,10 +382,14 @@ def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: di
                 continue
             aux, words = [], []
             for frames, sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
-                (fn, file, line), outer = frames[0], frames[1:2]
+                fn, file, line = frames[0]
                 place = f"{file.rsplit('/', 1)[-1]}:{line}"
-                via = "".join(f", called from {o[0]} ({o[1].rsplit('/', 1)[-1]}:{o[2]})" for o in outer)
-                aux.append(AuxStack(label="Go caller", frames=tuple(Frame(function=a, file=b, line=c) for a, b, c in frames),
+                via = ""
+                if len(frames) > 1:
+                    outer, outer_file, outer_line = frames[1]
+                    via = f", called from {outer} ({outer_file.rsplit('/', 1)[-1]}:{outer_line})"
+                go_frames = tuple(Frame(function=a, file=b, line=c) for a, b, c in frames)
+                aux.append(AuxStack(label="Go caller", frames=go_frames,
                                     text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
                                          f"(recorded by leakharness's go-asan build)"))
                 words.append(f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B")
