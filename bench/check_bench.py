@@ -17,6 +17,10 @@ Run from the repository root:  .venv/bin/python bench/check_bench.py   (or `make
       same binaries, stdin from /dev/null and output to files: what a user typing the two
       commands gets, without leakharness.
    The figure is the median of the pairwise ratios A/B of wall time.  Target: <= 1.1x.
+4. Times the bound the same way against the floor: a Python process (this interpreter) that
+   launches the same two jobs exactly as leakharness does (under lh-reaper, with the read
+   recorder, a private log folder each; run.command_for) and does nothing else: no result
+   key, no log read, no report.  No check started per process can beat it.
 Standard library only, plus the `harness` package under test.  Exit status non-zero only when
 something is wrong (a run failed); a missed target is printed.
 """
@@ -95,6 +99,55 @@ def floor_script(cache: str, source: Path) -> str:
     return path
 
 
+# The bound's launcher: a Python process that starts the two jobs exactly as leakharness does
+# (lh-reaper, the read recorder, a private log folder each) and does nothing else.
+BOUND_LAUNCHER = r"""
+# Written by bench/check_bench.py: the bound, both jobs as leakharness launches them, nothing else.
+import json, os, shutil, subprocess, sys, tempfile
+jobs = json.load(open(sys.argv[1]))
+running = []
+for job in jobs:
+    folder = tempfile.mkdtemp(prefix="lh-")
+    fd, pid_file = tempfile.mkstemp(prefix="lh-pid.", dir=folder)
+    os.close(fd)
+    fill = lambda text: text.replace(job["placeholder"], folder).replace("@PIDFILE@", pid_file)
+    env = dict(os.environ, **{k: fill(v) for k, v in job["env"].items()})
+    with open(os.devnull, "rb") as feed, open(folder + "/stdout.txt", "wb") as out, \
+            open(folder + "/stderr.txt", "wb") as err:
+        running.append((subprocess.Popen([fill(a) for a in job["argv"]], stdin=feed, stdout=out, stderr=err,
+                                         env=env, cwd=job["cwd"], start_new_session=True), folder))
+for proc, folder in running:
+    proc.wait()
+    shutil.rmtree(folder, ignore_errors=True)
+"""
+
+
+def bound_launcher(cache: str, source: Path) -> list[str]:
+    """The bound's command: BOUND_LAUNCHER, with the jobs' command lines and environments (what
+    differs from this process's) as leakharness computes them (run.command_for, under
+    supervise's lh-reaper), their log folder a placeholder the launcher fills."""
+    sys.path.insert(0, ROOT)
+    from harness import checkers, run, supervise
+    from harness.jobs import Job
+    from harness.tasks import check_tasks
+
+    placeholder = "/leakharness-bound-logs"
+    jobs = []
+    for task in check_tasks(sources=(source,), checkers=("memcheck", "asan"), cwd=Path(WORK)):
+        build = checkers.get(task.checker).build(task.spec, Path(cache))
+        job = Job(checker=task.checker, command=(str(build.binary),), out_dir=Path(WORK), cwd=Path(WORK))
+        cmd, env = run.command_for(job, Path(placeholder), Path(cache))
+        wrapper = supervise.reaper(Path(cache))
+        argv = [str(wrapper), "@PIDFILE@", str(supervise.output_cap()), *cmd] if wrapper else cmd
+        jobs.append({"argv": argv, "cwd": WORK, "placeholder": placeholder,
+                     "env": {k: v for k, v in env.items() if os.environ.get(k) != v}})
+    with open(os.path.join(WORK, "bound.json"), "w") as fh:
+        json.dump(jobs, fh, indent=1)
+    with open(os.path.join(WORK, "bound.py"), "w") as fh:
+        fh.write(BOUND_LAUNCHER.lstrip())
+    return [sys.executable, os.path.join(WORK, "bound.py"), os.path.join(WORK, "bound.json")]
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=ROUNDS, help="timed pairs (the median ratio is quoted)")
@@ -124,6 +177,11 @@ def main(argv=None) -> int:
                                    args.rounds, log)
     bad = [r for r in result["a"] if r["returncode"] != 1]
     met = result["ratio"] <= TARGET
+    # The bound: what no check started per process can beat while its jobs keep lh-reaper (nothing
+    # of a job outlives it) and the read recorder (what makes a stored result trustworthy).
+    log(f"bound: {args.rounds} pairs, the jobs launched as leakharness does and nothing else, against the floor")
+    bound = benchlib.side_by_side({"argv": bound_launcher(cache, source), "cwd": WORK, "env": env},
+                                  {"argv": [floor], "cwd": WORK}, args.rounds, log)
     print(f"# check benchmark, {datetime.date.today().isoformat()}")
     print(f"machine: {benchlib.cpu_model()}, {os.cpu_count()} cores; load average at the end {benchlib.loadavg()}")
     print()
@@ -133,9 +191,17 @@ def main(argv=None) -> int:
           f"{result['a_median_s']:.3f} | {result['ratio']:.2f}x | <= {TARGET:g}x | {'met' if met else '**MISSED**'} |")
     print(f"| floor: bare valgrind + ASan in parallel (the checkers' own commands) | "
           f"{result['b_median_s']:.3f} | 1x | | |")
+    print(f"| bound: the same two jobs launched as leakharness launches them (Python, lh-reaper, the read "
+          f"recorder), nothing else; against its own floor ({bound['b_median_s']:.3f} s) | "
+          f"{bound['a_median_s']:.3f} | {bound['ratio']:.2f}x | | |")
     print(f"CPU of the whole process tree, A/B median: {result['cpu_ratio']:.2f}x")
+    if not met and bound["ratio"] > TARGET:
+        print(f"The target is below the bound: a check started per process, its jobs under lh-reaper and "
+              f"the recorder, cannot reach {TARGET:g}x; the check spends {1000 * (result['a_median_s'] - bound['a_median_s']):.0f} "
+              f"ms beyond the bound.")
     with open(os.path.join(WORK, "check_bench.results.json"), "w") as fh:
-        json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), **result}, fh, indent=1)
+        json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), **result, "bound": bound}, fh,
+                  indent=1)
     if bad:
         print(f"check_bench: {len(bad)} check run(s) did not exit 1", file=sys.stderr)
         return 1
