@@ -12,9 +12,11 @@ would before the leak checks (_OPENSSL_CLEANUP_C says why and how).
 
 A program is a rendered catalog source (written, with a go.mod, into a folder of the cache
 that stays, so stack traces name a file that exists), one or more .go files of one folder, or a
-folder holding a Go package (a module, or loose files).  The cache key covers the sources, the
-Go toolchain's and the C compiler's identities, the OpenSSL version, the build mode and the
-helper's text.  GOCACHE lives in the harness's cache (never $HOME); the network is off
+folder holding a Go package (a module, or loose files).  The cache key covers the sources, every
+file of the module the go command could compile into the program (the other packages it imports,
+their C and assembly, go.mod and go.sum: `_module_tree`), the modules beside it that go.mod's
+replace directives or a go.work bring in, the Go toolchain's and the C compiler's identities,
+GOFLAGS, the OpenSSL version, the build mode and the helper's text.  GOCACHE lives in the harness's cache (never $HOME); the network is off
 (GOPROXY=off, GOTOOLCHAIN=local): only the standard library and what is already downloaded.
 """
 
@@ -732,11 +734,94 @@ def key(spec) -> str:
         add("helper", HELPERS[mode])
     if mode == "address":  # which calls are rewritten, and whether the package's Go has generics
         add("keep", KEEP_SOURCE, REWRITE_VERSION, str(_has_generics(_spec_folder(spec))))
+    add("GOFLAGS", os.environ.get("GOFLAGS", ""))  # passed to the build (-mod=vendor, -tags, ...)
     for name, text in spec.sources:
         add("source", name, text)
     for path in _user_files(spec):
         add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
+    for path in _module_tree(_spec_folder(spec)):
+        add("module file", str(path), facts.sha256_file(path))
     return h.hexdigest()
+
+
+# What the go command may read from a module for a build: Go files, cgo's C, C++, Fortran and
+# assembly, prebuilt objects (.syso), SWIG files.  Folders it never builds from (testdata, hidden
+# and _-prefixed ones) and nested modules (a go.mod of their own) are not part of the module.
+_BUILD_SUFFIXES = frozenset({".go", ".c", ".h", ".s", ".S", ".sx", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx",
+                             ".m", ".f", ".F", ".for", ".f90", ".syso", ".swig", ".swigcxx"})
+_MODULE_FILES = ("go.mod", "go.sum")
+_WORK_FILES = ("go.work", "go.work.sum")
+_GO_MOD_COMMENT = re.compile(r"//.*")
+
+
+def _module_files(root: Path) -> list[Path]:
+    """The files under a module's root that a build of any of its packages may read (tests
+    aside: a package's own _test.go files are its spec's files); a symbolic link is keyed by
+    what it points at, as the go command reads it."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        here = Path(folder)
+        dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")) and d != "testdata"
+                         and not (here / d / "go.mod").is_file())
+        for name in sorted(files):
+            if name in _MODULE_FILES or (here.name == "vendor" and name == "modules.txt") or (
+                    os.path.splitext(name)[1] in _BUILD_SUFFIXES and not name.endswith("_test.go")):
+                if (here / name).is_file():
+                    found.append(here / name)
+    return found
+
+
+def _local_paths(text: str, directive: str, base: Path) -> list[Path]:
+    """The local folders (./x, ../x, /x) a go.mod's `replace` or a go.work's `use` directives
+    name, single or in a ( ... ) block."""
+    found, block = [], False
+    for line in text.splitlines():
+        line = _GO_MOD_COMMENT.sub("", line).strip()
+        if block:
+            if line == ")":
+                block = False
+                continue
+            entry = line
+        elif line.startswith(directive):
+            entry = line[len(directive):].strip()
+            if entry == "(":
+                block = True
+                continue
+        else:
+            continue
+        target = entry.split("=>", 1)[1].split() if directive == "replace" and "=>" in entry else \
+            (entry.split() if directive == "use" else [])
+        if target:
+            where = target[0].strip('"`')
+            if where.startswith(("./", "../", "/")) or where in (".", ".."):
+                found.append((base / where).resolve())
+    return found
+
+
+def _module_tree(folder: Path | None) -> list[Path]:
+    """Every file outside the given ones that a build in folder may compile: its module's files
+    (_module_files), those of the local modules its go.mod replaces others with, and the go.work
+    the go command would find above folder with the modules it uses (and replaces)."""
+    root = _module_root(folder) if folder is not None else None
+    if root is None:
+        return []  # loose files outside any module: only themselves
+    roots = [root]
+    try:
+        roots += _local_paths((root / "go.mod").read_text(encoding="utf-8", errors="replace"), "replace", root)
+    except OSError:
+        pass
+    found: list[Path] = []
+    for parent in (folder, *folder.parents):
+        work = parent / "go.work"
+        if work.is_file():
+            found += [p for p in (parent / name for name in _WORK_FILES) if p.is_file()]
+            text = work.read_text(encoding="utf-8", errors="replace")
+            roots += _local_paths(text, "use", parent) + _local_paths(text, "replace", parent)
+            break
+    for r in dict.fromkeys(roots):
+        if r.is_dir():
+            found += _module_files(r)
+    return list(dict.fromkeys(found))
 
 
 def _user_files(spec) -> list[Path]:

@@ -310,3 +310,32 @@ def test_a_module_at_go_1_17_builds_without_the_returns_record(go_cache, tmp_pat
     assert (leak.bytes, leak.blocks) == (3 * 72, 3)
     assert not [a for a in leak.aux_stacks if a.label == "Go caller"]
     assert "the Go caller is hidden" in leak.message
+
+
+def test_an_edit_in_another_package_or_a_replaced_module_rebuilds_the_program(go_cache, tmp_path):
+    """A Go program's OpenSSL calls are often in its other packages (internal/hashing) or in a module
+    beside it (go.mod's `replace ... => ../digest`).  Editing them must rebuild the program: a check
+    after the edit reports what the edited program does, never what the cached binary did."""
+    shutil.copytree(PROGRAMS / "multi", tmp_path / "src")
+    app = tmp_path / "src" / "app"
+    hashing = app / "internal" / "hashing" / "hashing.go"
+    digest = tmp_path / "src" / "digest" / "digest.go"
+
+    def check(n: int) -> tuple[int, list[dict]]:
+        out = tmp_path / f"out{n}"
+        proc = _cli("check", "--build", "cmd/app", "--tool", "go-asan", "--cache", str(go_cache), "--out", str(out),
+                    cwd=app)
+        job = _jobs(out)["go-asan"]
+        assert job["status"] == "ok", proc.stdout + proc.stderr
+        leaks = [f for f in job["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"]
+        return proc.returncode, leaks
+
+    code, leaks = check(1)  # internal/hashing's context leaks
+    assert code == 1 and [f["bytes"] for f in leaks] == [72], leaks
+    hashing.write_text(hashing.read_text().replace("\treturn out[:n]", "\tC.EVP_MD_CTX_free(ctx)\n\treturn out[:n]"))
+    code, leaks = check(2)  # fixed in the package: clean
+    assert (code, leaks) == (0, [])
+    digest.write_text(digest.read_text().replace("\tC.EVP_MD_CTX_free(ctx)\n", ""))
+    code, leaks = check(3)  # a leak added in the replaced module
+    assert code == 1 and [f["bytes"] for f in leaks] == [72], leaks
+    assert (tmp_path / "out3" / "logs").is_dir()
