@@ -48,7 +48,8 @@ HELPER_NAME = "zz_leakharness_leakcheck.go"
 # ... and one per recorded pointer a C call returned to Go that LeakSanitizer found leaked (KEEP_SOURCE).
 GO_RETURN_MARK = "leakharness-go-return"
 KEEP_NAME = "zz_leakharness_returns.go"
-REWRITE_VERSION = "keep-1"  # which C calls _rewrite_cgo_calls sends through leakharnessKeep (a build key part)
+KEEP_LINK_NAME = "zz_leakharness_returns_linked.go"  # in the module's other packages that call C
+REWRITE_VERSION = "keep-2"  # which C calls _rewrite_cgo_calls sends through leakharnessKeep (a build key part)
 KEEP_LIMIT = 1 << 16  # addresses between two sweeps of the record, at least (KEEP_SOURCE)
 USER_MAIN = "leakharnessUserMain"
 GO_MOD = "module leakharness.local/prog\n\ngo 1.19\n"
@@ -234,10 +235,14 @@ func leakharnessOwned(p uintptr) bool {{
 	return C.leakharness_owned(C.uintptr_t(p)) != 0
 }}
 
-func leakharnessCFree(p unsafe.Pointer) {{
+func leakharnessForget(p unsafe.Pointer) {{
 	leakharnessMu.Lock()
 	delete(leakharnessBlocks, uintptr(p))
 	leakharnessMu.Unlock()
+}}
+
+func leakharnessCFree(p unsafe.Pointer) {{
+	leakharnessForget(p)
 	C.free(p)
 }}
 
@@ -365,20 +370,26 @@ func leakharnessKeep[T any](function string, v T) T {{{{
 	r := reflect.ValueOf(any(v))
 	if k := r.Kind(); k == reflect.Ptr || k == reflect.UnsafePointer {{{{
 		if p := r.Pointer(); p != 0 {{{{
-			site := leakharnessReturn{{{{function: function}}}}
-			site.n = runtime.Callers(2, site.pcs[:]) // its caller (resolved at exit)
-			leakharnessMu.Lock()
-			_, known := leakharnessReturns[p]
-			if !known && len(leakharnessReturns) >= leakharnessSweepAt {{{{
-				leakharnessSweep()
-			}}}}
-			if known || len(leakharnessReturns) < leakharnessSweepAt {{{{
-				leakharnessReturns[p] = site
-			}}}}
-			leakharnessMu.Unlock()
+			var pcs [4]uintptr
+			n := runtime.Callers(2, pcs[:]) // its caller (resolved at exit)
+			leakharnessStore(function, p, pcs, n)
 		}}}}
 	}}}}
 	return v
+}}}}
+
+// The record of one pointer C returned: this package's calls and, through {KEEP_LINK_NAME}, the
+// other packages' of the module.
+func leakharnessStore(function string, p uintptr, pcs [4]uintptr, n int) {{{{
+	leakharnessMu.Lock()
+	_, known := leakharnessReturns[p]
+	if !known && len(leakharnessReturns) >= leakharnessSweepAt {{{{
+		leakharnessSweep()
+	}}}}
+	if known || len(leakharnessReturns) < leakharnessSweepAt {{{{
+		leakharnessReturns[p] = leakharnessReturn{{{{function: function, n: n, pcs: pcs}}}}
+	}}}}
+	leakharnessMu.Unlock()
 }}}}
 
 // Called by leakharnessReport, with leakharnessMu held: per block still allocated (the others were
@@ -404,6 +415,70 @@ func leakharnessWriteReturns(w *bufio.Writer) {{{{
 }}}}
 """
 
+# The module's other packages that call C (a program's internal/..., a module a replace directive
+# brings in) are rewritten the same way; KEEP_LINK_SOURCE, added to each, sends their records to
+# the helper's own functions through //go:linkname (a package cannot import main): `target` is
+# main, or the tested package's import path in a test binary.  Both are generic-free but
+# leakharnessKeep, so the file goes only to a package of a module with generics.
+KEEP_LINK_SOURCE = """// Added by leakharness to the go-asan build only (go build -overlay): this package's C calls,
+// recorded by the program's own record (the helper's functions in {target}).
+package {package}
+
+/*
+#include <stdlib.h>
+*/
+import "C"
+
+import (
+	"reflect"
+	"runtime"
+	"unsafe"
+)
+
+//go:linkname leakharnessStore {target}.leakharnessStore
+func leakharnessStore(function string, p uintptr, pcs [4]uintptr, n int)
+
+//go:linkname leakharnessRecord {target}.leakharnessRecord
+func leakharnessRecord(p unsafe.Pointer, size int)
+
+//go:linkname leakharnessForget {target}.leakharnessForget
+func leakharnessForget(p unsafe.Pointer)
+
+func leakharnessKeep[T any](function string, v T) T {{
+	r := reflect.ValueOf(any(v))
+	if k := r.Kind(); k == reflect.Ptr || k == reflect.UnsafePointer {{
+		if p := r.Pointer(); p != 0 {{
+			var pcs [4]uintptr
+			n := runtime.Callers(2, pcs[:]) // its caller (resolved at exit)
+			leakharnessStore(function, p, pcs, n)
+		}}
+	}}
+	return v
+}}
+
+func leakharnessCString(s string) *C.char {{
+	p := C.CString(s)
+	leakharnessRecord(unsafe.Pointer(p), len(s)+1)
+	return p
+}}
+
+func leakharnessCBytes(b []byte) unsafe.Pointer {{
+	p := C.CBytes(b)
+	leakharnessRecord(p, len(b))
+	return p
+}}
+
+func leakharnessCMalloc(n C.size_t) unsafe.Pointer {{
+	p := C.malloc(n)
+	leakharnessRecord(p, int(n))
+	return p
+}}
+
+func leakharnessCFree(p unsafe.Pointer) {{
+	leakharnessForget(p)
+	C.free(p)
+}}
+"""
 
 # C.CString(...) and the others, as a call (not C.CStringFoo, not inside another identifier).
 _CGO_ALLOC_CALL = re.compile(r"(?<![\w.])C\.(CString|CBytes|malloc|free)\(")
@@ -733,7 +808,7 @@ def key(spec) -> str:
     if mode in HELPERS:
         add("helper", HELPERS[mode])
     if mode == "address":  # which calls are rewritten, and whether the package's Go has generics
-        add("keep", KEEP_SOURCE, REWRITE_VERSION, str(_has_generics(_spec_folder(spec))))
+        add("keep", KEEP_SOURCE, KEEP_LINK_SOURCE, REWRITE_VERSION, str(_has_generics(_spec_folder(spec))))
     add("GOFLAGS", os.environ.get("GOFLAGS", ""))  # passed to the build (-mod=vendor, -tags, ...)
     for name, text in spec.sources:
         add("source", name, text)
@@ -745,10 +820,11 @@ def key(spec) -> str:
 
 
 # What the go command may read from a module for a build: Go files, cgo's C, C++, Fortran and
-# assembly, prebuilt objects (.syso), SWIG files.  Folders it never builds from (testdata, hidden
+# assembly, prebuilt objects (.syso; .a, .o and .so a `#cgo LDFLAGS: -L${SRCDIR}/lib` links), SWIG
+# files.  Folders it never builds from (testdata, hidden
 # and _-prefixed ones) and nested modules (a go.mod of their own) are not part of the module.
 _BUILD_SUFFIXES = frozenset({".go", ".c", ".h", ".s", ".S", ".sx", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx",
-                             ".m", ".f", ".F", ".for", ".f90", ".syso", ".swig", ".swigcxx"})
+                             ".m", ".f", ".F", ".for", ".f90", ".syso", ".a", ".o", ".so", ".swig", ".swigcxx"})
 _MODULE_FILES = ("go.mod", "go.sum")
 _WORK_FILES = ("go.work", "go.work.sum")
 _GO_MOD_COMMENT = re.compile(r"//.*")
@@ -863,22 +939,80 @@ def _has_generics(folder: Path | None) -> bool:
     return m is not None and int(m.group(1)) >= 18  # a go.mod without a go line is Go 1.16 to the compiler
 
 
-def _record_attempts(mode: str, folder: Path | None) -> tuple[tuple[bool, bool], ...]:
-    """The builds to try in turn, (record allocations, keep returns): should the rewritten calls not
-    compile (a C.malloc given another integer type, a call kept where Go wants a constant), the
-    next with less rewritten, and at last with only the leak check."""
+def _record_attempts(mode: str, folder: Path | None) -> tuple[tuple[bool, bool, bool], ...]:
+    """The builds to try in turn, (record allocations, keep returns, in the module's other packages
+    too): should the rewritten calls not compile (a C.malloc given another integer type, a call
+    kept where Go wants a constant), the next with less rewritten, and at last with only the leak
+    check."""
     if mode != "address":
-        return ((False, False),)
+        return ((False, False, False),)
     if _has_generics(folder):
-        return ((True, True), (True, False), (False, False))
-    return ((True, False), (False, False))
+        return ((True, True, True), (True, True, False), (True, False, False), (False, False, False))
+    return ((True, False, False), (False, False, False))
+
+
+_MODULE_LINE = re.compile(r"^module\s+(\S+)", re.M)
+
+
+def _import_path(package_dir: Path) -> str | None:
+    """The import path of the package in package_dir (its module's path and the folder below)."""
+    root = _module_root(package_dir)
+    if root is None:
+        return None
+    try:
+        m = _MODULE_LINE.search((root / "go.mod").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    if m is None:
+        return None
+    module = m.group(1).strip('"`')
+    rel = package_dir.relative_to(root).as_posix()
+    return module if rel == "." else f"{module}/{rel}"
+
+
+def _linked_packages(package_dir: Path) -> list[tuple[Path, str, list[Path]]]:
+    """The packages besides package_dir's that a build there may compile and that call C: (folder,
+    package name, its Go files but tests), from the module tree (_module_tree), each of a module
+    with generics (KEEP_LINK_SOURCE's leakharnessKeep); commands (package main) are never imported."""
+    by_folder: dict[Path, list[Path]] = {}
+    for path in _module_tree(package_dir):
+        if path.suffix == ".go" and path.parent != package_dir:
+            by_folder.setdefault(path.parent, []).append(path)
+    found = []
+    for folder, files in by_folder.items():
+        name = None
+        for f in files:
+            text = f.read_text(encoding="utf-8", errors="replace")
+            m = _PACKAGE_NAME.search(text)
+            if m and _IMPORTS_C.search(text):
+                name = m.group(1)
+                break
+        if name is not None and name != "main" and _has_generics(folder):
+            found.append((folder, name, files))
+    return found
+
+
+def _link_others(package_dir: Path, target: str, folder: Path, replace: dict[str, str]) -> None:
+    """The module's other packages that call C (_linked_packages), rewritten into the overlay (a
+    folder each) with KEEP_LINK_SOURCE recording into target's helper."""
+    for i, (pkg_dir, name, files) in enumerate(_linked_packages(package_dir)):
+        sub = folder / f"linked-{i}"
+        sub.mkdir()
+        for g in files:
+            original = g.read_text(encoding="utf-8", errors="replace")
+            changed = _rewrite_cgo_calls(original, keep=True)
+            if changed != original:
+                (sub / g.name).write_text(changed, encoding="utf-8")
+                replace[str(g)] = str(sub / g.name)
+        _add_files([(KEEP_LINK_NAME, KEEP_LINK_SOURCE.format(package=name, target=target))], pkg_dir, sub, replace)
 
 
 def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool = True,
-             helper_source: str = HELPER_SOURCE, keep: bool = False) -> tuple[Path, list[Path]]:
+             helper_source: str = HELPER_SOURCE, keep: bool = False, others: bool = False) -> tuple[Path, list[Path]]:
     """An overlay that renames the program's main, adds the leak-check helper beside it and, with
     record, sends the cgo allocations through the recording wrappers (with keep, also the values C
-    calls return, KEEP_SOURCE); (overlay.json, the added files' paths as the compiler sees them)."""
+    calls return, KEEP_SOURCE; with others, in the module's other packages too); (overlay.json, the
+    added files' paths as the compiler sees them)."""
     main_file = None
     for f in go_files:
         text = f.read_text(encoding="utf-8", errors="replace")
@@ -904,6 +1038,8 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
     if record and keep:
         added.append((KEEP_NAME, KEEP_SOURCE.format(package="main")))
     virtual = _add_files(added, package_dir, folder, replace)
+    if record and keep and others:
+        _link_others(package_dir, "main", folder, replace)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay, virtual
@@ -979,12 +1115,12 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
     binary = work / spec.name
     env = _go_env(cache_dir, spec.cflags, spec.ldflags)
     mode = spec.go_mode
-    for record, keep in _record_attempts(mode, _spec_folder(spec)):
+    for record, keep, others in _record_attempts(mode, _spec_folder(spec)):
         cmd = [go_binary() or "go", "build", "-o", str(binary)]
         build_targets = list(targets)
         if mode in HELPERS:
             overlay, added = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode],
-                                      keep=keep)
+                                      keep=keep, others=others and not spec.sources)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
             if build_targets != ["."]:
                 build_targets += [str(p) for p in added]
@@ -1009,7 +1145,7 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
 
 
 def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path], package: str, mode: str,
-                  work: Path, record: bool, keep: bool = False) -> Path:
+                  work: Path, record: bool, keep: bool = False, others: bool = False) -> Path:
     """An overlay for a package's test binary: the helper and a TestMain beside the package's
     files (its own TestMain renamed), with record the cgo allocations through the wrappers."""
     folder = work / "overlay"
@@ -1044,6 +1180,9 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
     if record and keep:
         added.append((KEEP_NAME, KEEP_SOURCE.format(package=package)))
     _add_files(added, package_dir, folder, replace)
+    target = _import_path(package_dir)
+    if record and keep and others and target:
+        _link_others(package_dir, target, folder, replace)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay
@@ -1082,10 +1221,10 @@ def _compile_go_test_in(spec, cache_dir: Path, work: Path):
     binary = work / spec.name
     env = _go_env(cache_dir, spec.cflags, spec.ldflags)
     mode = spec.go_mode
-    for record, keep in _record_attempts(mode, package_dir):
+    for record, keep, others in _record_attempts(mode, package_dir):
         cmd = [go_binary() or "go", "test", "-c", "-vet=off", "-o", str(binary)]
         if mode in HELPERS:
-            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record, keep)
+            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record, keep, others)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
         cmd.append(".")
         try:

@@ -330,12 +330,41 @@ def test_an_edit_in_another_package_or_a_replaced_module_rebuilds_the_program(go
         leaks = [f for f in job["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"]
         return proc.returncode, leaks
 
-    code, leaks = check(1)  # internal/hashing's context leaks
+    code, leaks = check(1)  # internal/hashing's context leaks, named at its Go line (the package rewritten too)
     assert code == 1 and [f["bytes"] for f in leaks] == [72], leaks
+    assert _go_callers(leaks[0]) == [("example.com/app/internal/hashing.newContext", "hashing.go", 13),
+                                     ("example.com/app/internal/hashing.Sum", "hashing.go", 18)]
     hashing.write_text(hashing.read_text().replace("\treturn out[:n]", "\tC.EVP_MD_CTX_free(ctx)\n\treturn out[:n]"))
     code, leaks = check(2)  # fixed in the package: clean
     assert (code, leaks) == (0, [])
     digest.write_text(digest.read_text().replace("\tC.EVP_MD_CTX_free(ctx)\n", ""))
     code, leaks = check(3)  # a leak added in the replaced module
     assert code == 1 and [f["bytes"] for f in leaks] == [72], leaks
-    assert (tmp_path / "out3" / "logs").is_dir()
+    assert _go_callers(leaks[0])[0] == ("example.com/digest.Size", "digest.go", 12)
+
+
+def _go_callers(finding: dict) -> list[tuple[str, str, int]]:
+    """The first two frames of a finding's "Go caller" stack (results.json): function, file name, line."""
+    stacks = [a["frames"] for a in finding["aux_stacks"] if a["label"] == "Go caller"]
+    assert len(stacks) == 1, finding["message"]
+    return [(fr["function"], Path(fr["file"]).name, fr["line"]) for fr in stacks[0][:2]]
+
+
+def test_a_package_test_binary_names_the_go_line_in_a_module_beside_it(go_cache, tmp_path):
+    """go_test of internal/hashing, whose test calls the replaced module ../digest: the test binary
+    records that module's C calls too (into the tested package's helper), so its leak is named at
+    digest.Size's line, and hashing's own at newContext's."""
+    shutil.copytree(PROGRAMS / "multi", tmp_path / "src")
+    digest = tmp_path / "src" / "digest" / "digest.go"
+    digest.write_text(digest.read_text().replace("\tC.EVP_MD_CTX_free(ctx)\n", ""))
+    out = tmp_path / "out"
+    proc = _cli("run", "--cache", str(go_cache), "--out", str(out), cwd=tmp_path / "src" / "app")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    jobs = {j["pattern"]: j for j in json.loads((out / "results.json").read_text())["jobs"]}
+    job = jobs["hashing-tests"]
+    assert job["status"] == "ok", job
+    leaks = sorted((f for f in job["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"),
+                   key=lambda f: f["message"])
+    assert [_go_callers(f)[0] for f in leaks] == [("example.com/app/internal/hashing.newContext", "hashing.go", 13),
+                                                  ("example.com/digest.Size", "digest.go", 12)]
+    assert "at example.com/digest.Size digest.go:12 (Go caller)" in proc.stdout
