@@ -25,6 +25,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Sequence
 
 from . import facts
 from .errors import BuildError
@@ -158,6 +159,8 @@ class BuildSpec:
             add("source", name, text)
         for path in _with_headers(self.cc, self.files, self.cflags):
             add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
+        for path in link_inputs(self.ldflags):
+            add("link input", path, facts.sha256_file(path))
         for inc in self.include_dirs:  # headers the sources may include
             # Their folder too: the debug info names it, and a signature's line hash reads the
             # header there (a build from a copy of the fixtures, since deleted, named none).
@@ -165,6 +168,32 @@ class BuildSpec:
             for name, text in _headers_of(Path(inc)):
                 add("header", name, text)
         return h.hexdigest()
+
+
+def link_inputs(ldflags: Sequence[str], cwd: str | None = None) -> list[str]:
+    """The files of the user's that a link with these flags reads, as the compiler (run in cwd,
+    default the process's) finds them: archives, objects and libraries named by path, and the
+    lib<name>.so and lib<name>.a (or -l:<file>) that -l finds in the -L folders given.  A static
+    one is copied into the binary, so a new one must make a new binary; the system's own folders
+    are covered by the compiler's identity and OpenSSL's version, and every shared library the
+    program loads by the result key."""
+    cwd = cwd or os.getcwd()
+    folders, names, paths = [], [], []
+    tokens = iter(ldflags)
+    for token in tokens:
+        if token in ("-L", "-l"):  # the value in the next argument
+            token += next(tokens, "")
+        if token.startswith("-L"):
+            folders.append(token[2:])
+        elif token.startswith("-l"):
+            names.append(token[2:])
+        elif not token.startswith("-"):
+            paths.append(token)
+    found = [os.path.join(cwd, p) for p in paths]
+    for name in names:
+        files = [name[1:]] if name.startswith(":") else [f"lib{name}.so", f"lib{name}.a"]
+        found += [os.path.join(cwd, folder, f) for folder in folders for f in files]
+    return list(dict.fromkeys(os.path.normpath(p) for p in found if os.path.isfile(p)))
 
 
 _HEADERS: dict[str, tuple[list, list[tuple[str, str]]]] = {}

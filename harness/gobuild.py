@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 
 from . import facts
+from .build import link_inputs
 from .build import run_tool as _run
 from .errors import BuildError
 
@@ -816,6 +817,8 @@ def key(spec) -> str:
         add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
     for path in _module_tree(_spec_folder(spec)):
         add("module file", str(path), facts.sha256_file(path))
+    for path in link_inputs(spec.ldflags):  # the target's own ldflags (CGO_LDFLAGS): -L folders, archives
+        add("link input", path, facts.sha256_file(path))
     return h.hexdigest()
 
 

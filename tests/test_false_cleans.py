@@ -449,3 +449,38 @@ def test_output_past_the_cap_with_sigxfsz_ignored_is_incomplete(tmp_path, tool):
         assert_incomplete(job, "output limit", "cap")
         (stdout,) = (tmp_path / "out" / "logs").rglob("stdout.txt")
         assert stdout.stat().st_size <= OUTPUT_CAP, f"{stdout}: {stdout.stat().st_size} bytes"
+
+
+# --- a library the link reads, changed --------------------------------------------------------
+
+def _archive(folder: Path, source: Path) -> None:
+    """folder/libdup.a from source, by gcc and ar."""
+    for argv in (["gcc", "-g", "-O0", "-c", str(source), "-o", str(folder / "dup.o")],
+                 ["ar", "rcs", str(folder / "libdup.a"), str(folder / "dup.o")]):
+        subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=120,
+                       start_new_session=True)
+
+
+@pytest.mark.parametrize("link", [["-Llib", "-ldup"], ["lib/libdup.a"]])
+def test_a_static_library_rebuilt_with_a_leak_builds_and_runs_again(tmp_path, link):
+    """`check --build dup_main.c --ldflags '-Llib -ldup'` (or naming lib/libdup.a): the archive is
+    linked into the binary, so a new libdup.a, now leaking, must give a new binary and its leak,
+    never the old binary's cached clean result."""
+    shutil.copy(PROGRAMS / "linked" / "dup_main.c", tmp_path / "dup_main.c")
+    (tmp_path / "lib").mkdir()
+    source = tmp_path / "lib" / "dup.c"
+    shutil.copy(PROGRAMS / "linked" / "dup.c", source)
+    _archive(tmp_path / "lib", source)
+
+    def check(n: int):
+        proc = lh(tmp_path, "check", "--build", "dup_main.c", "--ldflags", " ".join(link), "--tool", "asan",
+                  "--out", f"out{n}", "--no-html", "--quiet")
+        return proc, job_of(tmp_path / f"out{n}", "asan")
+
+    proc, job = check(1)
+    assert proc.returncode == 0 and job["status"] == "ok" and not job["findings"], said(proc)
+    source.write_text(source.read_text().replace("\tstrcpy(p, s);", "\tstrcpy(p, s);\n\tp = strdup(p);"))
+    _archive(tmp_path / "lib", source)
+    proc, job = check(2)
+    assert job["cached"] is False, f"served from the cache: {brief(job)}\n{said(proc)}"
+    assert proc.returncode == 1 and len(leaks(job, 6, "dup_string")) == 1, brief(job)
