@@ -27,6 +27,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -815,11 +816,76 @@ def key(spec) -> str:
         add("source", name, text)
     for path in _user_files(spec):
         add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
-    for path in _module_tree(_spec_folder(spec)):
+    tree = _module_tree(_spec_folder(spec))
+    for path in tree:
         add("module file", str(path), facts.sha256_file(path))
     for path in link_inputs(spec.ldflags):  # the target's own ldflags (CGO_LDFLAGS): -L folders, archives
         add("link input", path, facts.sha256_file(path))
+    stamp = _c_stamp(spec, tree)
+    if stamp:
+        add("C inputs", stamp)
     return h.hexdigest()
+
+
+def _c_stamp(spec, tree: list[Path] | None = None) -> str | None:
+    """A hash of the C side of a build the go command itself does not track: every file of the
+    module tree but Go's (a header another package includes by a relative path or -I), and what
+    the #cgo directives reach outside it (_cgo_inputs).  Go's build cache keys a cgo compile by
+    its package's own files and flags only, so the build passes it as a -D flag (_stamped_env):
+    an edited header or a new archive is compiled and linked again, never taken from GOCACHE.
+    None when there is no such file (a catalog program: GOCACHE shared as before)."""
+    if tree is None:
+        tree = _module_tree(_spec_folder(spec))
+    c_side = [p for p in tree if p.suffix != ".go" and p.name not in _MODULE_FILES + _WORK_FILES]
+    outside = _cgo_inputs([*_user_files(spec), *tree], set(tree))
+    if not c_side and not outside:
+        return None
+    h = hashlib.sha256()
+    for path in (*c_side, *outside):
+        h.update(f"{path}\0{facts.sha256_file(path)}\0".encode("utf-8", "surrogateescape"))
+    return h.hexdigest()[:24]
+
+
+def _stamped_env(spec, cache_dir: Path) -> dict[str, str]:
+    """The build's environment (_go_env) with _c_stamp's hash among CGO_CFLAGS, when there is one."""
+    stamp = _c_stamp(spec)
+    extra = (f"-DLEAKHARNESS_C_INPUTS={stamp}",) if stamp else ()
+    return _go_env(cache_dir, (*spec.cflags, *extra), spec.ldflags)
+
+
+_CGO_DIRECTIVE = re.compile(r"^\s*#cgo\s+(?:[^:\n]*\s)?(CFLAGS|CPPFLAGS|CXXFLAGS|LDFLAGS)\s*:(.*)$", re.M)
+_HEADER_SUFFIXES = frozenset({".h", ".hh", ".hpp", ".hxx", ".inc"})
+_SYSTEM_FOLDERS = ("/usr/", "/lib/", "/lib64/")  # the compiler's and the distribution's: their identities cover them
+
+
+def _cgo_inputs(files: list[Path], known: set[Path]) -> list[Path]:
+    """What the `#cgo` directives of these Go files make a build read outside the files already
+    keyed (known): the headers under their -I folders, and the archives and libraries their
+    LDFLAGS name (link_inputs), ${SRCDIR} being each file's folder; the system's folders aside."""
+    found: list[Path] = []
+    for f in files:
+        if f.suffix != ".go":
+            continue
+        text = f.read_text(encoding="utf-8", errors="replace")
+        if "#cgo" not in text:
+            continue
+        for kind, value in _CGO_DIRECTIVE.findall(text):
+            try:
+                flags = shlex.split(value.replace("${SRCDIR}", str(f.parent)))
+            except ValueError:
+                continue  # the go command refuses it, and the build fails
+            if kind == "LDFLAGS":
+                found += [Path(p) for p in link_inputs(flags, str(f.parent))]
+                continue
+            tokens = iter(flags)
+            for token in tokens:
+                if token == "-I":
+                    token += next(tokens, "")
+                if token.startswith("-I"):
+                    folder = (f.parent / token[2:]).resolve()
+                    if folder.is_dir() and not str(folder).startswith(_SYSTEM_FOLDERS):
+                        found += sorted(p for p in folder.rglob("*") if p.suffix in _HEADER_SUFFIXES and p.is_file())
+    return [p for p in dict.fromkeys(found) if p not in known]
 
 
 # What the go command may read from a module for a build: Go files, cgo's C, C++, Fortran and
@@ -1116,7 +1182,7 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
                 raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
             package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
     binary = work / spec.name
-    env = _go_env(cache_dir, spec.cflags, spec.ldflags)
+    env = _stamped_env(spec, cache_dir)
     mode = spec.go_mode
     for record, keep, others in _record_attempts(mode, _spec_folder(spec)):
         cmd = [go_binary() or "go", "build", "-o", str(binary)]
@@ -1222,7 +1288,7 @@ def _compile_go_test_in(spec, cache_dir: Path, work: Path):
     if named is None:
         raise BuildError(f"{package_dir}: cannot tell the package's name (no `package NAME` line)")
     binary = work / spec.name
-    env = _go_env(cache_dir, spec.cflags, spec.ldflags)
+    env = _stamped_env(spec, cache_dir)
     mode = spec.go_mode
     for record, keep, others in _record_attempts(mode, package_dir):
         cmd = [go_binary() or "go", "test", "-c", "-vet=off", "-o", str(binary)]

@@ -368,3 +368,37 @@ def test_a_package_test_binary_names_the_go_line_in_a_module_beside_it(go_cache,
     assert [_go_callers(f)[0] for f in leaks] == [("example.com/app/internal/hashing.newContext", "hashing.go", 13),
                                                   ("example.com/digest.Size", "digest.go", 12)]
     assert "at example.com/digest.Size digest.go:12 (Go caller)" in proc.stdout
+
+
+def test_a_header_or_library_outside_the_module_rebuilt_rebuilds_the_program(go_cache, tmp_path):
+    """A cgo preamble's `#cgo CFLAGS: -I${SRCDIR}/../include` and `#cgo LDFLAGS: -L${SRCDIR}/../lib
+    -lextra` reach outside the module: an edit to that header, or a new libextra.a, must make a new
+    program, whose leak the check then finds."""
+    shutil.copytree(PROGRAMS / "outside", tmp_path / "src")
+    src = tmp_path / "src"
+    header, library = src / "include" / "extra.h", src / "lib" / "extra.c"
+
+    def archive() -> None:
+        for argv in (["gcc", "-g", "-O0", "-fPIC", "-c", str(library), "-o", str(src / "lib" / "extra.o")],
+                     ["ar", "rcs", str(src / "lib" / "libextra.a"), str(src / "lib" / "extra.o")]):
+            subprocess.run(argv, check=True, stdin=subprocess.DEVNULL, capture_output=True, timeout=120)
+
+    def check(n: int) -> tuple[int, list[tuple[int, str]]]:
+        out = tmp_path / f"out{n}"
+        proc = _cli("check", "--build", "mod", "--tool", "go-asan", "--cache", str(go_cache), "--out", str(out),
+                    cwd=src)
+        job = _jobs(out)["go-asan"]
+        assert job["status"] == "ok", proc.stdout + proc.stderr
+        return proc.returncode, [(f["bytes"], [fr["function"] for fr in f["stack"]])
+                                 for f in job["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"]
+
+    archive()
+    assert check(1) == (0, [])
+    header.write_text(header.read_text().replace("\treturn strdup(s);", "\tstrdup(s);\n\treturn strdup(s);"))
+    code, leaks = check(2)  # the header's extra_copy now loses a copy
+    assert code == 1 and [b for b, _ in leaks] == [6] and "extra_copy" in leaks[0][1], leaks
+    header.write_text(header.read_text().replace("\tstrdup(s);\n", ""))
+    library.write_text(library.read_text().replace("\treturn strdup(s);", "\tstrdup(s);\n\treturn strdup(s);"))
+    archive()
+    code, leaks = check(3)  # libextra.a's extra_dup now loses one
+    assert code == 1 and [b for b, _ in leaks] == [6] and "extra_dup" in leaks[0][1], leaks
