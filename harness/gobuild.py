@@ -32,6 +32,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from . import facts
@@ -837,7 +838,10 @@ def _c_stamp(spec, tree: list[Path] | None = None) -> str | None:
     if tree is None:
         tree = _module_tree(_spec_folder(spec))
     c_side = [p for p in tree if p.suffix != ".go" and p.name not in _MODULE_FILES + _WORK_FILES]
-    outside = _cgo_inputs([*_user_files(spec), *tree], set(tree))
+    try:
+        outside = _cgo_inputs([*_user_files(spec), *tree], set(tree))
+    except _Unbounded:  # cannot be vouched for: a new key, so a new build, every time
+        return f"unbounded-{time.time_ns()}"
     if not c_side and not outside:
         return None
     h = hashlib.sha256()
@@ -855,7 +859,24 @@ def _stamped_env(spec, cache_dir: Path) -> dict[str, str]:
 
 _CGO_DIRECTIVE = re.compile(r"^\s*#cgo\s+(?:[^:\n]*\s)?(CFLAGS|CPPFLAGS|CXXFLAGS|LDFLAGS)\s*:(.*)$", re.M)
 _HEADER_SUFFIXES = frozenset({".h", ".hh", ".hpp", ".hxx", ".inc"})
-_SYSTEM_FOLDERS = ("/usr/", "/lib/", "/lib64/")  # the compiler's and the distribution's: their identities cover them
+# The compiler's and the distribution's folders (their identities cover them) and the kernel's.
+_SYSTEM_FOLDERS = ("usr", "lib", "lib64", "proc", "sys", "dev")
+# Headers under one -I folder that are read to key a build; past it the folder cannot be vouched
+# for, and the build is made again every time (_c_stamp): never a stale one.
+HEADER_WALK_LIMIT = 20_000
+
+
+def _headers_under(folder: Path) -> list[Path] | None:
+    """The header files under folder (symbolic links to folders not followed), or None past
+    HEADER_WALK_LIMIT files."""
+    found, seen = [], 0
+    for here, dirs, files in os.walk(folder):
+        dirs.sort()
+        seen += len(files)
+        if seen > HEADER_WALK_LIMIT:
+            return None
+        found += [Path(here) / f for f in sorted(files) if os.path.splitext(f)[1] in _HEADER_SUFFIXES]
+    return [p for p in found if p.is_file()]
 
 
 def _cgo_inputs(files: list[Path], known: set[Path]) -> list[Path]:
@@ -883,9 +904,16 @@ def _cgo_inputs(files: list[Path], known: set[Path]) -> list[Path]:
                     token += next(tokens, "")
                 if token.startswith("-I"):
                     folder = (f.parent / token[2:]).resolve()
-                    if folder.is_dir() and not str(folder).startswith(_SYSTEM_FOLDERS):
-                        found += sorted(p for p in folder.rglob("*") if p.suffix in _HEADER_SUFFIXES and p.is_file())
+                    if folder.is_dir() and len(folder.parts) > 1 and folder.parts[1] not in _SYSTEM_FOLDERS:
+                        headers = _headers_under(folder)
+                        if headers is None:
+                            raise _Unbounded(folder)
+                        found += headers
     return [p for p in dict.fromkeys(found) if p not in known]
+
+
+class _Unbounded(Exception):
+    """A -I folder too big to key a build by (_headers_under)."""
 
 
 # What the go command may read from a module for a build: Go files, cgo's C, C++, Fortran and

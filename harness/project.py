@@ -412,10 +412,42 @@ def _target(r: _Reader, defaults: tuple[str, ...] | None, project_env) -> Target
         cwd = r.path("cwd", r.table.get("cwd", "."), must="dir")
     env = dict(project_env)
     env.update(r.env())
+    cflags, ldflags = r.strings("cflags", split=True), r.strings("ldflags", split=True)
+    if kind in ("sources", "go", "go_test"):  # compiled by leakharness, wherever `run` was started
+        cflags, ldflags = rooted(cflags, r.root), rooted(ldflags, r.root, files=True)
     return Target(name=name, kind=kind, language=language, checkers=r.tools("tools", language, defaults),
                   args=args, stdin=stdin, cwd=cwd, env=tuple(env.items()), timeout=r.seconds("timeout"),
-                  secrets=r.secrets(), known=r.known(), cflags=r.strings("cflags", split=True),
-                  ldflags=r.strings("ldflags", split=True), n=n, **fields)
+                  secrets=r.secrets(), known=r.known(), cflags=cflags, ldflags=ldflags, n=n, **fields)
+
+
+# Compiler and linker options whose value is a folder or a file, attached (-Iinclude) or next.
+_PATH_OPTIONS = ("-I", "-iquote", "-idirafter", "-isystem", "-include", "-imacros", "-L")
+_LINK_FILE = re.compile(r"\.(a|o|so)(\.\d+)*$")
+
+
+def rooted(flags: tuple[str, ...], root: Path, files: bool = False) -> tuple[str, ...]:
+    """flags with each relative folder or file their path options name (-Iinclude, -L lib) made
+    the project root's, as for a build command (run from the root); with files, also the linker's
+    inputs named by a relative path (lib/libx.a, x.o).  Anything else is left as written."""
+    out: list[str] = []
+    pending = None
+    for flag in flags:
+        if pending is not None:
+            out.append(flag if os.path.isabs(flag) else str(root / flag))
+            pending = None
+            continue
+        option = next((o for o in _PATH_OPTIONS if flag.startswith(o)), None)
+        if option is not None and flag == option:
+            pending = option
+            out.append(flag)
+        elif option is not None:
+            value = flag[len(option):]
+            out.append(flag if os.path.isabs(value) else option + str(root / value))
+        elif files and not flag.startswith("-") and not os.path.isabs(flag) and _LINK_FILE.search(flag):
+            out.append(str(root / flag))
+        else:
+            out.append(flag)
+    return tuple(out)
 
 
 def _ctest(r: _Reader, index: int, defaults: tuple[str, ...] | None, project_env) -> CTestSuite:

@@ -14,6 +14,7 @@ verb then does with it, each run the way a user runs it (the real CLI from the p
 from __future__ import annotations
 
 import re
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -301,3 +302,46 @@ def test_pytest_options_come_from_the_ini_file(tmp_path, cache):
     proc = pytest_in("-p", "no:cacheprovider", "--leak-tools", "memcheck", "--collect-only", "-q", cwd=project,
                      cache=cache)
     assert "leakharness.toml::remember[memcheck]" in proc.stdout, said(proc)  # the command line wins
+
+
+def test_a_targets_relative_flags_are_the_project_roots_from_any_folder_below_it(tmp_path, cache):
+    """`cflags = ["-Iinclude"]`, `ldflags = ["-Llib", "-ldup", "lib/extra.o"]`: the project root's
+    folders and files, whichever folder below the root `leakharness run` starts in (the compiler
+    found nothing from src/ when they were taken from the folder it ran in)."""
+    root = write(tmp_path / "proj", {
+        "leakharness.toml": """
+            tools = ["asan"]
+            [[target]]
+            name = "dup"
+            sources = ["src/main.c"]
+            cflags = ["-Iinclude"]
+            ldflags = ["-Llib", "-ldup", "lib/extra.o"]
+            """,
+        "include/dup.h": "char *dup_string(const char *s);\nint extra(void);\n",
+        "src/main.c": """
+            #include <stdio.h>
+            #include <stdlib.h>
+            #include "dup.h"
+            int main(void) {
+                char *p = dup_string("hello");
+                printf("%s %d\\n", p, extra());
+                fflush(stdout); /* before LeakSanitizer's exit */
+                return 0; /* p is never freed */
+            }
+            """,
+        "lib/extra.c": "int extra(void) { return 7; }\n",
+    })
+    (root / "lib" / "dup.c").write_text((Path(__file__).parent / "programs" / "false_clean" / "linked" / "dup.c").read_text())
+    for argv in (["gcc", "-g", "-c", "lib/dup.c", "-o", "lib/dup.o"], ["ar", "rcs", "lib/libdup.a", "lib/dup.o"],
+                 ["gcc", "-g", "-c", "lib/extra.c", "-o", "lib/extra.o"]):
+        assert subprocess.run(argv, cwd=root, stdin=subprocess.DEVNULL, capture_output=True, timeout=120).returncode == 0
+    for n, where in enumerate((root / "src", root)):
+        out = tmp_path / f"out{n}"
+        proc = lh("run", "--out", out, cwd=where, cache=cache)
+        job = jobs(out)["dup[asan]"]
+        assert proc.returncode == 1 and job["status"] == "ok", said(proc)
+        assert [(f["bytes"], f["stack"][1]["function"]) for f in job["findings"]
+                if f["category"] == "leak"] == [(6, "dup_string")], said(proc)
+        assert job["cached"] is (n == 1), said(proc)  # the same build and result from the root
+        if n == 0:  # extra.o linked in
+            assert [p.read_text() for p in out.glob("logs/**/stdout.txt")] == ["hello 7\n"], said(proc)
