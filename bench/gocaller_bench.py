@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Go caller benchmark: what go-asan's record of the pointers C calls return to Go costs a program
-that makes many such calls.
+"""Go caller benchmark: what the record of the pointers C calls return to Go (go-asan's and
+memcheck's) costs a program that makes many such calls.
 
 Run from the repository root:  .venv/bin/python bench/gocaller_bench.py   (or `make bench`)
 
@@ -14,7 +14,9 @@ turn (A B A B ...):
   A. `leakharness check --fresh --build keep --tool go-asan --no-html`;
   B. the same on `plain`.
 The figure is the median of the pairwise ratios A/B, and the difference per C call.  Both must
-find the 72 B leak, and only A names its Go line.  No target: it is printed so that a change to
+find the 72 B leak, and only A names its Go line.  Then the same under memcheck (`--tool memcheck`),
+with MEMCHECK_CALLS calls (valgrind runs the program some 50 times slower): its build records the
+same calls, and at the end lists the lost blocks for the join (an extra leak search).  No target: it is printed so that a change to
 the record is measured.  Standard library only, plus the `harness` package under test.
 """
 
@@ -37,8 +39,9 @@ ROOT = os.path.dirname(HERE)
 WORK = os.path.join(HERE, ".work", "gocaller_bench")
 ROUNDS = 5
 CALLS = 1_000_000
+MEMCHECK_CALLS = 20_000
 
-PROGRAM = f"""// Written by bench/gocaller_bench.py: many C calls that return a pointer, then one leak.
+PROGRAM = """// Written by bench/gocaller_bench.py: many C calls that return a pointer, then one leak.
 package main
 
 /*
@@ -50,7 +53,7 @@ import "C"
 import "fmt"
 
 func main() {{
-	for i := 0; i < {CALLS}; i++ {{
+	for i := 0; i < {calls}; i++ {{
 		ctx := C.EVP_MD_CTX_new()
 		C.EVP_MD_CTX_free(ctx)
 	}}
@@ -81,43 +84,54 @@ def main() -> int:
     if shutil.which("go") is None:
         print("gocaller_bench: go not found; skipped")
         return 0
-    for name, version in (("keep", "1.19"), ("plain", "1.17")):
+    for name, version, calls in (("keep", "1.19", CALLS), ("plain", "1.17", CALLS),
+                                 ("keep-memcheck", "1.19", MEMCHECK_CALLS), ("plain-memcheck", "1.17", MEMCHECK_CALLS)):
         folder = Path(WORK) / name
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "main.go").write_text(PROGRAM)
-        (folder / "go.mod").write_text(f"module example.com/{name}\n\ngo {version}\n")
+        (folder / "main.go").write_text(PROGRAM.format(calls=calls))
+        (folder / "go.mod").write_text(f"module example.com/{name.split('-')[0]}\n\ngo {version}\n")
     env = benchlib.env({"LEAKHARNESS_CACHE": os.path.join(WORK, "cache")})
+    print(f"# Go caller benchmark, {datetime.date.today().isoformat()}")
+    print(f"machine: {benchlib.cpu_model()}")
+    for tool, calls, suffix in (("go-asan", CALLS, ""), ("memcheck", MEMCHECK_CALLS, "-memcheck")):
+        code = pair(tool, calls, suffix, env, args.rounds)
+        if code:
+            return code
+    return 0
 
+
+def pair(tool: str, calls: int, suffix: str, env: dict, rounds: int) -> int:
+    """Time the recorded and the unrecorded program under tool, print the table."""
     def command(name: str) -> list[str]:
-        return benchlib.ours() + ["check", "--fresh", "--quiet", "--build", name, "--tool", "go-asan", "--no-html",
+        return benchlib.ours() + ["check", "--fresh", "--quiet", "--build", name, "--tool", tool, "--no-html",
                                   "--out", os.path.join(WORK, f"out-{name}")]
 
-    for name in ("keep", "plain"):
+    keep, plain = f"keep{suffix}", f"plain{suffix}"
+    for name in (keep, plain):
         warm = benchlib.run_timed(command(name), cwd=WORK, env_=env)
         if warm["returncode"] != 1:
             print(f"gocaller_bench: the warm-up check of {name} exited {warm['returncode']}, not 1", file=sys.stderr)
             return 1
-    named = leak_where(os.path.join(WORK, "out-keep")), leak_where(os.path.join(WORK, "out-plain"))
+    named = leak_where(os.path.join(WORK, f"out-{keep}")), leak_where(os.path.join(WORK, f"out-{plain}"))
     if named != ("main.main:17", ""):
-        print(f"gocaller_bench: Go callers named {named}, not ('main.main:17', '')", file=sys.stderr)
+        print(f"gocaller_bench: {tool}: Go callers named {named}, not ('main.main:17', '')", file=sys.stderr)
         return 1
-    log(f"{args.rounds} pairs (load {benchlib.loadavg()})")
-    result = benchlib.side_by_side({"argv": command("keep"), "cwd": WORK, "env": env},
-                                   {"argv": command("plain"), "cwd": WORK, "env": env}, args.rounds, log)
+    log(f"{tool}: {rounds} pairs (load {benchlib.loadavg()})")
+    result = benchlib.side_by_side({"argv": command(keep), "cwd": WORK, "env": env},
+                                   {"argv": command(plain), "cwd": WORK, "env": env}, rounds, log)
     if any(r["returncode"] != 1 for r in result["a"] + result["b"]):
-        print("gocaller_bench: a timed check did not exit 1 (a leak found)", file=sys.stderr)
+        print(f"gocaller_bench: a timed {tool} check did not exit 1 (a leak found)", file=sys.stderr)
         return 1
-    per_call_us = (result["a_median_s"] - result["b_median_s"]) / (CALLS + 1) * 1e6
-    print(f"# Go caller benchmark, {datetime.date.today().isoformat()}")
-    print(f"machine: {benchlib.cpu_model()}; load average at the end {benchlib.loadavg()}")
+    per_call_us = (result["a_median_s"] - result["b_median_s"]) / (calls + 1) * 1e6
     print()
-    print("| go-asan check of 1,000,001 C.EVP_MD_CTX_new calls | median s | ratio |")
+    print(f"| {tool} check of {calls + 1:,} C.EVP_MD_CTX_new calls | median s | ratio |")
     print("|---|---:|---:|")
     print(f"| recorded (module at Go 1.19): the leak at main.main main.go:17 | {result['a_median_s']:.2f} | "
           f"{result['ratio']:.2f}x |")
     print(f"| not recorded (module at Go 1.17): the leak at the cgo stub | {result['b_median_s']:.2f} | 1x |")
     print()
-    print(f"The record's cost: {per_call_us:.2f} us per C call that returns a pointer.")
+    print(f"{tool}: the record's cost, {per_call_us:.2f} us per C call that returns a pointer "
+          f"(load average at the end {benchlib.loadavg()}).")
     return 0
 
 

@@ -47,6 +47,7 @@ LEAK_CHECK_MARK = "leakharness: go-asan leak check done"
 # Before the mark, when leaks were found: one line per block a Go call allocated and Go never freed.
 GO_ALLOC_MARK = "leakharness-go-alloc"
 GO_ALLOC_LIMIT = 100000
+VALGRIND_RECORD_LIMIT = 1000000  # loss records memcheck's Go helper lists the blocks of (block_list)
 HELPER_NAME = "zz_leakharness_leakcheck.go"
 # ... and one per recorded pointer a C call returned to Go that LeakSanitizer found leaked (KEEP_SOURCE).
 GO_RETURN_MARK = "leakharness-go-return"
@@ -147,40 +148,7 @@ static void leakharness_openssl_cleanup(void) {
 # function and line that asked for it (and forget it when Go frees it); after a leak check that
 # found leaks, the blocks still recorded are printed (GO_ALLOC_MARK lines), and collect joins them
 # with the addresses LSan lists (report_objects=1): a leaked block named by both is that Go call's.
-HELPER_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): Go 1.19 never runs
-// LeakSanitizer at exit, so main runs the program's own main and then the leak check.
-package main
-
-/*{_OPENSSL_CLEANUP_C}
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-int __lsan_do_recoverable_leak_check(void);
-int __sanitizer_get_ownership(const volatile void *p);
-static int leakharness_leak_check(void) {{
-	return __lsan_do_recoverable_leak_check();
-}}
-static int leakharness_owned(uintptr_t p) {{
-	return __sanitizer_get_ownership((const volatile void *)p);
-}}
-static void leakharness_mark(void) {{
-	fprintf(stderr, "\\n{LEAK_CHECK_MARK}\\n");
-	fflush(stderr);
-}}
-*/
-import "C"
-
-import (
-	"bufio"
-	"os"
-	"runtime"
-	"strconv"
-	"strings"
-	"sync"
-	"unsafe"
-)
-
-type leakharnessSite struct {{
+_RECORD_GO = f"""type leakharnessSite struct {{
 	size int
 	n    int
 	pcs  [4]uintptr
@@ -201,8 +169,16 @@ func leakharnessIsWrapper(function string) bool {{
 
 var (
 	leakharnessMu     sync.Mutex
-	leakharnessBlocks = map[uintptr]leakharnessSite{{}}
+	leakharnessBlocks = map[uintptr]leakharnessSite{{}} // by leakharnessHidden address
+	// The records keep their addresses with the top bits flipped: no value in Go's memory may
+	// point at a C block, or valgrind's leak check (of a program that ends by os.Exit, its Go
+	// memory never hidden) would count the lost block as reachable through the record itself.
+	leakharnessMask = ^(^uintptr(0) >> 16) // the top 16 bits: never a heap address once flipped
 )
+
+func leakharnessHidden(p uintptr) uintptr {{
+	return p ^ leakharnessMask // its own inverse
+}}
 
 func leakharnessRecord(p unsafe.Pointer, size int) {{
 	if p == nil {{
@@ -211,7 +187,7 @@ func leakharnessRecord(p unsafe.Pointer, size int) {{
 	site := leakharnessSite{{size: size}}
 	site.n = runtime.Callers(2, site.pcs[:]) // the wrapper and its callers (resolved at exit)
 	leakharnessMu.Lock()
-	leakharnessBlocks[uintptr(p)] = site
+	leakharnessBlocks[leakharnessHidden(uintptr(p))] = site
 	leakharnessMu.Unlock()
 }}
 
@@ -233,14 +209,15 @@ func leakharnessCMalloc(n C.size_t) unsafe.Pointer {{
 	return p
 }}
 
-// Is p a block ASan's allocator handed out and that was not freed since?
+// Is p a block the allocator handed out and that was not freed since?  (go-asan: ASan's ownership;
+// memcheck: addressable memory, which a freed block is not while valgrind keeps it apart.)
 func leakharnessOwned(p uintptr) bool {{
 	return C.leakharness_owned(C.uintptr_t(p)) != 0
 }}
 
 func leakharnessForget(p unsafe.Pointer) {{
 	leakharnessMu.Lock()
-	delete(leakharnessBlocks, uintptr(p))
+	delete(leakharnessBlocks, leakharnessHidden(uintptr(p)))
 	leakharnessMu.Unlock()
 }}
 
@@ -278,27 +255,70 @@ func leakharnessCaller(pcs []uintptr) (string, string, int) {{
 }}
 
 // Set by the returns file ({KEEP_NAME}) when the build also records the pointers C calls return.
-var leakharnessReportReturns func(w *bufio.Writer)
+var leakharnessReportReturns func(w *bufio.Writer) int
 
-func leakharnessReport() {{
+// The recorded Go calls of the blocks still allocated (GO_ALLOC_MARK, GO_RETURN_MARK lines); how
+// many it wrote (none: no lost block can be named, and memcheck's helper lists none).
+func leakharnessReport() int {{
 	w := bufio.NewWriter(os.Stderr)
 	leakharnessMu.Lock()
-	n := 0
-	for addr, site := range leakharnessBlocks {{
+	n, written := 0, 0
+	for key, site := range leakharnessBlocks {{
+		addr := leakharnessHidden(key)
+		if !leakharnessOwned(addr) {{
+			continue
+		}}
 		if n++; n > {GO_ALLOC_LIMIT} {{
 			break
 		}}
+		written++
 		fn, file, line := leakharnessCaller(site.pcs[:site.n])
 		w.WriteString("{GO_ALLOC_MARK} 0x" + strconv.FormatUint(uint64(addr), 16) + " " + strconv.Itoa(site.size) +
 			" " + fn + " " + file + ":" + strconv.Itoa(line) + "\\n")
 	}}
 	if leakharnessReportReturns != nil {{
-		leakharnessReportReturns(w)
+		written += leakharnessReportReturns(w)
 	}}
 	leakharnessMu.Unlock()
 	w.Flush()
+	return written
 }}
+"""
 
+HELPER_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): Go 1.19 never runs
+// LeakSanitizer at exit, so main runs the program's own main and then the leak check.
+package main
+
+/*{_OPENSSL_CLEANUP_C}
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+int __lsan_do_recoverable_leak_check(void);
+int __sanitizer_get_ownership(const volatile void *p);
+static int leakharness_leak_check(void) {{
+	return __lsan_do_recoverable_leak_check();
+}}
+static int leakharness_owned(uintptr_t p) {{
+	return __sanitizer_get_ownership((const volatile void *)p);
+}}
+static void leakharness_mark(void) {{
+	fprintf(stderr, "\\n{LEAK_CHECK_MARK}\\n");
+	fflush(stderr);
+}}
+*/
+import "C"
+
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+
+{_RECORD_GO}
 func main() {{
 	{USER_MAIN}()
 	C.leakharness_openssl_cleanup() // as C's exit() would, before the leak check (see gobuild.py)
@@ -347,14 +367,14 @@ type leakharnessReturn struct {{{{
 const leakharnessReturnsMin = {KEEP_LIMIT}
 
 var (
-	leakharnessReturns = map[uintptr]leakharnessReturn{{{{}}}}
+	leakharnessReturns = map[uintptr]leakharnessReturn{{{{}}}} // by leakharnessHidden address
 	leakharnessSweepAt = leakharnessReturnsMin
 )
 
 func leakharnessSweep() {{{{
-	for addr := range leakharnessReturns {{{{
-		if !leakharnessOwned(addr) {{{{
-			delete(leakharnessReturns, addr)
+	for key := range leakharnessReturns {{{{
+		if !leakharnessOwned(leakharnessHidden(key)) {{{{
+			delete(leakharnessReturns, key)
 		}}}}
 	}}}}
 	leakharnessSweepAt = 2 * len(leakharnessReturns)
@@ -384,13 +404,14 @@ func leakharnessKeep[T any](function string, v T) T {{{{
 // The record of one pointer C returned: this package's calls and, through {KEEP_LINK_NAME}, the
 // other packages' of the module.
 func leakharnessStore(function string, p uintptr, pcs [4]uintptr, n int) {{{{
+	key := leakharnessHidden(p)
 	leakharnessMu.Lock()
-	_, known := leakharnessReturns[p]
+	_, known := leakharnessReturns[key]
 	if !known && len(leakharnessReturns) >= leakharnessSweepAt {{{{
 		leakharnessSweep()
 	}}}}
 	if known || len(leakharnessReturns) < leakharnessSweepAt {{{{
-		leakharnessReturns[p] = leakharnessReturn{{{{function: function, n: n, pcs: pcs}}}}
+		leakharnessReturns[key] = leakharnessReturn{{{{function: function, n: n, pcs: pcs}}}}
 	}}}}
 	leakharnessMu.Unlock()
 }}}}
@@ -398,15 +419,17 @@ func leakharnessStore(function string, p uintptr, pcs [4]uintptr, n int) {{{{
 // Called by leakharnessReport, with leakharnessMu held: per block still allocated (the others were
 // freed, in C: no leak of theirs to name), the C function, then the Go frames that made the call
 // (leakharnessFrames, a tab between two).
-func leakharnessWriteReturns(w *bufio.Writer) {{{{
-	n := 0
-	for addr, site := range leakharnessReturns {{{{
+func leakharnessWriteReturns(w *bufio.Writer) int {{{{
+	n, written := 0, 0
+	for key, site := range leakharnessReturns {{{{
+		addr := leakharnessHidden(key)
 		if !leakharnessOwned(addr) {{{{
 			continue
 		}}}}
 		if n++; n > {GO_ALLOC_LIMIT} {{{{
 			break
 		}}}}
+		written++
 		w.WriteString("{GO_RETURN_MARK} 0x" + strconv.FormatUint(uint64(addr), 16) + " " + site.function)
 		sep := " "
 		for _, fr := range leakharnessFrames(site.pcs[:site.n]) {{{{
@@ -415,6 +438,7 @@ func leakharnessWriteReturns(w *bufio.Writer) {{{{
 		}}}}
 		w.WriteString("\\n")
 	}}}}
+	return written
 }}}}
 """
 
@@ -623,10 +647,16 @@ MEMCHECK_HELPER_SOURCE = f"""// Added by leakharness to the memcheck build only 
 package main
 
 /*{_OPENSSL_CLEANUP_C}
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 #include <valgrind/memcheck.h>
-static void leakharness_hide_go_memory_and_exit(int code) {{
+static int leakharness_owned(uintptr_t p) {{
+	unsigned char vbits;
+	return VALGRIND_GET_VBITS((void *)p, &vbits, 1) == 1;  // 3: not addressable (freed), and no error reported
+}}
+static void leakharness_hide_go_memory_and_exit(int code, int listed) {{
 	FILE *maps = fopen("/proc/self/maps", "r");
 	char line[4096];
 	unsigned long lo, hi;
@@ -641,6 +671,15 @@ static void leakharness_hide_go_memory_and_exit(int code) {{
 	}}
 	if (maps)
 		fclose(maps);
+	if (listed) {{
+		// The addresses of the lost blocks, for the Go calls recorded above (valgrind's XML has
+		// none): a leak search as valgrind's own at exit will make, and its blocks, record by record.
+		unsigned long leaked = 0, dubious = 0, reachable = 0, suppressed = 0;
+		VALGRIND_MONITOR_COMMAND("leak_check summary");
+		VALGRIND_COUNT_LEAK_BLOCKS(leaked, dubious, reachable, suppressed);
+		if (leaked + dubious > 0)
+			VALGRIND_MONITOR_COMMAND("block_list 1..{VALGRIND_RECORD_LIMIT} limited {GO_ALLOC_LIMIT}");
+	}}
 	fprintf(stderr, "\\n{MEMCHECK_MARK}\\n");
 	fflush(stderr);
 	_exit(code);  // no Go code runs with its memory hidden
@@ -648,10 +687,20 @@ static void leakharness_hide_go_memory_and_exit(int code) {{
 */
 import "C"
 
+import (
+	"bufio"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"unsafe"
+)
+{_RECORD_GO}
 func main() {{
 	{USER_MAIN}()
 	C.leakharness_openssl_cleanup() // as C's exit() would, before valgrind's leak check (see gobuild.py)
-	C.leakharness_hide_go_memory_and_exit(0)
+	C.leakharness_hide_go_memory_and_exit(0, C.int(leakharnessReport())) // listed: a leak search, for the join
 }}
 """
 
@@ -679,7 +728,7 @@ func leakharnessTestFinish(code int) {
     "valgrind": """
 func leakharnessTestFinish(code int) {
 	C.leakharness_openssl_cleanup() // as C's exit() would, before valgrind's leak check (see gobuild.py)
-	C.leakharness_hide_go_memory_and_exit(C.int(code))
+	C.leakharness_hide_go_memory_and_exit(C.int(code), C.int(leakharnessReport()))
 }
 """,
 }
@@ -712,6 +761,7 @@ def test_helper_source(mode: str, package: str) -> str:
 # hides Go's memory from valgrind's leak check), "plain", and "address" (-asan with the
 # leak-check helper).
 MODES = ("valgrind", "plain", "address")
+RECORDING_MODES = ("address", "valgrind")  # whose helper records the Go calls of C memory (_RECORD_GO)
 HELPERS = {"address": HELPER_SOURCE, "valgrind": MEMCHECK_HELPER_SOURCE}
 _MAIN_FUNC = re.compile(r"^func\s+main\s*\(\s*\)", re.M)
 _PACKAGE_MAIN = re.compile(r"^package\s+main\b", re.M)
@@ -810,7 +860,7 @@ def key(spec) -> str:
         add("test", _TEST_MAIN, *_TEST_FINISH.values())
     if mode in HELPERS:
         add("helper", HELPERS[mode])
-    if mode == "address":  # which calls are rewritten, and whether the package's Go has generics
+    if mode in RECORDING_MODES:  # which calls are rewritten, and whether the package's Go has generics
         add("keep", KEEP_SOURCE, KEEP_LINK_SOURCE, REWRITE_VERSION, str(_has_generics(_spec_folder(spec))))
     add("GOFLAGS", os.environ.get("GOFLAGS", ""))  # passed to the build (-mod=vendor, -tags, ...)
     for name, text in spec.sources:
@@ -1041,7 +1091,7 @@ def _record_attempts(mode: str, folder: Path | None) -> tuple[tuple[bool, bool, 
     too): should the rewritten calls not compile (a C.malloc given another integer type, a call
     kept where Go wants a constant), the next with less rewritten, and at last with only the leak
     check."""
-    if mode != "address":
+    if mode not in RECORDING_MODES:
         return ((False, False, False),)
     if _has_generics(folder):
         return ((True, True, True), (True, True, False), (True, False, False), (False, False, False))

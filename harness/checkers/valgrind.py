@@ -24,7 +24,7 @@ import subprocess
 from pathlib import Path
 
 from .. import elf, facts
-from ..gobuild import MEMCHECK_MARK
+from ..gobuild import GO_ALLOC_MARK, GO_RETURN_MARK, MEMCHECK_MARK
 from .base import Checker, child_environment, which
 from ..elf import contains, is_go_binary
 from .go import go_crash_findings
@@ -257,6 +257,16 @@ class Memcheck(Valgrind):
                 if left_out:
                     g.findings[:] = kept
                     g.problems.append(f"{sum(f.count for f in left_out)} {what} not reported: not the program's bug")
+            if g.stderr.is_file() and any(f.category == "leak" and any("_Cfunc_" in fn for fn in f.functions())
+                                          for f in g.findings):
+                # The Go callers valgrind could not see past the cgo stack switch, as the memcheck
+                # build recorded them (gobuild.MEMCHECK_HELPER_SOURCE), joined by the lost blocks' addresses.
+                from ..parsers.go import name_memcheck_go_callers, recorded_allocations, recorded_returns
+
+                table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK)
+                returns = recorded_returns(str(g.stderr), GO_RETURN_MARK)
+                if table or returns:
+                    g.findings[:], _named, _seen = name_memcheck_go_callers(g.findings, str(g.stderr), table, returns)
 
     def incomplete(self, g) -> str:
         why = super().incomplete(g)

@@ -21,7 +21,9 @@ garbage.  name_cgo_frames() gives such frames a stable name (the hash changes wi
 package), cuts the garbage, and says in the message what the frame means and that the Go caller
 is hidden by the stack switch.  name_go_callers() then names it for go-asan all the same, from
 what the go-asan build recorded of each cgo allocation and each pointer a C call returned to Go
-(gobuild.HELPER_SOURCE and KEEP_SOURCE), joined with LeakSanitizer's leaked objects by address.
+(gobuild.HELPER_SOURCE and KEEP_SOURCE), joined with LeakSanitizer's leaked objects by address;
+name_memcheck_go_callers() for memcheck, from its build's same record joined with the blocks of
+each loss record that valgrind's block_list printed (gobuild.MEMCHECK_HELPER_SOURCE).
 """
 
 from __future__ import annotations
@@ -342,14 +344,13 @@ def _cgo_function(f: Finding) -> str | None:
 
 def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: dict,
                     returns: dict | None = None) -> tuple[list[Finding], int, int]:
-    """Leaks through cgo joined, by address, with the Go calls the go-asan build recorded: a block
+    """go-asan's leaks through cgo joined, by address, with the Go calls its build recorded: a block
     of cgo's allocation stub with its C.CString, C.CBytes or C.malloc call (`table`), a block a C
     function returned to Go with that call (`returns`, only where the leak's stack entered that
     same C function).  Each Go caller becomes an aux stack ("Go caller") with its objects and
     bytes, and the message names them.  Only a record whose bytes and object count match the
     finding it came from is used.  Returns (findings, objects named, objects seen)."""
     named_total = seen_total = 0
-    returns = returns or {}
     out = list(findings)
     for path in lsan_logs:
         object_bytes: dict[int, int] = {}
@@ -362,40 +363,159 @@ def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: di
             continue
         for i, (kind, nbytes, nobjects, addresses) in zip(leaks, records):
             f = out[i]
-            entered = _cgo_function(f)
-            if f.bytes != nbytes or f.blocks != nobjects or entered is None:
+            if f.bytes != nbytes or f.blocks != nobjects:
                 continue
-            groups: dict[tuple[tuple[str, str, int], ...], list[int]] = {}  # Go frames -> bytes per object
-            for addr in addresses:
-                if entered == "_Cmalloc":
-                    site = table.get(addr)
-                    if site is not None:
-                        groups.setdefault((site[1:],), []).append(site[0])
-                else:
-                    back = returns.get(addr)
-                    if back is not None and back[0] == entered and addr in object_bytes:
-                        groups.setdefault(back[1], []).append(object_bytes[addr])
+            named, out[i] = _named_by_records(f, addresses, object_bytes, table, returns or {},
+                                              "LeakSanitizer's stack", "go-asan")
             seen_total += len(addresses)
-            named = sum(len(v) for v in groups.values())
             named_total += named
-            if not groups:
-                continue
-            aux, words = [], []
-            for frames, sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
-                fn, file, line = frames[0]
-                place = f"{file.rsplit('/', 1)[-1]}:{line}"
-                via = ""
-                if len(frames) > 1:
-                    outer, outer_file, outer_line = frames[1]
-                    via = f", called from {outer} ({outer_file.rsplit('/', 1)[-1]}:{outer_line})"
-                go_frames = tuple(Frame(function=a, file=b, line=c) for a, b, c in frames)
-                aux.append(AuxStack(label="Go caller", frames=go_frames,
-                                    text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
-                                         f"(recorded by leakharness's go-asan build)"))
-                words.append(f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B")
-            # Hidden from the unwinder, no longer from the reader.
-            said = f.message.replace(HIDDEN, "LeakSanitizer's stack stops at the cgo stack switch")
-            message = (f"{said}; the go-asan build recorded the Go caller(s): {', '.join(words)}"
-                       f" ({named} of {len(addresses)} object(s) named)")
-            out[i] = dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
     return out, named_total, seen_total
+
+
+# valgrind's text log (stderr), its block_list monitor command as memcheck's Go helper runs it
+# (gobuild.MEMCHECK_HELPER_SOURCE): a loss record's header, its stack, then one line per block.
+_VG_LINE = re.compile(r"^==(\d+)== ?(.*)$")
+_VG_RECORD = re.compile(r"^[\d,]+ .*?bytes in ([\d,]+) (?:\([+-]?[\d,]+\) )?blocks are (definitely|indirectly|possibly) "
+                        r"lost in loss record [\d,]+ of [\d,]+$")
+_VG_FRAME = re.compile(r"^   (?:at|by) 0x([0-9A-Fa-f]+):")
+_VG_BLOCK = re.compile(r"^0x([0-9A-Fa-f]+)\[([\d,]+)\]")  # a block of the record (an indented one: its indirect)
+_XML_KINDS = {"Leak_DefinitelyLost": "definitely", "Leak_IndirectlyLost": "indirectly", "Leak_PossiblyLost": "possibly"}
+_XML_RECORD = re.compile(r"lost in loss record ([\d,]+) of ([\d,]+)")
+
+# A loss record is the blocks of one kind allocated by one stack: (pid, kind, the stack's
+# instruction addresses) names it in both valgrind's leak searches, whatever number each gives it.
+RecordKey = tuple[int, str, tuple[int, ...]]
+
+
+def listed_blocks(stderr: str) -> dict[RecordKey, tuple[int, list[int], dict[int, int]]]:
+    """The block_list output in a memcheck job's stderr: loss record -> (blocks its header says,
+    the blocks' addresses, each one's size)."""
+    found: dict[RecordKey, tuple[int, list[int], dict[int, int]]] = {}
+    header = None  # (pid, kind, blocks) of the record being read, its stack and blocks
+    stack: list[int] = []
+    blocks: list[int] = []
+    sizes: dict[int, int] = {}
+
+    def close() -> None:
+        if header is not None and blocks:
+            found[(header[0], header[1], tuple(stack))] = (header[2], list(blocks), dict(sizes))
+
+    with open(stderr, encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            m = _VG_LINE.match(line.rstrip("\n"))
+            if not m:
+                continue
+            pid, text = int(m.group(1)), m.group(2)
+            r = _VG_RECORD.match(text)
+            if r:
+                close()
+                header, stack, blocks, sizes = (pid, r.group(2), int(r.group(1).replace(",", ""))), [], [], {}
+                continue
+            if header is None or pid != header[0]:
+                continue
+            fr = _VG_FRAME.match(text)
+            b = _VG_BLOCK.match(text)
+            if fr and not blocks:
+                stack.append(int(fr.group(1), 16))
+            elif b:
+                addr = int(b.group(1), 16)
+                blocks.append(addr)
+                sizes[addr] = int(b.group(2).replace(",", ""))
+            elif not _VG_BLOCK.match(text.lstrip()):  # anything else but an indirect block ends the record
+                close()
+                header = None
+        close()
+    return found
+
+
+def xml_records(xml_path: str, pid: int) -> dict[tuple[str, int, int], RecordKey]:
+    """valgrind's leak records in one XML log: (kind, number, of) -> the record's key (its kind and
+    whole stack, which the parsed finding no longer has: the frames past cgo's stub are cut)."""
+    from lxml import etree
+
+    found: dict[tuple[str, int, int], RecordKey] = {}
+    for _event, elem in etree.iterparse(xml_path, events=("end",), tag="error", resolve_entities=False,
+                                        load_dtd=False, no_network=True, huge_tree=False):
+        kind = _XML_KINDS.get(elem.findtext("kind") or "")
+        text = elem.findtext("xwhat/text") or ""
+        m = _XML_RECORD.search(text)
+        if kind is not None and m is not None:
+            ips = tuple(int(ip, 16) for ip in (e.text or "" for e in elem.iterfind("stack/frame/ip")) if ip)
+            found[(kind, int(m.group(1).replace(",", "")), int(m.group(2).replace(",", "")))] = (pid, kind, ips)
+        elem.clear()
+    return found
+
+
+def name_memcheck_go_callers(findings: list[Finding], stderr: str, table: dict,
+                             returns: dict | None = None) -> tuple[list[Finding], int, int]:
+    """memcheck's leaks through cgo joined with the Go calls the memcheck build recorded, as
+    name_go_callers does for go-asan.  valgrind's XML lists no addresses, so the build's helper
+    lists the blocks of every loss record (block_list, from a leak search of the heap valgrind's
+    own search at exit then finds); a finding's record is the one of the same process, kind and
+    whole stack (the XML's), and is used only when its block count matches."""
+    try:
+        lists = listed_blocks(stderr)
+    except OSError:
+        return list(findings), 0, 0
+    named_total = seen_total = 0
+    out = list(findings)
+    records: dict[str, dict[tuple[str, int, int], RecordKey]] = {}
+    for i, f in enumerate(out):
+        m = _XML_RECORD.search(f.message or "") if f.category == "leak" and f.leak_kind else None
+        if m is None or f.pid is None or not f.source or _cgo_function(f) is None:
+            continue
+        if f.source not in records:
+            try:
+                records[f.source] = xml_records(f.source, f.pid)
+            except (OSError, SyntaxError):  # lxml's XMLSyntaxError is one: a cut log names nothing
+                records[f.source] = {}
+        kind = {"definite": "definitely", "indirect": "indirectly", "possible": "possibly"}.get(f.leak_kind or "")
+        key = records[f.source].get((kind, int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))))
+        listed = lists.get(key) if key is not None else None
+        if listed is None or listed[0] != f.blocks or len(listed[1]) != f.blocks:
+            continue
+        named, out[i] = _named_by_records(f, listed[1], listed[2], table, returns or {}, "valgrind's stack",
+                                          "memcheck")
+        seen_total += len(listed[1])
+        named_total += named
+    return out, named_total, seen_total
+
+
+def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, int], table: dict, returns: dict,
+                      whose_stack: str, build: str) -> tuple[int, Finding]:
+    """f with its Go callers (the `table` and `returns` records of its blocks' addresses) as aux
+    stacks and in its message; (objects named, the finding)."""
+    entered = _cgo_function(f)
+    if entered is None:
+        return 0, f
+    groups: dict[tuple[tuple[str, str, int], ...], list[int]] = {}  # Go frames -> bytes per object
+    for addr in addresses:
+        if entered == "_Cmalloc":
+            site = table.get(addr)
+            if site is not None:
+                groups.setdefault((site[1:],), []).append(site[0])
+        else:
+            back = returns.get(addr)
+            if back is not None and back[0] == entered and addr in object_bytes:
+                groups.setdefault(back[1], []).append(object_bytes[addr])
+    named = sum(len(v) for v in groups.values())
+    if not groups:
+        return 0, f
+    aux, words = [], []
+    for frames, sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
+        fn, file, line = frames[0]
+        place = f"{file.rsplit('/', 1)[-1]}:{line}"
+        via = ""
+        if len(frames) > 1:
+            outer, outer_file, outer_line = frames[1]
+            via = f", called from {outer} ({outer_file.rsplit('/', 1)[-1]}:{outer_line})"
+        go_frames = tuple(Frame(function=a, file=b, line=c) for a, b, c in frames)
+        aux.append(AuxStack(label="Go caller", frames=go_frames,
+                            text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
+                                 f"(recorded by leakharness's {build} build)"))
+        words.append(f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B")
+    # Hidden from the unwinder, no longer from the reader.
+    said = f.message.replace(HIDDEN, f"{whose_stack} stops at the cgo stack switch")
+    message = (f"{said}; the {build} build recorded the Go caller(s): {', '.join(words)}"
+               f" ({named} of {len(addresses)} object(s) named)")
+    return named, dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
