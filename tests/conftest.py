@@ -11,6 +11,10 @@ from realrun import PROGRAMS, compile_c
 
 SOURCE = PROGRAMS / "memory_bugs.c"
 
+# The programs the tests run are never the suite's own items: a leakharness.toml among them is a
+# user's project to a test (which copies it), not targets for this plugin to collect and fail on.
+collect_ignore = ["programs"]
+
 # A suite started with SIGINT ignored (a background job of a shell without job control, or under
 # nohup) would hand that on to every program it starts, through exec, and the tests that stop a
 # run with Ctrl-C would wait for it in vain (5 of them time out).  A handler of our own is not

@@ -380,6 +380,10 @@ def test_a_package_test_binary_names_the_go_line_in_a_module_beside_it(go_cache,
     shutil.copytree(PROGRAMS / "multi", tmp_path / "src")
     digest = tmp_path / "src" / "digest" / "digest.go"
     digest.write_text(digest.read_text().replace("\tC.EVP_MD_CTX_free(ctx)\n", ""))
+    # Written here: a leakharness.toml in the repository is a test file to pytest's plugin.
+    (tmp_path / "src" / "app" / "leakharness.toml").write_text(
+        'tools = ["asan"]\n\n[[target]]\nname = "app"\ngo = "cmd/app"\n\n'
+        '[[target]]\nname = "hashing-tests"\ngo_test = "internal/hashing"\n')
     out = tmp_path / "out"
     proc = _cli("run", "--cache", str(go_cache), "--out", str(out), cwd=tmp_path / "src" / "app")
     assert proc.returncode == 1, proc.stdout + proc.stderr
