@@ -1139,10 +1139,13 @@ def _linked_packages(package_dir: Path) -> list[tuple[Path, str, list[Path]]]:
     return found
 
 
-def _link_others(package_dir: Path, target: str, folder: Path, replace: dict[str, str]) -> None:
-    """The module's other packages that call C (_linked_packages), rewritten into the overlay (a
-    folder each) with KEEP_LINK_SOURCE recording into target's helper."""
+def _link_others(package_dir: Path, target: str, folder: Path, replace: dict[str, str],
+                 skip: frozenset[Path] = frozenset()) -> None:
+    """The module's other packages that call C (_linked_packages) but those in skip, rewritten into
+    the overlay (a folder each) with KEEP_LINK_SOURCE recording into target's helper."""
     for i, (pkg_dir, name, files) in enumerate(_linked_packages(package_dir)):
+        if pkg_dir in skip:
+            continue
         sub = folder / f"linked-{i}"
         sub.mkdir()
         for g in files:
@@ -1154,8 +1157,25 @@ def _link_others(package_dir: Path, target: str, folder: Path, replace: dict[str
         _add_files([(KEEP_LINK_NAME, KEEP_LINK_SOURCE.format(package=name, target=target))], pkg_dir, sub, replace)
 
 
+_COMPILER_ERROR = re.compile(r"^(\S+\.go):\d+(?::\d+)?: ", re.M)
+
+
+def _without_failing(proc, package_dir: Path, skip: frozenset[Path], others: bool) -> tuple[frozenset[Path], bool]:
+    """After a failed build that rewrote the module's other packages: (skip and the linked packages
+    the compiler's errors are in, whether any is new, so that the same attempt is made again without
+    them: one package the rewrite breaks leaves the others recorded)."""
+    if not others:
+        return skip, False
+    linked = {folder for folder, _name, _files in _linked_packages(package_dir)}
+    failing = {(package_dir / m.group(1)).resolve().parent
+               for m in _COMPILER_ERROR.finditer(proc.stderr + proc.stdout)} & linked
+    new = frozenset(failing - skip)
+    return skip | new, bool(new)
+
+
 def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool = True,
-             helper_source: str = HELPER_SOURCE, keep: bool = False, others: bool = False) -> tuple[Path, list[Path]]:
+             helper_source: str = HELPER_SOURCE, keep: bool = False, others: bool = False,
+             skip: frozenset[Path] = frozenset()) -> tuple[Path, list[Path]]:
     """An overlay that renames the program's main, adds the leak-check helper beside it and, with
     record, sends the cgo allocations through the recording wrappers (with keep, also the values C
     calls return, KEEP_SOURCE; with others, in the module's other packages too); (overlay.json, the
@@ -1186,7 +1206,7 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
         added.append((KEEP_NAME, KEEP_SOURCE.format(package="main")))
     virtual = _add_files(added, package_dir, folder, replace)
     if record and keep and others:
-        _link_others(package_dir, "main", folder, replace)
+        _link_others(package_dir, "main", folder, replace, skip)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay, virtual
@@ -1262,12 +1282,14 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
     binary = work / spec.name
     env = _stamped_env(spec, cache_dir)
     mode = spec.go_mode
-    for record, keep, others in _record_attempts(mode, _spec_folder(spec)):
+    attempts, skip = list(_record_attempts(mode, _spec_folder(spec))), frozenset()
+    while attempts:
+        record, keep, others = attempts[0]
         cmd = [go_binary() or "go", "build", "-o", str(binary)]
         build_targets = list(targets)
         if mode in HELPERS:
             overlay, added = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode],
-                                      keep=keep, others=others and not spec.sources)
+                                      keep=keep, others=others and not spec.sources, skip=skip)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
             if build_targets != ["."]:
                 build_targets += [str(p) for p in added]
@@ -1279,6 +1301,9 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
                          command=tuple(cmd))
         if proc.returncode == 0 and binary.is_file():
             break
+        skip, again = _without_failing(proc, package_dir, skip, others)
+        if not again:
+            attempts.pop(0)
     message = (proc.stderr + proc.stdout).strip()
     if proc.returncode != 0 or not binary.is_file():
         return Build(spec, "build-failed", None, message=message or f"go build exit {proc.returncode}",
@@ -1292,7 +1317,8 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
 
 
 def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path], package: str, mode: str,
-                  work: Path, record: bool, keep: bool = False, others: bool = False) -> Path:
+                  work: Path, record: bool, keep: bool = False, others: bool = False,
+                  skip: frozenset[Path] = frozenset()) -> Path:
     """An overlay for a package's test binary: the helper and a TestMain beside the package's
     files (its own TestMain renamed), with record the cgo allocations through the wrappers."""
     folder = work / "overlay"
@@ -1329,7 +1355,7 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
     _add_files(added, package_dir, folder, replace)
     target = _import_path(package_dir)
     if record and keep and others and target:
-        _link_others(package_dir, target, folder, replace)
+        _link_others(package_dir, target, folder, replace, skip)
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay
@@ -1368,10 +1394,12 @@ def _compile_go_test_in(spec, cache_dir: Path, work: Path):
     binary = work / spec.name
     env = _stamped_env(spec, cache_dir)
     mode = spec.go_mode
-    for record, keep, others in _record_attempts(mode, package_dir):
+    attempts, skip = list(_record_attempts(mode, package_dir)), frozenset()
+    while attempts:
+        record, keep, others = attempts[0]
         cmd = [go_binary() or "go", "test", "-c", "-vet=off", "-o", str(binary)]
         if mode in HELPERS:
-            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record, keep, others)
+            overlay = _test_overlay(package_dir, go_files, test_files, named, mode, work, record, keep, others, skip)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
         cmd.append(".")
         try:
@@ -1381,6 +1409,9 @@ def _compile_go_test_in(spec, cache_dir: Path, work: Path):
                          command=tuple(cmd))
         if proc.returncode == 0 and binary.is_file():
             break
+        skip, again = _without_failing(proc, package_dir, skip, others)
+        if not again:
+            attempts.pop(0)
     message = (proc.stderr + proc.stdout).strip()
     if proc.returncode != 0 or not binary.is_file():
         return Build(spec, "build-failed", None, message=message or f"go test -c exit {proc.returncode}",

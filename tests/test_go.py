@@ -429,3 +429,22 @@ def test_a_header_or_library_outside_the_module_rebuilt_rebuilds_the_program(go_
     archive()
     code, leaks = check(3)  # libextra.a's extra_dup now loses one
     assert code == 1 and [b for b, _ in leaks] == [6] and "extra_dup" in leaks[0][1], leaks
+
+
+def test_a_linked_package_the_rewrite_breaks_leaves_the_others_recorded(go_cache, tmp_path):
+    """../digest already declares a leakharnessKeep of its own, so its rewritten build does not
+    compile: the build is made again without that package's record, and internal/hashing's leak is
+    still named at its Go line; digest's is found, at the cgo stub."""
+    shutil.copytree(PROGRAMS / "multi", tmp_path / "src")
+    digest = tmp_path / "src" / "digest"
+    (digest / "clash.go").write_text("package digest\n\nfunc leakharnessKeep() {}\n")
+    (digest / "digest.go").write_text((digest / "digest.go").read_text().replace("\tC.EVP_MD_CTX_free(ctx)\n", ""))
+    out = tmp_path / "out"
+    proc = _cli("check", "--build", "cmd/app", "--tool", "go-asan", "--cache", str(go_cache), "--out", str(out),
+                cwd=tmp_path / "src" / "app")
+    job = _jobs(out)["go-asan"]
+    assert proc.returncode == 1 and job["status"] == "ok", proc.stdout + proc.stderr
+    leaks = [f for f in job["findings"] if f["category"] == "leak" and f["leak_kind"] == "definite"]
+    named = [_go_callers(f)[0] for f in leaks if any(a["label"] == "Go caller" for a in f["aux_stacks"])]
+    assert named == [("example.com/app/internal/hashing.newContext", "hashing.go", 13)], proc.stdout
+    assert len(leaks) == 2 and "at _Cfunc_EVP_MD_CTX_new" in proc.stdout
