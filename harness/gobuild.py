@@ -15,9 +15,11 @@ that stays, so stack traces name a file that exists), one or more .go files of o
 folder holding a Go package (a module, or loose files).  The cache key covers the sources, every
 file of the module the go command could compile into the program (the other packages it imports,
 their C and assembly, go.mod and go.sum: `_module_tree`), the modules beside it that go.mod's
-replace directives or a go.work bring in, the Go toolchain's and the C compiler's identities,
-GOFLAGS, the OpenSSL version, the build mode and the helper's text.  GOCACHE lives in the harness's cache (never $HOME); the network is off
-(GOPROXY=off, GOTOOLCHAIN=local): only the standard library and what is already downloaded.
+replace directives or a go.work bring in and what #cgo directives reach outside them, the Go
+toolchain's and the C compiler's identities, GOFLAGS, the OpenSSL version, the build mode and the
+helper's text; the C files among them, which Go's own cache does not track, also go into
+CGO_CFLAGS as a hash (_c_stamp).  GOCACHE lives in the harness's cache (never $HOME); the network
+is off (GOPROXY=off, GOTOOLCHAIN=local): only the standard library and what is already downloaded.
 """
 
 from __future__ import annotations
@@ -139,6 +141,52 @@ static void leakharness_openssl_cleanup(void) {
 }
 """
 
+# Go text both the helper and KEEP_LINK_SOURCE (the module's other packages) hold, written once as
+# the compiler reads it; _braced() makes it survive the str.format a template still goes through.
+_WRAPPERS_GO = """func leakharnessCString(s string) *C.char {
+	p := C.CString(s)
+	leakharnessRecord(unsafe.Pointer(p), len(s)+1)
+	return p
+}
+
+func leakharnessCBytes(b []byte) unsafe.Pointer {
+	p := C.CBytes(b)
+	leakharnessRecord(p, len(b))
+	return p
+}
+
+func leakharnessCMalloc(n C.size_t) unsafe.Pointer {
+	p := C.malloc(n)
+	leakharnessRecord(p, int(n))
+	return p
+}
+
+func leakharnessCFree(p unsafe.Pointer) {
+	leakharnessForget(p)
+	C.free(p)
+}
+"""
+_KEEP_GO = """func leakharnessKeep[T any](function string, v T) T {
+	r := reflect.ValueOf(any(v))
+	if k := r.Kind(); k == reflect.Ptr || k == reflect.UnsafePointer {
+		if p := r.Pointer(); p != 0 {
+			var pcs [4]uintptr
+			n := runtime.Callers(2, pcs[:]) // its caller (resolved at exit)
+			leakharnessStore(function, p, pcs, n)
+		}
+	}
+	return v
+}
+"""
+
+
+def _braced(text: str, formats: int = 1) -> str:
+    """text with its braces doubled once per str.format it is still to go through."""
+    for _ in range(formats):
+        text = text.replace("{", "{{").replace("}", "}}")
+    return text
+
+
 # The recoverable check returns instead of exiting on a leak, so the mark is printed either way;
 # the process then exits 23 when leaks were found (as LSan's exitcode) so a shell sees it too.
 #
@@ -191,24 +239,7 @@ func leakharnessRecord(p unsafe.Pointer, size int) {{
 	leakharnessMu.Unlock()
 }}
 
-func leakharnessCString(s string) *C.char {{
-	p := C.CString(s)
-	leakharnessRecord(unsafe.Pointer(p), len(s)+1)
-	return p
-}}
-
-func leakharnessCBytes(b []byte) unsafe.Pointer {{
-	p := C.CBytes(b)
-	leakharnessRecord(p, len(b))
-	return p
-}}
-
-func leakharnessCMalloc(n C.size_t) unsafe.Pointer {{
-	p := C.malloc(n)
-	leakharnessRecord(p, int(n))
-	return p
-}}
-
+{_WRAPPERS_GO}
 // Is p a block the allocator handed out and that was not freed since?  (go-asan: ASan's ownership;
 // memcheck: addressable memory, which a freed block is not while valgrind keeps it apart.)
 func leakharnessOwned(p uintptr) bool {{
@@ -219,11 +250,6 @@ func leakharnessForget(p unsafe.Pointer) {{
 	leakharnessMu.Lock()
 	delete(leakharnessBlocks, leakharnessHidden(uintptr(p)))
 	leakharnessMu.Unlock()
-}}
-
-func leakharnessCFree(p unsafe.Pointer) {{
-	leakharnessForget(p)
-	C.free(p)
 }}
 
 // The Go frames of a recorded call, its caller first (inlined ones included): the wrappers, the
@@ -343,8 +369,8 @@ func main() {{
 # named by the old call, only for the same C function and only after ASan's quarantine (256 MB of
 # frees) has let the address be reused.  leakharnessKeep is generic, so the file is added only to a
 # package whose language version has generics (Go 1.18).
-KEEP_SOURCE = f"""// Added by leakharness to the go-asan build only (go build -overlay): the pointers C calls
-// return to Go, recorded with the Go function and line that made the call.
+KEEP_SOURCE = f"""// Added by leakharness to the go-asan and memcheck builds only (go build -overlay): the
+// pointers C calls return to Go, recorded with the Go function and line that made the call.
 package {{package}}
 
 import (
@@ -389,18 +415,7 @@ func init() {{{{
 	leakharnessReportReturns = leakharnessWriteReturns
 }}}}
 
-func leakharnessKeep[T any](function string, v T) T {{{{
-	r := reflect.ValueOf(any(v))
-	if k := r.Kind(); k == reflect.Ptr || k == reflect.UnsafePointer {{{{
-		if p := r.Pointer(); p != 0 {{{{
-			var pcs [4]uintptr
-			n := runtime.Callers(2, pcs[:]) // its caller (resolved at exit)
-			leakharnessStore(function, p, pcs, n)
-		}}}}
-	}}}}
-	return v
-}}}}
-
+{_braced(_KEEP_GO)}
 // The record of one pointer C returned: this package's calls and, through {KEEP_LINK_NAME}, the
 // other packages' of the module.
 func leakharnessStore(function string, p uintptr, pcs [4]uintptr, n int) {{{{
@@ -447,8 +462,8 @@ func leakharnessWriteReturns(w *bufio.Writer) int {{{{
 # the helper's own functions through //go:linkname (a package cannot import main): `target` is
 # main, or the tested package's import path in a test binary.  Both are generic-free but
 # leakharnessKeep, so the file goes only to a package of a module with generics.
-KEEP_LINK_SOURCE = """// Added by leakharness to the go-asan build only (go build -overlay): this package's C calls,
-// recorded by the program's own record (the helper's functions in {target}).
+KEEP_LINK_SOURCE = """// Added by leakharness to the go-asan and memcheck builds only (go build -overlay): this
+// package's C calls, recorded by the program's own record (the helper's functions in {target}).
 package {package}
 
 /*
@@ -470,42 +485,7 @@ func leakharnessRecord(p unsafe.Pointer, size int)
 
 //go:linkname leakharnessForget {target}.leakharnessForget
 func leakharnessForget(p unsafe.Pointer)
-
-func leakharnessKeep[T any](function string, v T) T {{
-	r := reflect.ValueOf(any(v))
-	if k := r.Kind(); k == reflect.Ptr || k == reflect.UnsafePointer {{
-		if p := r.Pointer(); p != 0 {{
-			var pcs [4]uintptr
-			n := runtime.Callers(2, pcs[:]) // its caller (resolved at exit)
-			leakharnessStore(function, p, pcs, n)
-		}}
-	}}
-	return v
-}}
-
-func leakharnessCString(s string) *C.char {{
-	p := C.CString(s)
-	leakharnessRecord(unsafe.Pointer(p), len(s)+1)
-	return p
-}}
-
-func leakharnessCBytes(b []byte) unsafe.Pointer {{
-	p := C.CBytes(b)
-	leakharnessRecord(p, len(b))
-	return p
-}}
-
-func leakharnessCMalloc(n C.size_t) unsafe.Pointer {{
-	p := C.malloc(n)
-	leakharnessRecord(p, int(n))
-	return p
-}}
-
-func leakharnessCFree(p unsafe.Pointer) {{
-	leakharnessForget(p)
-	C.free(p)
-}}
-"""
+""" + "\n" + _braced(_KEEP_GO) + "\n" + _braced(_WRAPPERS_GO)
 
 # C.CString(...) and the others, as a call (not C.CStringFoo, not inside another identifier).
 _CGO_ALLOC_CALL = re.compile(r"(?<![\w.])C\.(CString|CBytes|malloc|free)\(")
@@ -836,7 +816,8 @@ def _module_root(folder: Path) -> Path | None:
     return None
 
 
-def key(spec) -> str:
+def key(spec, tree: list[Path], stamp: str | None) -> str:
+    """The build's cache key; tree is _module_tree's, stamp _c_stamp's (both computed once by build_go)."""
     from .build import compiler_identity, openssl_flags
 
     h = hashlib.sha256()
@@ -867,26 +848,22 @@ def key(spec) -> str:
         add("source", name, text)
     for path in _user_files(spec):
         add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
-    tree = _module_tree(_spec_folder(spec))
     for path in tree:
         add("module file", str(path), facts.sha256_file(path))
     for path in link_inputs(spec.ldflags):  # the target's own ldflags (CGO_LDFLAGS): -L folders, archives
         add("link input", path, facts.sha256_file(path))
-    stamp = _c_stamp(spec, tree)
     if stamp:
         add("C inputs", stamp)
     return h.hexdigest()
 
 
-def _c_stamp(spec, tree: list[Path] | None = None) -> str | None:
+def _c_stamp(spec, tree: list[Path]) -> str | None:
     """A hash of the C side of a build the go command itself does not track: every file of the
     module tree but Go's (a header another package includes by a relative path or -I), and what
     the #cgo directives reach outside it (_cgo_inputs).  Go's build cache keys a cgo compile by
     its package's own files and flags only, so the build passes it as a -D flag (_stamped_env):
     an edited header or a new archive is compiled and linked again, never taken from GOCACHE.
     None when there is no such file (a catalog program: GOCACHE shared as before)."""
-    if tree is None:
-        tree = _module_tree(_spec_folder(spec))
     c_side = [p for p in tree if p.suffix != ".go" and p.name not in _MODULE_FILES + _WORK_FILES]
     try:
         outside = _cgo_inputs([*_user_files(spec), *tree], set(tree))
@@ -900,9 +877,8 @@ def _c_stamp(spec, tree: list[Path] | None = None) -> str | None:
     return h.hexdigest()[:24]
 
 
-def _stamped_env(spec, cache_dir: Path) -> dict[str, str]:
+def _stamped_env(spec, cache_dir: Path, stamp: str | None) -> dict[str, str]:
     """The build's environment (_go_env) with _c_stamp's hash among CGO_CFLAGS, when there is one."""
-    stamp = _c_stamp(spec)
     extra = (f"-DLEAKHARNESS_C_INPUTS={stamp}",) if stamp else ()
     return _go_env(cache_dir, (*spec.cflags, *extra), spec.ldflags)
 
@@ -1242,8 +1218,10 @@ def build_go(spec, cache_dir: Path):
     from .build import touch
 
     cache_dir = Path(cache_dir)
-    k = key(spec)
-    compile_into = lambda work, final: _compile_go(spec, cache_dir, k, work)  # noqa: E731
+    tree = _module_tree(_spec_folder(spec))
+    stamp = _c_stamp(spec, tree)  # the same for the key and the build (an unbounded one is new each time)
+    k = key(spec, tree, stamp)
+    compile_into = lambda work, final: _compile_go(spec, cache_dir, k, work, stamp)  # noqa: E731
     mode = (str(cache_dir), spec.go_mode or "")
     if mode in _WARMED:
         made = in_cache(spec, cache_dir, k, compile_into)
@@ -1259,11 +1237,11 @@ def build_go(spec, cache_dir: Path):
     return made
 
 
-def _compile_go(spec, cache_dir: Path, k: str, work: Path):
+def _compile_go(spec, cache_dir: Path, k: str, work: Path, stamp: str | None):
     from .build import Build
 
     if spec.go_test:
-        return _compile_go_test(spec, cache_dir, work)
+        return _compile_go_test(spec, cache_dir, work, stamp)
     if spec.sources:
         package_dir = _catalog_sources(spec, cache_dir, k)
         go_files = [package_dir / name for name, _ in spec.sources if name.endswith(".go")]
@@ -1280,7 +1258,7 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path):
                 raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
             package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
     binary = work / spec.name
-    env = _stamped_env(spec, cache_dir)
+    env = _stamped_env(spec, cache_dir, stamp)
     mode = spec.go_mode
     attempts, skip = list(_record_attempts(mode, _spec_folder(spec))), frozenset()
     while attempts:
@@ -1361,18 +1339,18 @@ def _test_overlay(package_dir: Path, go_files: list[Path], test_files: list[Path
     return overlay
 
 
-def _compile_go_test(spec, cache_dir: Path, work: Path):
+def _compile_go_test(spec, cache_dir: Path, work: Path, stamp: str | None):
     """`go test -c` of a package (a project's go_test target), with the checker's helper; what
     stops it (no tests, no module) is the build's failure, not a missing tool."""
     from .build import Build
 
     try:
-        return _compile_go_test_in(spec, cache_dir, work)
+        return _compile_go_test_in(spec, cache_dir, work, stamp)
     except BuildError as exc:
         return Build(spec, "build-failed", None, message=str(exc))
 
 
-def _compile_go_test_in(spec, cache_dir: Path, work: Path):
+def _compile_go_test_in(spec, cache_dir: Path, work: Path, stamp: str | None):
     from .build import Build
 
     given = [Path(f).resolve() for f in spec.files]
@@ -1392,7 +1370,7 @@ def _compile_go_test_in(spec, cache_dir: Path, work: Path):
     if named is None:
         raise BuildError(f"{package_dir}: cannot tell the package's name (no `package NAME` line)")
     binary = work / spec.name
-    env = _stamped_env(spec, cache_dir)
+    env = _stamped_env(spec, cache_dir, stamp)
     mode = spec.go_mode
     attempts, skip = list(_record_attempts(mode, package_dir)), frozenset()
     while attempts:

@@ -77,8 +77,8 @@ class FindingGroup:
     def where(self) -> str:
         frame = own_frame_of(self.root.stack)
         if frame is None:
-            # A leak through cgo: its stack ends at the stub, and the go-asan build recorded the Go
-            # line that made the call (parsers.go.name_go_callers): that is where to look.
+            # A leak through cgo: its stack ends at the stub, and the go-asan or memcheck build
+            # recorded the Go line that made the call (parsers/go.py): that is where to look.
             callers = [a for a in self.root.aux_stacks if a.label == "Go caller" and a.frames]
             if callers:
                 more = f", and {len(callers) - 1} more" if len(callers) > 1 else ""

@@ -15,6 +15,8 @@ signal inside C, cgocheck's verdicts) is parsed from there (parsers/go.py) which
 
 from __future__ import annotations
 
+import functools
+
 import re
 from pathlib import Path
 
@@ -61,6 +63,22 @@ def go_crash_findings(g) -> None:
         g.logs.append(g.stderr)
     if log.partial and not log.findings:
         g.cut.append(g.stderr.name)
+
+
+def name_go_callers(g, join) -> None:
+    """The Go callers of the job's leaks through cgo (their stacks stop at its stub), from what the
+    build recorded of its C calls (GO_ALLOC_MARK, GO_RETURN_MARK lines on stderr), joined by
+    `join(findings, table, returns)`: LeakSanitizer's listed objects for go-asan, valgrind's
+    block_list for memcheck (parsers/go.py)."""
+    if not g.stderr.is_file() or not any(f.category == "leak" and any("_Cfunc_" in fn for fn in f.functions())
+                                         for f in g.findings):
+        return
+    from ..parsers.go import recorded_allocations, recorded_returns
+
+    table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK)
+    returns = recorded_returns(str(g.stderr), GO_RETURN_MARK)
+    if table or returns:
+        g.findings[:] = join(g.findings, table, returns)
 
 
 def ended_before_main_returned(g) -> str:
@@ -127,14 +145,10 @@ class GoAsan(GoChecker, SanitizerChecker):
 
     def after_logs(self, g) -> None:
         go_crash_findings(g)
-        if any(f.category == "leak" and any("_Cfunc_" in fn for fn in f.functions()) for f in g.findings):
-            from ..parsers.go import name_go_callers, recorded_allocations, recorded_returns
+        from ..parsers.go import name_lsan_go_callers
 
-            table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK) if g.stderr.is_file() else {}
-            returns = recorded_returns(str(g.stderr), GO_RETURN_MARK) if g.stderr.is_file() else {}
-            if table or returns:  # the Go callers LSan could not see past the cgo stack switch
-                lsan = [str(p) for p in g.logs if p.name.startswith("sanitizer.")]
-                g.findings[:], _named, _seen = name_go_callers(g.findings, lsan, table, returns)
+        lsan = [str(p) for p in g.logs if p.name.startswith("sanitizer.")]
+        name_go_callers(g, functools.partial(name_lsan_go_callers, lsan_logs=lsan))
 
     def incomplete(self, g) -> str:
         why = self.runtime_failed(g)

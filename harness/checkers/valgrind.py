@@ -24,10 +24,10 @@ import subprocess
 from pathlib import Path
 
 from .. import elf, facts
-from ..gobuild import GO_ALLOC_MARK, GO_RETURN_MARK, MEMCHECK_MARK
+from ..gobuild import MEMCHECK_MARK
 from .base import Checker, child_environment, which
 from ..elf import contains, is_go_binary
-from .go import go_crash_findings
+from .go import go_crash_findings, name_go_callers
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SUPPRESSIONS = DATA / "openssl.supp"
@@ -257,16 +257,11 @@ class Memcheck(Valgrind):
                 if left_out:
                     g.findings[:] = kept
                     g.problems.append(f"{sum(f.count for f in left_out)} {what} not reported: not the program's bug")
-            if g.stderr.is_file() and any(f.category == "leak" and any("_Cfunc_" in fn for fn in f.functions())
-                                          for f in g.findings):
-                # The Go callers valgrind could not see past the cgo stack switch, as the memcheck
-                # build recorded them (gobuild.MEMCHECK_HELPER_SOURCE), joined by the lost blocks' addresses.
-                from ..parsers.go import name_memcheck_go_callers, recorded_allocations, recorded_returns
+            # The Go callers valgrind could not see past the cgo stack switch, as the memcheck build
+            # recorded them (gobuild.MEMCHECK_HELPER_SOURCE), joined by the lost blocks' addresses.
+            from ..parsers.go import name_memcheck_go_callers
 
-                table = recorded_allocations(str(g.stderr), GO_ALLOC_MARK)
-                returns = recorded_returns(str(g.stderr), GO_RETURN_MARK)
-                if table or returns:
-                    g.findings[:], _named, _seen = name_memcheck_go_callers(g.findings, str(g.stderr), table, returns)
+            name_go_callers(g, functools.partial(name_memcheck_go_callers, stderr=str(g.stderr)))
 
     def incomplete(self, g) -> str:
         why = super().incomplete(g)

@@ -19,7 +19,7 @@ in `_cgo_<hash>_Cfunc__Cmalloc` (C.CString, C.CBytes or C.malloc called from Go)
 `_cgo_<hash>_Cfunc_NAME` (the C function NAME) and `runtime.asmcgocall`, valgrind's then in
 garbage.  name_cgo_frames() gives such frames a stable name (the hash changes with the
 package), cuts the garbage, and says in the message what the frame means and that the Go caller
-is hidden by the stack switch.  name_go_callers() then names it for go-asan all the same, from
+is hidden by the stack switch.  name_lsan_go_callers() then names it for go-asan all the same, from
 what the go-asan build recorded of each cgo allocation and each pointer a C call returned to Go
 (gobuild.HELPER_SOURCE and KEEP_SOURCE), joined with LeakSanitizer's leaked objects by address;
 name_memcheck_go_callers() for memcheck, from its build's same record joined with the blocks of
@@ -342,15 +342,14 @@ def _cgo_function(f: Finding) -> str | None:
     return next((fr.function[len("_Cfunc_"):] for fr in f.stack if (fr.function or "").startswith("_Cfunc_")), None)
 
 
-def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: dict,
-                    returns: dict | None = None) -> tuple[list[Finding], int, int]:
+def name_lsan_go_callers(findings: list[Finding], table: dict, returns: dict,
+                         lsan_logs: Iterable[str]) -> list[Finding]:
     """go-asan's leaks through cgo joined, by address, with the Go calls its build recorded: a block
     of cgo's allocation stub with its C.CString, C.CBytes or C.malloc call (`table`), a block a C
     function returned to Go with that call (`returns`, only where the leak's stack entered that
     same C function).  Each Go caller becomes an aux stack ("Go caller") with its objects and
     bytes, and the message names them.  Only a record whose bytes and object count match the
-    finding it came from is used.  Returns (findings, objects named, objects seen)."""
-    named_total = seen_total = 0
+    finding it came from is used."""
     out = list(findings)
     for path in lsan_logs:
         object_bytes: dict[int, int] = {}
@@ -365,11 +364,8 @@ def name_go_callers(findings: list[Finding], lsan_logs: Iterable[str], table: di
             f = out[i]
             if f.bytes != nbytes or f.blocks != nobjects:
                 continue
-            named, out[i] = _named_by_records(f, addresses, object_bytes, table, returns or {},
-                                              "LeakSanitizer's stack", "go-asan")
-            seen_total += len(addresses)
-            named_total += named
-    return out, named_total, seen_total
+            out[i] = _named_by_records(f, addresses, object_bytes, table, returns, "LeakSanitizer's stack", "go-asan")
+    return out
 
 
 # valgrind's text log (stderr), its block_list monitor command as memcheck's Go helper runs it
@@ -380,6 +376,7 @@ _VG_RECORD = re.compile(r"^[\d,]+ .*?bytes in ([\d,]+) (?:\([+-]?[\d,]+\) )?bloc
 _VG_FRAME = re.compile(r"^   (?:at|by) 0x([0-9A-Fa-f]+):")
 _VG_BLOCK = re.compile(r"^0x([0-9A-Fa-f]+)\[([\d,]+)\]")  # a block of the record (an indented one: its indirect)
 _XML_KINDS = {"Leak_DefinitelyLost": "definitely", "Leak_IndirectlyLost": "indirectly", "Leak_PossiblyLost": "possibly"}
+_TEXT_KINDS = {"definite": "definitely", "indirect": "indirectly", "possible": "possibly"}  # Finding.leak_kind's
 _XML_RECORD = re.compile(r"lost in loss record ([\d,]+) of ([\d,]+)")
 
 # A loss record is the blocks of one kind allocated by one stack: (pid, kind, the stack's
@@ -446,18 +443,16 @@ def xml_records(xml_path: str, pid: int) -> dict[tuple[str, int, int], RecordKey
     return found
 
 
-def name_memcheck_go_callers(findings: list[Finding], stderr: str, table: dict,
-                             returns: dict | None = None) -> tuple[list[Finding], int, int]:
+def name_memcheck_go_callers(findings: list[Finding], table: dict, returns: dict, stderr: str) -> list[Finding]:
     """memcheck's leaks through cgo joined with the Go calls the memcheck build recorded, as
-    name_go_callers does for go-asan.  valgrind's XML lists no addresses, so the build's helper
+    name_lsan_go_callers does for go-asan.  valgrind's XML lists no addresses, so the build's helper
     lists the blocks of every loss record (block_list, from a leak search of the heap valgrind's
     own search at exit then finds); a finding's record is the one of the same process, kind and
     whole stack (the XML's), and is used only when its block count matches."""
     try:
         lists = listed_blocks(stderr)
     except OSError:
-        return list(findings), 0, 0
-    named_total = seen_total = 0
+        return list(findings)
     out = list(findings)
     records: dict[str, dict[tuple[str, int, int], RecordKey]] = {}
     for i, f in enumerate(out):
@@ -469,25 +464,22 @@ def name_memcheck_go_callers(findings: list[Finding], stderr: str, table: dict,
                 records[f.source] = xml_records(f.source, f.pid)
             except (OSError, SyntaxError):  # lxml's XMLSyntaxError is one: a cut log names nothing
                 records[f.source] = {}
-        kind = {"definite": "definitely", "indirect": "indirectly", "possible": "possibly"}.get(f.leak_kind or "")
+        kind = _TEXT_KINDS.get(f.leak_kind or "")
         key = records[f.source].get((kind, int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))))
         listed = lists.get(key) if key is not None else None
         if listed is None or listed[0] != f.blocks or len(listed[1]) != f.blocks:
             continue
-        named, out[i] = _named_by_records(f, listed[1], listed[2], table, returns or {}, "valgrind's stack",
-                                          "memcheck")
-        seen_total += len(listed[1])
-        named_total += named
-    return out, named_total, seen_total
+        out[i] = _named_by_records(f, listed[1], listed[2], table, returns, "valgrind's stack", "memcheck")
+    return out
 
 
 def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, int], table: dict, returns: dict,
-                      whose_stack: str, build: str) -> tuple[int, Finding]:
+                      whose_stack: str, build: str) -> Finding:
     """f with its Go callers (the `table` and `returns` records of its blocks' addresses) as aux
-    stacks and in its message; (objects named, the finding)."""
+    stacks and in its message."""
     entered = _cgo_function(f)
     if entered is None:
-        return 0, f
+        return f
     groups: dict[tuple[tuple[str, str, int], ...], list[int]] = {}  # Go frames -> bytes per object
     for addr in addresses:
         if entered == "_Cmalloc":
@@ -500,7 +492,7 @@ def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, 
                 groups.setdefault(back[1], []).append(object_bytes[addr])
     named = sum(len(v) for v in groups.values())
     if not groups:
-        return 0, f
+        return f
     aux, words = [], []
     for frames, sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
         fn, file, line = frames[0]
@@ -518,4 +510,4 @@ def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, 
     said = f.message.replace(HIDDEN, f"{whose_stack} stops at the cgo stack switch")
     message = (f"{said}; the {build} build recorded the Go caller(s): {', '.join(words)}"
                f" ({named} of {len(addresses)} object(s) named)")
-    return named, dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
+    return dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
