@@ -141,14 +141,17 @@ def job(cache: Path, checker: str, binary: Path, cwd: Path, *args: str, so: Path
 
 def signature(f) -> tuple:
     """A finding as the report shows it, less what differs between two runs of the same program
-    with no recorder either: pids, addresses, and how many times a race was seen (helgrind
-    counted 188, 199 and 199 in three plain runs of threads.c race)."""
+    with no recorder either: pids, addresses, how many times a race was seen (helgrind
+    counted 188, 199 and 199 in three plain runs of threads.c race), and the order of a race's
+    "thread created" stacks: two threads running the same racer, TSan names the one that came
+    second first (CI saw memory_bugs.c's lines 67 and 68 swap between the two runs)."""
     def frames(stack):
         return tuple((fr.function or "", os.path.basename(fr.file or ""), fr.line or 0,
                       os.path.basename(fr.object or "")) for fr in stack)
+    aux = tuple((a.label, frames(a.frames)) for a in f.aux_stacks)
+    race = f.category == "data-race"
     return (f.tool, f.kind, f.category, f.leak_kind or "", f.bytes or 0, f.indirect_bytes, f.blocks or 0,
-            f.count if f.category != "data-race" else 0, frames(f.stack),
-            tuple((a.label, frames(a.frames)) for a in f.aux_stacks), f.suppressed or "")
+            0 if race else f.count, frames(f.stack), tuple(sorted(aux)) if race else aux, f.suppressed or "")
 
 
 def same_findings(cache: Path, so: Path, checker: str, binary: Path, cwd: Path, *args: str, env=None):
