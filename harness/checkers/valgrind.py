@@ -258,9 +258,11 @@ class Memcheck(Valgrind):
                     g.findings[:] = kept
                     g.problems.append(f"{sum(f.count for f in left_out)} {what} not reported: not the program's bug")
             # The Go callers valgrind could not see past the cgo stack switch, as the memcheck build
-            # recorded them (gobuild.MEMCHECK_HELPER_SOURCE), joined by the lost blocks' addresses.
-            from ..parsers.go import name_memcheck_go_callers
+            # recorded them (gobuild.MEMCHECK_HELPER_SOURCE), joined by the lost blocks' addresses;
+            # first the records only the garbage past that switch told apart made one.
+            from ..parsers.go import merge_split_records, name_memcheck_go_callers
 
+            g.findings[:] = merge_split_records(g.findings)
             name_go_callers(g, functools.partial(name_memcheck_go_callers, stderr=str(g.stderr)))
 
     def incomplete(self, g) -> str:

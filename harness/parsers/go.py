@@ -378,6 +378,78 @@ _VG_BLOCK = re.compile(r"^0x([0-9A-Fa-f]+)\[([\d,]+)\]")  # a block of the recor
 _XML_KINDS = {"Leak_DefinitelyLost": "definitely", "Leak_IndirectlyLost": "indirectly", "Leak_PossiblyLost": "possibly"}
 _TEXT_KINDS = {"definite": "definitely", "indirect": "indirectly", "possible": "possibly"}  # Finding.leak_kind's
 _XML_RECORD = re.compile(r"lost in loss record ([\d,]+) of ([\d,]+)")
+# A merged finding's (merge_split_records): "lost in loss records 3, 7-9, 12 of 31".
+_XML_RECORDS = re.compile(r"lost in loss records? ([\d,]+(?:-[\d,]+)?(?:, [\d,]+(?:-[\d,]+)?)*) of ([\d,]+)")
+_XML_WHAT = re.compile(r"^[\d,]+(?: \([\d,]+ direct, [\d,]+ indirect\))? bytes in [\d,]+ blocks are (\w+) "
+                       + _XML_RECORDS.pattern)
+_MAX_LISTED = 1 << 16  # characters of a merged finding's record numbers; past that, only how many
+_MAX_RECORDS = 1_000_000  # loss records a merged finding may name (block_list asks for 1..1000000)
+
+
+def _record_numbers(listed: str) -> list[int]:
+    """"3, 7-9, 12" (or one valgrind number, "1,234") as [3, 7, 8, 9, 12]; [] for ranges no real
+    log has (a million records and more, backwards)."""
+    numbers: list[int] = []
+    for part in listed.split(", "):
+        low, _, high = part.partition("-")
+        first = int(low.replace(",", ""))
+        last = int(high.replace(",", "")) if high else first
+        if not first <= last < first + _MAX_RECORDS or len(numbers) + last - first >= _MAX_RECORDS:
+            return []
+        numbers += range(first, last + 1)
+    return numbers
+
+
+def _record_ranges(numbers: list[int]) -> str:
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}-{b}" if b > a else str(a) for a, b in runs)
+
+
+def merge_split_records(findings: list[Finding]) -> list[Finding]:
+    """memcheck's leak records through cgo that only the garbage below the stack switch told
+    apart, as one.  valgrind keys a loss record by its whole stack, and past runtime.asmcgocall
+    it unwinds stale words of the system stack: 50,000 C.CString calls from two Go lines came
+    out as 31 records of 7 B to 160 kB, numbered differently on every run.  name_cgo_frames cut
+    that garbage, so records of the same process, kind and (cut) stack are the one record
+    LeakSanitizer reports for them; their bytes and blocks add up, and the message lists the
+    records ("loss records 3, 7-9, 12 of 31": where to look in the raw log) for
+    name_memcheck_go_callers to find their blocks."""
+    groups: dict[tuple, list[int]] = {}
+    for i, f in enumerate(findings):
+        what = _XML_WHAT.match(f.message or "") if f.category == "leak" and f.leak_kind else None
+        if (what is not None and "-" not in what.group(2) and ", " not in what.group(2)  # valgrind's: one record
+                and f.stack and f.stack[-1].function == "runtime.asmcgocall" and not f.aux_stacks):
+            groups.setdefault((f.tool, f.kind, f.leak_kind, f.pid, f.source, f.stack, f.suppressed), []).append(i)
+    if all(len(members) == 1 for members in groups.values()):
+        return findings
+    out: list[Finding | None] = list(findings)
+    for members in groups.values():
+        if len(members) > 1:
+            out[members[0]] = _merged([findings[i] for i in members])
+            for i in members[1:]:
+                out[i] = None
+    return [f for f in out if f is not None]
+
+
+def _merged(members: list[Finding]) -> Finding:
+    first = members[0]
+    numbers = [n for f in members for n in _record_numbers(_XML_WHAT.match(f.message).group(2))]
+    what = _XML_WHAT.match(first.message)
+    listed = _record_ranges(numbers)
+    direct = sum(f.bytes or 0 for f in members)
+    indirect = sum(f.indirect_bytes for f in members)
+    blocks = sum(f.blocks or 0 for f in members)
+    amount = f"{direct + indirect:,} ({direct:,} direct, {indirect:,} indirect)" if indirect else f"{direct:,}"
+    where = (f"loss records {listed} of {what.group(3)}" if len(listed) <= _MAX_LISTED
+             else f"{len(numbers):,} loss records of {what.group(3)}")  # too many to list: not named
+    head = f"{amount} bytes in {blocks:,} blocks are {what.group(1)} lost in {where}"
+    return dataclasses.replace(first, message=head + first.message[what.end():], bytes=direct,
+                               indirect_bytes=indirect, blocks=blocks, count=sum(f.count for f in members))
 
 # A loss record is the blocks of one kind allocated by one stack: (pid, kind, the stack's
 # instruction addresses) names it in both valgrind's leak searches, whatever number each gives it.
@@ -456,7 +528,7 @@ def name_memcheck_go_callers(findings: list[Finding], table: dict, returns: dict
     out = list(findings)
     records: dict[str, dict[tuple[str, int, int], RecordKey]] = {}
     for i, f in enumerate(out):
-        m = _XML_RECORD.search(f.message or "") if f.category == "leak" and f.leak_kind else None
+        m = _XML_RECORDS.search(f.message or "") if f.category == "leak" and f.leak_kind else None
         if m is None or f.pid is None or not f.source or _cgo_function(f) is None:
             continue
         if f.source not in records:
@@ -465,11 +537,22 @@ def name_memcheck_go_callers(findings: list[Finding], table: dict, returns: dict
             except (OSError, SyntaxError):  # lxml's XMLSyntaxError is one: a cut log names nothing
                 records[f.source] = {}
         kind = _TEXT_KINDS.get(f.leak_kind or "")
-        key = records[f.source].get((kind, int(m.group(1).replace(",", "")), int(m.group(2).replace(",", ""))))
-        listed = lists.get(key) if key is not None else None
-        if listed is None or listed[0] != f.blocks or len(listed[1]) != f.blocks:
+        of = int(m.group(2).replace(",", ""))
+        addresses: list[int] = []
+        sizes: dict[int, int] = {}
+        numbers = _record_numbers(m.group(1))  # one record, or those merge_split_records made one
+        if not numbers:
             continue
-        out[i] = _named_by_records(f, listed[1], listed[2], table, returns, "valgrind's stack", "memcheck")
+        for number in numbers:
+            key = records[f.source].get((kind, number, of))
+            listed = lists.get(key) if key is not None else None
+            if listed is None or listed[0] != len(listed[1]):
+                break
+            addresses += listed[1]
+            sizes.update(listed[2])
+        else:
+            if len(addresses) == f.blocks:
+                out[i] = _named_by_records(f, addresses, sizes, table, returns, "valgrind's stack", "memcheck")
     return out
 
 
