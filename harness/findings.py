@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # The rules that name bugs and pick frames (signatures.py); parsers import them from there.
-from .signatures import RULES, make_signature, own_frame_of, signature_stem, significant_frames, split_signature
+from .signatures import (RULES, make_signature, own_frame_of, signature_stack, signature_stem, significant_frames,
+                         split_signature)
 
 CATEGORIES = (
     "leak",
@@ -142,7 +143,8 @@ class Finding:
         if self.category not in CATEGORIES:
             raise ValueError(f"unknown category {self.category!r}")
         if not self.signature:
-            object.__setattr__(self, "signature", make_signature(self.category, self.stack))
+            object.__setattr__(self, "signature", make_signature(self.category,
+                                                                 signature_stack(self.stack, self.aux_stacks)))
 
     @property
     def is_lost_leak(self) -> bool:
@@ -206,7 +208,13 @@ class Finding:
             kwargs["signature"] = stored
             return cls(**kwargs)
         _, stored_hash = split_signature(stored or "")
-        stem = _stem_of(kwargs.get("category"), kwargs["stack"]) if stored_hash else None
+        named_by = signature_stack(kwargs["stack"], kwargs["aux_stacks"])
+        if not stored_hash:
+            stem = None
+        elif named_by is kwargs["stack"]:
+            stem = _stem_of(kwargs.get("category"), named_by)
+        else:  # a leak through cgo named by its Go caller: a stack of its own, not shared
+            stem = signature_stem(kwargs.get("category"), named_by) if own_frame_of(named_by) is not None else None
         kwargs["signature"] = f"{stem}@{stored_hash}" if stem is not None else ""
         return cls(**kwargs)
 
@@ -223,8 +231,10 @@ class Finding:
         return f"[{self.tool}] {what}" + (f" at {frames}" if frames else "")
 
     def where(self, depth: int = 3) -> str:
-        """The top frames that say something (allocator and wrapper frames left out)."""
-        return " < ".join(f.describe() for f in significant_frames(self.stack)[:depth])
+        """The top frames that say something (allocator and wrapper frames left out); for a leak
+        through cgo, with its recorded Go caller's frames past the stack switch (signature_stack)."""
+        stack = signature_stack(self.stack, self.aux_stacks)
+        return " < ".join(f.describe() for f in significant_frames(stack)[:depth])
 
 
 _NAMES = frozenset(f.name for f in dataclasses.fields(Finding))
@@ -293,9 +303,10 @@ def _finding_maker():
             f"    if category not in CATEGORIES:\n"
             f"        raise ValueError(f'unknown category {{category!r}}')\n"
             f"    if not signature:\n"
-            f"        signature = make_signature(category, stack)\n"
+            f"        signature = make_signature(category, signature_stack(stack, aux_stacks))\n"
             f"    f = _new(Finding)\n{body}\n    return f\n")
-    scope = {"CATEGORIES": CATEGORIES, "make_signature": make_signature, "_new": object.__new__,
+    scope = {"CATEGORIES": CATEGORIES, "make_signature": make_signature, "signature_stack": signature_stack,
+             "_new": object.__new__,
              "Finding": Finding, **setters}
     exec(code, scope)  # noqa: S102 - our own text, made from the field names above
     return scope["new_finding"]

@@ -22,6 +22,8 @@ Signature format (documented in README "results.json"):
   line number: an edit elsewhere in the file moves lines without changing any signature, while
   two leaks allocated on different lines of one function get different ones.  Left out when
   there is no own frame with a file and line, or the file cannot be read.
+- A Go leak through cgo named by the Go caller a leakharness build recorded is named by its
+  stack with that caller's frames in place of the stack switch (signature_stack).
 """
 
 from __future__ import annotations
@@ -145,8 +147,26 @@ def own_frame_of(stack: Iterable[FrameLike]) -> FrameLike | None:
 
 def own_frame(finding) -> FrameLike | None:
     """The program's own frame nearest the top of the finding's stack, with a file and line:
-    where to point a person (a SARIF location, a suppression's most specific name)."""
-    return own_frame_of(finding.stack)
+    where to point a person (a SARIF location, a suppression's most specific name).  For a leak
+    through cgo, its recorded Go caller's (signature_stack)."""
+    return own_frame_of(signature_stack(finding.stack, finding.aux_stacks))
+
+
+GO_CALLER = "Go caller"  # the label of the aux stack a leakharness Go build recorded (parsers/go.py)
+CGO_SWITCH = "runtime.asmcgocall"  # where Go 1.19's unwinders stop, as parsers/go.py names the frame
+
+
+def signature_stack(stack: tuple, aux_stacks: tuple) -> tuple:
+    """The frames a finding is named by: its stack; for a leak through cgo whose stack ends at
+    the stack switch and whose one Go caller a leakharness build recorded, that stack with the
+    Go caller's frames in place of the switch.  The same C call leaking from two Go lines is two
+    bugs, each named by its own line: a `known` entry or a baseline that accepts one never
+    accepts the other (they shared `leak:_Cfunc__Cmalloc>runtime.asmcgocall` before)."""
+    if aux_stacks and stack and stack[-1].function == CGO_SWITCH:
+        callers = [a for a in aux_stacks if a.label == GO_CALLER]
+        if len(callers) == 1 and callers[0].frames:
+            return tuple(stack[:-1]) + tuple(callers[0].frames)
+    return stack
 
 
 CLONE_SUFFIX = re.compile(r"\.(?:isra|constprop|part|cold|lto_priv)\.\d+|\.cold$")

@@ -52,6 +52,7 @@ from .signatures import (
     own_frame,
     significant_frames,
     signature_matches,
+    signature_stack,
 )
 
 _VALGRIND_KIND = {
@@ -87,7 +88,10 @@ class Suppression:
                 return False
             pattern = self.frames[0]
             glob = pattern if "*" in pattern else f"*{pattern}*"
-            return any(fnmatch.fnmatchcase(text, glob) for fr in finding.stack
+            # A leak through cgo is matched with its recorded Go caller's frames too, as its entry
+            # is written (lsan_pattern: `leak:main.keep`, not cgo's stub, which LSan itself would
+            # apply to every C.CString leak of the program).
+            return any(fnmatch.fnmatchcase(text, glob) for fr in signature_stack(finding.stack, finding.aux_stacks)
                        for text in (fr.function, fr.file, fr.object) if text)
         if finding.category == "leak":
             if self.kind != "Memcheck:Leak":

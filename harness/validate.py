@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from .findings import CATEGORIES, LEAK_KINDS, AuxStack, Finding, Frame
-from .signatures import own_frame_of, signature_stem, split_signature
+from .signatures import own_frame_of, signature_stack, signature_stem, split_signature
 
 # Far above anything a run measures (bytes, blocks, pids, exit codes), far below what breaks
 # arithmetic or formatting.
@@ -238,8 +238,9 @@ def finding(value: Any, field: str = "finding") -> Finding:
     # its line hash is kept as the run made it, never made again here: that would read the
     # source file a frame names, which a results.json from elsewhere may point anywhere.
     _, stored_hash = split_signature(checked["signature"])
-    stem = signature_stem(checked["category"], stack)
-    checked["signature"] = f"{stem}@{stored_hash}" if stored_hash and own_frame_of(stack) is not None else stem
+    named_by = signature_stack(stack, aux)
+    stem = signature_stem(checked["category"], named_by)
+    checked["signature"] = f"{stem}@{stored_hash}" if stored_hash and own_frame_of(named_by) is not None else stem
     try:
         return Finding(**checked, stack=stack, aux_stacks=aux)
     except ValueError as exc:

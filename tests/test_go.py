@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from realrun import have, run
+from realrun import have, run, said
 
 from harness import checkers
 from harness.catalog import load_catalog
@@ -67,17 +67,23 @@ def test_the_go_catalog_holds_under_every_go_checker(catalog_run):
     cstring = by_name[("cgo_cstring_no_free", "leaky", "go-asan")]
     leak = [f for f in cstring.findings if f.is_lost_leak]
     assert sum(f.bytes for f in leak) == 1480
-    assert any(fr.function == "_Cfunc__Cmalloc" for fr in leak[0].stack)
-    assert "C.CString, C.CBytes or C.malloc" in leak[0].message
-    assert "LeakSanitizer's stack stops at the cgo stack switch" in leak[0].message  # and the record names it
-    assert "_cgo_" not in leak[0].signature  # the per-package hash is not part of the bug's name
-    # The Go callers the stack switch hides, named from the go-asan build's record: all 102 blocks.
-    callers = {a.frames[0].function: a.text for a in leak[0].aux_stacks if a.label == "Go caller"}
-    assert set(callers) == {"main.nidOf", "main.checksum", "main.scratch"}
-    assert "100 object(s), 1400 B" in callers["main.nidOf"] and "(102 of 102 object(s) named)" in leak[0].message
+    assert all(fr.function == "_Cfunc__Cmalloc" for f in leak for fr in f.stack[1:2])
+    assert all("C.CString, C.CBytes or C.malloc" in f.message for f in leak)
+    assert all("LeakSanitizer's stack stops at the cgo stack switch" in f.message for f in leak)  # a record names it
+    assert not [f for f in leak if "_cgo_" in f.signature]  # the per-package hash is not part of the bug's name
+    # The Go callers the stack switch hides, named from the go-asan build's record: all 102 blocks,
+    # LeakSanitizer's one record three bugs, one per Go line, each named by its line.
+    callers = {a.frames[0].function: (f, a.text) for f in leak for a in f.aux_stacks if a.label == "Go caller"}
+    assert set(callers) == {"main.nidOf", "main.checksum", "main.scratch"} and len(leak) == 3
+    nid, text = callers["main.nidOf"]
+    assert "100 object(s), 1400 B" in text and (nid.bytes, nid.blocks) == (1400, 100)
+    assert "(100 of the record's 102 object(s); its other Go callers are findings of their own)" in nid.message
+    assert {f.signature.split("@")[0] for f in leak} == {"leak:_Cfunc__Cmalloc>main.nidOf",
+                                                        "leak:_Cfunc__Cmalloc>main.checksum",
+                                                        "leak:_Cfunc__Cmalloc>main.scratch"}
     memcheck = [f for f in by_name[("cgo_cstring_no_free", "leaky", "memcheck")].findings if f.is_lost_leak]
     assert sum(f.bytes for f in memcheck) == 1480
-    assert {f.signature for f in memcheck} == {leak[0].signature}  # one bug, one name, both tools
+    assert {f.signature for f in memcheck} == {f.signature for f in leak}  # three bugs, their names, both tools
     # ... the crash inside C with the Go caller and the C function, under each Go checker ...
     for tool in checkers.check_defaults("go"):
         crash = by_name[("cgo_signal_in_c", "leaky", tool)]
@@ -199,10 +205,13 @@ def test_recording_wrappers_leave_strings_and_other_integer_types_alone(go_cache
     assert job.status == "ok"
     stdout = tmp_path / "out" / "logs" / "malloc_kinds" / "check" / "go-asan" / "stdout.txt"
     assert stdout.read_text() == "true true C.malloc( C.free(\n"
-    leak = next(f for f in job.findings if f.is_lost_leak)
-    assert leak.bytes == 24
-    lines = sorted(a.frames[0].line for a in leak.aux_stacks if a.label == "Go caller")
-    assert lines == [14, 15] and all(a.frames[0].function == "main.main" for a in leak.aux_stacks)
+    leaks = [f for f in job.findings if f.is_lost_leak]
+    assert sum(f.bytes for f in leaks) == 24
+    # One finding per Go line (LeakSanitizer's one record): each named by its line.
+    lines = sorted(a.frames[0].line for f in leaks for a in f.aux_stacks if a.label == "Go caller")
+    assert lines == [14, 15] and len(leaks) == 2
+    assert all(a.frames[0].function == "main.main" for f in leaks for a in f.aux_stacks)
+    assert len({f.signature for f in leaks}) == 2
 
 
 def test_a_module_folder_and_a_prebuilt_go_binary(go_cache, tmp_path):
@@ -324,24 +333,67 @@ def test_memcheck_names_the_go_line_whose_c_call_leaked(go_cache, tmp_path):
     assert {g.where() for g in group_findings(job.findings) if g.root in leaks} == {"main.newContext main.go:39 (Go caller)"}
 
 
-def test_one_leak_site_is_one_memcheck_record_as_it_is_one_lsan_record(go_cache, tmp_path):
+def test_each_go_line_is_one_leak_under_memcheck_and_go_asan_alike(go_cache, tmp_path):
     """1,000 C strings lost from two Go lines.  LeakSanitizer reports one record; valgrind splits
     the same blocks into several by the stale words it unwinds past cgo's stack switch (3 records
     at 50 iterations, 9 at 500, 31 at 25,000, their sizes changing from run to run).  memcheck's
-    records that only that garbage told apart are one: both checkers report one leak of 7500 B in
-    1,000 blocks, and name both Go lines with their own bytes."""
+    records that only that garbage told apart are one again, and then, as LeakSanitizer's, one
+    finding per Go line the build recorded: both checkers report the same two leaks, by bytes,
+    blocks and signature."""
     session = Session(out=tmp_path / "out", cache=go_cache, progress=False)
     result = session.check(session.check_tasks(sources=[PROGRAMS / "cstring_loop"], checkers=("memcheck", "go-asan")))
     assert sorted(job.tool for job in result.jobs) == ["go-asan", "memcheck"]
+    seen = {}
     for job in result.jobs:
         assert job.status == "ok", (job.tool, job.status, job.message, job.problems)
         leaks = [f for f in job.findings if f.category == "leak" and "_Cfunc__Cmalloc" in f.functions()]
-        assert [(f.leak_kind, f.bytes, f.blocks) for f in leaks] == [("definite", 7500, 1000)], job.tool
-        callers = [a.text.split(" (recorded")[0] for a in leaks[0].aux_stacks if a.label == "Go caller"]
+        assert [(f.leak_kind, f.bytes, f.blocks) for f in leaks] == [("definite", 4000, 500), ("definite", 3500, 500)]
+        callers = [a.text.split(" (recorded")[0] for f in leaks for a in f.aux_stacks if a.label == "Go caller"]
         assert callers == ["main.other main.go:21: 500 object(s), 4000 B", "main.keep main.go:15: 500 object(s), 3500 B"]
+        seen[job.tool] = [f.signature for f in leaks]
         if job.tool == "memcheck":
-            assert re.match(r"7,500 bytes in 1,000 blocks are definitely lost in loss records [\d, -]+ of \d+;",
-                            leaks[0].message), leaks[0].message
+            for f in leaks:
+                assert re.match(r"7,500 bytes in 1,000 blocks are definitely lost in loss records [\d, -]+ of \d+;",
+                                f.message), f.message
+    assert seen["memcheck"] == seen["go-asan"] and len(set(seen["memcheck"])) == 2
+
+
+def test_a_known_go_leak_never_accepts_a_new_one_through_the_same_c_call(go_cache, tmp_path):
+    """Every C.CString leak of a program has the same stack (cgo's stub, then the stack switch).
+    Its signature used to be that stack's, `leak:_Cfunc__Cmalloc>runtime.asmcgocall`: a `known`
+    entry or an LSan suppression written for one accepted every C.CString leak the program would
+    ever add.  Named by the Go line the build recorded, the accepted leak stays accepted and a
+    new one on another line fails, under both checkers."""
+    from projectrun import lh
+
+    project = tmp_path / "p"
+    shutil.copytree(PROGRAMS / "known_line", project / "svc")
+    (project / "leakharness.toml").write_text('[[target]]\nname = "svc"\ngo = "svc"\ntools = ["go-asan", "memcheck"]\n')
+    proc = lh("run", "--no-html", cwd=project, cache=go_cache)
+    assert proc.returncode == 1, said(proc)
+    proc = lh("suppressions", "reports/latest", "--format", "known", "--out", "known.toml", cwd=project, cache=go_cache)
+    listed = (project / "known.toml").read_text()
+    assert re.search(r'"leak:_Cfunc__Cmalloc>main\.keep@[0-9a-f]{6}",  # \[go-asan, memcheck\] .* 7 B .*'
+                     r'at _Cfunc__Cmalloc cgo < main\.keep main\.go:18', listed), listed
+    proc = lh("suppressions", "reports/latest", "--format", "lsan", "--out", "lsan.supp", cwd=project, cache=go_cache)
+    assert "\nleak:main.keep\n" in (project / "lsan.supp").read_text()
+    with open(project / "leakharness.toml", "a") as fh:
+        fh.write(listed)
+    proc = lh("run", "--no-html", cwd=project, cache=go_cache)
+    assert proc.returncode == 0, said(proc)
+    # other's line now leaks too: the same C call, the same stack, another Go line.
+    main_go = project / "svc" / "main.go"
+    main_go.write_text(main_go.read_text().replace("C.free(unsafe.Pointer(cs)) // FREED", "_ = unsafe.Pointer(cs)"))
+    proc = lh("run", "--no-html", cwd=project, cache=go_cache)
+    assert proc.returncode == 1, said(proc)
+    for tool in ("lsan", "memcheck"):
+        assert f"  [{tool}] leak (definite) 7 B at main.other main.go:24 (Go caller)" in proc.stdout, said(proc)
+        assert f"  known, accepted: [{tool}] leak (definite) 7 B at main.keep main.go:18 (Go caller)" in proc.stdout
+    # The LSan suppression written for keep's leak suppresses it alone.
+    proc = lh("check", "--build", "svc", "--tool", "go-asan", "--suppressions", "lsan.supp", "--no-html", "--out", "o",
+              cwd=project, cache=go_cache)
+    assert proc.returncode == 1 and "1 bug(s) in 1 record(s), 1 finding(s) suppressed" in proc.stdout, said(proc)
+    assert "[lsan] leak (definite) 7 B at main.other main.go:24 (Go caller)" in proc.stdout
 
 
 def test_a_module_at_go_1_17_builds_without_the_returns_record(go_cache, tmp_path):

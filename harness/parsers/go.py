@@ -351,6 +351,7 @@ def name_lsan_go_callers(findings: list[Finding], table: dict, returns: dict,
     bytes, and the message names them.  Only a record whose bytes and object count match the
     finding it came from is used."""
     out = list(findings)
+    named: dict[int, list[Finding]] = {}
     for path in lsan_logs:
         object_bytes: dict[int, int] = {}
         try:
@@ -364,8 +365,13 @@ def name_lsan_go_callers(findings: list[Finding], table: dict, returns: dict,
             f = out[i]
             if f.bytes != nbytes or f.blocks != nobjects:
                 continue
-            out[i] = _named_by_records(f, addresses, object_bytes, table, returns, "LeakSanitizer's stack", "go-asan")
-    return out
+            named[i] = _named_by_records(f, addresses, object_bytes, table, returns, "LeakSanitizer's stack", "go-asan")
+    return _spliced(out, named)
+
+
+def _spliced(findings: list[Finding], named: dict[int, list[Finding]]) -> list[Finding]:
+    """findings with each one in `named` replaced by what naming its Go callers made of it."""
+    return [g for i, f in enumerate(findings) for g in named.get(i, (f,))]
 
 
 # valgrind's text log (stderr), its block_list monitor command as memcheck's Go helper runs it
@@ -526,6 +532,7 @@ def name_memcheck_go_callers(findings: list[Finding], table: dict, returns: dict
     except OSError:
         return list(findings)
     out = list(findings)
+    named: dict[int, list[Finding]] = {}
     records: dict[str, dict[tuple[str, int, int], RecordKey]] = {}
     for i, f in enumerate(out):
         m = _XML_RECORDS.search(f.message or "") if f.category == "leak" and f.leak_kind else None
@@ -552,17 +559,20 @@ def name_memcheck_go_callers(findings: list[Finding], table: dict, returns: dict
             sizes.update(listed[2])
         else:
             if len(addresses) == f.blocks:
-                out[i] = _named_by_records(f, addresses, sizes, table, returns, "valgrind's stack", "memcheck")
-    return out
+                named[i] = _named_by_records(f, addresses, sizes, table, returns, "valgrind's stack", "memcheck")
+    return _spliced(out, named)
 
 
 def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, int], table: dict, returns: dict,
-                      whose_stack: str, build: str) -> Finding:
-    """f with its Go callers (the `table` and `returns` records of its blocks' addresses) as aux
-    stacks and in its message."""
+                      whose_stack: str, build: str) -> list[Finding]:
+    """f with its Go callers (the `table` and `returns` records of its blocks' addresses): one
+    finding per Go caller, with it as an aux stack ("Go caller") and in its message, and one more
+    for the objects no record names, if any.  The unwinder's record of one C call from several
+    Go lines is several bugs: each is named by its own line (signatures.signature_stack), so that
+    accepting one (a `known` entry, a baseline) never accepts a new one."""
     entered = _cgo_function(f)
     if entered is None:
-        return f
+        return [f]
     groups: dict[tuple[tuple[str, str, int], ...], list[int]] = {}  # Go frames -> bytes per object
     for addr in addresses:
         if entered == "_Cmalloc":
@@ -573,10 +583,13 @@ def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, 
             back = returns.get(addr)
             if back is not None and back[0] == entered and addr in object_bytes:
                 groups.setdefault(back[1], []).append(object_bytes[addr])
-    named = sum(len(v) for v in groups.values())
     if not groups:
-        return f
-    aux, words = [], []
+        return [f]
+    named = sum(len(v) for v in groups.values())
+    named_bytes = sum(sum(v) for v in groups.values())
+    # Hidden from the unwinder, no longer from the reader.
+    said = f.message.replace(HIDDEN, f"{whose_stack} stops at the cgo stack switch")
+    callers = []
     for frames, sizes in sorted(groups.items(), key=lambda kv: -sum(kv[1])):
         fn, file, line = frames[0]
         place = f"{file.rsplit('/', 1)[-1]}:{line}"
@@ -585,12 +598,26 @@ def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, 
             outer, outer_file, outer_line = frames[1]
             via = f", called from {outer} ({outer_file.rsplit('/', 1)[-1]}:{outer_line})"
         go_frames = tuple(Frame(function=a, file=b, line=c) for a, b, c in frames)
-        aux.append(AuxStack(label="Go caller", frames=go_frames,
-                            text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
-                                 f"(recorded by leakharness's {build} build)"))
-        words.append(f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B")
-    # Hidden from the unwinder, no longer from the reader.
-    said = f.message.replace(HIDDEN, f"{whose_stack} stops at the cgo stack switch")
-    message = (f"{said}; the {build} build recorded the Go caller(s): {', '.join(words)}"
-               f" ({named} of {len(addresses)} object(s) named)")
-    return dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(aux))
+        aux = AuxStack(label="Go caller", frames=go_frames,
+                       text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
+                            f"(recorded by leakharness's {build} build)")
+        callers.append((aux, f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B", sizes))
+    whole = f.bytes is not None and f.blocks is not None
+    if (len(callers) == 1 and named == len(addresses)) or not whole or named > f.blocks or named_bytes > f.bytes:
+        # One Go caller for every object (or figures that do not add up: left as the tool gave them).
+        message = (f"{said}; the {build} build recorded the Go caller(s): {', '.join(w for _, w, _ in callers)}"
+                   f" ({named} of {len(addresses)} object(s) named)")
+        return [dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(a for a, _, _ in callers),
+                                    signature="")]
+    parts = []
+    for n, (aux, words, sizes) in enumerate(callers):
+        message = (f"{said}; the {build} build recorded its Go caller: {words} ({len(sizes)} of the record's "
+                   f"{len(addresses)} object(s); its other Go callers are findings of their own)")
+        parts.append(dataclasses.replace(f, message=message, bytes=sum(sizes), blocks=len(sizes),
+                                         indirect_bytes=f.indirect_bytes if n == 0 else 0,  # the tool's, whole
+                                         aux_stacks=tuple(f.aux_stacks) + (aux,), signature=""))
+    if named < f.blocks:
+        parts.append(dataclasses.replace(f, message=f"{f.message} ({f.blocks - named} of the record's {f.blocks} "
+                                                    f"object(s) no record names; the others are findings of their own)",
+                                         bytes=f.bytes - named_bytes, blocks=f.blocks - named, indirect_bytes=0))
+    return parts

@@ -1,0 +1,3 @@
+module example.com/knownline
+
+go 1.19
