@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from .findings import Finding, Frame
-from .signatures import is_startup, own_frame_of, significant_frames
+from .signatures import GO_CALLER, is_startup, own_frame_of, significant_frames
 
 # --- root causes ------------------------------------------------------------------------------
 
@@ -79,7 +79,7 @@ class FindingGroup:
         if frame is None:
             # A leak through cgo: its stack ends at the stub, and the go-asan or memcheck build
             # recorded the Go line that made the call (parsers/go.py): that is where to look.
-            callers = [a for a in self.root.aux_stacks if a.label == "Go caller" and a.frames]
+            callers = [a for a in self.root.aux_stacks if a.label == GO_CALLER and a.frames]
             if callers:
                 more = f", and {len(callers) - 1} more" if len(callers) > 1 else ""
                 return f"{callers[0].frames[0].describe()} (Go caller{more})"

@@ -36,6 +36,7 @@ from typing import Iterable
 
 from ..errors import ParseError
 from ..findings import AuxStack, Finding, Frame
+from ..signatures import CGO_SWITCH, GO_CALLER
 
 _HEADER = re.compile(r"^(panic: |fatal error: |(SIG[A-Z]+): )(.*)$")
 _SIGNAL = re.compile(r"^\[signal (SIG[A-Z]+)(?:: ([^\]]*?))?(?: code=(\S+))?(?: addr=(\S+))?(?: pc=(0x[0-9a-fA-F]+))?\]")
@@ -257,8 +258,8 @@ def name_cgo_frames(findings: Iterable[Finding]) -> list[Finding]:
             out.append(f)
             continue
         for i, fr in enumerate(stack):
-            if (fr.function or "").startswith("runtime.asmcgocall"):
-                stack = stack[:i] + [dataclasses.replace(fr, function="runtime.asmcgocall")]
+            if (fr.function or "").startswith(CGO_SWITCH):
+                stack = stack[:i] + [dataclasses.replace(fr, function=CGO_SWITCH)]
                 break
         if hit == "_Cmalloc":
             what = "allocated by C.CString, C.CBytes or C.malloc called from Go"
@@ -429,7 +430,7 @@ def merge_split_records(findings: list[Finding]) -> list[Finding]:
     for i, f in enumerate(findings):
         what = _XML_WHAT.match(f.message or "") if f.category == "leak" and f.leak_kind else None
         if (what is not None and "-" not in what.group(2) and ", " not in what.group(2)  # valgrind's: one record
-                and f.stack and f.stack[-1].function == "runtime.asmcgocall" and not f.aux_stacks):
+                and f.stack and f.stack[-1].function == CGO_SWITCH and not f.aux_stacks):
             groups.setdefault((f.tool, f.kind, f.leak_kind, f.pid, f.source, f.stack, f.suppressed), []).append(i)
     if all(len(members) == 1 for members in groups.values()):
         return findings
@@ -598,7 +599,7 @@ def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, 
             outer, outer_file, outer_line = frames[1]
             via = f", called from {outer} ({outer_file.rsplit('/', 1)[-1]}:{outer_line})"
         go_frames = tuple(Frame(function=a, file=b, line=c) for a, b, c in frames)
-        aux = AuxStack(label="Go caller", frames=go_frames,
+        aux = AuxStack(label=GO_CALLER, frames=go_frames,
                        text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
                             f"(recorded by leakharness's {build} build)")
         callers.append((aux, f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B", sizes))
