@@ -7,7 +7,10 @@ residue at -g -O0) share one build.  A build folder is keyed by the project's so
 file under the project root but hidden ones, leakharness's own output folders, in-tree CMake
 build folders and what `ignore` lists), the command, the profile, the compiler's identity and
 the OpenSSL version: an unchanged project does not rebuild, and reusing a build touches it (the
-cache evicts the least recently used entries).
+cache evicts the least recently used entries).  What the build read from outside the root (an
+archive of -L../lib, a header of -I/opt/include, the compiler's own files) is recorded while it
+runs (inputs.py's recorder) and kept with it: a build is reused only while all of that is
+unchanged, and one that could not be recorded whole is made again every time.
 
 Unlike a compile of leakharness's own (build.py), a project's build cannot be made in a
 temporary folder and renamed into place: CMake build trees and rpaths name their folder.  So it
@@ -25,6 +28,7 @@ the whole output stays in the build folder.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import hashlib
 import json
@@ -40,12 +44,15 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from . import checkers as registry
+from . import inputs as inputs_mod
 from .checkers.base import child_environment
 from .errors import BuildError, LeakHarnessError
 from .outdir import MARKER
 
 KEY_VERSION = "leakharness-projectbuild-1"
-DONE = "build.json"  # written last: the build folder is complete
+DONE = "build.json"  # written last: the build folder is complete, with what it read from outside
+READS = "reads"  # the read recorder's logs of each step, while the build runs
+TMP = "tmp"  # the build's TMPDIR
 LOG = "build.log"
 LISTING = "ctest.json"
 TAIL_LINES = 3
@@ -206,9 +213,11 @@ def _kill_group(pgid: int) -> None:
         pass
 
 
-def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, stdout=None) -> tuple[int | None, bool]:
+def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, stdout=None,
+         started: list | None = None) -> tuple[int | None, bool]:
     """Run one build step to its end or its time limit: (exit code, timed out).  Its output goes
-    to the log (stdout to `stdout` when given); what it started is killed with its group."""
+    to the log (stdout to `stdout` when given); what it started is killed with its group.  Its
+    pid is appended to `started`, when given."""
     log.write(f"$ {shlex.join(argv)}\n".encode("utf-8", "surrogateescape"))
     log.flush()
     try:
@@ -217,6 +226,8 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, s
     except OSError as exc:
         log.write(f"cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
         return 127, False
+    if started is not None:
+        started.append(proc.pid)
     try:
         proc.wait(timeout=timeout)
         timed_out = False
@@ -269,12 +280,12 @@ def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
                                              f"{exc.filename or ''} {exc.strerror or exc}")
     final = Path(cache_dir) / "builds" / key[:2] / key
     done = final / DONE
-    if done.is_file():
+    if _still_good(done):
         return _reuse(build, final)
     final.mkdir(parents=True, exist_ok=True)
     with open(final / ".lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another job or worker building the same: wait for it
-        if done.is_file():
+        if _still_good(done):
             return _reuse(build, final)
         for old in final.iterdir():  # a build killed half-way: start again from nothing
             if old.name != ".lock":
@@ -283,20 +294,29 @@ def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
         builddir.mkdir()
         started = time.monotonic()
         values = placeholder_values(build, builddir)
+        (final / TMP).mkdir()
+        # TMPDIR in the build folder: the compiler's temporary files, which it writes, reads back
+        # and deletes, are the build's own, not inputs from outside it.
         env = child_environment({"CC": values["cc"], "CFLAGS": " ".join(build.profile.cflags),
-                                 "LDFLAGS": " ".join(build.profile.ldflags)}.items())
+                                 "LDFLAGS": " ".join(build.profile.ldflags), "TMPDIR": str(final / TMP)}.items())
+        so = inputs_mod.recorder(Path(cache_dir))
         log_path = final / LOG
         listing = None
+        steps: list[tuple[Path, list[int]]] = []  # each step's recorder logs and pid
         with open(log_path, "wb") as log:
             for argv, cwd, out in _steps(build, builddir, values, final):
                 deadline = build.timeout - (time.monotonic() - started)
                 if deadline <= 0:
                     return _failed(build, argv, None, True, log_path, builddir)
+                reads = final / READS / str(len(steps))
+                reads.mkdir(parents=True)
+                steps.append((reads, []))
+                step_env = inputs_mod.environment(env, so, reads) if so is not None else env
                 if out is not None:
                     with open(out, "wb") as out_file:
-                        rc, timed_out = _run(argv, cwd, env, log, deadline, stdout=out_file)
+                        rc, timed_out = _run(argv, cwd, step_env, log, deadline, stdout=out_file, started=steps[-1][1])
                 else:
-                    rc, timed_out = _run(argv, cwd, env, log, deadline)
+                    rc, timed_out = _run(argv, cwd, step_env, log, deadline, started=steps[-1][1])
                 if rc != 0 or timed_out:
                     return _failed(build, argv, rc, timed_out, log_path, builddir)
         if build.kind == "cmake":
@@ -306,7 +326,8 @@ def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
                 return Built("build-failed", builddir, f"{build.label}: ctest --show-only=json-v1 printed no "
                                                        f"test list ({exc}); see {log_path}")
         (final / DONE).write_text(json.dumps({"label": build.label, "profile": list(build.profile.cflags),
-                                              "duration_s": round(time.monotonic() - started, 3)}))
+                                              "duration_s": round(time.monotonic() - started, 3),
+                                              "inputs": _outside_inputs(build, final, so, steps)}))
         return Built("ok", builddir, listing=listing)
 
 
@@ -323,6 +344,47 @@ def _steps(build: ProjectBuild, builddir: Path, values: dict[str, Any], final: P
             *fill(build.cmake_args, values)], build.root, None)
     yield [cmake, "--build", str(builddir), "--parallel", str(os.cpu_count() or 1)], build.root, None
     yield [ctest, "--show-only=json-v1"], builddir, final / LISTING
+
+
+def _outside_inputs(build: ProjectBuild, final: Path, so: Path | None,
+                    steps: list[tuple[Path, list[int]]]) -> list[list[str]]:
+    """What the build read from outside the project root and its own folder, as inputs.fingerprint
+    gives it: (path, state).  The key holds the root's files; these are the rest a build can take
+    in (an archive `-L../lib -lcommon` links, a header of -I/opt/include, the compiler's own
+    files), so that one changed rebuilds.  A recording that is not whole (no recorder, a static
+    program in the build, a process killed) leaves a state that is never vouched for: the build
+    is then made again each time, never reused on a guess."""
+    if so is None:
+        return [["", "?no read recorder (no C compiler for it, or a cache path the loader cannot take)"]]
+    roots = (os.path.realpath(build.root), os.path.realpath(final))
+    out: list[list[str]] = []
+    for reads, pids in steps:
+        recorded = inputs_mod.read(reads, pids[0] if pids else None)
+        # Resolved: a process names a file as it reached it ("/src/app/../lib/libdup.a" for
+        # -L../lib), and a link in the root that points out of it is keyed by its target's name only.
+        outside = tuple(e for e in recorded.entries if not _under(e.path, roots))
+        fingerprint = inputs_mod.fingerprint(dataclasses.replace(recorded, entries=outside), build.root)
+        out += [[path, value] for path, value in fingerprint]
+        shutil.rmtree(reads, ignore_errors=True)
+    return out
+
+
+def _under(path: str, roots: tuple[str, ...]) -> bool:
+    real = os.path.realpath(path)
+    return any(real == r or real.startswith(r + "/") for r in roots)
+
+
+def _still_good(done: Path) -> bool:
+    """A finished build whose inputs from outside the project (_outside_inputs) are all unchanged."""
+    try:
+        record = json.loads(done.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    found = record.get("inputs") if isinstance(record, dict) else None
+    if not isinstance(found, list) or not all(isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x)
+                                              for x in found):
+        return False  # a build made before its reads were recorded, or a damaged record: made again
+    return inputs_mod.unchanged([tuple(x) for x in found])
 
 
 def _reuse(build: ProjectBuild, final: Path) -> Built:

@@ -484,3 +484,39 @@ def test_a_static_library_rebuilt_with_a_leak_builds_and_runs_again(tmp_path, li
     proc, job = check(2)
     assert job["cached"] is False, f"served from the cache: {brief(job)}\n{said(proc)}"
     assert proc.returncode == 1 and len(leaks(job, 6, "dup_string")) == 1, brief(job)
+
+
+def test_a_project_build_that_links_an_archive_outside_the_project_builds_again(tmp_path):
+    """A monorepo's app folder holds leakharness.toml; its build command links ../lib/libdup.a,
+    outside the project root that keys the build.  Rebuilt with a leak, that archive must give a
+    new build and the leak, never the old binary's cached clean result; unchanged, the build is
+    reused (what the build read from outside is recorded and checked, not guessed)."""
+    app, lib = tmp_path / "app", tmp_path / "lib"
+    app.mkdir()
+    lib.mkdir()
+    shutil.copy(PROGRAMS / "linked" / "dup_main.c", app / "dup_main.c")
+    source = lib / "dup.c"
+    shutil.copy(PROGRAMS / "linked" / "dup.c", source)
+    _archive(lib, source)
+    counter = tmp_path / "builds.txt"
+    (app / "leakharness.toml").write_text(
+        'tools = ["asan"]\n[[target]]\nname = "dup"\nprogram = "{builddir}/dup"\n'
+        f"build = \"sh -c 'echo built >> {counter}; exec gcc {{cflags}} -o {{builddir}}/dup dup_main.c "
+        f"-L../lib -ldup {{ldflags}}'\"\n")
+
+    def run(n: int):
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html"], cwd=app,
+                              env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=240, start_new_session=True)
+        return proc, job_of(app / f"out{n}", "asan")
+
+    proc, job = run(1)
+    assert proc.returncode == 0 and job["status"] == "ok" and not job["findings"], said(proc)
+    proc, job = run(2)
+    assert job["cached"] and counter.read_text() == "built\n", said(proc)  # unchanged: neither built nor run
+    source.write_text(source.read_text().replace("\tstrcpy(p, s);", "\tstrcpy(p, s);\n\tp = strdup(p);"))
+    _archive(lib, source)
+    proc, job = run(3)
+    assert counter.read_text() == "built\n" * 2, said(proc)
+    assert job["cached"] is False, f"served from the cache: {brief(job)}\n{said(proc)}"
+    assert proc.returncode == 1 and len(leaks(job, 6, "dup_string")) == 1, brief(job)

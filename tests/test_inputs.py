@@ -351,6 +351,21 @@ def test_each_call_and_open_mode(so, build, tmp_path):
 
     _, rec, _ = record(so, build("calls"), cwd, "glob")
     assert not rec.complete and "glob('*.pem')" in rec.why
+    # A glob of one absolute folder (the linker's /etc/ld.so.conf.d/*.conf) is that folder's listing:
+    # whole, and a file added to the folder is a change.
+    pems = tmp_path / "pems"  # a folder the program writes nothing into, older than the run
+    pems.mkdir()
+    (pems / "a.pem").write_text("x")
+    inputs.settle(pems)
+    _, rec, _ = record(so, build("calls"), cwd, "glob", f"{pems}/*.pem")
+    assert rec.complete, rec.why
+    assert [e.kind for e in rec.entries if e.path == str(pems)] == ["dir"]
+    listed = state_of(inputs.fingerprint(rec, cwd), pems)
+    assert listed == [f"dir {inputs.state('dir', str(pems))}"] and "listing=" in listed[0]
+    (pems / "new.pem").write_text("x")
+    assert listed != [f"dir {inputs.state('dir', str(pems))}"]
+    _, rec, _ = record(so, build("calls"), cwd, "glob", f"{cwd}/*/x.pem")  # a walk of many folders: unseen
+    assert not rec.complete and f"glob('{cwd}/*/x.pem')" in rec.why
 
 
 def test_repeats_are_written_once_per_thread(so, build, tmp_path):

@@ -66,7 +66,7 @@ int main(int argc, char **argv)
     closing(open("./dot//slashes.txt", O_RDONLY));
     if (argc > 1 && strcmp(argv[1], "glob") == 0) {
         glob_t g;
-        if (glob("*.pem", 0, NULL, &g) == 0)
+        if (glob(argc > 2 ? argv[2] : "*.pem", 0, NULL, &g) == 0)
             globfree(&g);
     }
     if (argc > 1 && strcmp(argv[1], "emfile") == 0) {
