@@ -18,6 +18,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -158,8 +159,8 @@ class BuildSpec:
         for name, text in self.sources:
             add("source", name, text)
         for path in _with_headers(self.cc, self.files, self.cflags):
-            add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
-        for path in link_inputs(self.ldflags):
+            add("file", str(path), facts.sha256_file(str(path)))  # remembered by identity: 100s of system headers
+        for path in link_inputs(self.ldflags, cc=self.cc):
             add("link input", path, facts.sha256_file(path))
         for inc in self.include_dirs:  # headers the sources may include
             # Their folder too: the debug info names it, and a signature's line hash reads the
@@ -170,15 +171,18 @@ class BuildSpec:
         return h.hexdigest()
 
 
-def link_inputs(ldflags: Sequence[str], cwd: str | None = None) -> list[str]:
-    """The files of the user's that a link with these flags reads, as the compiler (run in cwd,
-    default the process's) finds them: archives, objects and libraries named by path, and the
-    lib<name>.so and lib<name>.a (or -l:<file>) that -l finds in the -L folders given.  A static
-    one is copied into the binary, so a new one must make a new binary; the system's own folders
-    are covered by the compiler's identity and OpenSSL's version, and every shared library the
-    program loads by the result key."""
+def link_inputs(ldflags: Sequence[str], cwd: str | None = None, cc: str = "gcc") -> list[str]:
+    """The files a link with these flags reads that must be in a build's key, as the compiler
+    (run in cwd, default the process's) finds them: archives, objects and libraries named by
+    path; the lib<name>.so and lib<name>.a (or -l:<file>) that -l finds in the -L folders given;
+    and, for a name none of those has, the archive the linker takes from its own folders
+    (search_dirs: LIBRARY_PATH's, /usr/local/lib, the distribution's).  An archive is copied
+    into the binary, so a new one must make a new binary (a library `make install`ed into
+    /usr/local/lib, rebuilt with a leak); a shared library found there is loaded at run time,
+    and every one the program loads is in the result key."""
     cwd = cwd or os.getcwd()
     folders, names, paths = [], [], []
+    static = False
     tokens = iter(ldflags)
     for token in tokens:
         if token in ("-L", "-l"):  # the value in the next argument
@@ -186,14 +190,48 @@ def link_inputs(ldflags: Sequence[str], cwd: str | None = None) -> list[str]:
         if token.startswith("-L"):
             folders.append(token[2:])
         elif token.startswith("-l"):
-            names.append(token[2:])
+            names.append((token[2:], static))
+        elif token in ("-static", "-Wl,-Bstatic", "-Wl,-static"):
+            static = True
+        elif token in ("-Wl,-Bdynamic", "-Wl,-call_shared"):
+            static = "-static" in ldflags
         elif not token.startswith("-"):
             paths.append(token)
     found = [os.path.join(cwd, p) for p in paths]
-    for name in names:
+    for name, only_archive in names:
         files = [name[1:]] if name.startswith(":") else [f"lib{name}.so", f"lib{name}.a"]
-        found += [os.path.join(cwd, folder, f) for folder in folders for f in files]
+        given = [os.path.join(cwd, folder, f) for folder in folders for f in files]
+        found += given
+        if not any(os.path.isfile(p) for p in given):
+            if only_archive and not name.startswith(":"):
+                files = [f"lib{name}.a"]
+            taken = next((os.path.join(d, f) for d in search_dirs(cc) for f in files
+                          if os.path.isfile(os.path.join(d, f))), None)  # as ld: the first folder, .so first
+            if taken is not None and not taken.endswith(".so"):
+                found.append(taken)
     return list(dict.fromkeys(os.path.normpath(p) for p in found if os.path.isfile(p)))
+
+
+def search_dirs(cc: str = "gcc") -> tuple[str, ...]:
+    """The folders a link by cc searches for -l after the -L given, in order: the driver's own
+    (`cc -print-search-dirs`, LIBRARY_PATH's among them), then the linker's SEARCH_DIR list."""
+    return _search_dirs(cc, os.environ.get("LIBRARY_PATH", ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _search_dirs(cc: str, library_path: str) -> tuple[str, ...]:
+    compiler = shutil.which(cc) or cc
+    out: list[str] = []
+    try:
+        answer = _run([compiler, "-print-search-dirs"]).stdout
+        for line in answer.splitlines():
+            if line.startswith("libraries: ="):
+                out += [os.path.normpath(d) for d in line[len("libraries: ="):].split(":") if d]
+        ld = _run([compiler, "-print-prog-name=ld"]).stdout.strip() or "ld"
+        out += [os.path.normpath(d) for d in re.findall(r'SEARCH_DIR\("=?([^"]*)"\)', _run([ld, "--verbose"]).stdout)]
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    return tuple(d for d in dict.fromkeys(out) if os.path.isdir(d))
 
 
 _HEADERS: dict[str, tuple[list, list[tuple[str, str]]]] = {}
@@ -218,13 +256,15 @@ def _headers_of(folder: Path) -> list[tuple[str, str]]:
 
 
 def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> list[Path]:
-    """A user's sources and the local headers they include (`cc -MM`), so that editing a
-    header rebuilds; system headers are covered by the compiler and OpenSSL versions.
+    """A user's sources and every header they include (`cc -M`), so that editing a header
+    rebuilds: the system's too (`cc -MM` left them out, and with them a header of -isystem, of
+    /usr/local/include after a `make install`, of a -dev package upgraded).
 
     Remembered (facts.py) while the compiler, the sources, the headers found and every folder
-    a local header could come from (the sources' and the headers' own, and those of -I,
-    -iquote and -idirafter) keep their identity: an edit anywhere, or a header added where it
-    would shadow another, runs `cc -MM` again.  Never remembered when a header was missing."""
+    a header could come from (the sources' and the headers' own, those of -I, -isystem, -iquote
+    and -idirafter, and the compiler's own search list) keep their identity: an edit anywhere,
+    or a header added where it would shadow another, runs `cc -M` again.  Never remembered when
+    a header was missing."""
     if not files:
         return []
     found = [Path(f).resolve() for f in files]
@@ -236,7 +276,7 @@ def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> 
     def ask() -> tuple[list[str], bool]:
         """(the headers found, whether one was missing)."""
         try:
-            proc = _run([compiler, "-MM", "-MG", *cflags, *map(str, found)], timeout=120)
+            proc = _run([compiler, "-M", "-MG", *cflags, *map(str, found)], timeout=120)
             deps = proc.stdout.replace("\\\n", " ").split()
         except (OSError, subprocess.TimeoutExpired):
             return [], True
@@ -253,7 +293,7 @@ def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> 
 
     folders = {str(f.parent) for f in found}
     for i, flag in enumerate(cflags):
-        for prefix in ("-I", "-iquote", "-idirafter"):
+        for prefix in ("-I", "-isystem", "-iquote", "-idirafter"):
             if flag == prefix and i + 1 < len(cflags):
                 folders.add(os.path.abspath(cflags[i + 1]))
             elif flag.startswith(prefix) and len(flag) > len(prefix):
@@ -265,6 +305,8 @@ def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> 
     if isinstance(known, dict) and facts.still(known.get("grounds")) and isinstance(known.get("value"), list):
         deps = known["value"]
     else:
+        # The compiler's own search list only here: asking it is a run of the compiler.
+        folders.update(_include_dirs(compiler))
         before = facts.grounds([os.path.realpath(compiler), *map(str, found), *sorted(folders)])
         deps, missing = ask()
         after = facts.grounds([p for d in deps for p in (d, os.path.dirname(d))])
@@ -275,6 +317,23 @@ def _with_headers(cc: str, files: tuple[Path, ...], cflags: tuple[str, ...]) -> 
         if path.is_file() and path not in found:
             found.append(path)
     return found
+
+
+def _include_dirs(compiler: str) -> tuple[str, ...]:
+    """The folders the compiler searches for <headers> of its own accord (CPATH's and
+    C_INCLUDE_PATH's among them): `cc -E -v`'s search list."""
+    return _include_dirs_of(compiler, os.environ.get("CPATH", ""), os.environ.get("C_INCLUDE_PATH", ""))
+
+
+@functools.lru_cache(maxsize=16)
+def _include_dirs_of(compiler: str, cpath: str, c_include_path: str) -> tuple[str, ...]:
+    try:
+        err = _run([compiler, "-E", "-v", "-x", "c", os.devnull]).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return ()
+    listed = err.split("search starts here:")[-1].split("End of search list.")[0]
+    return tuple(os.path.normpath(line.strip()) for line in listed.splitlines()
+                 if line.startswith(" ") and os.path.isdir(line.strip()))
 
 
 @dataclass(frozen=True)

@@ -520,3 +520,38 @@ def test_a_project_build_that_links_an_archive_outside_the_project_builds_again(
     assert counter.read_text() == "built\n" * 2, said(proc)
     assert job["cached"] is False, f"served from the cache: {brief(job)}\n{said(proc)}"
     assert proc.returncode == 1 and len(leaks(job, 6, "dup_string")) == 1, brief(job)
+
+
+def test_a_system_header_or_a_default_folders_archive_changed_builds_again(tmp_path):
+    """What `check --build` compiles in from where the compiler looks of its own accord: a
+    header of an -isystem folder (as /usr/local/include after a `make install`: `cc -MM` left
+    such headers out of the key), and an archive -ldup finds through LIBRARY_PATH, no -L given
+    (as /usr/local/lib).  Each changed to leak must give a new binary and the leak."""
+    inc, lib = tmp_path / "inc", tmp_path / "lib"
+    inc.mkdir()
+    lib.mkdir()
+    header = inc / "dup_inline.h"
+    shutil.copy(PROGRAMS / "linked" / "dup_inline.h", header)
+    shutil.copy(PROGRAMS / "linked" / "inline_main.c", tmp_path / "inline_main.c")
+    shutil.copy(PROGRAMS / "linked" / "dup_main.c", tmp_path / "dup_main.c")
+    source = lib / "dup.c"
+    shutil.copy(PROGRAMS / "linked" / "dup.c", source)
+    _archive(lib, source)
+    env = {"LIBRARY_PATH": str(lib)}
+
+    def check(n: int, *how):
+        proc = lh(tmp_path, "check", "--build", *how, "--tool", "asan", "--out", f"out{n}", "--no-html", "--quiet",
+                  env=env)
+        return proc, job_of(tmp_path / f"out{n}", "asan")
+
+    for n, how, function in ((1, ("inline_main.c", "--cflags", "-isystem inc"), "dup_inline"),
+                             (3, ("dup_main.c", "--ldflags", "-ldup"), "dup_string")):
+        proc, job = check(n, *how)
+        assert proc.returncode == 0 and job["status"] == "ok" and not job["findings"], said(proc)
+        changed = header if function == "dup_inline" else source
+        changed.write_text(changed.read_text().replace("\tstrcpy(p, s);", "\tstrcpy(p, s);\n\tp = strdup(p);"))
+        if changed is source:
+            _archive(lib, source)
+        proc, job = check(n + 1, *how)
+        assert job["cached"] is False, f"served from the cache: {brief(job)}\n{said(proc)}"
+        assert proc.returncode == 1 and len(leaks(job, 6, function)) == 1, brief(job)
