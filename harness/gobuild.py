@@ -857,7 +857,7 @@ def key(spec, tree: list[Path], stamp: str | None) -> str:
     return h.hexdigest()
 
 
-def _c_stamp(spec, tree: list[Path]) -> str | None:
+def _c_stamp(spec, tree: list[Path], cache_dir: Path | None = None) -> str | None:
     """A hash of the C side of a build the go command itself does not track: every file of the
     module tree but Go's (a header another package includes by a relative path or -I), and what
     the #cgo directives reach outside it (_cgo_inputs).  Go's build cache keys a cgo compile by
@@ -866,7 +866,8 @@ def _c_stamp(spec, tree: list[Path]) -> str | None:
     None when there is no such file (a catalog program: GOCACHE shared as before)."""
     c_side = [p for p in tree if p.suffix != ".go" and p.name not in _MODULE_FILES + _WORK_FILES]
     try:
-        outside = _cgo_inputs([*_user_files(spec), *tree], set(tree))
+        outside = _cgo_inputs([*_user_files(spec), *tree], set(tree),
+                              Path(cache_dir) / "cgo-preambles" if cache_dir is not None else None)
     except _Unbounded:  # cannot be vouched for: a new key, so a new build, every time
         return f"unbounded-{time.time_ns()}"
     if not c_side and not outside:
@@ -883,7 +884,8 @@ def _stamped_env(spec, cache_dir: Path, stamp: str | None) -> dict[str, str]:
     return _go_env(cache_dir, (*spec.cflags, *extra), spec.ldflags)
 
 
-_CGO_DIRECTIVE = re.compile(r"^\s*#cgo\s+(?:[^:\n]*\s)?(CFLAGS|CPPFLAGS|CXXFLAGS|LDFLAGS)\s*:(.*)$", re.M)
+_CGO_DIRECTIVE = re.compile(r"^\s*(?://)?\s*#cgo\s+(?:[^:\n]*\s)?(CFLAGS|CPPFLAGS|CXXFLAGS|LDFLAGS|pkg-config)\s*:(.*)$",
+                            re.M)
 _HEADER_SUFFIXES = frozenset({".h", ".hh", ".hpp", ".hxx", ".inc"})
 # The compiler's and the distribution's folders (their identities cover them) and the kernel's.
 _SYSTEM_FOLDERS = ("usr", "lib", "lib64", "proc", "sys", "dev")
@@ -905,37 +907,114 @@ def _headers_under(folder: Path) -> list[Path] | None:
     return [p for p in found if p.is_file()]
 
 
-def _cgo_inputs(files: list[Path], known: set[Path]) -> list[Path]:
-    """What the `#cgo` directives of these Go files make a build read outside the files already
-    keyed (known): the headers under their -I folders, and the archives and libraries their
-    LDFLAGS name (link_inputs), ${SRCDIR} being each file's folder; the system's folders aside."""
+def _cgo_inputs(files: list[Path], known: set[Path], preambles: Path | None = None) -> list[Path]:
+    """What the `#cgo` directives and C preambles of these Go files make a build read outside the
+    files already keyed (known), ${SRCDIR} being each file's folder, the distribution's folders
+    aside (_distributed): the headers under their -I folders; the archives and libraries their
+    LDFLAGS and pkg-config packages name (link_inputs: an archive of /usr/local/lib too); and,
+    with `preambles` (a folder to write each preamble into), every header a preamble includes,
+    as `gcc -M` finds it with the file's flags (/usr/local/include after a `make install`)."""
     found: list[Path] = []
     for f in files:
         if f.suffix != ".go":
             continue
         text = f.read_text(encoding="utf-8", errors="replace")
-        if "#cgo" not in text:
+        if "#cgo" not in text and 'import "C"' not in text:
             continue
+        cflags: list[str] = []
         for kind, value in _CGO_DIRECTIVE.findall(text):
             try:
                 flags = shlex.split(value.replace("${SRCDIR}", str(f.parent)))
             except ValueError:
                 continue  # the go command refuses it, and the build fails
+            if kind == "pkg-config":
+                package_cflags, libs = _pkg_config(tuple(flags))
+                cflags += package_cflags
+                found += [Path(p) for p in link_inputs(libs, str(f.parent))]
+                continue
             if kind == "LDFLAGS":
                 found += [Path(p) for p in link_inputs(flags, str(f.parent))]
                 continue
+            cflags += flags
             tokens = iter(flags)
             for token in tokens:
                 if token == "-I":
                     token += next(tokens, "")
                 if token.startswith("-I"):
                     folder = (f.parent / token[2:]).resolve()
-                    if folder.is_dir() and len(folder.parts) > 1 and folder.parts[1] not in _SYSTEM_FOLDERS:
+                    if folder.is_dir() and not _distributed(folder):
                         headers = _headers_under(folder)
                         if headers is None:
                             raise _Unbounded(folder)
                         found += headers
+        preamble = _preamble(text) if preambles is not None else None
+        if preamble:
+            found += [p for p in _preamble_headers(preamble, f.parent, cflags, preambles) if not _distributed(p)]
     return [p for p in dict.fromkeys(found) if p not in known]
+
+
+def _distributed(path: Path) -> bool:
+    """A file or folder of the distribution's or the compiler's (/usr but /usr/local, /lib): its
+    packages' and the compiler's identities cover it, as for C.  Not the kernel's (/proc, /sys,
+    /dev: never a build input)."""
+    parts = Path(path).parts
+    if len(parts) < 2:
+        return True
+    return parts[1] in _SYSTEM_FOLDERS and not (parts[1] == "usr" and len(parts) > 2 and parts[2] == "local")
+
+
+_IMPORT_C = re.compile(r'^import\s+"C"\s*$', re.M)
+
+
+def _preamble(text: str) -> str:
+    """The C preamble of a Go file: the comment right above its `import "C"` (a /* */ block or
+    // lines), with cgo's own #cgo lines left out; "" when there is none."""
+    m = _IMPORT_C.search(text)
+    if m is None:
+        return ""
+    before = text[: m.start()].rstrip(" \t")
+    if before.endswith("*/\n"):
+        start = before.rfind("/*")
+        body = before[start + 2: -3] if start >= 0 else ""
+    else:
+        lines = before.split("\n")[:-1]
+        taken = []
+        while lines and lines[-1].lstrip().startswith("//"):
+            taken.append(lines.pop().lstrip()[2:])
+        body = "\n".join(reversed(taken))
+    return "\n".join("" if line.lstrip().startswith("#cgo") else line for line in body.split("\n"))
+
+
+def _preamble_headers(preamble: str, folder: Path, cflags: list[str], preambles: Path) -> list[Path]:
+    """The headers a preamble includes (build._with_headers: `gcc -M`, remembered), compiled
+    as cgo compiles it: its package's folder first on the include path."""
+    from .build import _with_headers
+
+    digest = hashlib.sha256(f"{folder}\0{preamble}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    source = preambles / f"{digest}.c"
+    if not source.is_file():  # written whole, then renamed: two jobs of a run may write it at once
+        preambles.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(dir=preambles, suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape") as fh:
+            fh.write(preamble + "\n")
+        os.replace(partial, source)
+    try:
+        return [p for p in _with_headers("gcc", (source,), ("-iquote", str(folder), "-I", str(folder), *cflags))
+                if p != source]
+    except BuildError:
+        return []
+
+
+@functools.lru_cache(maxsize=64)
+def _pkg_config(names: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(cflags, libs) pkg-config gives for a `#cgo pkg-config:` line's packages ([] when it fails:
+    the go command's build then fails too)."""
+    try:
+        cflags = _run(["pkg-config", "--cflags", "--", *names]).stdout.split()
+        libs = _run(["pkg-config", "--libs", "--", *names]).stdout.split()
+    except (OSError, subprocess.TimeoutExpired):
+        return [], []
+    return cflags, libs
 
 
 class _Unbounded(Exception):
@@ -1219,7 +1298,7 @@ def build_go(spec, cache_dir: Path):
 
     cache_dir = Path(cache_dir)
     tree = _module_tree(_spec_folder(spec))
-    stamp = _c_stamp(spec, tree)  # the same for the key and the build (an unbounded one is new each time)
+    stamp = _c_stamp(spec, tree, cache_dir)  # the same for the key and the build (an unbounded one is new each time)
     k = key(spec, tree, stamp)
     compile_into = lambda work, final: _compile_go(spec, cache_dir, k, work, stamp)  # noqa: E731
     mode = (str(cache_dir), spec.go_mode or "")

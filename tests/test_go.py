@@ -471,13 +471,17 @@ def test_a_package_test_binary_names_the_go_line_in_a_module_beside_it(go_cache,
     assert "at example.com/digest.Size digest.go:12 (Go caller)" in proc.stdout
 
 
-def test_a_header_or_library_outside_the_module_rebuilt_rebuilds_the_program(go_cache, tmp_path):
+@pytest.mark.parametrize("include", ["-I", "-isystem "])
+def test_a_header_or_library_outside_the_module_rebuilt_rebuilds_the_program(go_cache, tmp_path, include):
     """A cgo preamble's `#cgo CFLAGS: -I${SRCDIR}/../include` and `#cgo LDFLAGS: -L${SRCDIR}/../lib
     -lextra` reach outside the module: an edit to that header, or a new libextra.a, must make a new
-    program, whose leak the check then finds."""
+    program, whose leak the check then finds.  With `-isystem` (a folder the compiler searches as
+    it searches /usr/local/include) the header is found only by compiling the preamble (gcc -M)."""
     shutil.copytree(PROGRAMS / "outside", tmp_path / "src")
     src = tmp_path / "src"
     header, library = src / "include" / "extra.h", src / "lib" / "extra.c"
+    main_go = src / "mod" / "main.go"
+    main_go.write_text(main_go.read_text().replace("-I${SRCDIR}/../include", f"{include}${{SRCDIR}}/../include"))
 
     def archive() -> None:
         for argv in (["gcc", "-g", "-O0", "-fPIC", "-c", str(library), "-o", str(src / "lib" / "extra.o")],
