@@ -220,18 +220,26 @@ def search_dirs(cc: str = "gcc") -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=16)
 def _search_dirs(cc: str, library_path: str) -> tuple[str, ...]:
-    compiler = shutil.which(cc) or cc
-    out: list[str] = []
-    try:
-        answer = _run([compiler, "-print-search-dirs"]).stdout
-        for line in answer.splitlines():
-            if line.startswith("libraries: ="):
-                out += [os.path.normpath(d) for d in line[len("libraries: ="):].split(":") if d]
-        ld = _run([compiler, "-print-prog-name=ld"]).stdout.strip() or "ld"
-        out += [os.path.normpath(d) for d in re.findall(r'SEARCH_DIR\("=?([^"]*)"\)', _run([ld, "--verbose"]).stdout)]
-    except (OSError, subprocess.TimeoutExpired):
-        pass
-    return tuple(d for d in dict.fromkeys(out) if os.path.isdir(d))
+    compiler = os.path.realpath(shutil.which(cc) or cc)
+
+    def ask() -> list[str] | None:
+        out: list[str] = []
+        try:
+            answer = _run([compiler, "-print-search-dirs"]).stdout
+            for line in answer.splitlines():
+                if line.startswith("libraries: ="):
+                    out += [os.path.normpath(d) for d in line[len("libraries: ="):].split(":") if d]
+            ld = _run([compiler, "-print-prog-name=ld"]).stdout.strip() or "ld"
+            verbose = _run([ld, "--verbose"]).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        return out + [os.path.normpath(d) for d in re.findall(r'SEARCH_DIR\("=?([^"]*)"\)', verbose)]
+
+    # Three runs of the toolchain (15 ms): remembered while the compiler and the linker are the same.
+    linker = shutil.which("ld")
+    found = facts.remembered("search-dirs:" + repr((compiler, library_path)),
+                             [compiler, *([os.path.realpath(linker)] if linker else [])], ask) or []
+    return tuple(d for d in dict.fromkeys(found) if os.path.isdir(d))
 
 
 _HEADERS: dict[str, tuple[list, list[tuple[str, str]]]] = {}
