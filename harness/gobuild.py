@@ -857,7 +857,7 @@ def key(spec, tree: list[Path], stamp: str | None) -> str:
     return h.hexdigest()
 
 
-def _c_stamp(spec, tree: list[Path], cache_dir: Path | None = None) -> str | None:
+def _c_stamp(spec, tree: list[Path], cache_dir: Path) -> str | None:
     """A hash of the C side of a build the go command itself does not track: every file of the
     module tree but Go's (a header another package includes by a relative path or -I), and what
     the #cgo directives reach outside it (_cgo_inputs).  Go's build cache keys a cgo compile by
@@ -866,8 +866,7 @@ def _c_stamp(spec, tree: list[Path], cache_dir: Path | None = None) -> str | Non
     None when there is no such file (a catalog program: GOCACHE shared as before)."""
     c_side = [p for p in tree if p.suffix != ".go" and p.name not in _MODULE_FILES + _WORK_FILES]
     try:
-        outside = _cgo_inputs([*_user_files(spec), *tree], set(tree),
-                              Path(cache_dir) / "cgo-preambles" if cache_dir is not None else None)
+        outside = _cgo_inputs([*_user_files(spec), *tree], set(tree), Path(cache_dir) / "cgo-preambles")
     except _Unbounded:  # cannot be vouched for: a new key, so a new build, every time
         return f"unbounded-{time.time_ns()}"
     if not c_side and not outside:
@@ -907,13 +906,13 @@ def _headers_under(folder: Path) -> list[Path] | None:
     return [p for p in found if p.is_file()]
 
 
-def _cgo_inputs(files: list[Path], known: set[Path], preambles: Path | None = None) -> list[Path]:
+def _cgo_inputs(files: list[Path], known: set[Path], preambles: Path) -> list[Path]:
     """What the `#cgo` directives and C preambles of these Go files make a build read outside the
     files already keyed (known), ${SRCDIR} being each file's folder, the distribution's folders
     aside (_distributed): the headers under their -I folders; the archives and libraries their
-    LDFLAGS and pkg-config packages name (link_inputs: an archive of /usr/local/lib too); and,
-    with `preambles` (a folder to write each preamble into), every header a preamble includes,
-    as `gcc -M` finds it with the file's flags (/usr/local/include after a `make install`)."""
+    LDFLAGS and pkg-config packages name (link_inputs: an archive of /usr/local/lib too); and
+    every header a preamble includes, as `gcc -M` finds it with the file's flags (/usr/local/include
+    after a `make install`), each preamble written into the folder `preambles`."""
     found: list[Path] = []
     for f in files:
         if f.suffix != ".go":
@@ -947,7 +946,7 @@ def _cgo_inputs(files: list[Path], known: set[Path], preambles: Path | None = No
                         if headers is None:
                             raise _Unbounded(folder)
                         found += headers
-        preamble = _preamble(text) if preambles is not None else None
+        preamble = _preamble(text)
         if preamble:
             found += [p for p in _preamble_headers(preamble, f.parent, cflags, preambles) if not _distributed(p)]
     return [p for p in dict.fromkeys(found) if p not in known]

@@ -445,8 +445,9 @@ def merge_split_records(findings: list[Finding]) -> list[Finding]:
 
 def _merged(members: list[Finding]) -> Finding:
     first = members[0]
-    numbers = [n for f in members for n in _record_numbers(_XML_WHAT.match(f.message).group(2))]
-    what = _XML_WHAT.match(first.message)
+    whats = [_XML_WHAT.match(f.message) for f in members]  # each valgrind's own: one record number
+    numbers = [int(w.group(2).replace(",", "")) for w in whats]
+    what = whats[0]
     listed = _record_ranges(numbers)
     direct = sum(f.bytes or 0 for f in members)
     indirect = sum(f.indirect_bytes for f in members)
@@ -603,9 +604,9 @@ def _named_by_records(f: Finding, addresses: list[int], object_bytes: dict[int, 
                        text=f"{fn} {place}{via}: {len(sizes)} object(s), {sum(sizes)} B "
                             f"(recorded by leakharness's {build} build)")
         callers.append((aux, f"{fn} ({place}{via}) {len(sizes)} object(s) {sum(sizes)} B", sizes))
-    whole = f.bytes is not None and f.blocks is not None
-    if (len(callers) == 1 and named == len(addresses)) or not whole or named > f.blocks or named_bytes > f.bytes:
-        # One Go caller for every object (or figures that do not add up: left as the tool gave them).
+    # (Both joins took only a record whose object count is the finding's: named <= f.blocks.)
+    if (len(callers) == 1 and named == len(addresses)) or f.bytes is None or named_bytes > f.bytes:
+        # One Go caller for every object (or sizes that do not add up: left as the tool gave them).
         message = (f"{said}; the {build} build recorded the Go caller(s): {', '.join(w for _, w, _ in callers)}"
                    f" ({named} of {len(addresses)} object(s) named)")
         return [dataclasses.replace(f, message=message, aux_stacks=tuple(f.aux_stacks) + tuple(a for a, _, _ in callers),

@@ -22,7 +22,7 @@ from .. import __version__
 from ..findings import CATEGORIES
 from ..judge import outcome
 from ..memo import MISSING, IdentityMemo
-from ..signatures import own_frame, signature_stack
+from ..signatures import own_frame_of, signature_stack
 from ..results import JobRecord, Results
 from .paths import build_cache_name
 
@@ -98,7 +98,7 @@ def document(results: Results, out_dir: Path | None = None) -> dict:
             named_by = signature_stack(f.stack, f.aux_stacks)  # f.stack itself, unless a Go caller names it
             seen = by_stack.get(named_by)
             if seen is MISSING:
-                seen = by_stack.put(named_by, (own_frame(f), f.where()))
+                seen = by_stack.put(named_by, (own_frame_of(named_by), f.where()))
             frame, frames = seen
             where = f"{job.pattern}" + (f" ({job.variant})" if job.variant else "") + f" under {job.tool}"
             known = explainer.explain(f)
@@ -243,7 +243,7 @@ def _write_stream(results: Results, out_dir: Path | None, fh) -> None:
             named_by = signature_stack(f.stack, f.aux_stacks)  # f.stack itself, unless a Go caller names it
             seen = by_stack.get(named_by)
             if seen is MISSING:
-                seen = by_stack.put(named_by, (own_frame(f), f.where()))
+                seen = by_stack.put(named_by, (own_frame_of(named_by), f.where()))
             frame, frames = seen
             key = (id(job), f.category, f.signature, f.tool, f.kind)
             head = heads.get(key)
