@@ -500,6 +500,10 @@ def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:
     key = h.hexdigest()
     final = Path(cache_dir) / "pch" / key[:2] / key
     if (final / f"{header.name}.gch").is_file():
+        try:
+            os.utime(final)  # used: the cache's size cap evicts the least recently used first
+        except OSError:
+            pass
         return final
     (Path(cache_dir) / "tmp").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"pch.{key[:12]}.", dir=Path(cache_dir) / "tmp"))

@@ -341,6 +341,7 @@ def cmd_cache(args) -> int:
         return 0
     info = session.cache_info()
     print(f"cache: {info['path']}\n  {info['results']} result(s), {info['builds']} build(s), "
+          f"{info['pch']} precompiled header(s), {info['libs'] + info['cgo-preambles']} note(s): "
           f"{info['bytes'] / (1 << 20):.1f} MiB of {info['max_bytes'] / (1 << 20):.0f} MiB "
           f"(least recently used entries go first; set LEAKHARNESS_CACHE_MAX in MiB)\n"
           f"  clear it with: leakharness cache clear")

@@ -400,9 +400,19 @@ def _inputs_of(result: RunResult, trusted: bool) -> tuple[tuple[tuple[str, str],
     return tuple(x for x in fingerprint if not (x[1].startswith("?") or " ?" in x[1])), ""
 
 
+# What the size cap covers, least recently used out first: each entry is a folder in a shard
+# (results/ab/<key>/, builds/ab/<key>/, pch/ab/<key>/: touched when reused) or a file (libs/: a
+# binary's libraries as ldd saw them; cgo-preambles/: a Go file's C preamble, written to ask gcc
+# what it includes).  Each is made again when missing.  Not covered: lh-reaper and the recorder
+# (helpers/, a few kB every run needs), compiled report templates (templates/), facts.json, and
+# go-build/, which the go command trims itself (entries unused for five days).
+_SHARDED = ("results", "builds", "pch")
+_FLAT = ("libs", "cgo-preambles")
+
+
 def _entries(cache_dir: Path):
-    """(path, size in bytes, last use) of every entry of the cache: results, builds, ldd notes."""
-    for sub in ("results", "builds"):
+    """(kind, path, size in bytes, last use) of every entry of the cache the size cap covers."""
+    for sub in _SHARDED:
         root = Path(cache_dir) / sub
         if not root.is_dir():
             continue
@@ -415,9 +425,21 @@ def _entries(cache_dir: Path):
                     for f in entry.rglob("*"):
                         if f.is_file():
                             size += f.stat().st_size
-                    yield entry, size, entry.stat().st_mtime
+                    yield sub, entry, size, entry.stat().st_mtime
                 except OSError:
                     continue
+    for sub in _FLAT:
+        try:
+            with os.scandir(Path(cache_dir) / sub) as found:
+                for entry in found:
+                    try:
+                        st = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if entry.is_file(follow_symlinks=False):
+                        yield sub, Path(entry.path), st.st_size, st.st_mtime
+        except OSError:
+            continue
 
 
 def max_bytes() -> int:
@@ -438,9 +460,10 @@ def max_bytes() -> int:
 
 def info(cache_dir: Path) -> dict:
     """What the cache holds: entries and bytes per kind, and the cap."""
-    out = {"path": str(cache_dir), "max_bytes": max_bytes(), "results": 0, "builds": 0, "bytes": 0}
-    for entry, size, _ in _entries(cache_dir):
-        out[entry.parent.parent.name] += 1
+    out = {"path": str(cache_dir), "max_bytes": max_bytes(), "bytes": 0,
+           **{kind: 0 for kind in (*_SHARDED, *_FLAT)}}
+    for kind, _, size, _ in _entries(cache_dir):
+        out[kind] += 1
         out["bytes"] += size
     return out
 
@@ -461,13 +484,16 @@ def trim(cache_dir: Path, limit: int | None = None) -> int:
 
 
 def _trim(cache_dir: Path, limit: int) -> int:
-    entries = sorted(_entries(cache_dir), key=lambda e: e[2])
-    total = sum(size for _, size, _ in entries)
+    entries = sorted(_entries(cache_dir), key=lambda e: e[3])
+    total = sum(size for _, _, size, _ in entries)
     evicted = 0
-    for entry, size, _ in entries:
+    for kind, entry, size, _ in entries:
         if total <= limit:
             break
-        shutil.rmtree(entry, ignore_errors=True)
+        if kind in _FLAT:
+            entry.unlink(missing_ok=True)
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
         total -= size
         evicted += 1
     return evicted
@@ -480,7 +506,7 @@ def clear(cache_dir: Path) -> int:
 
     with alone(cache_dir):
         freed = info(cache_dir)["bytes"]
-        for sub in ("results", "builds", "libs", "pch", "tmp", "helpers", "go-build", "templates"):
+        for sub in (*_SHARDED, *_FLAT, "tmp", "helpers", "go-build", "templates"):
             shutil.rmtree(Path(cache_dir) / sub, ignore_errors=True)
         (Path(cache_dir) / "durations.json").unlink(missing_ok=True)
         (Path(cache_dir) / facts.FILE_NAME).unlink(missing_ok=True)

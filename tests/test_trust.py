@@ -284,6 +284,45 @@ def test_cache_info_and_clear(tmp_path, own_cache):
     assert rel.returncode == 0 and str(tmp_path / "mycache") in rel.stdout, said(rel)
 
 
+def covered_bytes(cache: Path) -> dict[str, int]:
+    """Bytes in each folder of the cache but the few the cap leaves (docs: `cache info`)."""
+    out = {}
+    for sub in cache.iterdir():
+        if sub.is_dir() and sub.name not in ("helpers", "templates", "go-build", "tmp"):
+            out[sub.name] = sum(f.stat().st_size for f in sub.rglob("*") if f.is_file())
+    return out
+
+
+def test_the_size_cap_covers_precompiled_headers_and_notes(tmp_path, own_cache):
+    """A catalog run's largest part of the cache is OpenSSL's precompiled header (19 MB a
+    profile), and each binary leaves a note of its libraries: both were once outside the cap
+    (2.9 GB in a cache capped at 2 GiB).  A capped run evicts them; the next run makes them again
+    and sees the same leak."""
+    args = ("run", "--catalog", "--pattern", "evp_md_fetch_leak", "--tool", "memcheck", "--tool", "asan",
+            "--no-html", "--quiet", "--out", "out")
+    proc = lh(*args, cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 0, said(proc)
+    before = covered_bytes(own_cache)
+    assert before["pch"] > 10 << 20 and before["libs"] > 0, before
+    info = lh("cache", "info", cwd=tmp_path, cache=own_cache)
+    assert "2 precompiled header(s)" in info.stdout, said(info)
+    stated = float(re.search(r"([\d.]+) MiB of", info.stdout).group(1))
+    assert abs(stated - sum(before.values()) / (1 << 20)) < 0.2, (said(info), before)
+    # A cap below any entry: everything it covers goes, and the next run makes all of it again.
+    proc = lh(*args, "--fresh", cwd=tmp_path, cache=own_cache, env={"LEAKHARNESS_CACHE_MAX": "0.001"})
+    assert proc.returncode == 0, said(proc)
+    after = covered_bytes(own_cache)
+    assert sum(after.values()) <= 1049, after
+    assert not list((own_cache / "pch").glob("*/*")), after
+    proc = lh(*args, "--fresh", cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 0, said(proc)
+    leaky = [j for j in results(tmp_path / "out")["jobs"] if j["variant"] == "leaky"]
+    assert len(leaky) == 2 and all(j["verdict"] == "pass" and not j["cached"] for j in leaky), leaky
+    assert all(any(f["category"] == "leak" and f["leak_kind"] == "definite" for f in j["findings"])
+               for j in leaky), leaky
+    assert covered_bytes(own_cache)["pch"] > 10 << 20
+
+
 # --- 3. a checker that never ran is never clean ---------------------------------------------
 
 def test_not_executable_program_is_incomplete(tmp_path, cache):
