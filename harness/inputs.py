@@ -85,6 +85,7 @@ DEFAULT_SKIP = ("lh-reaper", "valgrind", "valgrind.bin", "llvm-symbolizer", "add
 # tail call), so ASan's reports are unchanged (measured in tests/test_inputs.py).
 ASAN_LINK_ORDER = "verify_asan_link_order=0"
 IGNORED_ROOTS = ("/proc", "/sys", "/dev")
+KEPT_ROOTS = ("/dev/shm", "/dev/mqueue")  # ordinary files under /dev (POSIX shared memory, queues)
 KINDS = {"r": "read", "p": "probe", "q": "probe", "d": "dir", "x": "exec"}
 _START = re.compile(r"^LH-INPUTS 1 (start|skip|fork) pid=(\d+) ppid=(\d+) time=(\d+) early=(\d+) max=(\d+) exe=(.*)$")
 _END = re.compile(r"^LH-INPUTS end pid=(\d+) by=(\S+)$")
@@ -203,6 +204,18 @@ class Recorded:
     problems: tuple[str, ...] = ()  # every reason
     started_ns: int | None = None  # the earliest start of a recorded process (the file systems' clock)
     pids: tuple[int, ...] = ()  # the processes recorded
+    ends: tuple["End", ...] = ()  # how each recorded process (its last program) ended
+
+
+@dataclass(frozen=True)
+class End:
+    """How one process's last recorded program ended."""
+
+    pid: int
+    exe: str
+    forked: bool  # a forked child of a recorded process, running its parent's program
+    by: str  # "exit" (exit(), or main returned: atexit handlers ran), "_exit", "exec" (into a program
+    #          that wrote no record), "" (no end line: a signal, a crash, a raw exit system call)
 
 
 @dataclass
@@ -216,6 +229,7 @@ class _Section:
     skip: bool = False
     header: bool = True  # False: lines written before any start line (a vfork child's)
     ended: bool = False
+    by: str = ""  # the end line's "by=": exit, _exit
     last: str = ""  # the kind of the last record ("x": an exec)
     last_exec: str = ""
     records: list = None  # (kind letter, result, path)
@@ -292,6 +306,7 @@ def _parse(path: Path, pid: int, problems: list[str]) -> tuple[list[_Section], i
         m = _END.match(line)
         if m:
             current.ended = True
+            current.by = m.group(2)
             current.last = "end"
             continue
         if line == "LH-INPUTS capped":
@@ -391,12 +406,19 @@ def read(log_dir: Path, main_pid: int | None, died: Iterable[int] = ()) -> Recor
     entries, started = _entries(by_pid)
     pids = tuple(sorted(pid for pid in by_pid if program(pid)))
     problems = list(dict.fromkeys(problems))
+    ends = []
+    for pid, sections in sorted(by_pid.items()):
+        last = next((s for s in reversed(sections) if not s.skip), None)
+        if last is not None:
+            by = last.by if last.ended else ("exec" if last.last == "x" else "")
+            ends.append(End(pid, last.exe, last.how == "fork", by))
     return Recorded(tuple(entries), complete=not problems, why=problems[0] if problems else "",
-                    problems=tuple(problems), started_ns=started, pids=pids)
+                    problems=tuple(problems), started_ns=started, pids=pids, ends=tuple(ends))
 
 
 def _ignored(path: str) -> bool:
-    return any(path == root or path.startswith(root + "/") for root in IGNORED_ROOTS)
+    return (any(path == root or path.startswith(root + "/") for root in IGNORED_ROOTS)
+            and not any(path == root or path.startswith(root + "/") for root in KEPT_ROOTS))
 
 
 def _entries(by_pid: dict[int, list[_Section]]) -> tuple[list[Entry], int | None]:

@@ -5,10 +5,11 @@ A build profile is what a checker needs of a compile: its C flags, the flags its
 sanitizer's runtime) and the compiler.  Checkers with the same profile (memcheck, helgrind and
 residue at -g -O0) share one build.  A build folder is keyed by the project's sources (every
 file under the project root but hidden ones, leakharness's own output folders, in-tree CMake
-build folders and what `ignore` lists), the command, the profile, the compiler's identity and
-the OpenSSL version: an unchanged project does not rebuild, and reusing a build touches it (the
-cache evicts the least recently used entries).  What the build read from outside the root (an
-archive of -L../lib, a header of -I/opt/include, the compiler's own files) is recorded while it
+build folders and what `ignore` lists), the command, the profile, the environment it is handed,
+the compiler's identity and the OpenSSL version: an unchanged project does not rebuild, and
+reusing a build touches it (the cache evicts the least recently used entries).  What the build
+read that the tree's hash does not cover (an archive of -L../lib, a header of -I/opt/include,
+the compiler's own files, a hidden .config its Makefile includes, .git/) is recorded while it
 runs (inputs.py's recorder) and kept with it: a build is reused only while all of that is
 unchanged, and one that could not be recorded whole is made again every time.
 
@@ -191,8 +192,39 @@ def build_key(build: ProjectBuild, cache_dir: Path) -> str:
         "source_dir", build.source_dir or "", "cmake_args", *build.cmake_args)
     if build.kind == "cmake":
         add("cmake", _tool_identity("cmake"), _tool_identity("ctest"))
+    # The environment the build is handed (but what _run_build sets itself): a Makefile's
+    # $(if $(WITH_CACHE),...), CPPFLAGS, PKG_CONFIG_PATH change what it makes, as a job's
+    # environment is in its result key.
+    add("environment", *sorted(f"{k}={v}" for k, v in child_environment().items() if k not in _BUILD_SETS))
     add("tree", tree_hash(build.root, build.ignore, cache_dir))
     return h.hexdigest()
+
+
+_BUILD_SETS = frozenset({"CC", "CFLAGS", "LDFLAGS", "TMPDIR"})  # the build's environment, set per profile
+
+
+def _keyed_by_tree(path: str, build: ProjectBuild, cache_real: str) -> bool:
+    """Whether tree_hash keys `path` (a file read, probed or found missing by the build): under
+    the root, in no hidden, ignored or skipped folder, and not hidden itself.  What it does not
+    key (../.config that a Makefile includes, anything under .git/, `ignore`) is fingerprinted
+    with the reads from outside."""
+    root_real = os.path.realpath(build.root)
+    real = os.path.realpath(path)
+    if real == root_real:
+        return True  # its listing: the tree holds its names (but hidden ones, and output folders)
+    if not real.startswith(root_real + "/"):
+        return False
+    parts = os.path.relpath(real, root_real).split("/")
+    skip = {os.path.normpath(str(p)) for p in build.ignore}
+    here = Path(build.root)
+    for name in parts[:-1]:
+        if _skipped_folder(here / name, name, skip, cache_real):
+            return False
+        here = here / name
+    last = here / parts[-1]
+    if parts[-1].startswith(".") or os.path.normpath(str(last)) in skip:
+        return False
+    return not (os.path.isdir(last) and _skipped_folder(last, parts[-1], skip, cache_real))
 
 
 def _tool_identity(name: str) -> str:
@@ -327,7 +359,7 @@ def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
                                                        f"test list ({exc}); see {log_path}")
         (final / DONE).write_text(json.dumps({"label": build.label, "profile": list(build.profile.cflags),
                                               "duration_s": round(time.monotonic() - started, 3),
-                                              "inputs": _outside_inputs(build, final, so, steps)}))
+                                              "inputs": _outside_inputs(build, final, so, steps, cache_dir)}))
         return Built("ok", builddir, listing=listing)
 
 
@@ -347,22 +379,24 @@ def _steps(build: ProjectBuild, builddir: Path, values: dict[str, Any], final: P
 
 
 def _outside_inputs(build: ProjectBuild, final: Path, so: Path | None,
-                    steps: list[tuple[Path, list[int]]]) -> list[list[str]]:
-    """What the build read from outside the project root and its own folder, as inputs.fingerprint
+                    steps: list[tuple[Path, list[int]]], cache_dir: Path) -> list[list[str]]:
+    """What the build read but its own folder and the files tree_hash keys, as inputs.fingerprint
     gives it: (path, state).  The key holds the root's files; these are the rest a build can take
     in (an archive `-L../lib -lcommon` links, a header of -I/opt/include, the compiler's own
-    files), so that one changed rebuilds.  A recording that is not whole (no recorder, a static
+    files, the root's hidden or ignored files: _keyed_by_tree), so that one changed rebuilds.  A recording that is not whole (no recorder, a static
     program in the build, a process killed) leaves a state that is never vouched for: the build
     is then made again each time, never reused on a guess."""
     if so is None:
         return [["", "?no read recorder (no C compiler for it, or a cache path the loader cannot take)"]]
-    roots = (os.path.realpath(build.root), os.path.realpath(final))
+    own = (os.path.realpath(final),)
+    cache_real = os.path.realpath(cache_dir)
     out: list[list[str]] = []
     for reads, pids in steps:
         recorded = inputs_mod.read(reads, pids[0] if pids else None)
         # Resolved: a process names a file as it reached it ("/src/app/../lib/libdup.a" for
         # -L../lib), and a link in the root that points out of it is keyed by its target's name only.
-        outside = tuple(e for e in recorded.entries if not _under(e.path, roots))
+        outside = tuple(e for e in recorded.entries
+                        if not _under(e.path, own) and not _keyed_by_tree(e.path, build, cache_real))
         fingerprint = inputs_mod.fingerprint(dataclasses.replace(recorded, entries=outside), build.root)
         out += [[path, value] for path, value in fingerprint]
         shutil.rmtree(reads, ignore_errors=True)

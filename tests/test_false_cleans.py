@@ -522,6 +522,139 @@ def test_a_project_build_that_links_an_archive_outside_the_project_builds_again(
     assert proc.returncode == 1 and len(leaks(job, 6, "dup_string")) == 1, brief(job)
 
 
+SHM_CONFIG = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    char mode[16] = {0};
+    FILE *f = fopen(getenv("CONF"), "r");
+    if (f) { fgets(mode, sizeof mode, f); fclose(f); }
+    char *kept = malloc(100);
+    if (strncmp(mode, "leak", 4) != 0) free(kept);
+    return 0;
+}
+"""
+
+
+def test_a_file_in_dev_shm_the_program_reads_is_an_input(tmp_path):
+    """/dev/shm holds ordinary files (a configuration kept in shared memory), yet every path
+    under /dev was left out of the recording: the file changed, the cached clean result stayed."""
+    conf = Path("/dev/shm") / f"lh-test-{uuid.uuid4().hex[:12]}"
+    if not conf.parent.is_dir():
+        pytest.skip("no /dev/shm")
+    (tmp_path / "conf.c").write_text(SHM_CONFIG)
+    try:
+        conf.write_text("clean\n")
+        args = ("check", "--build", "conf.c", "--tool", "asan", "--no-html", "--quiet")
+        proc = lh(tmp_path, *args, "--out", "out1", env={"CONF": str(conf)})
+        assert proc.returncode == 0, said(proc)
+        conf.write_text("leak\n")
+        proc = lh(tmp_path, *args, "--out", "out2", env={"CONF": str(conf)})
+        job = job_of(tmp_path / "out2", "asan")
+        assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 100, "main")) == 1, brief(job)
+    finally:
+        conf.unlink(missing_ok=True)
+
+
+FORKED_WORKER = """\
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static void handle_request(void) { char *req = malloc(256); strcpy(req, "request"); }
+int main(int argc, char **argv) {
+    pid_t pid = fork();
+    if (pid == 0) {
+        handle_request();
+        if (argv[1][0] == 'e') exit(0);
+        if (argv[1][0] == '_') _exit(0);
+        pause();  /* "k": the parent stops it */
+    }
+    if (argv[1][0] == 'k') { usleep(200000); kill(pid, SIGTERM); }
+    int status;
+    waitpid(pid, &status, 0);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("how", ["_exit", "killed"])
+def test_a_forked_child_whose_leak_check_never_ran_is_not_clean_under_asan(tmp_path, how):
+    """A pre-fork worker: the child handles a request, loses 256 B and leaves by _exit (the
+    usual way after fork), or is stopped by its parent's SIGTERM.  LeakSanitizer checks at
+    exit() only, so ASan says nothing of the child: that was "clean", exit 0.  It is incomplete,
+    naming the child; memcheck sees the leak; a child leaving by exit() shows it under ASan."""
+    (tmp_path / "worker.c").write_text(FORKED_WORKER)
+    proc = lh(tmp_path, "check", "--build", "worker.c", "--tool", "asan", "--tool", "memcheck", "--out", "out",
+              "--no-html", "--quiet", "--", how[0])
+    asan, memcheck = job_of(tmp_path / "out", "asan"), job_of(tmp_path / "out", "memcheck")
+    assert proc.returncode == 1 and asan["status"] == "incomplete", f"{brief(asan)}\n{said(proc)}"
+    assert "forked child" in asan["message"] and "were not checked" in asan["message"], asan["message"]
+    assert len(leaks(memcheck, 256, "handle_request")) == 1, brief(memcheck)
+    proc = lh(tmp_path, "check", "--build", "worker.c", "--tool", "asan", "--out", "out2", "--no-html", "--quiet",
+              "--", "exit")
+    asan = job_of(tmp_path / "out2", "asan")
+    assert proc.returncode == 1 and len(leaks(asan, 256, "handle_request")) == 1, brief(asan)
+
+
+KCONFIG_MAKEFILE = """\
+-include ../.config
+cache := $(if $(filter y,$(CONFIG_CACHE)),-DCONFIG_CACHE=1,)$(if $(WITH_CACHE), -DCONFIG_CACHE=1,)
+$(OUT)/app: app.c
+\techo built >> $(COUNTER)
+\t$(CC) $(CFLAGS) $(cache) -o $@ app.c $(LDFLAGS)
+"""
+KCONFIG_APP = """\
+#include <stdlib.h>
+#include <string.h>
+char *make_entry(void) { char *entry = malloc(48); memset(entry, 1, 48); return entry; }
+int main(void) {
+    char *entry = make_entry();
+#ifndef CONFIG_CACHE
+    free(entry);
+#endif
+    return 0;
+}
+"""
+
+
+def test_a_project_build_changed_by_a_hidden_config_or_the_environment_builds_again(tmp_path):
+    """A Kconfig-style project: src/Makefile includes ../.config, which the tree's hash leaves
+    out (hidden), and reads $(WITH_CACHE) from the environment; either one turns on the code
+    that loses the entry.  Each change must give a new build and the leak: both once kept the
+    old binary's clean result, --fresh or not.  Unchanged, the build is reused."""
+    root = tmp_path / "app"
+    (root / "src").mkdir(parents=True)
+    (root / "src" / "Makefile").write_text(KCONFIG_MAKEFILE)
+    (root / "src" / "app.c").write_text(KCONFIG_APP)
+    config, counter = root / ".config", tmp_path / "builds.txt"
+    config.write_text("CONFIG_CACHE=n\n")
+    (root / "leakharness.toml").write_text(
+        'tools = ["asan"]\n[[target]]\nname = "app"\nprogram = "{builddir}/app"\n'
+        f"build = \"make -s -C src CC={{cc}} CFLAGS='{{cflags}}' LDFLAGS='{{ldflags}}' OUT={{builddir}} "
+        f"COUNTER={counter}\"\n")
+
+    def run(n: int, env: dict | None = None):
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html"], cwd=root,
+                              env=_env(tmp_path, env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=240, start_new_session=True)
+        return proc, job_of(root / f"out{n}", "asan")
+
+    proc, job = run(1)
+    assert proc.returncode == 0 and job["status"] == "ok" and not job["findings"], said(proc)
+    proc, job = run(2)
+    assert job["cached"] and counter.read_text() == "built\n", said(proc)  # unchanged: neither built nor run
+    proc, job = run(3, {"WITH_CACHE": "1"})
+    assert counter.read_text() == "built\n" * 2, said(proc)
+    assert proc.returncode == 1 and len(leaks(job, 48, "make_entry")) == 1, brief(job)
+    config.write_text("CONFIG_CACHE=y\n")
+    proc, job = run(4)
+    assert counter.read_text() == "built\n" * 3, said(proc)
+    assert proc.returncode == 1 and len(leaks(job, 48, "make_entry")) == 1, brief(job)
+
+
 def test_a_system_header_or_a_default_folders_archive_changed_builds_again(tmp_path):
     """What `check --build` compiles in from where the compiler looks of its own accord: a
     header of an -isystem folder (as /usr/local/include after a `make install`: `cc -MM` left

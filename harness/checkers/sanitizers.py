@@ -13,6 +13,7 @@ program left through exit() with ASan alive.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -126,6 +127,27 @@ class SanitizerChecker(Checker):
         if self.leak_check and not exit_stats and not g.main_reported:
             return ("AddressSanitizer's exit-time leak check did not run (the program ended without "
                     "exit(): _exit, exec or a signal), so leaks were not checked")
+        if self.leak_check:
+            return self._unchecked_child(g)
+        return ""
+
+    def _unchecked_child(self, g) -> str:
+        """A process of the program, other than the main one, built with this sanitizer, that
+        ended without exit() and wrote no log: LeakSanitizer's check runs at exit(), so a forked
+        worker leaving by _exit (the usual way after fork) or stopped by a signal had its leaks
+        never checked, and the run said nothing of them (memcheck sees them)."""
+        if g.recorded is None:
+            return ""
+        logged = {path.name.rpartition(".")[2] for path in self.log_files(g.out_dir)}
+        for end in g.recorded.ends:
+            if end.pid == g.main_pid or end.by in ("exit", "exec") or str(end.pid) in logged:
+                continue
+            if not end.exe or not any(contains(end.exe, m) for m in self.marks):
+                continue  # a program not built with the sanitizer: nothing of it was to be checked
+            how = "by _exit" if end.by == "_exit" else "without exit() (a signal, a crash)"
+            what = "a forked child" if end.forked else "a program it ran"
+            return (f"process {end.pid} ({what}: {os.path.basename(end.exe)}) ended {how}: LeakSanitizer's "
+                    f"check runs at exit(), so its leaks were not checked (memcheck sees them)")
         return ""
 
 

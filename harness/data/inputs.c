@@ -588,7 +588,10 @@ static int under(const char *path, const char *dir, size_t len)
 
 static int ignored(const char *p)
 {
-    if (under(p, "/proc", 5) || under(p, "/sys", 4) || under(p, "/dev", 4))
+    /* /dev/shm and /dev/mqueue hold ordinary files (a configuration a program keeps in shared
+     * memory): recorded like any other. */
+    if (under(p, "/proc", 5) || under(p, "/sys", 4)
+        || (under(p, "/dev", 4) && !under(p, "/dev/shm", 8) && !under(p, "/dev/mqueue", 11)))
         return 1;
     return log_dir_len && lh_strncmp(p, log_dir, log_dir_len) == 0;
 }
