@@ -319,6 +319,9 @@ def _parse(path: Path, pid: int, problems: list[str]) -> tuple[list[_Section], i
         elif line.startswith("l "):
             notes.append(f"process {pid}: dlopen({_unescape(line[2:])!r}) of a bare library name: the loader's "
                          f"search for it is not recorded")
+        elif line.startswith("n "):
+            notes.append(f"process {pid} connected to {_unescape(line[2:])}: what it received came from another "
+                         f"process, not from a file")
         elif line.startswith("u "):
             what, _, arg = line[2:].partition(" ")
             folder = _globbed_folder(what, _unescape(arg))
@@ -564,8 +567,8 @@ def _lookup(path: str, follow: bool) -> tuple[os.stat_result | None, str]:
 
 def state(kind: str, path: str, follow: bool = True) -> str:
     """What an input is now, as far as the program can have learnt it: the content of a file
-    read or run, the listing of a folder listed, the type, mode, size and resolved path of a
-    probed one.  A state beginning with "?" can never be vouched for (a pipe read: its data is
+    read or run, the listing of a folder listed, the type, mode, size, modification time (a
+    file's) and resolved path of a probed one.  A state beginning with "?" can never be vouched for (a pipe read: its data is
     another process's)."""
     st, missing = _lookup(path, follow)
     if st is None:
@@ -582,7 +585,8 @@ def state(kind: str, path: str, follow: bool = True) -> str:
     # a probe: what stat and access tell
     out = f"{kind_now} mode={stat_mod.S_IMODE(st.st_mode):o}"
     if kind_now == "file":
-        out += f" size={st.st_size}"
+        # Its time too: a make-like program compares the times of the files it stats.
+        out += f" size={st.st_size} mtime={st.st_mtime_ns}"
     if kind_now == "link":
         try:
             out += f" -> {os.readlink(path)}"
@@ -654,8 +658,12 @@ def fingerprint(recorded: Recorded, cwd: Path) -> tuple[tuple[str, str], ...]:
 
 def doubts(fingerprint: Sequence[tuple[str, str]]) -> list[str]:
     """Why a fingerprint can never be vouched for ([] when it can): store no result under it."""
-    return [f"{path}: {value[1:]}" if path else value[1:]
-            for path, value in fingerprint if value.startswith("?") or " ?" in value]
+    out = []
+    for path, value in fingerprint:
+        if value.startswith("?") or " ?" in value:
+            why = value[1:] if value.startswith("?") else value.split(" ?", 1)[1]  # "read ?socket: ..."
+            out.append(f"{path}: {why}" if path else why)
+    return out
 
 
 def unchanged(fingerprint: Sequence[tuple[str, str]]) -> bool:

@@ -557,6 +557,186 @@ def test_a_file_in_dev_shm_the_program_reads_is_an_input(tmp_path):
         conf.unlink(missing_ok=True)
 
 
+OPENAT2 = """\
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    struct open_how how = { .flags = O_RDONLY, .resolve = RESOLVE_BENEATH };
+    char mode[8] = {0};
+    int fd = (int)syscall(SYS_openat2, AT_FDCWD, "mode.conf", &how, sizeof how);
+    if (fd >= 0) { if (read(fd, mode, sizeof mode - 1) < 0) mode[0] = 0; close(fd); }
+    char *kept = malloc(32);
+    if (strncmp(mode, "leak", 4) != 0) free(kept);
+    return 0;
+}
+"""
+
+
+def test_a_system_call_valgrind_does_not_implement_is_not_clean(tmp_path):
+    """valgrind 3.19 does not implement openat2: under it the call fails with ENOSYS, the
+    program reads no configuration and takes the path that frees; natively it leaks.  memcheck
+    said clean (and stored it): the program it checked ran otherwise than the real one."""
+    (tmp_path / "raw.c").write_text(OPENAT2)
+    (tmp_path / "mode.conf").write_text("leak\n")
+    proc = lh(tmp_path, "check", "--build", "raw.c", "--tool", "memcheck", "--tool", "asan", "--out", "out",
+              "--no-html", "--quiet")
+    memcheck, asan = job_of(tmp_path / "out", "memcheck"), job_of(tmp_path / "out", "asan")
+    assert len(leaks(asan, 32, "main")) == 1, brief(asan)
+    if memcheck["status"] == "ok" and len(leaks(memcheck, 32, "main")) == 1:
+        pytest.skip("this valgrind implements openat2")
+    assert proc.returncode == 1 and memcheck["status"] == "incomplete", f"{brief(memcheck)}\n{said(proc)}"
+    assert "system call 437" in memcheck["message"] and "ENOSYS" in memcheck["message"], memcheck["message"]
+
+
+MAKE_LIKE = """\
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+static char *regenerate(void) { char *index = malloc(200); memset(index, 0, 200); return index; }
+int main(void) {
+    struct stat data, stamp;
+    if (stat("data.txt", &data) == 0 && stat("index.stamp", &stamp) == 0
+        && data.st_mtim.tv_sec > stamp.st_mtim.tv_sec)
+        regenerate();  /* the index is lost */
+    return 0;
+}
+"""
+
+
+def test_a_file_the_program_only_stats_is_keyed_by_its_time(tmp_path):
+    """A make-like program stats data.txt and index.stamp and rebuilds its index (leaking it)
+    when the data is newer.  A stat'ed file was keyed by type, mode and size: touched, it kept
+    the cached clean result."""
+    (tmp_path / "stale.c").write_text(MAKE_LIKE)
+    data, stamp = tmp_path / "data.txt", tmp_path / "index.stamp"
+    data.write_text("rows\n")
+    stamp.write_text("")
+    os.utime(data, (1_600_000_000, 1_600_000_000))
+    os.utime(stamp, (1_700_000_000, 1_700_000_000))
+    args = ("check", "--build", "stale.c", "--tool", "asan", "--no-html", "--quiet")
+    proc = lh(tmp_path, *args, "--out", "out1")
+    assert proc.returncode == 0, said(proc)
+    os.utime(data, (1_800_000_000, 1_800_000_000))
+    proc = lh(tmp_path, *args, "--out", "out2")
+    job = job_of(tmp_path / "out2", "asan")
+    assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 200, "regenerate")) == 1, brief(job)
+
+
+PLUGIN_HOST = """\
+#include <dlfcn.h>
+#include <stdio.h>
+#include <stdlib.h>
+int main(void) {
+    void *plugin = dlopen(getenv("PLUGIN"), RTLD_NOW);
+    if (!plugin) { fprintf(stderr, "%s\\n", dlerror()); return 2; }
+    int (*run)(void) = (int (*)(void))dlsym(plugin, "plugin_run");
+    return run() == 'h' ? 0 : 3;  /* the plugin stays loaded: its frames stay named */
+}
+"""
+PLUGIN = """\
+char *helper_make(void);
+void helper_drop(char *p);
+int plugin_run(void) { char *p = helper_make(); int r = p[0]; helper_drop(p); return r; }
+"""
+PLUGIN_HELPER = """\
+#include <stdlib.h>
+#include <string.h>
+char *helper_make(void) { char *p = malloc(64); strcpy(p, "helper"); return p; }
+void helper_drop(char *p) {
+#ifndef HELPER_LEAKS
+    free(p);
+#endif
+}
+"""
+
+
+def test_a_library_a_dlopened_plugin_needs_is_an_input(tmp_path):
+    """A host dlopens its plugin by path; the plugin needs libhelper.so, which the loader finds
+    through the plugin's RUNPATH with opens the recorder cannot see.  Only the plugin was keyed:
+    libhelper.so rebuilt to leak kept the cached clean result."""
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (tmp_path / "host.c").write_text(PLUGIN_HOST)
+    (tmp_path / "plugin.c").write_text(PLUGIN)
+    (tmp_path / "helper.c").write_text(PLUGIN_HELPER)
+
+    def cc(*args):
+        subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", *args], cwd=tmp_path, check=True,
+                       stdin=subprocess.DEVNULL, timeout=120, start_new_session=True)
+
+    cc("helper.c", "-o", "plugins/libhelper.so")
+    cc("plugin.c", "-o", "plugins/plugin.so", "-Lplugins", "-lhelper", f"-Wl,-rpath,{plugins}")
+    args = ("check", "--build", "host.c", "--ldflags", "-ldl", "--tool", "asan", "--no-html", "--quiet")
+    env = {"PLUGIN": str(plugins / "plugin.so")}
+    proc = lh(tmp_path, *args, "--out", "out1", env=env)
+    assert proc.returncode == 0, said(proc)
+    cc("-DHELPER_LEAKS", "helper.c", "-o", "plugins/libhelper.so")
+    proc = lh(tmp_path, *args, "--out", "out2", env=env)
+    job = job_of(tmp_path / "out2", "asan")
+    assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 64, "helper_make")) == 1, brief(job)
+
+
+SOCKET_CLIENT = """\
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+int main(void) {
+    struct sockaddr_un addr = {.sun_family = AF_UNIX};
+    strncpy(addr.sun_path, getenv("SOCK"), sizeof addr.sun_path - 1);
+    char mode[8] = {0};
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0 && read(fd, mode, sizeof mode - 1) < 0)
+        mode[0] = 0;
+    char *kept = malloc(24);
+    if (strncmp(mode, "leak", 4) != 0) free(kept);
+    return 0;
+}
+"""
+
+
+def test_what_a_program_receives_from_a_socket_is_never_reused(tmp_path):
+    """A client asks a local daemon for its mode over a Unix socket: its result depends on
+    another process, like a FIFO's reader, and is never stored.  It was: the daemon's answer
+    changed, the cached clean result stayed."""
+    import socket
+    import threading
+
+    (tmp_path / "client.c").write_text(SOCKET_CLIENT)
+    path = tmp_path / "d.sock"
+    answer = [b"clean\n"]
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(8)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(answer[0])
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        args = ("check", "--build", "client.c", "--tool", "asan", "--no-html", "--quiet")
+        proc = lh(tmp_path, *args, "--out", "out1", env={"SOCK": str(path)})
+        assert proc.returncode == 0 and "not cached" in proc.stdout and "socket" in proc.stdout, said(proc)
+        answer[0] = b"leak\n"
+        proc = lh(tmp_path, *args, "--out", "out2", env={"SOCK": str(path)})
+        job = job_of(tmp_path / "out2", "asan")
+        assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 24, "main")) == 1, brief(job)
+    finally:
+        server.close()
+
+
 FORKED_WORKER = """\
 #include <signal.h>
 #include <stdlib.h>

@@ -154,11 +154,14 @@ def signature(f) -> tuple:
             0 if race else f.count, frames(f.stack), tuple(sorted(aux)) if race else aux, f.suppressed or "")
 
 
-def same_findings(cache: Path, so: Path, checker: str, binary: Path, cwd: Path, *args: str, env=None):
-    """Run the job without and with the recorder; returns both results and the recording."""
+def same_findings(cache: Path, so: Path, checker: str, binary: Path, cwd: Path, *args: str, env=None,
+                  recorded_status: str | None = None):
+    """Run the job without and with the recorder; returns both results and the recording.
+    recorded_status: what the recorded run is when the recording tells more than the plain run
+    can know (a forked child that left by _exit, whose leak check never ran)."""
     plain, _ = job(cache, checker, binary, cwd, *args, env=env)
     recorded, logs = job(cache, checker, binary, cwd, *args, so=so, env=env)
-    assert recorded.status == plain.status, (plain.message, recorded.message)
+    assert recorded.status == (recorded_status or plain.status), (plain.message, recorded.message)
     assert sorted(map(signature, recorded.findings)) == sorted(map(signature, plain.findings))
     return plain, recorded, logs
 
@@ -378,6 +381,8 @@ def test_repeats_are_written_once_per_thread(so, build, tmp_path):
     _, rec, logs = record(so, build("threads"), cwd)
     assert rec.complete, rec.why
     lines = inputs.log_files(logs)[0].read_text().splitlines()
+    # (and, at the end, the libraries still loaded: libc and the loader)
+    lines = [line for line in lines if not re.fullmatch(r"r \+ /\S+\.so(\.\d+)*", line)]
     assert len(lines) == 2 + 8 * 10, len(lines)
     assert len(paths(rec, cwd)) == 1 + 8 * 7  # shared.txt (read and probed) and each thread's 7 names
 
@@ -597,7 +602,11 @@ def test_asan_reports_the_same_with_the_recorder(so, cache, build, memory_bugs, 
     if program == "bio" and not HAVE_OPENSSL:
         pytest.skip("needs OpenSSL headers")
     binary = memory_bugs["asan"] if program == "memory_bugs" else build(program, "asan")
-    plain, recorded, logs = same_findings(cache, so, "asan", binary, cwd, *args)
+    forked = args == ("fork",)  # the child leaves by _exit: only the recording shows its leaks unchecked
+    plain, recorded, logs = same_findings(cache, so, "asan", binary, cwd, *args,
+                                          recorded_status="incomplete" if forked else None)
+    if forked:
+        assert plain.status == "ok" and "a forked child" in recorded.message, recorded.message
     assert plain.findings
     if program == "bad_path":  # the bug is inside the hooked call: the report names the program's line
         assert recorded.findings[0].stack[1].function == "main"

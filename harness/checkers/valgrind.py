@@ -86,6 +86,9 @@ def cannot_see_into(program: str) -> str:
 # left-out record.  C.GoString then copies the freed bytes (runtime.memmove), reported on its own,
 # unless the freed string was empty: that one case is a blind spot (docs/checkers.md).
 GO_WIDE_SCANS = frozenset({"indexbytebody", "memeqbody", "cmpbody"})
+# valgrind's own line on its stderr when the program makes a system call it does not implement
+# (openat2 in 3.19): the call fails with ENOSYS under valgrind alone.
+_UNHANDLED_SYSCALL = re.compile(r"^--(\d+)-- WARNING: unhandled (\S+) syscall: (\d+)$", re.M)
 _READ_SIZE = re.compile(r"Invalid read of size (\d+)")
 _INSIDE_LIVE = re.compile(r"is (\d+) bytes inside a block of size (\d+) alloc'd")
 
@@ -197,6 +200,11 @@ class Valgrind(Checker):
                 return f"a process of the program ran what valgrind cannot check ({path.name}): {why}"
         if g.signal is not None and not any(f.kind.startswith("FatalSignal") for f in g.findings):
             return f"crashed with {g.signal} and valgrind wrote no report of it"
+        missing = _UNHANDLED_SYSCALL.search(g.stderr_tail(1 << 20))
+        if missing:
+            return (f"valgrind does not implement the {missing.group(2)} system call {missing.group(3)} the program "
+                    f"made (process {missing.group(1)}): the program got ENOSYS there and ran otherwise than "
+                    f"it does without valgrind")
         return ""
 
     def version(self) -> str:

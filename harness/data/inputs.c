@@ -65,10 +65,13 @@
 #include <pthread.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
 #include <time.h>
@@ -202,6 +205,7 @@ REAL_DECL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_acti
                               const posix_spawnattr_t *, char *const[], char *const[]));
 REAL_DECL(int, system, (const char *));
 REAL_DECL(FILE *, popen, (const char *, const char *));
+REAL_DECL(int, connect, (int, const struct sockaddr *, socklen_t));
 REAL_DECL(void *, dlopen, (const char *, int));
 REAL_DECL(void *, dlmopen, (Lmid_t, const char *, int));
 REAL_DECL(void, _exit, (int));
@@ -1343,11 +1347,59 @@ NOINLINE static void note_dlopen(const void *from, const char *file)
         note_text(from, "l ", file);
 }
 
+/* What a dlopen brought in with the file named: the libraries it needs, found by the loader
+ * through its RUNPATH with opens this library cannot see.  Every object still loaded when the
+ * process ends (its end line) is written as a read (repeats are dropped by seen_before; the
+ * hook itself must stay a tail call, the loader reading the caller's RUNPATH from its return
+ * address): the names are gathered first, and written outside dl_iterate_phdr, which holds the
+ * loader's lock.  One a program dlcloses before it ends is not seen (nor its leaks named). */
+#define LOADED_MAX 256
+struct loaded_names {
+    const char *names[LOADED_MAX];
+    int count;
+    int more;
+};
+
+static int gather_loaded_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    struct loaded_names *l = data;
+    const char *n = info->dlpi_name;
+    if (n == NULL || n[0] != '/')
+        return 0;
+    const char *base = lh_basename(n);
+    for (const char *const *t = TOOL_LIBS; *t; t++)
+        if (lh_strncmp(base, *t, lh_strlen(*t)) == 0)
+            return 0;  /* a checker's runtime (libasan, valgrind's preloads): in the key as the checker's */
+    if (lh_strncmp(base, "lh-inputs.", 10) == 0)
+        return 0;  /* this library */
+    if (l->count == LOADED_MAX) {
+        l->more = 1;
+        return 1;
+    }
+    l->names[l->count++] = n;
+    return 0;
+}
+
+NOINLINE static void note_loaded(const void *from)
+{
+    if (!ready || inert || !libc_dl_iterate_phdr)
+        return;
+    struct loaded_names l;
+    l.count = 0;
+    l.more = 0;
+    libc_dl_iterate_phdr(gather_loaded_cb, &l);
+    for (int i = 0; i < l.count; i++)
+        note(from, 'r', AT_FDCWD, l.names[i], 0);
+    if (l.more)
+        note_text(from, "l ", "(more than 256 loaded objects)");
+}
+
 HOOK(void *, dlopen, (const char *file, int mode))
 {
     const void *from = CALLER;
     note_dlopen(from, file);
-    return REAL(dlopen)(file, mode);
+    return REAL(dlopen)(file, mode);  /* a tail call: the loader takes the caller's RUNPATH from it */
 }
 
 HOOK(void *, dlmopen, (Lmid_t lmid, const char *file, int mode))
@@ -1357,13 +1409,42 @@ HOOK(void *, dlmopen, (Lmid_t lmid, const char *file, int mode))
     return REAL(dlmopen)(lmid, file, mode);
 }
 
+/* --- sockets ---------------------------------------------------------------------------------- */
+
+/* A connection is input from another process: a Unix socket by its path is written as a read of
+ * it (a socket's state is never vouched for, as a FIFO's), any other as "n" (not in the file
+ * system): a run that talked to a server is not reused on a guess. */
+HOOK(int, connect, (int fd, const struct sockaddr *addr, socklen_t len))
+{
+    const void *from = CALLER;
+    if (addr && len > (socklen_t)sizeof(sa_family_t)) {
+        const struct sockaddr_un *un = (const struct sockaddr_un *)addr;
+        size_t room = len - offsetof(struct sockaddr_un, sun_path);
+        if (addr->sa_family == AF_UNIX && room > 0 && un->sun_path[0] != '\0') {
+            char path[sizeof un->sun_path + 1];
+            size_t i = 0;
+            for (; i < room && i < sizeof un->sun_path && un->sun_path[i]; i++)
+                path[i] = un->sun_path[i];
+            path[i] = '\0';
+            note(from, 'r', AT_FDCWD, path, 0);
+        } else if (addr->sa_family == AF_UNIX) {
+            note_text(from, "n ", "an abstract Unix socket");
+        } else if (addr->sa_family == AF_INET || addr->sa_family == AF_INET6) {
+            note_text(from, "n ", addr->sa_family == AF_INET ? "an IPv4 address" : "an IPv6 address");
+        }
+    }
+    return REAL(connect)(fd, addr, len);
+}
+
 /* --- the ends of a process ----------------------------------------------------------------- */
 
 NOINLINE static void end_line(const char *how)
 {
     int saved = errno;
-    if (ready && !inert)
+    if (ready && !inert) {
+        note_loaded(NULL);
         write_end(how);
+    }
     errno = saved;
 }
 
@@ -1515,7 +1596,7 @@ static void init_once(int argc, char **argv)
     RESOLVE(ftw64); RESOLVE(fts_open); RESOLVE(fts64_open);
     RESOLVE(execve); RESOLVE(execv); RESOLVE(execvp); RESOLVE(execvpe); RESOLVE(fexecve); RESOLVE(execveat);
     RESOLVE(posix_spawn); RESOLVE(posix_spawnp); RESOLVE(system); RESOLVE(popen);
-    RESOLVE(dlopen); RESOLVE(dlmopen); RESOLVE(_exit); RESOLVE(_Exit);
+    RESOLVE(dlopen); RESOLVE(dlmopen); RESOLVE(_exit); RESOLVE(_Exit); RESOLVE(connect);
     setup(argc, argv);
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
     errno = saved;
