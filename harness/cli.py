@@ -330,6 +330,9 @@ def cmd_suppressions(args) -> int:
         print(f"{count} {'known signature' if args.format == 'known' else 'suppression'}(s) written to {target}")
     else:
         sys.stdout.write(text)
+    for line in text.splitlines():
+        if line.startswith("# leakharness: ") and " left out: " in line:
+            print(f"leakharness: {args.results}: {line[len('# leakharness: '):]}", file=sys.stderr)
     return 0
 
 

@@ -26,6 +26,23 @@ def _problem(path: Path, exc: OSError) -> LeakHarnessError:
     return LeakHarnessError(f"{path}: cannot write there: {exc.strerror or exc}")
 
 
+def _a_link_in(folder: str) -> str | None:
+    """The first symbolic link under folder (not followed), or None."""
+    try:
+        with os.scandir(folder) as found:
+            entries = list(found)
+    except OSError:
+        return None
+    for entry in entries:
+        if entry.is_symlink():
+            return entry.path
+        if entry.is_dir(follow_symlinks=False):
+            inner = _a_link_in(entry.path)
+            if inner is not None:
+                return inner
+    return None
+
+
 def claim(path: Path) -> Path:
     """Make path a leakharness folder, or refuse: it must be new, empty, or marked as ours."""
     return _claim(path)[0]
@@ -41,6 +58,15 @@ def _claim(path: Path) -> tuple[Path, bool]:
     except OSError as exc:
         raise _problem(path, exc) from None
     if (path / MARKER).is_file():
+        link = _a_link_in(str(path))
+        if link is not None:
+            try:
+                where = os.readlink(link)
+            except OSError:
+                where = "?"
+            raise LeakHarnessError(f"{path}: holds a symbolic link, {os.path.relpath(link, path)} -> {where}, which "
+                                   f"leakharness never makes: writing there could land outside the folder; remove it "
+                                   f"or give another --out")
         return path, False
     try:
         leftover = [p.name for p in path.iterdir() if p.name != LOCK]

@@ -455,8 +455,9 @@ def _copy_file(base: Path, rel: str, out: Path, index: int, shards: int, where: 
     target = out / target_rel
     if src is not None:
         target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
-            shutil.copyfile(src, target)
+        # Always: a report made again into the same folder from another run links this run's
+        # logs, never the last one's left there (the folder holds no symbolic link: outdir).
+        shutil.copyfile(src, target)
     return target_rel.as_posix()
 
 

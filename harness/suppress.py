@@ -203,15 +203,35 @@ def stack_patterns(stack: tuple[Frame, ...]) -> list[str]:
     return lines
 
 
+# A name no real log holds: a control character (a newline would end the entry's line and let
+# the rest of the name write entries of its own: `fun:*`, `leak:*`), or wildcards alone.
+_UNWRITABLE = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
+_WILDCARDS_ONLY = re.compile(r"^[*?.\[\]!/]*$")
+
+
+def _writable(*texts: str) -> bool:
+    return not any(_UNWRITABLE.search(t) for t in texts)
+
+
+def _skipped_note(skipped: int) -> list[str]:
+    return ([f"# leakharness: {skipped} finding(s) left out: a frame or signature holds a control character "
+             f"or wildcards alone, which no tool's log does (a results.json edited by hand?)"] if skipped else [])
+
+
 def write_valgrind(findings: Iterable[Finding]) -> str:
     """One entry per bug and stack shape: when two tools (or builds) show one bug through
     different frames (gcc cloned a function in one build only), each shape gets its entry, so
     that the file also works when handed to valgrind itself."""
     out, seen = [], set()
+    skipped = 0
     for f in findings:
         if not f.is_error:
             continue
         patterns = stack_patterns(f.stack) or ["..."]
+        if not _writable(f.signature, *patterns) or any(
+                p != "..." and _WILDCARDS_ONLY.match(p.partition(":")[2]) for p in patterns):
+            skipped += 1
+            continue
         key = (f.signature, _valgrind_kind(f), tuple(patterns))
         if key in seen:
             continue
@@ -222,6 +242,7 @@ def write_valgrind(findings: Iterable[Finding]) -> str:
         lines.extend(f"   {line}" for line in patterns)
         lines.append("}")
         out.append("\n".join(lines))
+    out += _skipped_note(skipped)
     return "\n".join(out) + ("\n" if out else "")
 
 
@@ -241,6 +262,7 @@ def lsan_pattern(f: Finding) -> str | None:
 
 def write_lsan(findings: Iterable[Finding]) -> str:
     out, seen = [], set()
+    skipped = 0
     for f in findings:
         if f.category != "leak" or not f.is_error or f.signature in seen:
             continue
@@ -248,7 +270,11 @@ def write_lsan(findings: Iterable[Finding]) -> str:
         pattern = lsan_pattern(f)
         if pattern is None:
             continue
+        if not _writable(f.signature, pattern) or _WILDCARDS_ONLY.match(pattern):
+            skipped += 1
+            continue
         out.append(f"# {NAME_PREFIX}{f.signature}\nleak:{pattern}")
+    out += _skipped_note(skipped)
     return "\n".join(out) + ("\n" if out else "")
 
 

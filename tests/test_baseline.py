@@ -154,3 +154,35 @@ def test_a_baseline_of_an_O2_build_matches_its_own_clones(tmp_path):
     for job in load_results(tmp_path / "plain").jobs:
         lost = [f for f in job.findings if f.is_lost_leak]
         assert sorted(f.bytes for f in lost) == [64, 128] and all(f.suppressed for f in lost), job.tool
+
+
+@pytest.mark.parametrize("fmt", ["valgrind", "lsan"])
+def test_a_frame_name_holding_a_newline_writes_no_entry_of_its_own(baseline, tmp_path, fmt):
+    """A results folder given to `suppressions` is untrusted.  A frame's function edited to hold
+    a newline and an entry of its own (`fun:*` with match-leak-kinds: all; `leak:*`) made a file
+    that hid every leak of every program.  Such a finding is left out, said on stderr and in
+    the file; the real findings keep their entries."""
+    import json
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(baseline["work"] / "first", copy)
+    data = json.loads((copy / "results.json").read_text())
+    injected = {"valgrind": "make_name\n}\n{\n   everything\n   Memcheck:Leak\n   match-leak-kinds: all\n   ...\n"
+                            "   fun:*\n}\n{\n   tail\n   Memcheck:Leak\n   fun:x",
+                "lsan": "make_name\nleak:*\n#"}[fmt]
+    edited = 0
+    for job in data["jobs"]:
+        for finding in job["findings"]:
+            for frame in finding["stack"]:
+                if frame.get("function") == "make_name":
+                    frame["function"] = injected
+                    edited += 1
+    assert edited
+    (copy / "results.json").write_text(json.dumps(data))
+    made = leakharness("suppressions", copy, "--format", fmt, "--out", tmp_path / "out.supp")
+    assert made.returncode == 0, made.stderr
+    text = (tmp_path / "out.supp").read_text()
+    assert "fun:*\n" not in text and "leak:*" not in text and "everything" not in text, text
+    assert "left out" in made.stderr and "control character" in made.stderr, made.stderr
+    assert ("fun:main" in text) if fmt == "valgrind" else ("leak:main" in text), text

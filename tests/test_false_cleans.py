@@ -737,6 +737,68 @@ def test_what_a_program_receives_from_a_socket_is_never_reused(tmp_path):
         server.close()
 
 
+REOPENED = """\
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(void) {
+    char mode[16] = {0}, link[64];
+    int pinned = open("mode.conf", O_PATH | O_CLOEXEC);  /* pinned, then reopened: no second lookup */
+    if (pinned < 0) return 2;
+    snprintf(link, sizeof link, "/proc/self/fd/%d", pinned);
+    int fd = open(link, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) { if (read(fd, mode, sizeof mode - 1) < 0) mode[0] = 0; close(fd); }
+    char *kept = malloc(40);
+    if (strncmp(mode, "leak", 4) != 0) free(kept);
+    return 0;
+}
+"""
+
+
+def test_a_file_reopened_through_proc_self_fd_is_an_input(tmp_path):
+    """systemd's O_PATH idiom: the file is opened with O_PATH (a probe: type, size), then read
+    through /proc/self/fd/N, which the recorder left out with the rest of /proc.  Rewritten to
+    the same size, the file kept the cached clean result."""
+    (tmp_path / "reopen.c").write_text(REOPENED)
+    conf = tmp_path / "mode.conf"
+    conf.write_text("clean\n")
+    os.utime(conf, (1_700_000_000, 1_700_000_000))
+    args = ("check", "--build", "reopen.c", "--tool", "asan", "--no-html", "--quiet")
+    proc = lh(tmp_path, *args, "--out", "out1")
+    assert proc.returncode == 0, said(proc)
+    conf.write_text("leak!\n")
+    os.utime(conf, (1_700_000_000, 1_700_000_000))  # the same size and time: only the content tells
+    proc = lh(tmp_path, *args, "--out", "out2")
+    job = job_of(tmp_path / "out2", "asan")
+    assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 40, "main")) == 1, brief(job)
+
+
+EMBEDDED_SUPPRESSION = """\
+#include <stdlib.h>
+#include <string.h>
+const char *__lsan_default_suppressions(void) { return "leak:main\\n"; }
+int main(void) {
+    char *lost = malloc(55);
+    strcpy(lost, "lost");
+    return 0;
+}
+"""
+
+
+def test_leaks_the_programs_own_lsan_suppressions_hide_are_said(tmp_path):
+    """A program (or a library in it) that embeds LeakSanitizer suppressions: the leak is found
+    and suppressed.  The job is clean, but says so: its log was taken for exit statistics alone,
+    and the note went missing."""
+    (tmp_path / "supp.c").write_text(EMBEDDED_SUPPRESSION)
+    proc = lh(tmp_path, "check", "--build", "supp.c", "--tool", "asan", "--out", "out", "--no-html", "--quiet")
+    job = job_of(tmp_path / "out", "asan")
+    assert proc.returncode == 0 and job["status"] == "ok", said(proc)
+    assert any("only leaks that suppressions cover" in p for p in job["problems"]), job["problems"]
+
+
 FORKED_WORKER = """\
 #include <signal.h>
 #include <stdlib.h>

@@ -691,6 +691,45 @@ def test_report_and_check_refuse_a_users_folder(tmp_path, cache, leak_results):
     assert proc.returncode == 0 and (tmp_path / "fresh" / "index.html").is_file(), said(proc)
 
 
+def test_report_never_writes_through_a_link_in_its_folder(tmp_path, cache, leak_results):
+    """A results folder (or an earlier report) whose patterns/ or a log was made a symbolic link
+    to elsewhere: `report DIR --out DIR` wrote the pattern page and the copied log through it,
+    outside the folder.  leakharness makes no links: one there is refused, nothing written."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    for how in ("folder", "dangling log"):
+        res = tmp_path / f"res-{how.replace(' ', '-')}"
+        shutil.copytree(leak_results, res, symlinks=True)
+        if how == "folder":
+            shutil.rmtree(res / "patterns", ignore_errors=True)
+            (res / "patterns").symlink_to(victim)
+        else:
+            (log,) = list(res.glob("logs/*/*/asan/sanitizer.*"))
+            log.unlink()
+            log.symlink_to(victim / "written-through-a-log")
+        before = sorted(p.name for p in res.rglob("*"))
+        proc = lh("report", res.name, "--out", res.name, cwd=tmp_path, cache=cache)
+        assert_one_line_error(proc, "symbolic link")
+        assert list(victim.iterdir()) == [] and sorted(p.name for p in res.rglob("*")) == before, said(proc)
+
+
+def test_a_report_made_again_into_its_folder_links_the_new_runs_logs(tmp_path, cache):
+    """`report A --out M`, then `report B --out M`: a log already in M was kept, so the second
+    report linked the first run's output."""
+    build(tmp_path, "leak", "leaky_binary")
+    for name, word in (("A", "FIRST"), ("B", "SECOND")):
+        proc = lh("check", "--tool", "memcheck", "--out", name, "--no-html", "--quiet", "--", "./leaky_binary",
+                  cwd=tmp_path, cache=cache, env={"LH_WORD": word})
+        assert proc.returncode == 1, said(proc)
+        (stderr,) = list((tmp_path / name).glob("logs/*/*/memcheck/stderr.txt"))
+        stderr.write_text(f"the run said {word}\n")  # as if the program had printed it
+    for name in ("A", "B"):
+        proc = lh("report", name, "--out", "M", cwd=tmp_path, cache=cache)
+        assert proc.returncode == 0, said(proc)
+    (copied,) = list((tmp_path / "M").glob("logs/*/*/memcheck/stderr.txt"))
+    assert copied.read_text() == "the run said SECOND\n"
+
+
 # --- 8. one line, never a traceback -----------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["check", "run"])

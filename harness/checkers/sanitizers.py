@@ -92,6 +92,10 @@ class SanitizerChecker(Checker):
         if self.leak_check and ASAN_EXIT_MARK in head:
             if g.of_main(path):
                 g.flags.add("exit-stats")
+            if head.lstrip(b"-\n").startswith(SUPPRESSIONS_USED):
+                # Leaks found, every one covered by a suppression (the user's, or the program's own
+                # __lsan_default_suppressions): said, never a silent clean.
+                g.problems.append(f"{path.name}: only leaks that suppressions cover")
             return True  # exit statistics only: a clean exit, nothing to report
         if head.lstrip(b"-\n").startswith(SUPPRESSIONS_USED) and b"ERROR:" not in head:
             # LSan found only leaks a suppression covers: it lists the suppressions used, nothing else.

@@ -582,6 +582,25 @@ static int absolute(int dirfd, const char *path)
         lh_memcpy(buf + n, path, len + 1);
     }
     fold(buf);
+    /* A descriptor reopened by its /proc/self/fd or /dev/fd name (systemd's O_PATH idiom): the
+     * file behind it is the input.  ts.line is free here: the caller has written nothing yet. */
+    const char *num = NULL;
+    if (lh_strncmp(buf, "/proc/self/fd/", 14) == 0)
+        num = buf + 14;
+    else if (lh_strncmp(buf, "/dev/fd/", 8) == 0)
+        num = buf + 8;
+    if (num && *num) {
+        const char *c = num;
+        while (*c >= '0' && *c <= '9')
+            c++;
+        if (*c == '\0') {
+            long got = syscall(SYS_readlinkat, AT_FDCWD, buf, ts.line, PATH_BUF - 1);
+            if (got > 0 && ts.line[0] == '/') {
+                ts.line[got] = '\0';
+                lh_memcpy(buf, ts.line, (size_t)got + 1);
+            }
+        }
+    }
     return 0;
 }
 
