@@ -32,6 +32,7 @@ import functools
 import hashlib
 import os
 import re
+import stat as stat_mod
 from typing import Iterable, Protocol
 
 
@@ -214,10 +215,20 @@ def _source(path: str, mtime_ns: int, size: int) -> _Source | None:
     if size > SOURCE_LIMIT:
         return None
     try:
-        with open(path, "rb") as fh:
-            return _Source(tuple(fh.read().decode("utf-8", "replace").splitlines()))
+        # A log names any path it likes: only a regular file is read (a FIFO would block, a
+        # device never end), opened without blocking, checked again once open, read to its size.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+    except (OSError, ValueError):
+        return None
+    try:
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            return _Source(tuple(fh.read(SOURCE_LIMIT + 1)[:SOURCE_LIMIT].decode("utf-8", "replace").splitlines()))
     except OSError:
         return None
+    finally:
+        os.close(fd)
 
 
 def _open_source(path: str) -> _Source | None:
@@ -225,6 +236,8 @@ def _open_source(path: str) -> _Source | None:
     try:
         st = os.stat(path)
     except (OSError, ValueError):
+        return None
+    if not stat_mod.S_ISREG(st.st_mode):
         return None
     return _source(path, st.st_mtime_ns, st.st_size)
 

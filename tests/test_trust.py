@@ -730,6 +730,25 @@ def test_a_report_made_again_into_its_folder_links_the_new_runs_logs(tmp_path, c
     assert copied.read_text() == "the run said SECOND\n"
 
 
+def test_a_log_naming_a_device_or_a_fifo_as_its_source_is_parsed(tmp_path, cache, leak_results):
+    """A frame's file is read for its line's hash.  A log (untrusted) naming /dev/zero made
+    `parse` read until memory ran out; naming a FIFO, it waited forever.  Only regular files are
+    read: the finding is there, without the line's hash."""
+    (log,) = list(leak_results.glob("logs/*/*/asan/sanitizer.*"))
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    text = log.read_text()
+    assert "/leak.c:" in text
+    for name, target in (("zero", "/dev/zero"), ("fifo", str(fifo))):
+        edited = tmp_path / f"{name}.log"
+        edited.write_text(re.sub(r"/\S*/leak\.c:", target + ":", text))
+        proc = lh("parse", edited.name, "--format", "json", cwd=tmp_path, cache=cache, timeout=60)
+        assert proc.returncode == 0, said(proc)
+        found = json.loads(proc.stdout)
+        leaks = [f for f in (found["findings"] if isinstance(found, dict) else found) if f["category"] == "leak"]
+        assert leaks and any(fr["file"] == target for f in leaks for fr in f["stack"]), proc.stdout[:2000]
+
+
 # --- 8. one line, never a traceback -----------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["check", "run"])
