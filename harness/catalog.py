@@ -209,6 +209,8 @@ def load_pattern(directory: Path) -> Pattern:
         meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise CatalogError(f"{meta_path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise CatalogError(f"{meta_path}: not valid TOML: nested too deep") from None
     except OSError as exc:
         raise CatalogError(f"{meta_path}: cannot read: {exc.strerror or exc}") from None
     language = meta.get("language", "c")

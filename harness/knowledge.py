@@ -423,7 +423,9 @@ def knowledge_path() -> Path:
 @functools.lru_cache(maxsize=4)
 def _load(path: str, mtime_ns: int) -> Knowledge:
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        from .validate import loads_json
+
+        data = loads_json(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise LeakHarnessError(f"{path}: cannot read the knowledge file: {exc.strerror or exc}") from None
     except ValueError as exc:

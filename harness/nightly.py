@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from . import validate
 from .errors import LeakHarnessError
 from .outdir import MARKER, locked
 from .results import JobRecord, Results, load_results, write_atomic
@@ -296,17 +297,38 @@ def summarize(name: str, results: Results, regressed: bool | None = None,
 
 def _read_history(history: Path) -> dict[str, dict]:
     try:
-        data = json.loads((history / "history.json").read_text(encoding="utf-8"))
+        data = validate.loads_json((history / "history.json").read_text(encoding="utf-8"))
         if data.get("schema") == HISTORY_SCHEMA:
-            return {e["night"]: e for e in data.get("nights", ()) if isinstance(e, dict) and "night" in e}
+            return {e["night"]: e for e in data.get("nights", ()) if _valid_entry(e)}
     except (OSError, ValueError, AttributeError, TypeError, KeyError):
         pass  # missing or damaged: rebuilt from the nights' own results
     return {}
 
 
+def _valid_entry(entry: Any) -> bool:
+    """A history.json entry as summarize() writes it (history.json is the folder's, and may have
+    been edited): a wrong one is left out and made again from its night's own results, never
+    drawn (a string for seconds once failed every later night)."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("night"), str):
+        return False
+    counts = ("jobs", "failed", "blind", "incomplete", "findings")
+    if any(isinstance(entry.get(k), bool) or not isinstance(entry.get(k), int) or entry[k] < 0 for k in counts):
+        return False
+    seconds = entry.get("seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < 1e9:
+        return False
+    for k in ("findings_by_checker", "findings_by_category"):
+        value = entry.get(k)
+        if not isinstance(value, dict) or not all(isinstance(a, str) and type(b) is int and b >= 0
+                                                  for a, b in value.items()):
+            return False
+    return (isinstance(entry.get("started"), str) and entry.get("regressed") in (True, False, None)
+            and isinstance(entry.get("interrupted"), bool))
+
+
 def _read_comparison(night_dir: Path) -> Comparison | None:
     try:
-        return Comparison.from_dict(json.loads((night_dir / "comparison.json").read_text(encoding="utf-8")))
+        return Comparison.from_dict(validate.loads_json((night_dir / "comparison.json").read_text(encoding="utf-8")))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -303,6 +303,8 @@ def load_project(file: str | os.PathLike) -> Project:
         raise ProjectError(f"{file}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProjectError(f"{file}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise ProjectError(f"{file}: not valid TOML: nested too deep") from None
     where = ""
     if file.name == PYPROJECT_FILE:
         data = data.get("tool", {}).get("leakharness") if isinstance(data.get("tool"), dict) else None

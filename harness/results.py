@@ -223,13 +223,24 @@ def _write_job(fh, record: JobRecord) -> None:
 
 
 def read_jobs(out_dir: Path) -> list[JobRecord]:
-    """Every job file in DIR/jobs; a damaged one is skipped (it was being written when killed)."""
+    """Every job file in DIR/jobs.  One cut short (write_job writes in place: a run killed while
+    writing it) is skipped; one damaged otherwise (edited, a symbolic link) is one line naming
+    it, never a report silently a job short."""
     records = []
     for path in sorted((Path(out_dir) / "jobs").glob("*.json")):
         try:
-            records.append(JobRecord.from_dict(json.loads(path.read_text(encoding="utf-8"))))
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
+            if path.is_symlink():
+                raise ValueError("a symbolic link: a results folder never reads a file from elsewhere")
+            text = path.read_text(encoding="utf-8")
+            try:
+                data = validate.loads_json(text)
+            except json.JSONDecodeError as exc:
+                if exc.pos >= len(text.rstrip()) - 1:
+                    continue  # cut short where the text ends: the run was killed while writing it
+                raise
+            records.append(JobRecord.from_dict(data))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise LeakHarnessError(f"{path}: damaged job file ({validate.printable(str(exc), 200)})") from None
     return records
 
 
@@ -259,11 +270,15 @@ def load_results(out_dir: Path) -> Results:
     line naming the file, the job and the field."""
     out_dir = Path(out_dir)
     path = out_dir / "results.json"
+    for own in (path, out_dir / "jobs"):
+        if own.is_symlink():  # a results folder never makes leakharness read a file from elsewhere
+            raise LeakHarnessError(f"{own}: a symbolic link (to {validate.printable(os.readlink(own))}); a results "
+                                   f"folder's files are read only from inside it")
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = validate.loads_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         data = None
-    except (ValueError, RecursionError) as exc:  # cut short or not JSON: a run killed while writing
+    except ValueError as exc:  # cut short or not JSON: a run killed while writing
         if not (out_dir / "jobs").is_dir():
             raise LeakHarnessError(f"{path}: damaged results file ({str(exc)[:200]}) and no jobs/ folder "
                                    f"to recover from") from None

@@ -71,6 +71,8 @@ def pattern_secrets(directory: str | os.PathLike) -> list[str]:
     meta_path = Path(directory) / "pattern.toml"
     try:
         meta = tomllib.loads(meta_path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise LeakHarnessError(f"{meta_path}: not valid TOML: nested too deep") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise LeakHarnessError(f"{meta_path}: cannot read: {getattr(exc, 'strerror', None) or exc}") from None
     value = meta.get("secrets", [])

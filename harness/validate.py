@@ -12,7 +12,9 @@ or copies a file from elsewhere.
 
 from __future__ import annotations
 
+import json
 import math
+import re
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -49,6 +51,28 @@ def printable(value: str, limit: int = 120) -> str:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+# A \uD800-\uDFFF escape: a pair is one character, a lone one a string no encoder can write.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def loads_json(text: str) -> Any:
+    """json.loads for a file from outside: ValueError (as for damaged JSON) also for nesting too
+    deep for the parser, and for a string holding a lone UTF-16 surrogate (`"\\ud800"`), which
+    would fail every later write of it (the report, suppressions) with a traceback."""
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    if _SURROGATE_ESCAPE.search(text):
+        try:
+            json.dumps(data, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone UTF-16 surrogate (\\udXXX), which no tool writes") from None
+        except RecursionError:
+            raise ValueError("nested too deep") from None
+    return data
 
 
 def text(value: Any, field: str, optional: bool = False, limit: int = MAX_TEXT) -> str | None:

@@ -259,6 +259,17 @@ def test_a_night_that_fails_leaves_the_last_good_index_and_a_lost_summary_is_reb
     render_index(hist)
     assert json.loads((hist / "history.json").read_text()) == json.loads(summary)
     assert third.index_path.read_text().count("/index.html\"") == 2
+    # An entry edited to a wrong type (a string for seconds failed this night and, written back,
+    # every later one), or nesting too deep to parse: that entry, or the file, is made again.
+    for edit in ({"seconds": "x"}, {"failed": [1]}, {"findings_by_category": [1]}, {"interrupted": "yes"}):
+        data = json.loads(summary)
+        data["nights"][0].update(edit)
+        (hist / "history.json").write_text(json.dumps(data))
+        render_index(hist)
+        assert json.loads((hist / "history.json").read_text()) == json.loads(summary), edit
+    (hist / "history.json").write_text("[" * 100_000 + "]" * 100_000)
+    render_index(hist)
+    assert json.loads((hist / "history.json").read_text()) == json.loads(summary)
 
 
 def test_the_index_escapes_what_programs_wrote(history, tmp_path):

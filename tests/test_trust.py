@@ -749,6 +749,42 @@ def test_a_log_naming_a_device_or_a_fifo_as_its_source_is_parsed(tmp_path, cache
         assert leaks and any(fr["file"] == target for f in leaks for fr in f["stack"]), proc.stdout[:2000]
 
 
+@pytest.mark.parametrize("damage", ["surrogate", "nested", "results link", "jobs link"])
+def test_a_results_folder_damaged_past_its_fields_is_one_line(tmp_path, cache, leak_results, damage):
+    """A lone UTF-16 surrogate in a string (json reads it; every later write of it failed: the
+    report, the suppressions, with a traceback), nesting too deep for the parser (a
+    RecursionError), results.json or jobs/ a symbolic link to another folder (read from there).
+    Each is one line; the report folder made before is left as it was."""
+    res = tmp_path / "res"
+    shutil.copytree(leak_results, res, symlinks=True)
+    proc = lh("report", "res", "--out", "made", cwd=tmp_path, cache=cache)
+    assert proc.returncode == 0, said(proc)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "made").glob("*.html")}
+    files = [res / "results.json", *sorted((res / "jobs").glob("*.json"))]
+    if damage == "surrogate":
+        for f in files:
+            f.write_text(f.read_text().replace('"make_leak"', '"make_\\ud800leak"'))
+    elif damage == "nested":
+        for f in files:
+            f.write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "results link":
+        other = tmp_path / "elsewhere"
+        shutil.copytree(res, other)
+        (res / "results.json").unlink()
+        (res / "results.json").symlink_to(other / "results.json")
+    else:
+        other = tmp_path / "elsewhere"
+        shutil.copytree(res / "jobs", other)
+        shutil.rmtree(res / "jobs")
+        (res / "results.json").unlink()
+        (res / "jobs").symlink_to(other)
+    for command in (("report", "res", "--out", "made"), ("suppressions", "res", "--format", "lsan"),
+                    ("explain", "res")):
+        proc = lh(*command, cwd=tmp_path, cache=cache)
+        assert_one_line_error(proc, "res")
+    assert {p.name: p.read_bytes() for p in (tmp_path / "made").glob("*.html")} == before
+
+
 # --- 8. one line, never a traceback -----------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["check", "run"])
