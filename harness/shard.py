@@ -137,7 +137,17 @@ class RunPlan:
     def from_dict(cls, value: Any) -> "RunPlan":
         v = validate
         data = v.mapping(value, "run")
-        names = lambda key: v.items(data.get(key), f"run.{key}", lambda x, f: v.text(x, f, limit=2048))  # noqa: E731
+        def job_name(x: Any, f: str) -> str:
+            # Each part of a planned job's name becomes part of a path (a job not run is listed
+            # with its log folder): usable names only, as a job's own fields must be.
+            x = v.text(x, f, limit=2048)
+            pattern, variant, tool = split_name(x)
+            v.name(pattern, f"{f} (pattern)")
+            v.name(variant, f"{f} (variant)", optional=True)
+            v.name(tool, f"{f} (checker)")
+            return x
+
+        names = lambda key: v.items(data.get(key), f"run.{key}", job_name)  # noqa: E731
         shard = data.get("shard")
         if shard is not None:
             if (not isinstance(shard, list) or len(shard) != 2

@@ -785,6 +785,32 @@ def test_a_results_folder_damaged_past_its_fields_is_one_line(tmp_path, cache, l
     assert {p.name: p.read_bytes() for p in (tmp_path / "made").glob("*.html")} == before
 
 
+def test_a_log_with_a_number_of_5000_digits_is_one_line(tmp_path, cache, leak_results):
+    """Python refuses to read an integer of more than 4,300 digits: a log saying `Direct leak of
+    999...` was a ValueError traceback."""
+    (log,) = list(leak_results.glob("logs/*/*/asan/sanitizer.*"))
+    edited = tmp_path / "big.log"
+    edited.write_text(re.sub(r"Direct leak of \d+", "Direct leak of " + "9" * 5000, log.read_text()))
+    for fmt in ("text", "json"):
+        proc = lh("parse", edited.name, "--format", fmt, cwd=tmp_path, cache=cache, timeout=60)
+        assert_one_line_error(proc, "big.log", "4,300 digits")
+
+
+@pytest.mark.parametrize("planned", ["../../evil::leaky[memcheck]", "/tmp/elsewhere/prog[asan]"])
+def test_a_planned_job_name_that_is_no_usable_name_is_one_line(tmp_path, cache, leak_results, planned):
+    """A merge lists a planned job no part holds as not run, with a link to its log folder: a
+    plan naming `../../evil` or an absolute path put a link out of the report in the page."""
+    res = tmp_path / "res"
+    shutil.copytree(leak_results, res)
+    data = json.loads((res / "results.json").read_text())
+    held = [f"{j['pattern']}[{j['tool']}]" for j in data["jobs"]]
+    data["run"] = {"id": "r", "plan": held + [planned], "shard": None, "jobs": held + [planned]}
+    (res / "results.json").write_text(json.dumps(data))
+    proc = lh("report", "res", "--out", "made", cwd=tmp_path, cache=cache)
+    assert_one_line_error(proc, "run.plan", "not a usable name")
+    assert not (tmp_path / "made").exists()
+
+
 # --- 8. one line, never a traceback -----------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["check", "run"])

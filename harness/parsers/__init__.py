@@ -42,7 +42,13 @@ def name_cgo_frames(findings):
 
 
 def parse_file(path: str) -> ParsedLog:
-    log = _parse_file(path)
+    try:
+        log = _parse_file(path)
+    except ValueError as exc:
+        # A number past Python's 4,300 digits (`Direct leak of 999...`): no tool writes one.
+        if "digits" not in str(exc):
+            raise
+        raise ParseError(str(path), "a number too long to be a tool's (more than 4,300 digits)") from None
     if any(_runs_into_cgo(f) for f in log.findings):
         log = dataclasses.replace(log, findings=tuple(name_cgo_frames(log.findings)))
     return log

@@ -561,7 +561,7 @@ def counts_ahead(path: str, chunk: int = 1 << 20) -> dict[str, int]:
                 begin = tail.rfind(b"<errorcounts>", 0, close)
                 if begin >= 0:
                     return {unique.decode(): int(count) for count, unique in
-                            _COUNTS_PAIR.findall(tail, begin, close) if int(count)}
+                            _COUNTS_PAIR.findall(tail, begin, close) if len(count) <= 18 and int(count)}
     return {}
 
 
