@@ -129,7 +129,19 @@ def declares_project(pyproject: Path) -> bool:
         text = pyproject.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return re.search(r"^\s*\[\[?\s*tool\s*\.\s*leakharness\s*[\].]", text, re.M) is not None
+    if re.search(r"^\s*\[\[?\s*tool\s*\.\s*leakharness\b", text, re.M):
+        return True  # a table header, even a broken one: load_project then says what is wrong
+    if "leakharness" not in text:
+        return False
+    # Other spellings TOML allows: `leakharness = {...}` under [tool], a dotted key
+    # `tool.leakharness.tools = [...]`.  Read as TOML; when that fails, a line that looks like
+    # one of them still declares the project (its error is said, never a silent catalog run).
+    try:
+        data = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, RecursionError):
+        return re.search(r"^\s*(leakharness|tool\s*\.\s*leakharness)\s*[.=]", text, re.M) is not None
+    tool = data.get("tool")
+    return isinstance(tool, dict) and "leakharness" in tool
 
 
 def find_project(start: str | os.PathLike) -> Path | None:

@@ -105,6 +105,26 @@ def test_found_walking_up_and_in_pyproject(tmp_path, cache):
     one_line_error(lh("run", cwd=project, cache=cache), "both leakharness.toml and pyproject.toml")
 
 
+@pytest.mark.parametrize("spelling, error", [
+    ('[tool]\nleakharness = { tools = ["asan"], target = [{ name = "remember", sources = ["src/leak.c"] }] }\n', None),
+    ('tool.leakharness.tools = ["asan"]\ntool.leakharness.target = [{ name = "remember", sources = ["src/leak.c"] }]\n',
+     None),
+    ("[tool]\nleakharness = 5\n", "must be a table"),
+    ("[tool.leakharness\ntools = []\n", "not valid TOML"),
+])
+def test_every_toml_spelling_of_the_pyproject_table_is_the_project(tmp_path, cache, spelling, error):
+    """[tool.leakharness] was found by a look at table headers only: TOML's other spellings (an
+    inline table under [tool], dotted keys) and a broken header ran the 388-job catalog instead."""
+    project = write(tmp_path / "p", {"src/leak.c": LEAK_C})
+    # (dotted keys before any table header: after one they would belong to that table)
+    (project / "pyproject.toml").write_text(spelling + '[project]\nname = "x"\n')
+    proc = lh("run", "--no-html", "--target", "remember", cwd=project, cache=cache)  # never the whole catalog
+    if error:
+        one_line_error(proc, "pyproject.toml", error)
+    else:
+        assert proc.returncode == 1 and "remember[asan]: 1 bug(s)" in proc.stdout, said(proc)
+
+
 def test_without_a_project_file_run_is_the_catalog_and_target_is_refused(tmp_path, cache):
     proc = lh("run", "--target", "x", cwd=tmp_path, cache=cache)
     one_line_error(proc, "--target x", "no leakharness.toml")
