@@ -514,11 +514,28 @@ def _libfoo(tmp_path: Path) -> None:
     gcc(TRUST / "usefoo.c", "-o", tmp_path / "usefoo", f"-L{tmp_path / 'clean'}", "-lfoo")  # -l after the source
 
 
-def _check_usefoo(tmp_path: Path, cache: Path, library_path: str) -> tuple[int, dict]:
-    proc = lh("check", "--out", "out", "--no-html", "--quiet", "--", "./usefoo", cwd=tmp_path, cache=cache,
+def _check_usefoo(tmp_path: Path, cache: Path, library_path: str, *args: str) -> tuple[int, dict]:
+    proc = lh("check", "--out", "out", "--no-html", "--quiet", "--", "./usefoo", *args, cwd=tmp_path, cache=cache,
               env={"LD_LIBRARY_PATH": library_path})
     assert proc.returncode in (0, 1), said(proc)
     return proc.returncode, jobs_by_tool(tmp_path / "out")["memcheck"]
+
+
+def test_a_rebuilt_library_misses_the_cache_when_the_program_crashes(tmp_path, own_cache):
+    """The recorder lists the libraries still loaded when a process ends; one that dies of a
+    signal lists none, and its crashed result is stored: the libraries the loader resolves are
+    in the key, so a library rebuilt under the same LD_LIBRARY_PATH is run again."""
+    _libfoo(tmp_path)
+    (tmp_path / "current").mkdir()
+    shutil.copy(tmp_path / "clean" / "libfoo.so", tmp_path / "current" / "libfoo.so")
+    rc, job = _check_usefoo(tmp_path, own_cache, "current", "crash")
+    assert job["status"] == "crashed" and not [f for f in job["findings"] if f["category"] == "leak"], job
+    rc, job = _check_usefoo(tmp_path, own_cache, "current", "crash")
+    assert job["cached"] is True  # stored: a crash with its report is a result
+    shutil.copy(tmp_path / "leaky" / "libfoo.so", tmp_path / "current" / "libfoo.so")
+    rc, job = _check_usefoo(tmp_path, own_cache, "current", "crash")
+    assert job["cached"] is False and rc == 1
+    assert_leak(dict(job, status="ok"), 1234, "foo_alloc")
 
 
 def test_ld_library_path_to_another_build_misses_the_cache(tmp_path, own_cache):
@@ -666,7 +683,8 @@ def test_child_killed_unchecked_is_not_clean_under_asan(tmp_path, cache):
         proc = lh("check", "--tool", "asan", "--out", "out", "--no-html", "--quiet", "--", f"./{name}", "exit",
                   cwd=tmp_path, cache=cache)
         assert proc.returncode == 3, said(proc)
-        assert jobs_by_tool(tmp_path / "out")["asan"]["status"] == "incomplete"
+        job = jobs_by_tool(tmp_path / "out")["asan"]
+        assert job["status"] == "incomplete" and "still running" in job["message"], job["message"]
         assert pids_of(name) == []
     finally:
         kill_leftovers(name)
