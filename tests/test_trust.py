@@ -829,6 +829,18 @@ def test_a_planned_job_name_that_is_no_usable_name_is_one_line(tmp_path, cache, 
     assert not (tmp_path / "made").exists()
 
 
+def test_what_a_log_names_cannot_act_on_the_terminal(tmp_path, cache, leak_results):
+    """A frame named with an escape sequence (retitle the window, clear the screen) or a
+    right-to-left override was printed raw by `parse --format text`: shown as escapes now."""
+    (log,) = list(leak_results.glob("logs/*/*/asan/sanitizer.*"))
+    edited = tmp_path / "ansi.log"
+    edited.write_text(log.read_text().replace(" in make_leak ", " in \x1b]0;PWNED\x07\x1b[2Jmake\u202eleak "))
+    proc = lh("parse", edited.name, "--format", "text", cwd=tmp_path, cache=cache, timeout=60)
+    assert proc.returncode == 0, said(proc)
+    assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout and "\x07" not in proc.stdout, proc.stdout
+    assert "\\x1b]0;PWNED\\x07\\x1b[2Jmake\\u202eleak" in proc.stdout, proc.stdout
+
+
 # --- 8. one line, never a traceback -----------------------------------------------------------
 
 @pytest.mark.parametrize("command", ["check", "run"])

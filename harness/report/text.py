@@ -7,6 +7,7 @@ and the call that fixes it.
 from __future__ import annotations
 
 import os
+import re
 from typing import IO, Iterable
 
 from .. import checkers
@@ -14,10 +15,26 @@ from ..grouping import group_findings
 from ..judge import errors_of, outcome
 from ..suppress import KNOWN_PREFIX
 
+# What a log or a program may hold that a terminal would act on: control characters (an escape
+# sequence retitles the window, clears the screen) and the bidirectional overrides that reorder
+# what is shown.  Written as escapes; newlines and tabs, the text's own layout, are kept.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+class _Terminal:
+    """A writer that shows what it is given, never lets it act on the terminal."""
+
+    def __init__(self, out: IO[str]):
+        self.out = out
+
+    def write(self, text: str) -> int:
+        return self.out.write(_UNSAFE.sub(lambda m: repr(m.group())[1:-1], text))
+
 
 def findings_table(logs: Iterable, out: IO[str]) -> None:
     """One row per bug, root cause first: a definite leak with the indirect leaks it owns
     ("72 B + 933 B indirect"), memory errors before leaks, as `check` and the report show them."""
+    out = _Terminal(out)
     rows = []
     from ..knowledge import Explainer, Sources  # on first use: not on the way to a check's first job
 
@@ -47,6 +64,7 @@ def findings_table(logs: Iterable, out: IO[str]) -> None:
 def run_summary(results, results_path, out: IO[str]) -> None:
     """`run` and `nightly`: the pattern x checker matrix, the failures, stale expectations and
     jobs not checked, and one line of totals (how many results came from the cache)."""
+    out = _Terminal(out)
     jobs = results.jobs
     names = sorted({j.tool for j in jobs}, key=checkers.order_key)
     rows: dict[tuple[str, str], dict[str, str]] = {}
@@ -86,6 +104,7 @@ def run_summary(results, results_path, out: IO[str]) -> None:
 def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -> None:
     """`check`: each job's state and its bugs, grouped by root cause with the records behind
     them; never "ok" beside errors."""
+    out = _Terminal(out)
     for job in results.jobs:
         decided = outcome(job)
         errors = [f for f in errors_of(job.findings) if not f.suppressed]
@@ -136,6 +155,7 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
 def explain_text(rows, out: IO[str], fixtures=None, per_job: int = 20) -> None:
     """`explain`: each bug with what the catalog knows of it, then each pattern named, once, at
     length (description, references, the fix as a diff)."""
+    out = _Terminal(out)
     import textwrap
 
     from ..knowledge import details
@@ -174,6 +194,7 @@ def explain_text(rows, out: IO[str], fixtures=None, per_job: int = 20) -> None:
 
 def bisect_text(outcome, out: IO[str]) -> None:
     """`bisect`: the first bad commit, its subject and the bug; or the commits it could be."""
+    out = _Terminal(out)
     if outcome.first_bad:
         out.write(f"first bad commit: {outcome.first_bad} {outcome.subject}\n")
         for bug in outcome.bugs[:20]:
