@@ -13,6 +13,7 @@ Schema "leakharness/results/1":
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -114,7 +115,11 @@ class JobRecord:
 
     @property
     def file_name(self) -> str:
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{self.pattern}.{self.variant or 'check'}.{self.tool}") + ".json"
+        name = f"{self.pattern}.{self.variant or 'check'}.{self.tool}"
+        safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", name)
+        if safe != name:  # `dig+x` and `dig_x` are two jobs: never one file
+            safe += "-" + hashlib.sha1(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+        return safe + ".json"
 
     def to_dict(self, findings: bool = True) -> dict[str, Any]:
         """findings=False: without "findings" (write_results writes them as a stream)."""

@@ -125,6 +125,35 @@ def test_every_toml_spelling_of_the_pyproject_table_is_the_project(tmp_path, cac
         assert proc.returncode == 1 and "remember[asan]: 1 bug(s)" in proc.stdout, said(proc)
 
 
+def test_two_targets_whose_names_differ_only_in_unsafe_characters_keep_their_own_pages(tmp_path, cache):
+    """`dig+x` and `dig_x` are both valid target names, and made one file name: the leaky one's
+    job file and page were overwritten by the clean one's, and both rows linked the clean page."""
+    project = write(tmp_path / "p", {
+        "leakharness.toml": """
+            tools = ["asan"]
+            [[target]]
+            name = "dig+x"
+            sources = ["src/leak.c"]
+            [[target]]
+            name = "dig_x"
+            program = "true"
+            tools = ["memcheck"]
+        """,
+        "src/leak.c": LEAK_C,
+    })
+    proc = lh("run", cwd=project, cache=cache)
+    assert proc.returncode == 1, said(proc)
+    out = project / "reports" / "latest"
+    assert len(list((out / "jobs").glob("*.json"))) == 2
+    pages = sorted(p.name for p in (out / "patterns").glob("*.html"))
+    assert len(pages) == 2, pages
+    index = (out / "index.html").read_text()
+    links = set(re.findall(r'href="(patterns/[^"#]+)', index))
+    assert len(links) == 2 and all((out / link).is_file() for link in links), links
+    leaky = next(p for p in pages if p != "dig_x.html")
+    assert "dig+x" in (out / "patterns" / leaky).read_text()
+
+
 def test_without_a_project_file_run_is_the_catalog_and_target_is_refused(tmp_path, cache):
     proc = lh("run", "--target", "x", cwd=tmp_path, cache=cache)
     one_line_error(proc, "--target x", "no leakharness.toml")

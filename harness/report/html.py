@@ -161,8 +161,15 @@ def job_cell(job: JobRecord, out: Path | None = None) -> dict:
 
 
 def slug(text: str) -> str:
+    """A file name for a pattern's pages: the name itself when it is one, else its safe part and
+    a hash of the whole (`dig+x` and `dig_x` are two targets: never one page)."""
     keep = "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-    return keep.strip("._")[:80] or "job"
+    short = keep.strip("._")[:80] or "job"
+    if short == text:
+        return short
+    import hashlib
+
+    return f"{short}-{hashlib.sha1(text.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
 def paginate(items: list, per_page: int) -> list[list]:
