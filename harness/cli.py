@@ -645,7 +645,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except LeakHarnessError as exc:
-        print(f"leakharness: {exc}", file=sys.stderr)
+        # One line, whatever the message quotes (lxml's own messages hold newlines; a name from a
+        # file may hold anything): line breaks as spaces, other control characters as escapes.
+        text = " ".join(str(exc).splitlines())
+        print("leakharness: " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text), file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `leakharness parse ... | head`: the reader left; that is not an error of ours.

@@ -154,6 +154,17 @@ def test_external_entity_is_refused(real_xml, tmp_path):
         parse_valgrind_xml(hostile)
 
 
+def test_a_dtd_behind_a_comment_naming_the_root_is_refused(real_xml, tmp_path):
+    """The DTD check looked for the root element in the first 8 KiB and took one written inside
+    a comment for it: a DOCTYPE after 9,000 bytes of that comment was let through."""
+    body = real_xml.split(b"?>", 1)[1].replace(b"<fn>use_after_free</fn>", b"<fn>&xxe;</fn>", 1)
+    hostile = tmp_path / "late.xml"
+    hostile.write_bytes(b'<?xml version="1.0"?>\n<!-- <valgrindoutput> ' + b"x" * 9000 + b" -->\n"
+                        b'<!DOCTYPE valgrindoutput [\n<!ENTITY xxe SYSTEM "file:///etc/passwd">]>' + body)
+    with pytest.raises(ParseError, match="DTD"):
+        parse_valgrind_xml(hostile)
+
+
 def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (512 << 20, 512 << 20))
 

@@ -530,6 +530,8 @@ def _category(kind: str, what: str, aux_texts: list[str]) -> str:
 
 _ROOT = re.compile(rb"<valgrindoutput[\s>]")
 _DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
+_COMMENT = re.compile(rb"<!--.*?(?:-->|$)", re.S)  # a comment, or one not closed within the prolog read
+_PROLOG_MAX = 1 << 16  # valgrind's own prolog is one line: its root element comes within this
 
 
 def sniff(head: bytes) -> bool:
@@ -583,13 +585,16 @@ class ValgrindStream:
         self.part = part
         try:
             with open(path, "rb") as fh:
-                head = fh.read(8192)
+                head = fh.read(_PROLOG_MAX)
         except OSError as exc:
             raise ParseError(path, f"cannot read: {exc.strerror or exc}") from None
         if not head.strip():
             raise ParseError(path, "empty file (the program may have been killed before valgrind wrote anything)")
-        root_at = _ROOT.search(head)
-        dtd = _DTD.search(head)
+        # The root element as the parser meets it: not one written inside a comment, behind which
+        # a DOCTYPE could come unseen (lxml is told to expand nothing either way).
+        prolog = _COMMENT.sub(b"", head)
+        root_at = _ROOT.search(prolog)
+        dtd = _DTD.search(prolog)
         if dtd and (root_at is None or dtd.start() < root_at.start()):
             raise ParseError(path, "refused: the XML declares a DTD or entities, which valgrind never writes")
         if root_at is None:
@@ -634,9 +639,9 @@ class ValgrindStream:
                             if n >= given:
                                 yield finding
                 except etree.XMLSyntaxError as exc2:
-                    problems.append(f"XML error: {exc2}")
+                    problems.append("XML error: " + " ".join(str(exc2).split()))
             else:
-                problems.append(f"XML error: {message}")
+                problems.append("XML error: " + " ".join(str(message).split()))
         except OSError as exc:
             problems.append(f"read error: {exc}")
         self.found = parser.emitted
