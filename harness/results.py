@@ -236,6 +236,8 @@ def read_jobs(out_dir: Path) -> list[JobRecord]:
         try:
             if path.is_symlink():
                 raise ValueError("a symbolic link: a results folder never reads a file from elsewhere")
+            if not path.is_file():
+                raise ValueError("not a regular file")
             text = path.read_text(encoding="utf-8")
             try:
                 data = validate.loads_json(text)
@@ -279,6 +281,8 @@ def load_results(out_dir: Path) -> Results:
         if own.is_symlink():  # a results folder never makes leakharness read a file from elsewhere
             raise LeakHarnessError(f"{own}: a symbolic link (to {validate.printable(os.readlink(own))}); a results "
                                    f"folder's files are read only from inside it")
+    if path.exists() and not path.is_file():  # a FIFO would block the read forever, a device never end
+        raise LeakHarnessError(f"{path}: not a regular file")
     try:
         data = validate.loads_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:

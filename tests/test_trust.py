@@ -767,7 +767,7 @@ def test_a_log_naming_a_device_or_a_fifo_as_its_source_is_parsed(tmp_path, cache
         assert leaks and any(fr["file"] == target for f in leaks for fr in f["stack"]), proc.stdout[:2000]
 
 
-@pytest.mark.parametrize("damage", ["surrogate", "nested", "results link", "jobs link"])
+@pytest.mark.parametrize("damage", ["surrogate", "nested", "results link", "jobs link", "fifo"])
 def test_a_results_folder_damaged_past_its_fields_is_one_line(tmp_path, cache, leak_results, damage):
     """A lone UTF-16 surrogate in a string (json reads it; every later write of it failed: the
     report, the suppressions, with a traceback), nesting too deep for the parser (a
@@ -785,6 +785,9 @@ def test_a_results_folder_damaged_past_its_fields_is_one_line(tmp_path, cache, l
     elif damage == "nested":
         for f in files:
             f.write_text("[" * 100_000 + "]" * 100_000)
+    elif damage == "fifo":  # the read waited forever
+        (res / "results.json").unlink()
+        os.mkfifo(res / "results.json")
     elif damage == "results link":
         other = tmp_path / "elsewhere"
         shutil.copytree(res, other)
@@ -798,7 +801,7 @@ def test_a_results_folder_damaged_past_its_fields_is_one_line(tmp_path, cache, l
         (res / "jobs").symlink_to(other)
     for command in (("report", "res", "--out", "made"), ("suppressions", "res", "--format", "lsan"),
                     ("explain", "res")):
-        proc = lh(*command, cwd=tmp_path, cache=cache)
+        proc = lh(*command, cwd=tmp_path, cache=cache, timeout=60)
         assert_one_line_error(proc, "res")
     assert {p.name: p.read_bytes() for p in (tmp_path / "made").glob("*.html")} == before
 
