@@ -714,17 +714,24 @@ def test_what_a_program_receives_from_a_socket_is_never_reused(tmp_path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen(8)
+    server.settimeout(0.2)
+    stop = threading.Event()
 
     def serve():
-        while True:
+        while not stop.is_set():
             try:
                 conn, _ = server.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
             with conn:
                 conn.sendall(answer[0])
 
-    threading.Thread(target=serve, daemon=True).start()
+    # Ended and joined before the test returns: a thread left running in this worker would make
+    # the next test that forks (test_forked) refuse to.
+    server_thread = threading.Thread(target=serve, daemon=True)
+    server_thread.start()
     try:
         args = ("check", "--build", "client.c", "--tool", "asan", "--no-html", "--quiet")
         proc = lh(tmp_path, *args, "--out", "out1", env={"SOCK": str(path)})
@@ -734,7 +741,10 @@ def test_what_a_program_receives_from_a_socket_is_never_reused(tmp_path):
         job = job_of(tmp_path / "out2", "asan")
         assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 24, "main")) == 1, brief(job)
     finally:
+        stop.set()
+        server_thread.join(10)
         server.close()
+    assert not server_thread.is_alive()
 
 
 REOPENED = """\
