@@ -546,7 +546,7 @@ def _total_bytes(cache_dir: Path) -> int:
                 and isinstance(memo.get("folders"), dict)):
             known = memo["folders"]
             walked = memo["walked"]
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         pass
     if not known:
         walked = now
