@@ -324,15 +324,16 @@ def cmd_report(args) -> int:
 
 def cmd_suppressions(args) -> int:
     session = _session(args)
-    text, count = session.baseline(args.results, args.format)
+    text, count, skipped = session.baseline(args.results, args.format)
     if args.out:
         target = session.write_file(args.out, text)
         print(f"{count} {'known signature' if args.format == 'known' else 'suppression'}(s) written to {target}")
     else:
         sys.stdout.write(text)
-    for line in text.splitlines():
-        if line.startswith("# leakharness: ") and " left out: " in line:
-            print(f"leakharness: {args.results}: {line[len('# leakharness: '):]}", file=sys.stderr)
+    if skipped:
+        from .suppress import left_out
+
+        print(f"leakharness: {args.results}: {left_out(skipped)}", file=sys.stderr)
     return 0
 
 
@@ -647,8 +648,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LeakHarnessError as exc:
         # One line, whatever the message quotes (lxml's own messages hold newlines; a name from a
         # file may hold anything): line breaks as spaces, other control characters as escapes.
+        from .validate import printable
+
         text = " ".join(str(exc).splitlines())
-        print("leakharness: " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text), file=sys.stderr)
+        print("leakharness: " + printable(text, limit=1 << 30), file=sys.stderr)
         return 2
     except BrokenPipeError:
         # `leakharness parse ... | head`: the reader left; that is not an error of ours.

@@ -347,20 +347,17 @@ class Session:
                 return render_report(reported, target, self.fixtures)
 
     @one_line_errors
-    def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int]:
-        """Suppressions for every finding of a results folder: (text, how many); fmt "known":
-        each target's `known` list for the project file."""
+    def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int, int]:
+        """Suppressions for every finding of a results folder: (text, how many, how many findings
+        could not be written); fmt "known": each target's `known` list for the project file."""
         from .results import load_results
         from .suppress import write_known, write_lsan, write_valgrind
 
         results = load_results(_absolute(results_dir, self.cwd))
         if fmt == "known":
-            return write_known(results.jobs)
+            return (*write_known(results.jobs), 0)
         findings = [f for j in results.jobs for f in j.findings]
-        text = write_valgrind(findings) if fmt == "valgrind" else write_lsan(findings)
-        count = text.count("\n}") if fmt == "valgrind" else sum(
-            1 for line in text.splitlines() if line.startswith("leak:"))
-        return text, count
+        return write_valgrind(findings) if fmt == "valgrind" else write_lsan(findings)
 
     @one_line_errors
     def write_file(self, path: str | os.PathLike, text: str) -> Path:

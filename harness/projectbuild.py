@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -203,28 +204,35 @@ def build_key(build: ProjectBuild, cache_dir: Path) -> str:
 _BUILD_SETS = frozenset({"CC", "CFLAGS", "LDFLAGS", "TMPDIR"})  # the build's environment, set per profile
 
 
-def _keyed_by_tree(path: str, build: ProjectBuild, cache_real: str) -> bool:
-    """Whether tree_hash keys `path` (a file read, probed or found missing by the build): under
-    the root, in no hidden, ignored or skipped folder, and not hidden itself.  What it does not
-    key (../.config that a Makefile includes, anything under .git/, `ignore`) is fingerprinted
-    with the reads from outside."""
+def _tree_keyed(build: ProjectBuild, cache_dir: Path):
+    """A test of a resolved path (a file read, probed or found missing by the build): whether
+    tree_hash keys it, that is under the root, in no hidden, ignored or skipped folder, and not
+    hidden itself.  What it does not key (../.config that a Makefile includes, anything under
+    .git/, `ignore`) is fingerprinted with the reads from outside.  A build reads thousands of
+    paths in a few folders: each folder is judged once."""
     root_real = os.path.realpath(build.root)
-    real = os.path.realpath(path)
-    if real == root_real:
-        return True  # its listing: the tree holds its names (but hidden ones, and output folders)
-    if not real.startswith(root_real + "/"):
-        return False
-    parts = os.path.relpath(real, root_real).split("/")
     skip = {os.path.normpath(str(p)) for p in build.ignore}
-    here = Path(build.root)
-    for name in parts[:-1]:
-        if _skipped_folder(here / name, name, skip, cache_real):
+    cache_real = os.path.realpath(cache_dir)
+
+    @functools.lru_cache(maxsize=None)
+    def folder_keyed(rel: str) -> bool:  # a folder under the root, "" the root itself
+        if not rel:
+            return True
+        parent, _, name = rel.rpartition("/")
+        return folder_keyed(parent) and not _skipped_folder(Path(build.root) / rel, name, skip, cache_real)
+
+    def keyed(real: str) -> bool:
+        if real == root_real:
+            return True  # its listing: the tree holds its names (but hidden ones, and output folders)
+        if not real.startswith(root_real + "/"):
             return False
-        here = here / name
-    last = here / parts[-1]
-    if parts[-1].startswith(".") or os.path.normpath(str(last)) in skip:
-        return False
-    return not (os.path.isdir(last) and _skipped_folder(last, parts[-1], skip, cache_real))
+        rel = real[len(root_real) + 1:]
+        parent, _, name = rel.rpartition("/")
+        if name.startswith(".") or not folder_keyed(parent) or os.path.normpath(str(Path(build.root) / rel)) in skip:
+            return False
+        return not os.path.isdir(real) or folder_keyed(rel)
+
+    return keyed
 
 
 def _tool_identity(name: str) -> str:
@@ -383,29 +391,29 @@ def _outside_inputs(build: ProjectBuild, final: Path, so: Path | None,
     """What the build read but its own folder and the files tree_hash keys, as inputs.fingerprint
     gives it: (path, state).  The key holds the root's files; these are the rest a build can take
     in (an archive `-L../lib -lcommon` links, a header of -I/opt/include, the compiler's own
-    files, the root's hidden or ignored files: _keyed_by_tree), so that one changed rebuilds.  A recording that is not whole (no recorder, a static
-    program in the build, a process killed) leaves a state that is never vouched for: the build
-    is then made again each time, never reused on a guess."""
+    files, the root's hidden or ignored files: _tree_keyed), so that one changed rebuilds.  A
+    recording that is not whole (no recorder, a static program in the build, a process killed)
+    leaves a state that is never vouched for: the build is then made again each time, never
+    reused on a guess."""
     if so is None:
         return [["", "?no read recorder (no C compiler for it, or a cache path the loader cannot take)"]]
-    own = (os.path.realpath(final),)
-    cache_real = os.path.realpath(cache_dir)
+    own = os.path.realpath(final)
+    keyed = _tree_keyed(build, cache_dir)
+
+    def outside_of_key(path: str) -> bool:
+        # Resolved: a process names a file as it reached it ("/src/app/../lib/libdup.a" for
+        # -L../lib), and a link in the root that points out of it is keyed by its target's name only.
+        real = os.path.realpath(path)
+        return not (real == own or real.startswith(own + "/")) and not keyed(real)
+
     out: list[list[str]] = []
     for reads, pids in steps:
         recorded = inputs_mod.read(reads, pids[0] if pids else None)
-        # Resolved: a process names a file as it reached it ("/src/app/../lib/libdup.a" for
-        # -L../lib), and a link in the root that points out of it is keyed by its target's name only.
-        outside = tuple(e for e in recorded.entries
-                        if not _under(e.path, own) and not _keyed_by_tree(e.path, build, cache_real))
+        outside = tuple(e for e in recorded.entries if outside_of_key(e.path))
         fingerprint = inputs_mod.fingerprint(dataclasses.replace(recorded, entries=outside), build.root)
         out += [[path, value] for path, value in fingerprint]
         shutil.rmtree(reads, ignore_errors=True)
     return out
-
-
-def _under(path: str, roots: tuple[str, ...]) -> bool:
-    real = os.path.realpath(path)
-    return any(real == r or real.startswith(r + "/") for r in roots)
 
 
 def _still_good(done: Path) -> bool:

@@ -539,53 +539,43 @@ def _total_bytes(cache_dir: Path) -> int:
     memo_path = Path(cache_dir) / SIZES
     now = time.time()
     known: dict = {}
+    walked = now
     try:
         memo = json.loads(memo_path.read_text(encoding="utf-8"))
         if (isinstance(memo, dict) and memo.get("version") == SIZES_VERSION
                 and isinstance(memo.get("walked"), (int, float)) and 0 <= now - memo["walked"] < RESYNC_S
                 and isinstance(memo.get("folders"), dict)):
-            known = memo["folders"]
-            walked = memo["walked"]
+            known, walked = memo["folders"], memo["walked"]
     except (OSError, ValueError, RecursionError):
         pass
-    if not known:
-        walked = now
+    # Each shard folder (results/ab, ...) and each flat folder (libs/, ...): its bytes, from the
+    # memo while its time is unchanged, else walked.
+    found: list[tuple[str, str]] = []
+    for sub in _SHARDED:
+        try:
+            with os.scandir(Path(cache_dir) / sub) as shards:
+                found += [(f"{sub}/{shard.name}", shard.path) for shard in shards
+                          if not shard.name.startswith(".") and shard.is_dir(follow_symlinks=False)]
+        except OSError:
+            continue
+    found += [(sub, str(Path(cache_dir) / sub)) for sub in _FLAT]
     folders: dict[str, list[int]] = {}
     total = 0
     now_ns = time.time_ns()
-
-    def count(rel: str, path: str, mtime_ns: int, walk) -> None:
-        nonlocal total
+    for rel, path in found:
+        try:
+            mtime_ns = os.stat(path).st_mtime_ns
+        except OSError:
+            continue
         seen = known.get(rel)
         if (isinstance(seen, list) and len(seen) == 2 and seen[0] == mtime_ns and type(seen[1]) is int
                 and seen[1] >= 0):
             size = seen[1]
         else:
-            size = walk(path)
+            size = _tree_bytes(path)
         total += size
         if now_ns - mtime_ns > _SETTLED_NS:
             folders[rel] = [mtime_ns, size]
-
-    for sub in _SHARDED:
-        try:
-            with os.scandir(Path(cache_dir) / sub) as shards:
-                for shard in shards:
-                    if shard.name.startswith(".") or not shard.is_dir(follow_symlinks=False):
-                        continue
-                    try:
-                        count(f"{sub}/{shard.name}", shard.path, shard.stat(follow_symlinks=False).st_mtime_ns,
-                              _tree_bytes)
-                    except OSError:
-                        continue
-        except OSError:
-            continue
-    for sub in _FLAT:
-        path = Path(cache_dir) / sub
-        try:
-            mtime_ns = path.stat().st_mtime_ns
-        except OSError:
-            continue
-        count(sub, str(path), mtime_ns, lambda p: sum(size for kind, _, size, _ in _entries_flat(Path(p), sub)))
     try:
         partial = memo_path.with_name(f".{SIZES}.{os.getpid()}")
         partial.write_text(json.dumps({"version": SIZES_VERSION, "walked": walked, "folders": folders}))

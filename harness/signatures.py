@@ -215,20 +215,13 @@ def _source(path: str, mtime_ns: int, size: int) -> _Source | None:
     if size > SOURCE_LIMIT:
         return None
     try:
-        # A log names any path it likes: only a regular file is read (a FIFO would block, a
-        # device never end), opened without blocking, checked again once open, read to its size.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | getattr(os, "O_NOCTTY", 0))
+        # A log names any path it likes: _open_source takes only a regular file, and one swapped
+        # since for a FIFO or a device can neither block the open nor flood the read.
+        with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:
+            data = fh.read(SOURCE_LIMIT)
     except (OSError, ValueError):
         return None
-    try:
-        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
-            return None
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            return _Source(tuple(fh.read(SOURCE_LIMIT + 1)[:SOURCE_LIMIT].decode("utf-8", "replace").splitlines()))
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
+    return _Source(tuple(data.decode("utf-8", "replace").splitlines()))
 
 
 def _open_source(path: str) -> _Source | None:

@@ -213,15 +213,21 @@ def _writable(*texts: str) -> bool:
     return not any(_UNWRITABLE.search(t) for t in texts)
 
 
+def left_out(skipped: int) -> str:
+    """What a baseline says, in its file and on stderr, of the findings it could not write."""
+    return (f"{skipped} finding(s) left out: a frame or signature holds a control character or wildcards "
+            f"alone, which no tool's log does (a results.json edited by hand?)")
+
+
 def _skipped_note(skipped: int) -> list[str]:
-    return ([f"# leakharness: {skipped} finding(s) left out: a frame or signature holds a control character "
-             f"or wildcards alone, which no tool's log does (a results.json edited by hand?)"] if skipped else [])
+    return [f"# leakharness: {left_out(skipped)}"] if skipped else []
 
 
-def write_valgrind(findings: Iterable[Finding]) -> str:
-    """One entry per bug and stack shape: when two tools (or builds) show one bug through
-    different frames (gcc cloned a function in one build only), each shape gets its entry, so
-    that the file also works when handed to valgrind itself."""
+def write_valgrind(findings: Iterable[Finding]) -> tuple[str, int, int]:
+    """(the file, its entries, the findings left out).  One entry per bug and stack shape: when
+    two tools (or builds) show one bug through different frames (gcc cloned a function in one
+    build only), each shape gets its entry, so that the file also works when handed to valgrind
+    itself."""
     out, seen = [], set()
     skipped = 0
     for f in findings:
@@ -242,8 +248,9 @@ def write_valgrind(findings: Iterable[Finding]) -> str:
         lines.extend(f"   {line}" for line in patterns)
         lines.append("}")
         out.append("\n".join(lines))
+    written = len(out)
     out += _skipped_note(skipped)
-    return "\n".join(out) + ("\n" if out else "")
+    return "\n".join(out) + ("\n" if out else ""), written, skipped
 
 
 def lsan_pattern(f: Finding) -> str | None:
@@ -260,7 +267,8 @@ def lsan_pattern(f: Finding) -> str | None:
     return os.path.basename(with_object.object) if with_object is not None else None
 
 
-def write_lsan(findings: Iterable[Finding]) -> str:
+def write_lsan(findings: Iterable[Finding]) -> tuple[str, int, int]:
+    """(the file, its `leak:` lines, the findings left out)."""
     out, seen = [], set()
     skipped = 0
     for f in findings:
@@ -274,8 +282,9 @@ def write_lsan(findings: Iterable[Finding]) -> str:
             skipped += 1
             continue
         out.append(f"# {NAME_PREFIX}{f.signature}\nleak:{pattern}")
+    written = len(out)
     out += _skipped_note(skipped)
-    return "\n".join(out) + ("\n" if out else "")
+    return "\n".join(out) + ("\n" if out else ""), written, skipped
 
 
 def _signature_of(name: str) -> str | None:

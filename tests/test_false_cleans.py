@@ -77,6 +77,15 @@ def job_of(out: Path, tool: str) -> dict:
     return jobs[0]
 
 
+def run_project(tmp_path: Path, root: Path, n: int, env: dict | None = None) -> tuple[subprocess.CompletedProcess, dict]:
+    """`leakharness run --out outN` in a project's root (the project elsewhere than tmp_path,
+    whose files the test changes between runs); the run and its one asan job."""
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html"], cwd=root,
+                          env=_env(tmp_path, env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=240, start_new_session=True)
+    return proc, job_of(root / f"out{n}", "asan")
+
+
 def brief(job: dict) -> str:
     """What a failed assertion shows of a job: status, cached, message, findings in short."""
     found = [(f["category"], f.get("leak_kind"), f.get("bytes"), [fr.get("function") for fr in f["stack"]][:4])
@@ -505,10 +514,7 @@ def test_a_project_build_that_links_an_archive_outside_the_project_builds_again(
         f"-L../lib -ldup {{ldflags}}'\"\n")
 
     def run(n: int):
-        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html"], cwd=app,
-                              env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=240, start_new_session=True)
-        return proc, job_of(app / f"out{n}", "asan")
+        return run_project(tmp_path, app, n)
 
     proc, job = run(1)
     assert proc.returncode == 0 and job["status"] == "ok" and not job["findings"], said(proc)
@@ -889,10 +895,7 @@ def test_a_project_build_changed_by_a_hidden_config_or_the_environment_builds_ag
         f"COUNTER={counter}\"\n")
 
     def run(n: int, env: dict | None = None):
-        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html"], cwd=root,
-                              env=_env(tmp_path, env), stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                              timeout=240, start_new_session=True)
-        return proc, job_of(root / f"out{n}", "asan")
+        return run_project(tmp_path, root, n, env)
 
     proc, job = run(1)
     assert proc.returncode == 0 and job["status"] == "ok" and not job["findings"], said(proc)

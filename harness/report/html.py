@@ -167,8 +167,6 @@ def slug(text: str) -> str:
     short = keep.strip("._")[:80] or "job"
     if short == text:
         return short
-    import hashlib
-
     return f"{short}-{hashlib.sha1(text.encode('utf-8', 'surrogateescape')).hexdigest()[:8]}"
 
 
