@@ -834,7 +834,8 @@ def test_a_planned_job_name_that_is_no_usable_name_is_one_line(tmp_path, cache, 
 
 def test_what_a_log_names_cannot_act_on_the_terminal(tmp_path, cache, leak_results):
     """A frame named with an escape sequence (retitle the window, clear the screen) or a
-    right-to-left override was printed raw by `parse --format text`: shown as escapes now."""
+    right-to-left override was printed raw by `parse --format text`, and a line break in a name
+    by `explain`: shown as escapes now."""
     (log,) = list(leak_results.glob("logs/*/*/asan/sanitizer.*"))
     edited = tmp_path / "ansi.log"
     edited.write_text(log.read_text().replace(" in make_leak ", " in \x1b]0;PWNED\x07\x1b[2Jmake\u202eleak "))
@@ -842,6 +843,16 @@ def test_what_a_log_names_cannot_act_on_the_terminal(tmp_path, cache, leak_resul
     assert proc.returncode == 0, said(proc)
     assert "\x1b" not in proc.stdout and "\u202e" not in proc.stdout and "\x07" not in proc.stdout, proc.stdout
     assert "\\x1b]0;PWNED\\x07\\x1b[2Jmake\\u202eleak" in proc.stdout, proc.stdout
+    # A line break inside a name printed a line of its own ("FAIL ..." where nothing failed).
+    res = tmp_path / "res"
+    shutil.copytree(leak_results, res)
+    data = json.loads((res / "results.json").read_text())
+    data["jobs"][0]["findings"][0]["stack"][1]["function"] = "make_leak\nFAIL spoofed: x\u2028y"
+    (res / "results.json").write_text(json.dumps(data))
+    proc = lh("explain", "res", cwd=tmp_path, cache=cache, timeout=60)
+    assert proc.returncode == 0, said(proc)
+    assert "make_leak\\nFAIL spoofed: x\\u2028y" in proc.stdout, proc.stdout
+    assert not re.search("^FAIL", proc.stdout, re.M) and "\u2028" not in proc.stdout, proc.stdout
 
 
 # --- 8. one line, never a traceback -----------------------------------------------------------

@@ -19,6 +19,14 @@ from ..suppress import KNOWN_PREFIX
 # sequence retitles the window, clears the screen) and the bidirectional overrides that reorder
 # what is shown.  Written as escapes; newlines and tabs, the text's own layout, are kept.
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A line break inside one value (a frame, a job's name or reason) would print as a line of its own
+# ("FAIL ..." where there is none): values are kept to their line.
+_BREAKS = re.compile("[\n\r\u2028\u2029\x85]")
+
+
+def _v(value) -> str:
+    """A value from a log, a program or a results file, on one line."""
+    return _BREAKS.sub(lambda m: repr(m.group())[1:-1], str(value))
 
 
 class _Terminal:
@@ -46,7 +54,8 @@ def findings_table(logs: Iterable, out: IO[str]) -> None:
             size = "" if f.bytes is None else (f"{g.bytes} + {g.indirect_bytes} indirect" if g.indirect_bytes
                                                else str(g.bytes))
             known = explainer.explain(f)
-            rows.append((what, size, g.where(), os.path.basename(f.source or ""), known.line() if known else ""))
+            rows.append((_v(what), size, _v(g.where()), _v(os.path.basename(f.source or "")),
+                         _v(known.line()) if known else ""))
     if not rows:
         out.write("no findings\n")
         return
@@ -66,14 +75,14 @@ def run_summary(results, results_path, out: IO[str]) -> None:
     jobs not checked, and one line of totals (how many results came from the cache)."""
     out = _Terminal(out)
     jobs = results.jobs
-    names = sorted({j.tool for j in jobs}, key=checkers.order_key)
+    names = [_v(n) for n in sorted({j.tool for j in jobs}, key=checkers.order_key)]
     rows: dict[tuple[str, str], dict[str, str]] = {}
     for j in jobs:
         decided = outcome(j)
         cell = decided.label
         if j.status not in ("ok",) and decided.name not in ("blind", "known-incomplete"):
             cell += f" ({j.status})"
-        rows.setdefault((j.pattern, j.variant or "-"), {})[j.tool] = cell
+        rows.setdefault((_v(j.pattern), _v(j.variant or "-")), {})[_v(j.tool)] = cell
     width = max([len(f"{p} {v}") for p, v in rows] + [7])
     # Each column as wide as its widest cell ("pass (crashed)"), so the matrix stays in line.
     cols = [max([len(c), 6] + [len(cells.get(c, "")) for cells in rows.values()]) for c in names]
@@ -84,13 +93,13 @@ def run_summary(results, results_path, out: IO[str]) -> None:
     decided = [(j, outcome(j)) for j in jobs]
     for j, o in decided:
         if o.name == "fail":
-            out.write(f"FAIL {j.name}: {o.reason}\n")
+            out.write(f"FAIL {_v(j.name)}: {_v(o.reason)}\n")
     for j, o in decided:
         if o.name == "stale":
-            out.write(f"STALE {j.name}: {o.reason}\n")
+            out.write(f"STALE {_v(j.name)}: {_v(o.reason)}\n")
     for j, o in decided:
         if o.name == "known-incomplete":
-            out.write(f"known incomplete {j.name}: {o.reason}\n")
+            out.write(f"known incomplete {_v(j.name)}: {_v(o.reason)}\n")
     counts = {v: sum(1 for _, o in decided if o.name == v) for v in ("pass", "fail", "stale", "blind",
                                                                       "known-incomplete")}
     cached = sum(1 for j in jobs if j.cached)
@@ -122,13 +131,13 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             state = "clean"
         else:
             state = job.status
-        out.write(f"{job.name}: {state}{note}{cached}\n")
+        out.write(f"{_v(job.name)}: {_v(state)}{note}{cached}\n")
         if job.status == "build-failed":
             out.write("  " + "\n  ".join(job.message.splitlines()[:20]) + "\n")
         if job.status in ("tool-missing", "incomplete"):
-            out.write(f"  {job.status}: {job.message}\n")
+            out.write(f"  {job.status}: {_v(job.message)}\n")
         if job.not_cached:
-            out.write(f"  {job.not_cached}\n")
+            out.write(f"  {_v(job.not_cached)}\n")
         # The program was checked just now: its sources are read where its stacks name them too.
         from ..knowledge import Explainer, Sources
 
@@ -137,17 +146,17 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
         said: set[str] = set()
         for g in groups[:bugs_per_job]:
             records = f" ({len(g.findings)} records)" if len(g.findings) > 1 else ""
-            out.write(f"  [{g.root.tool}] {g.headline()}{records}\n")
+            out.write(f"  [{_v(g.root.tool)}] {_v(g.headline())}{records}\n")
             known = explainer.explain(g.root)
             if known is not None:  # one bug's many records: the whole line once, then a pointer to it
-                line = known.line()
+                line = _v(known.line())
                 out.write(f"    {line}\n" if line not in said else
                           f"    {'looks like ' + known.pattern if known.pattern else 'the same ownership rule'}, as above\n")
                 said.add(line)
         if len(groups) > bugs_per_job:
             out.write(f"  ... and {len(groups) - bugs_per_job} more bug(s): see the report\n")
         for g in group_findings(accepted)[:bugs_per_job]:
-            out.write(f"  known, accepted: [{g.root.tool}] {g.headline()}\n")
+            out.write(f"  known, accepted: [{_v(g.root.tool)}] {_v(g.headline())}\n")
     cached = sum(1 for j in results.jobs if j.cached)
     out.write(f"{len(results.jobs)} job(s), {cached} from cache; results in {results_path}\n")
 
@@ -166,18 +175,18 @@ def explain_text(rows, out: IO[str], fixtures=None, per_job: int = 20) -> None:
         shown[job] = shown.get(job, 0) + 1
         if shown[job] > per_job:
             continue
-        out.write(f"{job}: {headline}\n" if job else f"{headline}\n")
+        out.write(f"{_v(job)}: {_v(headline)}\n" if job else f"{_v(headline)}\n")
         if known is None:
             out.write("  nothing known: no catalog pattern matches and no OpenSSL ownership rule applies "
                       "(its stacks do not pass through OpenSSL)\n")
             continue
-        out.write(f"  {known.line()}\n")
+        out.write(f"  {_v(known.line())}\n")
         for pid in (known.pattern, *known.others):
             if pid and pid not in named:
                 named.append(pid)
     for job, count in shown.items():
         if count > per_job:
-            out.write(f"{job}: ... and {count - per_job} more bug(s)\n")
+            out.write(f"{_v(job)}: ... and {count - per_job} more bug(s)\n")
     for pid in named:
         info = details(pid, str(fixtures) if fixtures else None)
         if info is None:
@@ -196,16 +205,16 @@ def bisect_text(outcome, out: IO[str]) -> None:
     """`bisect`: the first bad commit, its subject and the bug; or the commits it could be."""
     out = _Terminal(out)
     if outcome.first_bad:
-        out.write(f"first bad commit: {outcome.first_bad} {outcome.subject}\n")
+        out.write(f"first bad commit: {_v(outcome.first_bad)} {_v(outcome.subject)}\n")
         for bug in outcome.bugs[:20]:
-            out.write(f"  {bug['job']}: {bug['headline']}\n    signature {bug['signature']}\n")
+            out.write(f"  {_v(bug['job'])}: {_v(bug['headline'])}\n    signature {_v(bug['signature'])}\n")
             if bug.get("known"):
-                out.write(f"    {bug['known']}\n")
+                out.write(f"    {_v(bug['known'])}\n")
         return
     out.write(f"undecided: commits that could not be checked leave {len(outcome.candidates)} candidate(s) "
               f"for the first bad commit:\n")
     for commit, subject in outcome.candidates:
-        out.write(f"  {commit} {subject}\n")
+        out.write(f"  {_v(commit)} {_v(subject)}\n")
 
 
 def merge_notes(results, limit: int = 10) -> list[str]:
@@ -230,10 +239,11 @@ def merge_notes(results, limit: int = 10) -> list[str]:
 def growth_lines(results, out: IO[str]) -> list[str]:
     """`--growth`: one line per fit, the rate of the complete ones and why the others are not;
     returns the lines of the fits that did not complete (they are in the exit code too)."""
+    out = _Terminal(out)
     unfinished = []
     for entry in results.growth:
-        name = f"{entry.get('pattern')}" + (f"::{entry.get('variant')}" if entry.get("variant") else "") \
-            + f"[{entry.get('checker')}]"
+        name = _v(f"{entry.get('pattern')}" + (f"::{entry.get('variant')}" if entry.get("variant") else "")
+                  + f"[{entry.get('checker')}]")
         if entry.get("status") == "ok":
             total = entry.get("total") or {}
             rate = total.get("rate_per_op") if isinstance(total, dict) else None
@@ -242,7 +252,7 @@ def growth_lines(results, out: IO[str]) -> list[str]:
                     if isinstance(rate, (int, float)) and isinstance(fixed, (int, float)) else "fitted")
             out.write(f"growth {name}: {what}\n")
         else:
-            line = f"GROWTH INCOMPLETE {name}: {entry.get('reason') or entry.get('status')}"
+            line = f"GROWTH INCOMPLETE {name}: {_v(entry.get('reason') or entry.get('status'))}"
             out.write(line + "\n")
             unfinished.append(line)
     return unfinished
