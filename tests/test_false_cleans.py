@@ -343,6 +343,24 @@ def test_memcheck_on_a_static_binary_is_incomplete(tmp_path, static_leak):
 
 
 @needs_valgrind
+def test_valgrind_on_a_sanitizer_build_is_incomplete(tmp_path):
+    """An ASan build handed to memcheck: ASan's runtime aborts under valgrind before main (exit 1,
+    "Shadow memory range interleaves with an existing memory mapping"), and the job said clean.
+    The same for a script whose child is one."""
+    binary = tmp_path / unique("asan")
+    proc = subprocess.run(["gcc", "-fsanitize=address", "-g", str(PROGRAMS / "leak6000.c"), "-o", str(binary)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    script = tmp_path / "run.sh"
+    script.write_text(f"#!/bin/sh\n./{binary.name}\n")
+    script.chmod(0o755)
+    for tool, argv in (("memcheck", [f"./{binary.name}"]), ("helgrind", ["./run.sh"])):
+        proc = lh(tmp_path, "check", "--tool", tool, "--out", tool, "--no-html", "--quiet", "--", *argv)
+        assert proc.returncode == 3, said(proc)
+        assert_incomplete(job_of(tmp_path / tool, tool), "AddressSanitizer")
+
+
+@needs_valgrind
 def test_memcheck_on_a_static_binary_with_its_noise_suppressed_is_not_clean(tmp_path, static_leak):
     """issue 16 item 3: with a baseline of static glibc's uninitialised-value errors as suppressions
     (`leakharness suppressions`, then `check --suppressions`), nothing is left to report, yet the
