@@ -46,6 +46,11 @@ COMPILE_TIMEOUT = 300
 # Printed to stderr by the go-asan helper once LeakSanitizer's check has returned: without it
 # the program ended before its main returned (os.Exit, a panic, a signal) and nothing was checked.
 LEAK_CHECK_MARK = "leakharness: go-asan leak check done"
+# Where a process of a Go program leakharness built says it got to its exit-time check (the
+# helpers' leakharness_mark_process, spelt the same there): a file GO_MARK_FILE.PID in the folder
+# GO_MARKS_ENV names (the job's log folder), and the mark followed by " pid PID" on stderr.
+GO_MARKS_ENV = "LEAKHARNESS_GO_MARKS"
+GO_MARK_FILE = "go-mark"
 # Before the mark, when leaks were found: one line per block a Go call allocated and Go never freed.
 GO_ALLOC_MARK = "leakharness-go-alloc"
 GO_ALLOC_LIMIT = 100000
@@ -100,9 +105,26 @@ _OPENSSL_CLEANUP_C = r"""
 #define _GNU_SOURCE  // dl_iterate_phdr and RTLD_NOLOAD (before any include)
 #endif
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <link.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+// This process got to its exit-time check: a file named by its pid in the job's log folder (where
+// the checker looks: a child's stderr may go elsewhere), and the mark with its pid on stderr.  A
+// child that ends before its main returns (os.Exit) writes neither, and is found unchecked.
+static void leakharness_mark_process(const char *mark) {
+	const char *dir = getenv("LEAKHARNESS_GO_MARKS");
+	char path[4096];
+	if (dir && dir[0] == '/' && snprintf(path, sizeof path, "%s/go-mark.%ld", dir, (long)getpid()) < (int)sizeof path) {
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd >= 0)
+			close(fd);
+	}
+	fprintf(stderr, "\n%s pid %ld\n", mark, (long)getpid());
+	fflush(stderr);
+}
 #define LEAKHARNESS_MAX_OBJECTS 1024
 static char *leakharness_names[LEAKHARNESS_MAX_OBJECTS];
 static int leakharness_nnames;
@@ -261,8 +283,8 @@ func leakharnessFrames(pcs []uintptr) []runtime.Frame {{
 		fr, more := frames.Next()
 		if fr.Function != "" && !leakharnessIsWrapper(fr.Function) && !strings.HasPrefix(fr.Function, "runtime.") &&
 			!strings.HasSuffix(fr.File, "/{HELPER_NAME}") {{
-			if fr.Function == "main.{USER_MAIN}" {{
-				fr.Function = "main.main" // renamed for the overlay only
+			if fr.Function == "main.{USER_MAIN}" || strings.HasPrefix(fr.Function, "main.{USER_MAIN}.") {{
+				fr.Function = "main.main" + fr.Function[len("main.{USER_MAIN}"):] // renamed for the overlay only (closures too)
 			}}
 			out = append(out, fr)
 		}}
@@ -328,8 +350,7 @@ static int leakharness_owned(uintptr_t p) {{
 	return __sanitizer_get_ownership((const volatile void *)p);
 }}
 static void leakharness_mark(void) {{
-	fprintf(stderr, "\\n{LEAK_CHECK_MARK}\\n");
-	fflush(stderr);
+	leakharness_mark_process("{LEAK_CHECK_MARK}");
 }}
 */
 import "C"
@@ -660,8 +681,7 @@ static void leakharness_hide_go_memory_and_exit(int code, int listed) {{
 		if (leaked + dubious > 0)
 			VALGRIND_MONITOR_COMMAND("block_list 1..{VALGRIND_RECORD_LIMIT} limited {GO_ALLOC_LIMIT}");
 	}}
-	fprintf(stderr, "\\n{MEMCHECK_MARK}\\n");
-	fflush(stderr);
+	leakharness_mark_process("{MEMCHECK_MARK}");
 	_exit(code);  // no Go code runs with its memory hidden
 }}
 */

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from . import checkers, inputs, supervise
 from .collect import collect, move_logs
+from .gobuild import GO_MARK_FILE
 from .jobs import Job, RunResult
 
 # The characters a log path may hold and still pass through every tool's option syntax unquoted
@@ -27,7 +28,7 @@ _SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 # Placeholder for the per-job log folder in what the result cache hashes.
 LOG_PLACEHOLDER = Path("/leakharness-logs")
 # What a run leaves in its job folder: removed before a rerun into the same folder.
-_RUN_FILES = ("vg.", "sanitizer.", "valgrind.", "residue.", f"{inputs.LOG_NAME}.")
+_RUN_FILES = ("vg.", "sanitizer.", "valgrind.", "residue.", f"{inputs.LOG_NAME}.", f"{GO_MARK_FILE}.")
 
 
 def command_for(job: Job, log_dir: Path, cache_dir: Path | None = None) -> tuple[list[str], dict[str, str]]:

@@ -16,13 +16,13 @@ signal inside C, cgocheck's verdicts) is parsed from there (parsers/go.py) which
 from __future__ import annotations
 
 import functools
-
+import os
 import re
 from pathlib import Path
 
 from ..elf import contains, is_go_binary
 from ..errors import BuildError, ParseError
-from ..gobuild import GO_ALLOC_MARK, GO_RETURN_MARK, LEAK_CHECK_MARK, go_identity
+from ..gobuild import GO_ALLOC_MARK, GO_MARK_FILE, GO_MARKS_ENV, GO_RETURN_MARK, LEAK_CHECK_MARK, go_identity
 from .base import Checker, child_environment
 from .sanitizers import SANITIZER_ENV, SanitizerChecker
 
@@ -57,7 +57,9 @@ def go_crash_findings(g) -> None:
         g.problems.append(str(exc))
         g.cut.append(g.stderr.name)
         return
-    g.findings.extend(log.findings)
+    from ..parsers.go import name_user_main
+
+    g.findings.extend(name_user_main(log.findings))
     g.problems.extend(f"{g.stderr.name}: {p}" for p in log.problems)
     if log.findings or log.partial:
         g.logs.append(g.stderr)
@@ -79,6 +81,42 @@ def name_go_callers(g, join) -> None:
     returns = recorded_returns(str(g.stderr), GO_RETURN_MARK)
     if table or returns:
         g.findings[:] = join(g.findings, table, returns)
+
+
+def marked_processes(g, mark: str) -> set[int]:
+    """The processes of a Go program leakharness built that got to its exit-time check: their
+    files in the job's log folder, and their mark lines on its stderr."""
+    pids = set()
+    for path in g.out_dir.glob(f"{GO_MARK_FILE}.*"):
+        pid = path.name.rpartition(".")[2]
+        if pid.isdigit() and len(pid) < 12:
+            pids.add(int(pid))
+    pids.update(int(m) for m in re.findall(re.escape(mark) + r" pid (\d{1,11})$", g.stderr_tail(1 << 20), re.M))
+    return pids
+
+
+def main_checked(g, mark: str) -> bool:
+    """The main process got to its exit-time check: its own mark, not another process's (a
+    child it ran, the program itself run again, marks too)."""
+    marked = marked_processes(g, mark)
+    return g.main_pid in marked if g.main_pid is not None else bool(marked)
+
+
+def child_unchecked(g, mark: str) -> str:
+    """Why a process of the program other than the main one, a Go program leakharness built, went
+    unchecked: it ended before its main returned (os.Exit: the usual end of a helper process, a
+    panic, a signal) with no mark and no report, so its exit-time check never ran."""
+    if g.recorded is None:
+        return ""
+    marked = marked_processes(g, mark)
+    reported = {f.pid for f in g.findings if f.is_error}
+    for end in g.recorded.ends:
+        if end.pid == g.main_pid or end.by == "exec" or end.pid in marked or end.pid in reported:
+            continue
+        if end.exe and contains(end.exe, mark.encode()):
+            return (f"process {end.pid} ({os.path.basename(end.exe)}, a program it ran) ended before its main "
+                    f"returned (os.Exit, a panic, a signal), so its leaks were not checked")
+    return ""
 
 
 def ended_before_main_returned(g) -> str:
@@ -116,7 +154,8 @@ class GoAsan(GoChecker, SanitizerChecker):
     log_tools = ()
     cannot_see = ("Go's own heap (LeakSanitizer does not scan it: C memory held by a live Go object looks "
                   "leaked); a Go program leakharness did not build (no exit-time leak check); a run that ends "
-                  "before main returns (os.Exit, a panic)")
+                  "before main returns (os.Exit, a panic); freed C memory read through C.GoBytes or C.GoString "
+                  "(runtime.memmove is not instrumented); bad accesses inside uninstrumented C libraries; data races")
 
     def cannot_check(self, program: str) -> str:
         why = GoChecker.cannot_check(self, program)
@@ -141,6 +180,7 @@ class GoAsan(GoChecker, SanitizerChecker):
         supp = f"suppressions={GO_LSAN_SUPPRESSIONS}" if _SAFE_PATH.match(str(GO_LSAN_SUPPRESSIONS)) else ""
         env["LSAN_OPTIONS"] = ":".join(x for x in (SANITIZER_ENV["LSAN_OPTIONS"], "report_objects=1", supp, user,
                                                    f"log_path={prefix}") if x)
+        env[GO_MARKS_ENV] = str(log_dir)
         return list(job.command), env
 
     def after_logs(self, g) -> None:
@@ -154,10 +194,10 @@ class GoAsan(GoChecker, SanitizerChecker):
         why = self.runtime_failed(g)
         if why:
             return why
-        if LEAK_CHECK_MARK not in g.stderr_tail() and not g.main_reported:
+        if not g.main_reported and not main_checked(g, LEAK_CHECK_MARK):
             return (f"the leak check did not run: {ended_before_main_returned(g)}, so leaks "
                     f"were not checked")
-        return ""
+        return child_unchecked(g, LEAK_CHECK_MARK)
 
 
 class CgoCheck(GoChecker):

@@ -24,10 +24,10 @@ import subprocess
 from pathlib import Path
 
 from .. import elf, facts
-from ..gobuild import MEMCHECK_MARK
+from ..gobuild import GO_MARKS_ENV, MEMCHECK_MARK
 from .base import Checker, child_environment, which
 from ..elf import contains, is_go_binary
-from .go import go_crash_findings, name_go_callers
+from .go import child_unchecked, go_crash_findings, main_checked, name_go_callers
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SUPPRESSIONS = DATA / "openssl.supp"
@@ -245,7 +245,8 @@ class Memcheck(Valgrind):
     tool = "memcheck"
     options = ("--leak-check=full", "--show-leak-kinds=all")
     log_tools = ("memcheck",)
-    cannot_see = ("overflows of stack and global arrays (only the heap is tracked); a statically linked "
+    cannot_see = ("overflows of stack and global arrays (only the heap is tracked); a block a thread still "
+                  "running at exit points at (still reachable, not lost); data races; a statically linked "
                   "program, a setuid one or a sanitizer build (the job is incomplete); the leaks of a Go program built elsewhere "
                   "(C memory Go's memory still points at shows as reachable: incomplete unless it has errors)")
 
@@ -257,6 +258,12 @@ class Memcheck(Valgrind):
             self.go_mode = "valgrind"
         else:
             self.default_for = frozenset({"c"})
+
+    def command(self, job, log_dir: Path, cache_dir: Path) -> tuple[list[str], dict[str, str]]:
+        cmd, env = super().command(job, log_dir, cache_dir)
+        if is_go_binary(job.command[0]):  # where each of its processes says it got to the leak check
+            env[GO_MARKS_ENV] = str(log_dir)
+        return cmd, env
 
     def extra_options(self, job) -> tuple[str, ...]:
         # A Go program under valgrind's default scheduler can livelock: valgrind runs one thread at
@@ -291,6 +298,9 @@ class Memcheck(Valgrind):
         if why or not is_go_binary(g.program):
             return why
         main_errors = any(f.is_error and (g.main_pid is None or f.pid == g.main_pid) for f in g.findings)
+        unchecked = child_unchecked(g, MEMCHECK_MARK)
+        if unchecked:  # its leak check ran with Go's memory in view
+            return unchecked
         if not contains(g.program, MEMCHECK_MARK.encode()):  # a Go binary built elsewhere: Go's memory is scanned too
             why = ("a Go program not built by leakharness (check --build): C memory it lost while dead Go frames or "
                    "objects still hold its address shows as still reachable, not lost")
@@ -298,7 +308,7 @@ class Memcheck(Valgrind):
                 g.problems.append(why)
                 return ""
             return why + ", so its leaks were not checked"
-        if MEMCHECK_MARK not in g.stderr_tail(1 << 20) and not main_errors:
+        if not main_errors and not main_checked(g, MEMCHECK_MARK):
             what = f"exit code {g.returncode}" if g.returncode is not None else "no exit code"
             return (f"the Go program ended before main returned (os.Exit, panic, signal; {what}), so "
                     f"valgrind's leak check ran with Go's memory in view, where stale pointers hide "

@@ -51,7 +51,16 @@ def parse_file(path: str) -> ParsedLog:
         raise ParseError(str(path), "a number too long to be a tool's (more than 4,300 digits)") from None
     if any(_runs_into_cgo(f) for f in log.findings):
         log = dataclasses.replace(log, findings=tuple(name_cgo_frames(log.findings)))
+    if any(_names_overlay_main(f) for f in log.findings):
+        from .go import name_user_main
+
+        log = dataclasses.replace(log, findings=tuple(name_user_main(log.findings)))
     return log
+
+
+def _names_overlay_main(finding) -> bool:
+    return any(fr.function and "leakharnessUserMain" in fr.function
+               for frames in (finding.stack, *(a.frames for a in finding.aux_stacks)) for fr in frames)
 
 
 def _runs_into_cgo(finding) -> bool:

@@ -239,6 +239,34 @@ def _finding(c: _Crash, source: str, pid: int | None) -> Finding:
 
 HIDDEN = "the Go caller is hidden by the cgo stack switch (Go 1.19's unwinders stop there)"
 
+# The program's main as leakharness's Go builds name it (gobuild.USER_MAIN: the overlay renames it
+# so that the helper's main runs the exit-time check after it).
+OVERLAY_MAIN = "main.leakharnessUserMain"
+
+
+def _overlay_named(frames) -> bool:
+    return any(fr.function and fr.function.startswith(OVERLAY_MAIN) and
+               fr.function[len(OVERLAY_MAIN):len(OVERLAY_MAIN) + 1] in ("", ".") for fr in frames)
+
+
+def _main_named(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
+    return tuple(dataclasses.replace(fr, function="main.main" + fr.function[len(OVERLAY_MAIN):])
+                 if _overlay_named((fr,)) else fr for fr in frames)
+
+
+def name_user_main(findings: Iterable[Finding]) -> list[Finding]:
+    """Frames of the program's main, and of its closures (main.main.func1), under the program's
+    own names again, and the signatures made from them: a `known` entry or a baseline written for
+    main.main matches."""
+    out = []
+    for f in findings:
+        if not (_overlay_named(f.stack) or any(_overlay_named(a.frames) for a in f.aux_stacks)):
+            out.append(f)
+            continue
+        aux = tuple(dataclasses.replace(a, frames=_main_named(a.frames)) for a in f.aux_stacks)
+        out.append(dataclasses.replace(f, stack=_main_named(f.stack), aux_stacks=aux, signature=""))
+    return out
+
 
 def name_cgo_frames(findings: Iterable[Finding]) -> list[Finding]:
     """Stacks that run into cgo: `_cgo_<hash>_Cfunc_NAME` named `_Cfunc_NAME` (the hash changes
