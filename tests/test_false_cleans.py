@@ -875,6 +875,38 @@ def test_a_forked_child_whose_leak_check_never_ran_is_not_clean_under_asan(tmp_p
     assert proc.returncode == 1 and len(leaks(asan, 256, "handle_request")) == 1, brief(asan)
 
 
+RUNNER = """\
+#include <sys/wait.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+    int status = 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        execv(argv[1], argv + 1);
+        _exit(127);
+    }
+    waitpid(pid, &status, 0);
+    return 0;
+}
+"""
+
+
+def test_a_child_not_built_with_the_sanitizer_is_not_clean(tmp_path):
+    """A program that runs a helper of the user's built without -fsanitize=address: ASan saw
+    nothing of the helper (its 6000 B leak), and the job was clean and cached.  It is incomplete,
+    naming the helper; a program of the distribution it runs (/bin/true) is not the program's."""
+    (tmp_path / "runner.c").write_text(RUNNER)
+    helper = compile_c(PROGRAMS / "leak6000.c", tmp_path / unique("helper"))
+    proc = lh(tmp_path, "check", "--build", "runner.c", "--tool", "asan", "--out", "out", "--no-html", "--quiet",
+              "--", f"./{helper.name}")
+    job = job_of(tmp_path / "out", "asan")
+    assert proc.returncode == 3, f"{brief(job)}\n{said(proc)}"
+    assert_incomplete(job, f"ran {helper.name}, which is not built with -fsanitize=address")
+    proc = lh(tmp_path, "check", "--build", "runner.c", "--tool", "asan", "--out", "out2", "--no-html", "--quiet",
+              "--", "/bin/true")
+    assert proc.returncode == 0 and job_of(tmp_path / "out2", "asan")["status"] == "ok", said(proc)
+
+
 KCONFIG_MAKEFILE = """\
 -include ../.config
 cache := $(if $(filter y,$(CONFIG_CACHE)),-DCONFIG_CACHE=1,)$(if $(WITH_CACHE), -DCONFIG_CACHE=1,)

@@ -149,6 +149,8 @@ class GoAsan(GoChecker, SanitizerChecker):
     name = "go-asan"
     default_for = required_for = check_default_for = frozenset({"go"})
     go_mode = "address"
+    marks = (b"__asan_init",)
+    flag = "AddressSanitizer"
     twins = {"c": "asan"}
     halts_on_first_error = True
     log_tools = ()
@@ -197,7 +199,7 @@ class GoAsan(GoChecker, SanitizerChecker):
         if not g.main_reported and not main_checked(g, LEAK_CHECK_MARK):
             return (f"the leak check did not run: {ended_before_main_returned(g)}, so leaks "
                     f"were not checked")
-        return child_unchecked(g, LEAK_CHECK_MARK)
+        return child_unchecked(g, LEAK_CHECK_MARK) or self.uninstrumented_child(g)
 
 
 class CgoCheck(GoChecker):

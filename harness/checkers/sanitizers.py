@@ -40,6 +40,14 @@ SUPPRESSIONS_USED = b"Suppressions used:"
 # LeakSanitizer's exit-time check ran too.
 ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
 # A sanitizer runtime that failed before or instead of checking says so on stderr.
+def _the_systems(exe: str) -> bool:
+    """A program of the distribution's (/usr but /usr/local, /bin, /sbin, /lib): not the checked
+    program's own code."""
+    parts = Path(exe).parts
+    return len(parts) > 2 and parts[0] == "/" and (parts[1] in ("bin", "sbin", "lib", "lib64", "libexec") or (
+        parts[1] == "usr" and parts[2] != "local"))
+
+
 _RUNTIME_FAILURE = re.compile(
     r"(?:Sanitizer: ERROR: .*|expected '=' in \w+_OPTIONS|ERROR: \w*Sanitizer failed.*"
     r"|==\d+==ERROR: External symbolizer.*|ERROR: \w*Sanitizer: .*(?:failed|cannot|unsupported|not supported).*"
@@ -131,23 +139,38 @@ class SanitizerChecker(Checker):
         if self.leak_check and not exit_stats and not g.main_reported:
             return ("AddressSanitizer's exit-time leak check did not run (the program ended without "
                     "exit(): _exit, exec or a signal), so leaks were not checked")
-        if self.leak_check:
-            return self._unchecked_child(g)
+        return self._unchecked_child(g)
+
+    def uninstrumented_child(self, g) -> str:
+        """A process of the program that ran a program of the user's not built with this sanitizer
+        (a helper it starts, a tool of its own): the sanitizer saw nothing of it, where memcheck
+        follows it (valgrind --trace-children).  The distribution's programs (a shell, the
+        openssl command) are not the program's code."""
+        if g.recorded is None:
+            return ""
+        for end in g.recorded.ends:
+            if end.pid == g.main_pid or not end.exe or end.by == "exec" or _the_systems(end.exe):
+                continue
+            if not any(contains(end.exe, m) for m in self.marks):
+                return (f"process {end.pid} ran {os.path.basename(end.exe)}, which is not built with {self.flag}: "
+                        f"{self.name} saw nothing of it (memcheck follows the program's children)")
         return ""
 
     def _unchecked_child(self, g) -> str:
-        """A process of the program, other than the main one, built with this sanitizer, that
-        ended without exit() and wrote no log: LeakSanitizer's check runs at exit(), so a forked
-        worker leaving by _exit (the usual way after fork) or stopped by a signal had its leaks
-        never checked, and the run said nothing of them (memcheck sees them)."""
-        if g.recorded is None:
-            return ""
+        """A process of the program, other than the main one, not built with this sanitizer (see
+        uninstrumented_child); or built with it, that ended without exit() and wrote no log:
+        LeakSanitizer's check runs at exit(), so a forked worker leaving by _exit (the usual way
+        after fork) or stopped by a signal had its leaks never checked, and the run said nothing of
+        them (memcheck sees them)."""
+        why = self.uninstrumented_child(g)
+        if why or g.recorded is None or not self.leak_check:
+            return why
         logged = {path.name.rpartition(".")[2] for path in self.log_files(g.out_dir)}
         for end in g.recorded.ends:
             if end.pid == g.main_pid or end.by in ("exit", "exec") or str(end.pid) in logged:
                 continue
             if not end.exe or not any(contains(end.exe, m) for m in self.marks):
-                continue  # a program not built with the sanitizer: nothing of it was to be checked
+                continue  # not built with the sanitizer: uninstrumented_child's
             how = "by _exit" if end.by == "_exit" else "without exit() (a signal, a crash)"
             what = "a forked child" if end.forked else "a program it ran"
             return (f"process {end.pid} ({what}: {os.path.basename(end.exe)}) ended {how}: LeakSanitizer's "
