@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from . import facts
 from .errors import BuildError
@@ -141,7 +141,18 @@ class BuildSpec:
     go_test: bool = False  # for Go: the package's tests (`go test -c`), not a program
 
     def key(self) -> str:
+        return self.key_and_inputs()[0]
+
+    def key_and_inputs(self) -> tuple[str, tuple[tuple[str, list[int] | None], ...]]:
+        """The key, and the identity of every file it hashed as it was before the hash (facts.
+        identity): a file changed after that (an editor saving while the compiler runs) no longer
+        has it, and a binary built then is not stored under this key (in_cache)."""
         h = hashlib.sha256()
+        seen: list[tuple[str, list[int] | None]] = []
+
+        def hashed(path) -> str:
+            seen.append((str(path), facts.identity(path)))
+            return facts.sha256_file(str(path))
 
         def add(*parts: str) -> None:
             for part in parts:
@@ -159,16 +170,18 @@ class BuildSpec:
         for name, text in self.sources:
             add("source", name, text)
         for path in _with_headers(self.cc, self.files, self.cflags):
-            add("file", str(path), facts.sha256_file(str(path)))  # remembered by identity: 100s of system headers
+            add("file", str(path), hashed(path))  # remembered by identity: 100s of system headers
         for path in link_inputs(self.ldflags, cc=self.cc):
-            add("link input", path, facts.sha256_file(path))
+            add("link input", path, hashed(path))
         for inc in self.include_dirs:  # headers the sources may include
             # Their folder too: the debug info names it, and a signature's line hash reads the
             # header there (a build from a copy of the fixtures, since deleted, named none).
             add("include_dir", str(inc))
+            seen.append((str(inc), facts.identity(inc)))  # a header added or removed changes it
             for name, text in _headers_of(Path(inc)):
                 add("header", name, text)
-        return h.hexdigest()
+                seen.append((str(Path(inc) / name), facts.identity(Path(inc) / name)))
+        return h.hexdigest(), tuple(seen)
 
 
 def link_inputs(ldflags: Sequence[str], cwd: str | None = None, cc: str = "gcc") -> list[str]:
@@ -362,7 +375,19 @@ def build(spec: BuildSpec, cache_dir: Path | None = None) -> Build:
     cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
     if spec.language != "c":
         raise BuildError(f"{spec.name}: build.build compiles C; a {spec.language} program is its checker's to build")
-    return in_cache(spec, cache_dir, spec.key(), lambda work, final: _compile_c(spec, cache_dir, work, final))
+    for _ in range(3):
+        key, seen = spec.key_and_inputs()
+        try:
+            return in_cache(spec, cache_dir, key, lambda work, final: _compile_c(spec, cache_dir, work, final),
+                            unchanged=lambda: all(facts.identity(path) == ident for path, ident in seen))
+        except InputsChanged:
+            continue  # built from what the files are now, under their new key
+    raise BuildError(f"{spec.name}: its sources kept changing while they were compiled (3 tries); "
+                     f"build again once they are saved")
+
+
+class InputsChanged(Exception):
+    """A file of the build's key changed while it was compiled: the binary may be of either text."""
 
 
 def touch(entry: Path) -> None:
@@ -374,18 +399,21 @@ def touch(entry: Path) -> None:
         pass
 
 
-def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
+def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into,
+             unchanged: Callable[[], bool] | None = None) -> Build:
     """The build cache's one protocol, for every language: reuse cache/builds/KEY when it is
     there; else `compile_into(work, final)` in a private temporary folder, which returns a
     failed Build or the build.json record of a good one, and rename the folder into place, so
-    that concurrent builders (pytest-xdist workers) share one result."""
+    that concurrent builders (pytest-xdist workers) share one result.  `unchanged()`, asked once
+    the compile is done, says the key's files are as they were hashed; if not, InputsChanged."""
     final = cache_dir / "builds" / key[:2] / key
     done = final / "build.json"
     if done.is_file():
-        if _intact(final, spec.name):
+        info = _intact(final, spec.name)
+        if info is not None:
             touch(final)  # reused: the cache evicts the least recently used entries first
-            return _from_cache(spec, final, key)
-        _discard(cache_dir, final)  # a truncated or altered binary is never run: built again
+            return _from_cache(spec, final, key, info)
+        _discard(cache_dir, final)  # a truncated, altered or misshapen entry is never used: built again
     started = time.monotonic()
     (cache_dir / "tmp").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"{key[:12]}.", dir=cache_dir / "tmp"))
@@ -393,6 +421,8 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
         made = compile_into(work, final)
         if isinstance(made, Build):  # build-failed: a result, never cached
             return replace(made, key=key, duration_s=time.monotonic() - started)
+        if unchanged is not None and not unchanged():
+            raise InputsChanged(spec.name)
         made = {**made, "duration_s": time.monotonic() - started}
         binary = work / spec.name
         if binary.is_file():  # what reuse checks the binary against (_intact)
@@ -405,7 +435,10 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into) -> Build:
         except OSError:
             if not done.is_file():  # not a lost race: a real failure
                 raise
-        return _from_cache(spec, final, key, cached=False, duration=time.monotonic() - started)
+        info = _intact(final, spec.name)
+        if info is None:
+            raise BuildError(f"{final}: the build just stored is not readable back")
+        return _from_cache(spec, final, key, info, cached=False, duration=time.monotonic() - started)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -419,27 +452,30 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _intact(final: Path, name: str) -> bool:
-    """Is the cached binary the one that was built?  Its size and modification time as recorded
-    (a stat: what every reuse pays); when they differ (a cache copied elsewhere, touched) its
-    hash decides.  A binary cut short by a full disk or a killed copy, or edited, is not; nor is
-    an entry recorded without the binary's hash (an older leakharness): it is built again once."""
+def _intact(final: Path, name: str) -> dict | None:
+    """The entry's record, if the cached binary is the one that was built and the record is of
+    the shape written: the binary's size and modification time as recorded (a stat: what every
+    reuse pays); when they differ (a cache copied elsewhere, touched) its hash decides.  A binary
+    cut short by a full disk or a killed copy, or edited, is not; nor is an entry recorded without
+    the binary's hash (an older leakharness): it is built again once."""
     try:
         info = json.loads((final / "build.json").read_text())
+        if not isinstance(info, dict) or not all(
+                isinstance(info.get(k, []), list) and all(isinstance(x, str) for x in info.get(k, []))
+                for k in ("sources", "files", "command")) or not isinstance(info.get("message", ""), str):
+            return None
         recorded = info.get("binary")
         binary = final / name
-        if not binary.is_file():
-            return False
-        if not isinstance(recorded, dict):
-            return False
+        if not binary.is_file() or not isinstance(recorded, dict):
+            return None
         st = binary.stat()
         if st.st_size != recorded.get("size"):
-            return False
-        if st.st_mtime_ns == recorded.get("mtime_ns"):
-            return True
-        return _sha256(binary) == recorded.get("sha256")
-    except (OSError, ValueError, AttributeError):
-        return False
+            return None
+        if st.st_mtime_ns == recorded.get("mtime_ns") or _sha256(binary) == recorded.get("sha256"):
+            return info
+        return None
+    except (OSError, ValueError):
+        return None
 
 
 def _discard(cache_dir: Path, final: Path) -> None:
@@ -527,8 +563,8 @@ def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:
             shutil.rmtree(work, ignore_errors=True)
 
 
-def _from_cache(spec: BuildSpec, final: Path, key: str, cached: bool = True, duration: float = 0.0) -> Build:
-    info = json.loads((final / "build.json").read_text())
+def _from_cache(spec: BuildSpec, final: Path, key: str, info: dict, cached: bool = True,
+                duration: float = 0.0) -> Build:
     return Build(spec, "ok", final / spec.name,
                  source_paths=tuple(final / name for name in info.get("sources", ()))
                  + tuple(Path(f) for f in info.get("files", ())),

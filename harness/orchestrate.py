@@ -421,6 +421,7 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
             on_record(record)
 
     ended_well = False
+    failure: BaseException | None = None
     try:
         for t in threads:
             t.start()
@@ -452,6 +453,9 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
     except KeyboardInterrupt:
         interrupted = True
         supervise.terminate_all()
+    except BaseException as exc:  # a full disk, a damaged cache entry: the run is cut short all the same
+        failure, interrupted = exc, True
+        supervise.terminate_all()
     finally:
         quit_claiming.set()
         if launched is not None:
@@ -459,7 +463,8 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         if twin is not None and not ended_well:
             twin.stop()
         for t in threads:
-            t.join()
+            if t.ident is not None:  # Ctrl-C may come before every thread was started
+                t.join()
         claims.close()
         if cleared is not None:
             cleared()
@@ -468,9 +473,16 @@ def _run_claimed(tasks, out_dir: Path, cache_dir: Path, jobs, fresh, progress, c
         # Interrupted: gather from the files, every job that was written whatever happened
         # after; otherwise the records in hand are the same, without reading them again.
         written = read_jobs(out_dir) if interrupted else sorted(records, key=lambda r: r.file_name)
-        # An interrupted run says so: its jobs are those that finished, never the whole run.
+        # An interrupted run says so: its jobs are those that finished, never the whole run (nor
+        # a run that stopped on an error: written as interrupted, whatever the error left).
         results = Results(started, _now(), tools, tuple(written), run=run, interrupted=interrupted)
-        write_results(out_dir, results)
+        try:
+            write_results(out_dir, results)
+        except OSError:
+            if failure is None:
+                raise
+    if failure is not None:
+        raise failure
     if interrupted:
         raise Interrupted(f"interrupted: {len(written)} finished job(s) kept in {out_dir}")
     return results
@@ -501,7 +513,12 @@ def _set_jobs_aside(out_dir: Path) -> list[Path]:
     """A new run into the same folder starts with an empty jobs/: the old one is renamed aside
     (one rename, where an unlink per job file was a sixth of an all-cached re-run), to be
     removed on the side while the jobs run.  Folders set aside by a run that was killed are
-    returned too."""
+    returned too.  The old results.json goes first: a run killed before it writes its own
+    would leave the last run's results beside its own job files, and `report` showed those."""
+    try:
+        (out_dir / "results.json").unlink()
+    except FileNotFoundError:
+        pass
     aside = [p for p in out_dir.glob(".jobs-old.*") if p.is_dir() and not p.is_symlink()]
     jobs = out_dir / "jobs"
     if jobs.is_dir() and not jobs.is_symlink():

@@ -103,7 +103,9 @@ def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] |
         stamp = hashlib.sha256(repr((loader_env, cwd if relative else "")).encode()).hexdigest()[:16]
         record = Path(cache_dir) / "libs" / f"{file_hash(binary)}-{_ld_cache_stamp()}-{stamp}.json"
         try:
-            return tuple(json.loads(record.read_text()))
+            noted = json.loads(record.read_text())
+            if isinstance(noted, list) and all(isinstance(p, str) and p.startswith("/") for p in noted):
+                return tuple(noted)  # else damaged: asked again, and written anew
         except (OSError, ValueError):
             pass
     libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns, loader_env, cwd)
@@ -116,6 +118,24 @@ def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] |
         except OSError:
             pass
     return libs
+
+
+def _well_formed(data) -> bool:
+    """A stored result of the shape put() writes: the fields get() reads have their types, and
+    each log is a plain name inside the entry (never a path out of it, nor out of the job's
+    folder it is copied into)."""
+    if not isinstance(data, dict):
+        return False
+    logs, problems = data.get("logs", []), data.get("problems", [])
+    return (isinstance(logs, list) and all(isinstance(n, str) and n and "/" not in n and n not in (".", "..")
+                                           for n in logs)
+            and isinstance(data.get("inputs"), list) and all(isinstance(x, list) for x in data["inputs"])
+            and isinstance(data.get("findings", []), list) and all(isinstance(f, dict) for f in data.get("findings", []))
+            and isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+            and isinstance(data.get("message", ""), str)
+            and (data.get("exit_code") is None or type(data.get("exit_code")) is int)
+            and (data.get("signal") is None or isinstance(data.get("signal"), str))
+            and type(data.get("duration_s", 0)) in (int, float))
 
 
 _PART = re.compile(r"[=:,]")
@@ -293,14 +313,18 @@ class ResultCache:
         entry = self.root / key[:2] / key
         try:
             data = json.loads((entry / "result.json").read_text())
+            if not _well_formed(data):
+                return None  # damaged (valid JSON of another shape): a miss, replaced by the next put
             allowed = CACHEABLE + (("incomplete",) if known_incomplete and data.get("known_incomplete") is True else ())
             if data.get("status") not in allowed or any(not (entry / n).is_file() for n in data.get("logs", ())):
                 return None  # damaged, or written by an older leakharness that cached too much
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
             return None  # a damaged entry is a miss; the next put replaces it
-        stored = data.get("inputs")
-        if not isinstance(stored, list) or not inputs.unchanged([tuple(x) for x in stored]):
-            return None  # a file the program read changed (or the entry does not say what it read)
+        try:
+            if not inputs.unchanged([tuple(x) for x in data["inputs"]]):
+                return None  # a file the program read changed
+        except (TypeError, ValueError, IndexError, KeyError):
+            return None  # the entry does not say what it read in a form that can be checked
         try:
             os.utime(entry)  # least recently used goes first when the cache is trimmed
         except OSError:

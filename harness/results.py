@@ -297,7 +297,9 @@ def load_results(out_dir: Path) -> Results:
     jobs = read_jobs(out_dir)
     if not jobs and not (out_dir / "jobs").is_dir():
         raise LeakHarnessError(f"{out_dir}: not a results directory (no results.json, no jobs/)")
-    return Results("", None, (), tuple(jobs))
+    # No results.json (a run killed before writing it, or still running): what finished, never
+    # the whole run.
+    return Results("", None, (), tuple(jobs), interrupted=True)
 
 
 def results_from_dict(data: Any, path: Path) -> Results:

@@ -215,8 +215,8 @@ def coverage(parts: Sequence[tuple[str, Any]]) -> Coverage:
         if results.run is None:
             continue
         plan = RunPlan.from_dict(results.run)
-        if plan.shard is None and not plan.missing:
-            continue  # a whole run: nothing to check against another part
+        if plan.shard is None and not plan.missing and {j.name for j in results.jobs} >= set(plan.jobs):
+            continue  # a whole run, whole: nothing to check against another part
         groups.setdefault(plan.id, []).append((label, results, plan))
     missing: list[tuple[str, str]] = []
     merged = None

@@ -907,6 +907,45 @@ def test_a_child_not_built_with_the_sanitizer_is_not_clean(tmp_path):
     assert proc.returncode == 0 and job_of(tmp_path / "out2", "asan")["status"] == "ok", said(proc)
 
 
+SAVED_MID_BUILD_APP = """\
+#include <stdlib.h>
+#include <string.h>
+#include "state.h"
+int main(void) {
+    char *state = malloc(96);
+    memset(state, 1, 96);
+    if (FREE_STATE)
+        free(state);
+    return 0;
+}
+"""
+# A compiler whose first compile is met by an editor saving the header (the fix), as cc1 reads it.
+SAVING_CC = """\
+#!/bin/sh
+case " $* " in
+*" -c "*|*" -o "*) case " $* " in *" -M"*) ;; *) [ -e saved ] || { echo '#define FREE_STATE 1' > state.h; : > saved; } ;; esac ;;
+esac
+exec gcc "$@"
+"""
+
+
+def test_a_header_saved_while_it_is_compiled_is_not_cached_under_its_old_text(tmp_path):
+    """The build key hashed state.h (leaky), then the compiler read it saved fixed: the clean
+    binary was stored under the leaky text's key, and once the header was leaky again (a checkout,
+    an undo) the run reused it: clean (cached), a false clean.  Now a build whose inputs changed
+    while it compiled is made again under their new key."""
+    (tmp_path / "app.c").write_text(SAVED_MID_BUILD_APP)
+    (tmp_path / "state.h").write_text("#define FREE_STATE 0\n")
+    (tmp_path / "saving-cc").write_text(SAVING_CC)
+    (tmp_path / "saving-cc").chmod(0o755)
+    args = ("check", "--build", "app.c", "--cc", "./saving-cc", "--tool", "asan", "--no-html", "--quiet")
+    proc = lh(tmp_path, *args, "--out", "out")
+    assert proc.returncode == 0 and (tmp_path / "saved").exists(), said(proc)  # built from the saved fix
+    (tmp_path / "state.h").write_text("#define FREE_STATE 0\n")  # leaky again
+    proc = lh(tmp_path, *args, "--out", "out2")
+    assert proc.returncode == 1 and len(leaks(job_of(tmp_path / "out2", "asan"), 96, "main")) == 1, said(proc)
+
+
 KCONFIG_MAKEFILE = """\
 -include ../.config
 cache := $(if $(filter y,$(CONFIG_CACHE)),-DCONFIG_CACHE=1,)$(if $(WITH_CACHE), -DCONFIG_CACHE=1,)

@@ -266,6 +266,19 @@ def test_damaged_cache_entry_is_a_miss_and_is_replaced(tmp_path, own_cache):
     proc = lh(*args, cwd=tmp_path, cache=own_cache)
     assert proc.returncode == 1 and jobs_by_tool(tmp_path / "out")["memcheck"]["cached"] is True, said(proc)
     assert_leak(jobs_by_tool(tmp_path / "out")["memcheck"])
+    # Valid JSON of another shape (a log named out of the entry, a number for a list), and a
+    # library note of numbers (taken for file descriptors): misses, never a traceback.
+    for damage in ({"logs": ["../../../../escape.xml"]}, {"logs": 5}, {"inputs": [5]}):
+        data = json.loads(entry.read_text())
+        entry.write_text(json.dumps({**data, **damage}))
+        for note in (own_cache / "libs").glob("*.json"):
+            note.write_text("[1, 2, 3]")
+        proc = lh(*args, cwd=tmp_path, cache=own_cache)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, (damage, said(proc))
+        job = jobs_by_tool(tmp_path / "out")["memcheck"]
+        assert job["cached"] is False, damage
+        assert_leak(job)
+        (entry,) = result_entries(own_cache)
 
 
 def test_cache_info_and_clear(tmp_path, own_cache):
@@ -622,6 +635,43 @@ def test_job_killed_from_outside_is_not_cached(tmp_path, own_cache):
         assert_leak(job)
     finally:
         kill_leftovers(name)
+
+
+def test_a_run_killed_outright_is_reported_as_cut_short_never_as_the_run_before(tmp_path, own_cache):
+    """A run into a folder holding the last run's results (clean), killed -9 before it wrote its
+    own: the old results.json stayed beside the new job files, and `report` showed the old clean
+    run, exit 0 ("Every job was fully checked").  A folder without results.json (a killed run) is
+    cut short: exit 3, said."""
+    (tmp_path / "quiet.c").write_text("int main(void) { return 0; }\n")
+    compile_c(tmp_path / "quiet.c", tmp_path / "quiet")
+    proc = lh("check", "--out", "out", "--no-html", "--quiet", "--", "./quiet", cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 0, said(proc)
+    name = unique("hold")
+    build(tmp_path, "hold", name)
+    (tmp_path / "hold").write_text("")  # the program waits while this file is there
+
+    def killed_while_memcheck_runs(*tools: str) -> None:
+        try:
+            run = lh_background("check", "--out", "out", "--no-html", "--quiet", *tools, "--", f"./{name}",
+                                cwd=tmp_path, cache=own_cache)
+            wait_for(lambda: program_pids(name) and (tools == () or any((tmp_path / "out").glob("jobs/*.json"))),
+                     60, f"{name} to start")
+            os.killpg(run.pid, signal.SIGKILL)
+            run.communicate(timeout=60)
+        finally:
+            kill_leftovers(name)
+        assert not (tmp_path / "out" / "results.json").exists()
+
+    killed_while_memcheck_runs()  # no job finished: nothing to show, and never the old run
+    proc = lh("report", "out", "--out", "rep", cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 2 and "not a results directory" in proc.stderr, said(proc)
+    # asan's job (the program is no ASan build: incomplete at once) finished, memcheck's did not.
+    killed_while_memcheck_runs("--tool", "asan", "--tool", "memcheck")
+    proc = lh("report", "out", "--out", "rep", "--summary-md", "rep.md", cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 3 and "interrupted run" in proc.stderr, said(proc)
+    summary = (tmp_path / "rep.md").read_text()
+    assert "Interrupted" in summary and "Every job was fully checked" not in summary, summary
+    assert "quiet" not in json.dumps(json.loads((tmp_path / "rep" / "results.json").read_text())["jobs"])
 
 
 # --- 5. two runs into one folder ------------------------------------------------------------

@@ -77,7 +77,9 @@ def summary_md(results: Results, title: str = "leakharness", notes=()) -> str:
         if len(errors) > MAX_TOP_FINDINGS:
             lines.append(f"| | … and {len(errors) - MAX_TOP_FINDINGS} more | |")
         lines.append("")
-    if not failed and not incomplete:
+    if results.interrupted or notes:
+        pass  # not the whole run: said above
+    elif not failed and not incomplete:
         lines.append("Every job was fully checked and met its expectation.")
     elif not failed:
         lines.append(f"No expectation failed; {incomplete} job(s) hang or crash by design (known incomplete) "
