@@ -47,6 +47,7 @@ from typing import Any, Mapping
 
 from . import checkers as registry
 from . import inputs as inputs_mod
+from . import supervise
 from .checkers.base import child_environment
 from .errors import BuildError, LeakHarnessError
 from .outdir import MARKER
@@ -268,19 +269,34 @@ def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, s
         return 127, False
     if started is not None:
         started.append(proc.pid)
+    deadline = time.monotonic() + timeout
+    timed_out = False
     try:
-        proc.wait(timeout=timeout)
-        timed_out = False
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        _kill_group(proc.pid)
-        proc.wait()
-    except BaseException:  # Ctrl-C: the build's processes go with us
+        while True:
+            # In slices: a build runs in a job's thread, where Ctrl-C never arrives; the run says
+            # it is stopping (supervise.terminate_all), and the build's processes go with it.
+            try:
+                proc.wait(timeout=max(0.0, min(0.25, deadline - time.monotonic())))
+                break
+            except subprocess.TimeoutExpired:
+                if supervise.stopping():
+                    raise Stopped(f"{argv[0]}: stopped with the run") from None
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    _kill_group(proc.pid)
+                    proc.wait()
+                    break
+    except BaseException:  # Ctrl-C, the run stopping: the build's processes go with us
         _kill_group(proc.pid)
         proc.wait()
         raise
     _kill_group(proc.pid)  # whatever it left running in its group (make's stray children)
     return proc.returncode, timed_out
+
+
+class Stopped(LeakHarnessError):
+    """The run stopped (Ctrl-C, SIGTERM) while a build step ran: the step was killed, the build
+    left unfinished (no mark: made again from nothing next time)."""
 
 
 def _tail(log_path: Path) -> str:
@@ -305,9 +321,10 @@ def _failed(build: ProjectBuild, argv: list[str], rc: int | None, timed_out: boo
                  f"{': ' + tail if tail else ''} (whole output: {log_path})")
 
 
-def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
+def build_project(build: ProjectBuild, cache_dir: Path, tries: int = 3) -> Built:
     """The build folder of `build`, made once per key: reused when done (and touched), else
-    built under the folder's lock."""
+    built under the folder's lock.  A build during which the project's files changed (an editor
+    saving) is not marked done under the key its old files gave: made again under the new one."""
     if build.kind == "cmake":
         for tool in ("cmake", "ctest"):
             if shutil.which(tool) is None:
@@ -365,6 +382,16 @@ def build_project(build: ProjectBuild, cache_dir: Path) -> Built:
             except (OSError, ValueError) as exc:
                 return Built("build-failed", builddir, f"{build.label}: ctest --show-only=json-v1 printed no "
                                                        f"test list ({exc}); see {log_path}")
+        try:
+            moved = build_key(build, cache_dir) != key
+        except OSError:
+            moved = True
+        if moved:  # left without its mark: this folder is built again from nothing if asked for
+            if tries <= 1:
+                return Built("build-failed", builddir, f"{build.label}: the project's files kept changing while "
+                                                       f"it was built; build again once they are saved")
+            lock.close()
+            return build_project(build, cache_dir, tries - 1)
         (final / DONE).write_text(json.dumps({"label": build.label, "profile": list(build.profile.cflags),
                                               "duration_s": round(time.monotonic() - started, 3),
                                               "inputs": _outside_inputs(build, final, so, steps, cache_dir)}))

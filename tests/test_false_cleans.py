@@ -24,6 +24,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -997,6 +998,47 @@ def test_a_project_build_changed_by_a_hidden_config_or_the_environment_builds_ag
     proc, job = run(4)
     assert counter.read_text() == "built\n" * 3, said(proc)
     assert proc.returncode == 1 and len(leaks(job, 48, "make_entry")) == 1, brief(job)
+
+
+# A project build that gives the user time to save a file while it runs (the test does).
+SAVED_MID_BUILD_MAKEFILE = """\
+$(OUT)/app: app.c
+\t$(WAIT)
+\t$(CC) $(CFLAGS) -o $@ app.c $(LDFLAGS)
+"""
+
+
+def test_a_project_saved_while_it_builds_is_not_cached_under_its_old_files(tmp_path):
+    """The project's key was taken from the leaky files, then the fix was saved as make ran: the
+    fixed build was marked done under the leaky files' key, and reused once they were leaky again
+    (a checkout, an undo): clean, a false clean.  The build is now made again under the new key."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "Makefile").write_text(SAVED_MID_BUILD_MAKEFILE)
+    (root / "app.c").write_text(SAVED_MID_BUILD_APP)
+    (root / "state.h").write_text("#define FREE_STATE 0\n")
+    marker = unique("wait")
+    (root / "leakharness.toml").write_text(
+        'tools = ["asan"]\n[[target]]\nname = "app"\nprogram = "{builddir}/app"\n'
+        f"build = \"make -s CC={{cc}} CFLAGS='{{cflags}}' LDFLAGS='{{ldflags}}' OUT={{builddir}} "
+        f"WAIT='sh -c \\\"[ -e {marker} ] || sleep 1.5\\\" {marker}'\"\n")
+    run = subprocess.Popen([sys.executable, "-m", "harness", "run", "--out", "out1", "--no-html"], cwd=root,
+                           env=_env(tmp_path), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        for _ in range(600):  # make waits in its sleep: the user saves the fix now
+            if subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0:
+                break
+            time.sleep(0.05)
+        (root / "state.h").write_text("#define FREE_STATE 1\n")
+        out, _ = run.communicate(timeout=240)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, 9)
+    assert run.returncode == 0 and not job_of(root / "out1", "asan")["findings"], out
+    (root / "state.h").write_text("#define FREE_STATE 0\n")  # leaky again
+    proc, job = run_project(tmp_path, root, 2)
+    assert proc.returncode == 1 and len(leaks(job, 96, "main")) == 1, brief(job)
 
 
 def test_a_system_header_or_a_default_folders_archive_changed_builds_again(tmp_path):

@@ -252,3 +252,29 @@ def test_a_bad_output_cap_is_one_line(tmp_path, cache, value):
     assert proc.returncode == 2, said(proc)
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("leakharness: LEAKHARNESS_OUTPUT_CAP="), said(proc)
+
+
+def test_interrupt_stops_a_projects_own_build(tmp_path, cache):
+    """Ctrl-C during a project's own build (make): the build ran on to its end (20 s here) while
+    leakharness waited, and was then marked done in the cache.  Now it stops with the run: exit
+    130 at once, nothing of the build left, and no build marked done."""
+    name = f"lh_build_{uuid.uuid4().hex[:10]}"
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "app.c").write_text("int main(void) { return 0; }\n")
+    (root / "Makefile").write_text(f"$(OUT)/app: app.c\n\tsh -c 'sleep 20' {name}\n\t$(CC) -o $@ app.c\n")
+    (root / "leakharness.toml").write_text('tools = ["memcheck"]\n[[target]]\nname = "app"\n'
+                                           'build = "make -s OUT={builddir}"\nprogram = "{builddir}/app"\n')
+    run = lh_background("run", "--out", "out", "--no-html", cwd=root, cache=cache)
+    try:
+        wait_for(lambda: processes_naming(name), 60, "the build's sleep")
+        os.killpg(run.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
+        stdout, stderr = run.communicate(timeout=10)
+        assert run.returncode == 130, f"exit {run.returncode}\n{stdout}\n{stderr}"
+        assert_nothing_left(name)
+        assert not list(cache.glob("builds/*/*/build.json")), "an interrupted build was marked done"
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        kill_leftovers(name)
