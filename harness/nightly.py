@@ -272,6 +272,8 @@ def summarize(name: str, results: Results, regressed: bool | None = None,
     """The numbers of one night that the index's charts and table need.  An interrupted night
     is marked so: its numbers are of the jobs that finished, never a night's, and no chart
     draws them."""
+    from .judge import outcome
+
     by_checker: Counter = Counter()
     by_category: Counter = Counter()
     for job in results.jobs:
@@ -284,7 +286,8 @@ def summarize(name: str, results: Results, regressed: bool | None = None,
         "started": results.started,
         "seconds": round(_seconds(results), 3),
         "jobs": len(results.jobs),
-        "failed": sum(1 for j in results.jobs if j.verdict == "fail"),
+        # judge.outcome's decision, as the headline's: a project's job has no verdict, its bugs fail it.
+        "failed": sum(1 for j in results.jobs if outcome(j).name in ("fail", "errors", "crashed")),
         "blind": sum(1 for j in results.jobs if j.verdict == "blind"),
         "incomplete": sum(1 for j in results.jobs if _not_fully_checked(j)),
         "findings": sum(by_checker.values()),

@@ -8,6 +8,7 @@ in tmp_path (results are written into the project, as for a user)."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import xml.etree.ElementTree as ET
@@ -118,6 +119,8 @@ def test_nightly_names_the_leak_a_removed_free_adds(project, tmp_path):
     assert first.returncode == 1, said(first)
     assert "FAILED 10 job(s) on the first night of this history" in first.stdout, said(first)
     assert "NEW " not in first.stdout and "REGRESSED" not in first.stdout
+    # The history's count is the same decision (it counted catalog verdicts only: 0 here).
+    assert json.loads((history / "history.json").read_text())["nights"][0]["failed"] == 10
     source = project / "cipher" / "digest_stdin.c"
     text = source.read_text()
     assert text.count("    free(data);\n") == 1
