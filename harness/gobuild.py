@@ -1355,6 +1355,11 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path, stamp: str | None):
             if any(p.suffix != ".go" for p in given) or len({p.parent for p in given}) != 1:
                 raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
             package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
+    # Every mode alike: a plain `go build` of another package makes an archive, never a program.
+    if not any(_PACKAGE_MAIN.search(t) and _MAIN_FUNC.search(t)
+               for t in (f.read_text(encoding="utf-8", errors="replace") for f in go_files if f.is_file())):
+        raise BuildError(f"{package_dir}: no `func main()` in package main: nothing to build a program from "
+                         f"(a package's tests are a project's go_test target)")
     binary = work / spec.name
     env = _stamped_env(spec, cache_dir, stamp)
     mode = spec.go_mode

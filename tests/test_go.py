@@ -243,6 +243,11 @@ def test_a_module_folder_and_a_prebuilt_go_binary(go_cache, tmp_path):
     assert proc.returncode == 0, proc.stderr
     results = session.check(session.check_tasks(program=[str(binary)], checkers=("go-asan",)))
     assert results.jobs[0].status == "incomplete" and "no leakharness leak check" in results.jobs[0].message
+    # A package that is no program: the same one line under every Go checker (cgocheck's plain
+    # `go build` made an archive of it, then called that no Go program).
+    results = session.check(session.check_tasks(sources=[PROGRAMS / "multi" / "digest"],
+                                                checkers=checkers.check_defaults("go")))
+    assert len(results.jobs) == 3 and all("no `func main()`" in j.message for j in results.jobs), results.jobs
 
 
 def test_without_go_the_go_checkers_are_tool_missing(monkeypatch, tmp_path):
