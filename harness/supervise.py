@@ -299,6 +299,12 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, st
                         job.last_resort()
                 if not job.reaped:  # no reaper: what is left of the command's group
                     kill_group(proc.pid, signal.SIGKILL)
+                elif proc.returncode is not None and proc.returncode < 0 and pid_file is not None:
+                    # The reaper itself killed (from outside): the command it held runs on, its
+                    # parent gone; its group goes here.
+                    command = _read_pid(pid_file)
+                    if command:
+                        kill_group(command, signal.SIGKILL)
             finally:
                 with _ACTIVE_LOCK:
                     _ACTIVE.discard(job)

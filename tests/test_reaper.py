@@ -278,3 +278,25 @@ def test_interrupt_stops_a_projects_own_build(tmp_path, cache):
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
         kill_leftovers(name)
+
+
+def test_a_reaper_killed_from_outside_takes_its_job_with_it(tmp_path, cache):
+    """kill -9 of a job's lh-reaper (an operator's pkill): the job was reported incomplete, and
+    the program it held ran on, its parent gone, after leakharness had exited."""
+    name = f"lh_sleeper_{uuid.uuid4().hex[:10]}"
+    compile_c(ROOT / "tests" / "programs" / "trust" / "sleeper.c", tmp_path / name)
+    run = lh_background("check", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet", "--", f"./{name}",
+                        cwd=tmp_path, cache=cache)
+    try:
+        wait_for(lambda: program_processes(name), 60, f"{name} to start")
+        (reaper,) = wait_for(lambda: [p for p in processes_naming(name)
+                                      if os.path.basename((cmdline(p) or [""])[0]) == "lh-reaper"], 30, "its reaper")
+        os.kill(reaper, signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=30)
+        assert run.returncode == 3, f"exit {run.returncode}\n{stdout}\n{stderr}"
+        assert_nothing_left(name)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        kill_leftovers(name)
