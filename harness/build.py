@@ -535,12 +535,15 @@ def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:
                                    header.read_text(encoding="utf-8", errors="replace"))).encode())
     key = h.hexdigest()
     final = Path(cache_dir) / "pch" / key[:2] / key
-    if (final / f"{header.name}.gch").is_file():
-        try:
-            os.utime(final)  # used: the cache's size cap evicts the least recently used first
-        except OSError:
-            pass
-        return final
+    gch = final / f"{header.name}.gch"
+    if gch.is_file():
+        if _sealed(gch):
+            try:
+                os.utime(final)  # used: the cache's size cap evicts the least recently used first
+            except OSError:
+                pass
+            return final
+        _discard(Path(cache_dir), final)  # cut short or replaced: every build would fail on it, or use another
     (Path(cache_dir) / "tmp").mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f"pch.{key[:12]}.", dir=Path(cache_dir) / "tmp"))
     try:
@@ -552,12 +555,13 @@ def precompiled_header(spec: BuildSpec, cache_dir: Path) -> Path | None:
             return None
         if proc.returncode != 0:
             return None
+        _seal(work / f"{header.name}.gch")
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.rename(work, final)
         except OSError:
             pass  # another builder made the same one first
-        return final if (final / f"{header.name}.gch").is_file() else None
+        return final if gch.is_file() else None
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
@@ -586,11 +590,11 @@ def helper_binary(source: Path, cache_dir: Path, folder: str, name: str, flags: 
     ident = facts.identity(source)
     key = hashlib.sha256(Path(source).read_bytes() + "\0".join(flags).encode()).hexdigest()[:16]
     target = Path(cache_dir) / "helpers" / folder / key / name
-    if target.is_file():
+    if target.is_file() and _sealed(target):
         _HELPERS[(str(source), str(cache_dir), folder, name, flags)] = (ident, target)
         return target
     with _HELPER_LOCK:
-        if target.is_file():
+        if target.is_file() and _sealed(target):
             return target
         cc = shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")
         if cc is None:
@@ -604,5 +608,29 @@ def helper_binary(source: Path, cache_dir: Path, folder: str, name: str, flags: 
         if proc.returncode != 0:
             tmp.unlink(missing_ok=True)
             return None
+        _seal(tmp, target)
         os.replace(tmp, target)
+        _HELPERS[(str(source), str(cache_dir), folder, name, flags)] = (ident, target)
         return target
+
+
+def _seal(path: Path, final: Path | None = None) -> None:
+    """Note beside a file the cache keeps (a precompiled header, a helper) what it was made as:
+    its size, time and hash (FILE.seal, for `final` when it is renamed there)."""
+    st = path.stat()
+    seal = (final or path).with_name((final or path).name + ".seal")
+    seal.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}))
+
+
+def _sealed(path: Path) -> bool:
+    """The file is as it was made (_seal): a stat when its size and time are as noted, its hash
+    when they are not.  One cut short by a full disk, replaced or never noted (an older
+    leakharness) is not: it is made again."""
+    try:
+        noted = json.loads(path.with_name(path.name + ".seal").read_text())
+        st = path.stat()
+        if not isinstance(noted, dict) or st.st_size != noted.get("size"):
+            return False
+        return st.st_mtime_ns == noted.get("mtime_ns") or _sha256(path) == noted.get("sha256")
+    except (OSError, ValueError):
+        return False
