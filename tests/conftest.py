@@ -33,3 +33,16 @@ def memory_bugs(tmp_path_factory) -> dict[str, Path]:
         "ubsan": compile_c(SOURCE, out / "ubsan", "-O0", "-fsanitize=undefined"),
         "tsan": compile_c(SOURCE, out / "tsan", "-O1", "-fsanitize=thread"),
     }
+
+
+def pytest_collection_modifyitems(config, items):
+    """The longest items first: under `pytest -n 2` the workers take items in collection order, and
+    the README's `make report` on a fresh clone (a cold catalog run, 2-4 minutes), collected late,
+    ran while the other worker had little left, so the run waited for it at its end.  Then the
+    other items marked slow; the rest as collected (a stable sort: fixtures' order kept)."""
+    def rank(item) -> int:
+        if item.nodeid.endswith("test_readme_commands.py::test_make_report_on_a_fresh_clone"):
+            return 0
+        return 1 if item.get_closest_marker("slow") else 2
+
+    items.sort(key=rank)
