@@ -426,8 +426,7 @@ def in_cache(spec: BuildSpec, cache_dir: Path, key: str, compile_into,
         made = {**made, "duration_s": time.monotonic() - started}
         binary = work / spec.name
         if binary.is_file():  # what reuse checks the binary against (_intact)
-            st = binary.stat()
-            made["binary"] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(binary)}
+            made["binary"] = _stamp(binary)
         (work / "build.json").write_text(json.dumps(made))
         final.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -464,18 +463,25 @@ def _intact(final: Path, name: str) -> dict | None:
                 isinstance(info.get(k, []), list) and all(isinstance(x, str) for x in info.get(k, []))
                 for k in ("sources", "files", "command")) or not isinstance(info.get("message", ""), str):
             return None
-        recorded = info.get("binary")
         binary = final / name
-        if not binary.is_file() or not isinstance(recorded, dict):
-            return None
-        st = binary.stat()
-        if st.st_size != recorded.get("size"):
-            return None
-        if st.st_mtime_ns == recorded.get("mtime_ns") or _sha256(binary) == recorded.get("sha256"):
-            return info
-        return None
+        return info if binary.is_file() and _as_stamped(binary, info.get("binary")) else None
     except (OSError, ValueError):
         return None
+
+
+def _stamp(path: Path) -> dict:
+    """What a file the cache keeps was made as: its size, time and hash."""
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}
+
+
+def _as_stamped(path: Path, stamp) -> bool:
+    """The file is as _stamp noted it: a stat when its size and time are as noted (what every
+    reuse pays), its hash when the time is not (a cache copied elsewhere, touched).  Raises OSError."""
+    st = path.stat()
+    if not isinstance(stamp, dict) or st.st_size != stamp.get("size"):
+        return False
+    return st.st_mtime_ns == stamp.get("mtime_ns") or _sha256(path) == stamp.get("sha256")
 
 
 def _discard(cache_dir: Path, final: Path) -> None:
@@ -615,22 +621,16 @@ def helper_binary(source: Path, cache_dir: Path, folder: str, name: str, flags: 
 
 
 def _seal(path: Path, final: Path | None = None) -> None:
-    """Note beside a file the cache keeps (a precompiled header, a helper) what it was made as:
-    its size, time and hash (FILE.seal, for `final` when it is renamed there)."""
-    st = path.stat()
-    seal = (final or path).with_name((final or path).name + ".seal")
-    seal.write_text(json.dumps({"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": _sha256(path)}))
+    """Note beside a file the cache keeps outside a build entry (a precompiled header, a helper)
+    what it was made as (FILE.seal; for `final` when it is renamed there)."""
+    target = final or path
+    target.with_name(target.name + ".seal").write_text(json.dumps(_stamp(path)))
 
 
 def _sealed(path: Path) -> bool:
-    """The file is as it was made (_seal): a stat when its size and time are as noted, its hash
-    when they are not.  One cut short by a full disk, replaced or never noted (an older
-    leakharness) is not: it is made again."""
+    """The file is as it was made (_seal).  One cut short by a full disk, replaced or never noted
+    (an older leakharness) is not: it is made again."""
     try:
-        noted = json.loads(path.with_name(path.name + ".seal").read_text())
-        st = path.stat()
-        if not isinstance(noted, dict) or st.st_size != noted.get("size"):
-            return False
-        return st.st_mtime_ns == noted.get("mtime_ns") or _sha256(path) == noted.get("sha256")
+        return _as_stamped(path, json.loads(path.with_name(path.name + ".seal").read_text()))
     except (OSError, ValueError):
         return False

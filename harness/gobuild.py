@@ -1249,20 +1249,12 @@ def _without_failing(proc, package_dir: Path, skip: frozenset[Path], others: boo
 
 def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool = True,
              helper_source: str = HELPER_SOURCE, keep: bool = False, others: bool = False,
-             skip: frozenset[Path] = frozenset()) -> tuple[Path, list[Path]]:
-    """An overlay that renames the program's main, adds the leak-check helper beside it and, with
-    record, sends the cgo allocations through the recording wrappers (with keep, also the values C
-    calls return, KEEP_SOURCE; with others, in the module's other packages too); (overlay.json, the
-    added files' paths as the compiler sees them)."""
-    main_file = None
-    for f in go_files:
-        text = f.read_text(encoding="utf-8", errors="replace")
-        if _PACKAGE_MAIN.search(text) and _MAIN_FUNC.search(text):
-            main_file = (f, text)
-            break
-    if main_file is None:
-        raise BuildError(f"{package_dir}: no `func main()` in package main: nothing to build a program from")
-    f, text = main_file
+             skip: frozenset[Path] = frozenset(), main_file: tuple[Path, str] | None = None) -> tuple[Path, list[Path]]:
+    """An overlay that renames the program's main (in main_file, _main_file's answer), adds the
+    leak-check helper beside it and, with record, sends the cgo allocations through the recording
+    wrappers (with keep, also the values C calls return, KEEP_SOURCE; with others, in the module's
+    other packages too); (overlay.json, the added files' paths as the compiler sees them)."""
+    f, text = main_file or _main_file(package_dir, go_files)
     folder = work / "overlay"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
@@ -1284,6 +1276,16 @@ def _overlay(package_dir: Path, go_files: list[Path], work: Path, record: bool =
     overlay = work / "overlay.json"
     overlay.write_text(json.dumps({"Replace": replace}))
     return overlay, virtual
+
+
+def _main_file(package_dir: Path, go_files: list[Path]) -> tuple[Path, str]:
+    """The file of package main holding `func main()`, and its text; BuildError when there is none."""
+    for f in go_files:
+        text = f.read_text(encoding="utf-8", errors="replace") if f.is_file() else ""
+        if _PACKAGE_MAIN.search(text) and _MAIN_FUNC.search(text):
+            return f, text
+    raise BuildError(f"{package_dir}: no `func main()` in package main: nothing to build a program from "
+                     f"(a package's tests are a project's go_test target)")
 
 
 def _add_files(files: list[tuple[str, str]], package_dir: Path, folder: Path, replace: dict[str, str]) -> list[Path]:
@@ -1355,11 +1357,7 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path, stamp: str | None):
             if any(p.suffix != ".go" for p in given) or len({p.parent for p in given}) != 1:
                 raise BuildError(f"{given[0]}: give Go files of one folder, or the folder itself")
             package_dir, go_files, targets = given[0].parent, given, [str(p) for p in given]
-    # Every mode alike: a plain `go build` of another package makes an archive, never a program.
-    if not any(_PACKAGE_MAIN.search(t) and _MAIN_FUNC.search(t)
-               for t in (f.read_text(encoding="utf-8", errors="replace") for f in go_files if f.is_file())):
-        raise BuildError(f"{package_dir}: no `func main()` in package main: nothing to build a program from "
-                         f"(a package's tests are a project's go_test target)")
+    main_file = _main_file(package_dir, go_files)  # every mode: a plain `go build` of another package is an archive
     binary = work / spec.name
     env = _stamped_env(spec, cache_dir, stamp)
     mode = spec.go_mode
@@ -1370,7 +1368,8 @@ def _compile_go(spec, cache_dir: Path, k: str, work: Path, stamp: str | None):
         build_targets = list(targets)
         if mode in HELPERS:
             overlay, added = _overlay(package_dir, go_files, work, record=record, helper_source=HELPERS[mode],
-                                      keep=keep, others=others and not spec.sources, skip=skip)
+                                      keep=keep, others=others and not spec.sources, skip=skip,
+                                      main_file=main_file)
             cmd += (["-asan"] if mode == "address" else []) + [f"-overlay={overlay}"]
             if build_targets != ["."]:
                 build_targets += [str(p) for p in added]

@@ -666,6 +666,16 @@ def doubts(fingerprint: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
+def stored_unchanged(stored) -> bool:
+    """unchanged() of a fingerprint as a cache record stored it (JSON: a list of [path, state]);
+    False for anything of another shape (a damaged record, one written before reads were
+    recorded): never vouched for."""
+    if not isinstance(stored, list) or not all(isinstance(x, list) and len(x) == 2 and all(isinstance(y, str)
+                                                                                           for y in x) for x in stored):
+        return False
+    return unchanged([tuple(x) for x in stored])
+
+
 def unchanged(fingerprint: Sequence[tuple[str, str]]) -> bool:
     """Every input's state recomputed now equals the stored one (and every one could be vouched for)."""
     for path, value in fingerprint:

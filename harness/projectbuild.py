@@ -449,11 +449,8 @@ def _still_good(done: Path) -> bool:
         record = json.loads(done.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    found = record.get("inputs") if isinstance(record, dict) else None
-    if not isinstance(found, list) or not all(isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) for y in x)
-                                              for x in found):
-        return False  # a build made before its reads were recorded, or a damaged record: made again
-    return inputs_mod.unchanged([tuple(x) for x in found])
+    # A build made before its reads were recorded, or a damaged record: made again.
+    return inputs_mod.stored_unchanged(record.get("inputs") if isinstance(record, dict) else None)
 
 
 def _reuse(build: ProjectBuild, final: Path) -> Built:

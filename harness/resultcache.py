@@ -129,7 +129,6 @@ def _well_formed(data) -> bool:
     logs, problems = data.get("logs", []), data.get("problems", [])
     return (isinstance(logs, list) and all(isinstance(n, str) and n and "/" not in n and n not in (".", "..")
                                            for n in logs)
-            and isinstance(data.get("inputs"), list) and all(isinstance(x, list) for x in data["inputs"])
             and isinstance(data.get("findings", []), list) and all(isinstance(f, dict) for f in data.get("findings", []))
             and isinstance(problems, list) and all(isinstance(p, str) for p in problems)
             and isinstance(data.get("message", ""), str)
@@ -320,11 +319,8 @@ class ResultCache:
                 return None  # damaged, or written by an older leakharness that cached too much
         except (OSError, ValueError):
             return None  # a damaged entry is a miss; the next put replaces it
-        try:
-            if not inputs.unchanged([tuple(x) for x in data["inputs"]]):
-                return None  # a file the program read changed
-        except (TypeError, ValueError, IndexError, KeyError):
-            return None  # the entry does not say what it read in a form that can be checked
+        if not inputs.stored_unchanged(data.get("inputs")):
+            return None  # a file the program read changed (or the entry does not say what it read)
         try:
             os.utime(entry)  # least recently used goes first when the cache is trimmed
         except OSError:

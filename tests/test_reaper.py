@@ -23,6 +23,7 @@ import signal
 import threading
 import time
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -74,6 +75,20 @@ def kill_leftovers(name: str) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+@contextmanager
+def running(*args, name: str, cwd: Path, cache: Path):
+    """`leakharness ARGS` started in the background; on the way out, whatever of it and of the
+    uniquely named program still runs is killed (a failing test leaves nothing behind)."""
+    run = lh_background(*args, cwd=cwd, cache=cache)
+    try:
+        yield run
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        kill_leftovers(name)
 
 
 def assert_nothing_left(name: str) -> None:
@@ -135,8 +150,7 @@ def test_interrupt_leaves_nothing_running(tmp_path, cache, tool, sig):
     """Ctrl-C (SIGINT) or a plain `kill` (SIGTERM) to leakharness while the job runs: exit 130,
     no process of the job left, nothing recorded as checked, nothing cached."""
     name = escape_source(tmp_path, tool)
-    run = lh_background(*check_args(name, tool, "--timeout", "100"), cwd=tmp_path, cache=cache)
-    try:
+    with running(*check_args(name, tool, "--timeout", "100"), name=name, cwd=tmp_path, cache=cache) as run:
         # All three processes are up: the grandchild has escaped into its own session.
         wait_for(lambda: len(program_processes(name)) >= 3, 60, f"{name}'s three processes")
         # To leakharness alone: a terminal's Ctrl-C reaches no job either (each has its own session).
@@ -149,11 +163,6 @@ def test_interrupt_leaves_nothing_running(tmp_path, cache, tool, sig):
         assert_nothing_left(name)
         assert all(job["status"] != "ok" for job in jobs(tmp_path / "out")), jobs(tmp_path / "out")
         assert result_entries(cache) == []
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-        kill_leftovers(name)
 
 
 @pytest.mark.parametrize("tool", TOOLS)
@@ -161,8 +170,7 @@ def test_leakharness_killed_outright_leaves_nothing_running(tmp_path, cache, too
     """SIGKILL to leakharness: nothing of it can act, but the reaper sees its parent die
     (PR_SET_PDEATHSIG) and ends the job."""
     name = escape_source(tmp_path, tool)
-    run = lh_background(*check_args(name, tool, "--timeout", "100"), cwd=tmp_path, cache=cache)
-    try:
+    with running(*check_args(name, tool, "--timeout", "100"), name=name, cwd=tmp_path, cache=cache) as run:
         wait_for(lambda: len(program_processes(name)) >= 3, 60, f"{name}'s three processes")
         run.kill()
         run.communicate(timeout=30)
@@ -171,11 +179,6 @@ def test_leakharness_killed_outright_leaves_nothing_running(tmp_path, cache, too
         except AssertionError:
             assert_nothing_left(name)  # says what is left
         assert result_entries(cache) == []
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-        kill_leftovers(name)
 
 
 def test_a_reaper_that_does_not_end_is_killed_with_everything_under_it(tmp_path, monkeypatch):
@@ -265,19 +268,13 @@ def test_interrupt_stops_a_projects_own_build(tmp_path, cache):
     (root / "Makefile").write_text(f"$(OUT)/app: app.c\n\tsh -c 'sleep 20' {name}\n\t$(CC) -o $@ app.c\n")
     (root / "leakharness.toml").write_text('tools = ["memcheck"]\n[[target]]\nname = "app"\n'
                                            'build = "make -s OUT={builddir}"\nprogram = "{builddir}/app"\n')
-    run = lh_background("run", "--out", "out", "--no-html", cwd=root, cache=cache)
-    try:
+    with running("run", "--out", "out", "--no-html", name=name, cwd=root, cache=cache) as run:
         wait_for(lambda: processes_naming(name), 60, "the build's sleep")
         os.killpg(run.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
         stdout, stderr = run.communicate(timeout=10)
         assert run.returncode == 130, f"exit {run.returncode}\n{stdout}\n{stderr}"
         assert_nothing_left(name)
         assert not list(cache.glob("builds/*/*/build.json")), "an interrupted build was marked done"
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-        kill_leftovers(name)
 
 
 def test_a_reaper_killed_from_outside_takes_its_job_with_it(tmp_path, cache):
@@ -285,9 +282,8 @@ def test_a_reaper_killed_from_outside_takes_its_job_with_it(tmp_path, cache):
     the program it held ran on, its parent gone, after leakharness had exited."""
     name = f"lh_sleeper_{uuid.uuid4().hex[:10]}"
     compile_c(ROOT / "tests" / "programs" / "trust" / "sleeper.c", tmp_path / name)
-    run = lh_background("check", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet", "--", f"./{name}",
-                        cwd=tmp_path, cache=cache)
-    try:
+    with running("check", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet", "--", f"./{name}",
+                 name=name, cwd=tmp_path, cache=cache) as run:
         wait_for(lambda: program_processes(name), 60, f"{name} to start")
         (reaper,) = wait_for(lambda: [p for p in processes_naming(name)
                                       if os.path.basename((cmdline(p) or [""])[0]) == "lh-reaper"], 30, "its reaper")
@@ -295,8 +291,3 @@ def test_a_reaper_killed_from_outside_takes_its_job_with_it(tmp_path, cache):
         stdout, stderr = run.communicate(timeout=30)
         assert run.returncode == 3, f"exit {run.returncode}\n{stdout}\n{stderr}"
         assert_nothing_left(name)
-    finally:
-        if run.poll() is None:
-            os.killpg(run.pid, signal.SIGKILL)
-            run.wait()
-        kill_leftovers(name)

@@ -95,20 +95,19 @@ def marked_processes(g, mark: str) -> set[int]:
     return pids
 
 
-def main_checked(g, mark: str) -> bool:
-    """The main process got to its exit-time check: its own mark, not another process's (a
-    child it ran, the program itself run again, marks too)."""
-    marked = marked_processes(g, mark)
+def main_checked(g, marked: set[int]) -> bool:
+    """The main process got to its exit-time check: its own mark (marked_processes), not another
+    process's (a child it ran, the program itself run again, marks too)."""
     return g.main_pid in marked if g.main_pid is not None else bool(marked)
 
 
-def child_unchecked(g, mark: str) -> str:
-    """Why a process of the program other than the main one, a Go program leakharness built, went
-    unchecked: it ended before its main returned (os.Exit: the usual end of a helper process, a
-    panic, a signal) with no mark and no report, so its exit-time check never ran."""
+def child_unchecked(g, mark: str, marked: set[int]) -> str:
+    """Why a process of the program other than the main one, a Go program leakharness built (its
+    binary holds `mark`), went unchecked: it ended before its main returned (os.Exit: the usual end
+    of a helper process, a panic, a signal) with no mark and no report, so its exit-time check
+    never ran."""
     if g.recorded is None:
         return ""
-    marked = marked_processes(g, mark)
     reported = {f.pid for f in g.findings if f.is_error}
     for end in g.recorded.ends:
         if end.pid == g.main_pid or end.by == "exec" or end.pid in marked or end.pid in reported:
@@ -196,10 +195,11 @@ class GoAsan(GoChecker, SanitizerChecker):
         why = self.runtime_failed(g)
         if why:
             return why
-        if not g.main_reported and not main_checked(g, LEAK_CHECK_MARK):
+        marked = marked_processes(g, LEAK_CHECK_MARK)
+        if not g.main_reported and not main_checked(g, marked):
             return (f"the leak check did not run: {ended_before_main_returned(g)}, so leaks "
                     f"were not checked")
-        return child_unchecked(g, LEAK_CHECK_MARK) or self.uninstrumented_child(g)
+        return child_unchecked(g, LEAK_CHECK_MARK, marked) or self.uninstrumented_child(g)
 
 
 class CgoCheck(GoChecker):

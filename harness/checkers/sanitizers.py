@@ -40,14 +40,6 @@ SUPPRESSIONS_USED = b"Suppressions used:"
 # LeakSanitizer's exit-time check ran too.
 ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
 # A sanitizer runtime that failed before or instead of checking says so on stderr.
-def _the_systems(exe: str) -> bool:
-    """A program of the distribution's (/usr but /usr/local, /bin, /sbin, /lib): not the checked
-    program's own code."""
-    parts = Path(exe).parts
-    return len(parts) > 2 and parts[0] == "/" and (parts[1] in ("bin", "sbin", "lib", "lib64", "libexec") or (
-        parts[1] == "usr" and parts[2] != "local"))
-
-
 _RUNTIME_FAILURE = re.compile(
     r"(?:Sanitizer: ERROR: .*|expected '=' in \w+_OPTIONS|ERROR: \w*Sanitizer failed.*"
     r"|==\d+==ERROR: External symbolizer.*|ERROR: \w*Sanitizer: .*(?:failed|cannot|unsupported|not supported).*"
@@ -60,6 +52,14 @@ def _read(program: str, limit: int | None = None) -> bytes | str:
             return fh.read() if limit is None else fh.read(limit)
     except OSError as exc:
         return f"cannot read {program}: {exc.strerror or exc}"
+
+
+def _the_systems(exe: str) -> bool:
+    """A program of the distribution's (/usr but /usr/local, /bin, /sbin, /lib): not the checked
+    program's own code."""
+    parts = Path(exe).parts
+    return len(parts) > 2 and parts[0] == "/" and (parts[1] in ("bin", "sbin", "lib", "lib64", "libexec") or (
+        parts[1] == "usr" and parts[2] != "local"))
 
 
 class SanitizerChecker(Checker):

@@ -27,7 +27,7 @@ from .. import elf, facts
 from ..gobuild import GO_MARKS_ENV, MEMCHECK_MARK
 from .base import Checker, child_environment, which
 from ..elf import contains, is_go_binary
-from .go import child_unchecked, go_crash_findings, main_checked, name_go_callers
+from .go import child_unchecked, go_crash_findings, main_checked, marked_processes, name_go_callers
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 SUPPRESSIONS = DATA / "openssl.supp"
@@ -298,7 +298,8 @@ class Memcheck(Valgrind):
         if why or not is_go_binary(g.program):
             return why
         main_errors = any(f.is_error and (g.main_pid is None or f.pid == g.main_pid) for f in g.findings)
-        unchecked = child_unchecked(g, MEMCHECK_MARK)
+        marked = marked_processes(g, MEMCHECK_MARK)
+        unchecked = child_unchecked(g, MEMCHECK_MARK, marked)
         if unchecked:  # its leak check ran with Go's memory in view
             return unchecked
         if not contains(g.program, MEMCHECK_MARK.encode()):  # a Go binary built elsewhere: Go's memory is scanned too
@@ -308,7 +309,7 @@ class Memcheck(Valgrind):
                 g.problems.append(why)
                 return ""
             return why + ", so its leaks were not checked"
-        if not main_errors and not main_checked(g, MEMCHECK_MARK):
+        if not main_errors and not main_checked(g, marked):
             what = f"exit code {g.returncode}" if g.returncode is not None else "no exit code"
             return (f"the Go program ended before main returned (os.Exit, panic, signal; {what}), so "
                     f"valgrind's leak check ran with Go's memory in view, where stale pointers hide "

@@ -244,14 +244,13 @@ HIDDEN = "the Go caller is hidden by the cgo stack switch (Go 1.19's unwinders s
 OVERLAY_MAIN = "main.leakharnessUserMain"
 
 
-def _overlay_named(frames) -> bool:
-    return any(fr.function and fr.function.startswith(OVERLAY_MAIN) and
-               fr.function[len(OVERLAY_MAIN):len(OVERLAY_MAIN) + 1] in ("", ".") for fr in frames)
+def _overlay_main(function: str | None) -> bool:
+    return bool(function) and (function == OVERLAY_MAIN or function.startswith(OVERLAY_MAIN + "."))
 
 
 def _main_named(frames: tuple[Frame, ...]) -> tuple[Frame, ...]:
     return tuple(dataclasses.replace(fr, function="main.main" + fr.function[len(OVERLAY_MAIN):])
-                 if _overlay_named((fr,)) else fr for fr in frames)
+                 if _overlay_main(fr.function) else fr for fr in frames)
 
 
 def name_user_main(findings: Iterable[Finding]) -> list[Finding]:
@@ -260,7 +259,8 @@ def name_user_main(findings: Iterable[Finding]) -> list[Finding]:
     main.main matches."""
     out = []
     for f in findings:
-        if not (_overlay_named(f.stack) or any(_overlay_named(a.frames) for a in f.aux_stacks)):
+        if not any(_overlay_main(fr.function) for frames in (f.stack, *(a.frames for a in f.aux_stacks))
+                   for fr in frames):
             out.append(f)
             continue
         aux = tuple(dataclasses.replace(a, frames=_main_named(a.frames)) for a in f.aux_stacks)
