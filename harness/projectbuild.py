@@ -11,7 +11,10 @@ reusing a build touches it (the cache evicts the least recently used entries).  
 read that the tree's hash does not cover (an archive of -L../lib, a header of -I/opt/include,
 the compiler's own files, a hidden .config its Makefile includes, .git/) is recorded while it
 runs (inputs.py's recorder) and kept with it: a build is reused only while all of that is
-unchanged, and one that could not be recorded whole is made again every time.
+unchanged, and one that could not be recorded whole is made again every time.  What it made that
+runs (_outputs: its executables and shared libraries) is noted too, by size and time, and a
+folder where one of them is gone or differs (replaced, cut short, deleted by a `make clean` run
+there) is built again: the program checked is the one that was built.
 
 Unlike a compile of leakharness's own (build.py), a project's build cannot be made in a
 temporary folder and renamed into place: CMake build trees and rpaths name their folder.  So it
@@ -39,6 +42,7 @@ import re
 import shlex
 import shutil
 import signal
+import stat
 import subprocess
 import time
 from dataclasses import dataclass
@@ -394,7 +398,8 @@ def build_project(build: ProjectBuild, cache_dir: Path, tries: int = 3) -> Built
             return build_project(build, cache_dir, tries - 1)
         (final / DONE).write_text(json.dumps({"label": build.label, "profile": list(build.profile.cflags),
                                               "duration_s": round(time.monotonic() - started, 3),
-                                              "inputs": _outside_inputs(build, final, so, steps, cache_dir)}))
+                                              "inputs": _outside_inputs(build, final, so, steps, cache_dir),
+                                              "outputs": _outputs(builddir)}))
         return Built("ok", builddir, listing=listing)
 
 
@@ -443,14 +448,65 @@ def _outside_inputs(build: ProjectBuild, final: Path, so: Path | None,
     return out
 
 
+def _runs(path: str, st: os.stat_result) -> bool:
+    """A file of a build that a job may run or load: an executable (a program, a libtool wrapper
+    script) or a shared library.  Not its objects, archives and data, which a test run in the
+    build folder may write to."""
+    return bool(st.st_mode & 0o111) or _SHARED_LIBRARY.search(path) is not None
+
+
+_SHARED_LIBRARY = re.compile(r"\.so(\.[0-9.]+)?$")
+
+
+def _outputs(builddir: Path) -> list[list]:
+    """[path under builddir, size, mtime_ns] of each regular file of the build that runs (_runs)."""
+    out = []
+    for folder, dirs, files in os.walk(builddir):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+            except OSError:  # gone as the walk passed (a step's leftover process cleaning up)
+                continue
+            if stat.S_ISREG(st.st_mode) and _runs(name, st):
+                out.append([os.path.relpath(path, builddir), st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _outputs_intact(builddir: Path, outputs) -> bool:
+    """Each file _outputs noted is there as it was made: a regular file of the size and time noted
+    (a stat each).  A record of another shape, or a path out of the folder, is not."""
+    if not isinstance(outputs, list):
+        return False
+    for entry in outputs:
+        if not (isinstance(entry, list) and len(entry) == 3 and isinstance(entry[0], str)
+                and all(type(n) is int for n in entry[1:])):
+            return False
+        rel = entry[0]
+        if not rel or os.path.isabs(rel) or ".." in Path(rel).parts:
+            return False
+        try:
+            st = os.lstat(builddir / rel)
+        except OSError:
+            return False
+        if not stat.S_ISREG(st.st_mode) or [st.st_size, st.st_mtime_ns] != entry[1:]:
+            return False
+    return True
+
+
 def _still_good(done: Path) -> bool:
-    """A finished build whose inputs from outside the project (_outside_inputs) are all unchanged."""
+    """A finished build whose inputs from outside the project (_outside_inputs) are all unchanged
+    and whose programs and libraries (_outputs) are as it made them."""
     try:
         record = json.loads(done.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    # A build made before its reads were recorded, or a damaged record: made again.
-    return inputs_mod.stored_unchanged(record.get("inputs") if isinstance(record, dict) else None)
+    if not isinstance(record, dict):
+        return False
+    # A build made before its reads or outputs were recorded, or a damaged record: made again.
+    return (inputs_mod.stored_unchanged(record.get("inputs"))
+            and _outputs_intact(done.parent / "b", record.get("outputs")))
 
 
 def _reuse(build: ProjectBuild, final: Path) -> Built:

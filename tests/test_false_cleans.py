@@ -1074,3 +1074,26 @@ def test_a_system_header_or_a_default_folders_archive_changed_builds_again(tmp_p
         proc, job = check(n + 1, *how)
         assert job["cached"] is False, f"served from the cache: {brief(job)}\n{said(proc)}"
         assert proc.returncode == 1 and len(leaks(job, 6, function)) == 1, brief(job)
+
+
+LEAKY_APP = "#include <stdlib.h>\n#include <string.h>\nint main(void) {\n    char *p = malloc(96);\n    memset(p, 1, 96);\n    return p[0] == 2;\n}\n"
+
+
+def test_a_projects_cached_program_replaced_is_built_again(tmp_path):
+    """A project build in the cache whose program was replaced (here by a clean ASan build; a
+    copy over it, a disk that cut it short, a `make clean` run there) was reused as it was, and
+    the replacement checked: clean.  The build is made again, and the leak found."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "app.c").write_text(LEAKY_APP)
+    (root / "Makefile").write_text("$(OUT)/app: app.c\n\t$(CC) $(CFLAGS) -o $@ app.c $(LDFLAGS)\n")
+    (root / "leakharness.toml").write_text(
+        'tools = ["asan"]\n[[target]]\nname = "app"\nprogram = "{builddir}/app"\n'
+        "build = \"make -s CC={cc} CFLAGS='{cflags}' LDFLAGS='{ldflags}' OUT={builddir}\"\n")
+    proc, job = run_project(tmp_path, root, 1)
+    assert proc.returncode == 1 and len(leaks(job, 96, "main")) == 1, brief(job)
+    (program,) = (tmp_path / "cache" / "builds").glob("*/*/b/app")
+    (tmp_path / "clean.c").write_text("int main(void) { return 0; }\n")
+    shutil.copy(compile_c(tmp_path / "clean.c", tmp_path / "clean", "-fsanitize=address"), program)
+    proc, job = run_project(tmp_path, root, 2)
+    assert proc.returncode == 1 and len(leaks(job, 96, "main")) == 1, brief(job)
