@@ -24,7 +24,8 @@ and is built again from scratch.
 
 The command is an argument list (the build string split as a shell would, placeholders filled
 per argument: no shell; `sh -c '...'` is the user's to write), run with stdin from /dev/null,
-in its own process group, with a time limit, and nothing of it left running.  CC, CFLAGS and
+under lh-reaper as a job is (supervise.run_reaped), with a time limit, and nothing of it left
+running: not when it ends, not when the run stops, not when leakharness is killed.  CC, CFLAGS and
 LDFLAGS are also set in its environment, so that a Makefile using the usual variables builds
 for the checker without being told.  A failed build is one line with the tail of its output;
 the whole output stays in the build folder.
@@ -41,9 +42,7 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import stat
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -251,51 +250,27 @@ def _tool_identity(name: str) -> str:
 
 # --- running a build ----------------------------------------------------------------------------------
 
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, stdout=None,
+def _run(argv: list[str], cwd: Path, env: dict[str, str], log, timeout: float, cache_dir: Path, stdout=None,
          started: list | None = None) -> tuple[int | None, bool]:
     """Run one build step to its end or its time limit: (exit code, timed out).  Its output goes
-    to the log (stdout to `stdout` when given); what it started is killed with its group.  Its
-    pid is appended to `started`, when given."""
+    to the log (stdout to `stdout` when given).  It runs under lh-reaper, as a job does
+    (supervise.run_reaped): what it starts is killed once it ends, when the run stops (a build
+    runs in a job's thread, where Ctrl-C never arrives: the run says it is stopping), and when
+    leakharness is killed outright (make ran on, its parent gone).  Its pid is appended to
+    `started`, when given."""
     log.write(f"$ {shlex.join(argv)}\n".encode("utf-8", "surrogateescape"))
     log.flush()
-    try:
-        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=stdout or log,
-                                stderr=log, start_new_session=True)
-    except OSError as exc:
-        log.write(f"cannot start {argv[0]}: {exc.strerror or exc}\n".encode())
+    with open(os.devnull, "rb") as nothing:
+        ended = supervise.run_reaped(argv, env, cwd, timeout, nothing, stdout or log, log, cache_dir,
+                                     supervise.NO_CAP, Path(env.get("TMPDIR") or cache_dir), counted=False)
+    if ended.start_error:
+        log.write(f"{ended.start_error}\n".encode("utf-8", "surrogateescape"))
         return 127, False
-    if started is not None:
-        started.append(proc.pid)
-    deadline = time.monotonic() + timeout
-    timed_out = False
-    try:
-        while True:
-            # In slices: a build runs in a job's thread, where Ctrl-C never arrives; the run says
-            # it is stopping (supervise.terminate_all), and the build's processes go with it.
-            try:
-                proc.wait(timeout=max(0.0, min(0.25, deadline - time.monotonic())))
-                break
-            except subprocess.TimeoutExpired:
-                if supervise.stopping():
-                    raise Stopped(f"{argv[0]}: stopped with the run") from None
-                if time.monotonic() >= deadline:
-                    timed_out = True
-                    _kill_group(proc.pid)
-                    proc.wait()
-                    break
-    except BaseException:  # Ctrl-C, the run stopping: the build's processes go with us
-        _kill_group(proc.pid)
-        proc.wait()
-        raise
-    _kill_group(proc.pid)  # whatever it left running in its group (make's stray children)
-    return proc.returncode, timed_out
+    if supervise.stopping():
+        raise Stopped(f"{argv[0]}: stopped with the run")
+    if started is not None and ended.main_pid is not None:
+        started.append(ended.main_pid)
+    return ended.returncode, ended.timed_out
 
 
 class Stopped(LeakHarnessError):
@@ -372,12 +347,14 @@ def build_project(build: ProjectBuild, cache_dir: Path, tries: int = 3) -> Built
                 reads = final / READS / str(len(steps))
                 reads.mkdir(parents=True)
                 steps.append((reads, []))
-                step_env = inputs_mod.environment(env, so, reads) if so is not None else env
+                step_env = (inputs_mod.environment(env, so, reads, skip=[p for p in (supervise.reaper(cache_dir),) if p])
+                            if so is not None else env)
                 if out is not None:
                     with open(out, "wb") as out_file:
-                        rc, timed_out = _run(argv, cwd, step_env, log, deadline, stdout=out_file, started=steps[-1][1])
+                        rc, timed_out = _run(argv, cwd, step_env, log, deadline, cache_dir, stdout=out_file,
+                                             started=steps[-1][1])
                 else:
-                    rc, timed_out = _run(argv, cwd, step_env, log, deadline, started=steps[-1][1])
+                    rc, timed_out = _run(argv, cwd, step_env, log, deadline, cache_dir, started=steps[-1][1])
                 if rc != 0 or timed_out:
                     return _failed(build, argv, rc, timed_out, log_path, builddir)
         if build.kind == "cmake":

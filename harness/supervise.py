@@ -44,6 +44,7 @@ REAPER_BOUND_S = 30.0  # how long lh-reaper may take, once told to stop now, to 
 OUTPUT_CAP = 1 << 30  # bytes any one file of a job may grow to, by default
 OUTPUT_CAP_ENV = "LEAKHARNESS_OUTPUT_CAP"
 _CAP_MAX = (1 << 63) - 2  # below RLIM_INFINITY, which would mean no cap at all
+NO_CAP = _CAP_MAX  # a project's build steps: no cap on what a build writes (a big debug archive)
 REAPER_SOURCE = Path(__file__).parent / "data" / "reaper.c"
 # What lh-reaper does on each signal (reaper.c): SIGTERM to the command's group, or SIGKILL to it
 # and an immediate end to whatever is left.
@@ -261,54 +262,66 @@ def supervise(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, st
         feed = open(stdin if stdin is not None else os.devnull, "rb")
     except OSError as exc:
         return Exit(None, False, 0.0, None, start_error=f"cannot open its stdin {stdin}: {exc.strerror or exc}")
+    with feed, open(stdout, "wb") as out, open(stderr, "wb") as err:
+        return run_reaped(cmd, env, cwd, timeout, feed, out, err, cache_dir, cap, stdout.parent)
+
+
+def run_reaped(cmd: list[str], env: dict[str, str], cwd: Path, timeout: float, stdin, stdout, stderr,
+               cache_dir: Path, cap: int, pid_dir: Path, counted: bool = True) -> Exit:
+    """supervise()'s work on files already open: cmd under lh-reaper (files it writes capped at
+    `cap` bytes), to its end or its timeout, stopped with the run (terminate_all), nothing of it
+    left running, nor once leakharness is killed outright.  A project's build steps run here too
+    (counted False: they are no job a LaunchWatch waits for)."""
     wrapper = reaper(cache_dir)
     pid_file = None
     if wrapper is not None:
-        fd, pid_file = tempfile.mkstemp(prefix="lh-pid.", dir=stdout.parent)
+        fd, pid_file = tempfile.mkstemp(prefix="lh-pid.", dir=pid_dir)
         os.close(fd)
         full = [str(wrapper), pid_file, str(cap), *cmd]
     else:
         full = list(cmd)
     started = time.monotonic()
     timed_out = False
-    with feed, open(stdout, "wb") as out, open(stderr, "wb") as err:
-        try:
-            proc = subprocess.Popen(full, stdin=feed, stdout=out, stderr=err, env=env,
-                                    cwd=cwd, start_new_session=True)
-        except OSError as exc:
-            return Exit(None, False, 0.0, None, start_error=f"cannot start {full[0]}: {exc.strerror or exc}")
-        job = _Job(proc, wrapper is not None, pid_file)
-        with _ACTIVE_LOCK:
-            _ACTIVE.add(job)
-        try:
+    try:
+        proc = subprocess.Popen(full, stdin=stdin, stdout=stdout, stderr=stderr, env=env,
+                                cwd=cwd, start_new_session=True)
+    except OSError as exc:
+        if pid_file is not None:
+            Path(pid_file).unlink(missing_ok=True)
+        return Exit(None, False, 0.0, None, start_error=f"cannot start {full[0]}: {exc.strerror or exc}")
+    job = _Job(proc, wrapper is not None, pid_file)
+    with _ACTIVE_LOCK:
+        _ACTIVE.add(job)
+    try:
+        if counted:
             _launched()  # in the try: whatever a watch's callback does, this job is still seen to its end
-            if _STOPPING.is_set():  # interrupted while this one was starting
+        if _STOPPING.is_set():  # interrupted while this one was starting
+            job.stop(now=True)
+        if not job.wait(timeout):
+            timed_out = True
+            job.stop(now=False)  # valgrind finishes its XML on SIGTERM
+            if not job.wait(TERM_GRACE_S):
                 job.stop(now=True)
-            if not job.wait(timeout):
-                timed_out = True
-                job.stop(now=False)  # valgrind finishes its XML on SIGTERM
-                if not job.wait(TERM_GRACE_S):
-                    job.stop(now=True)
+    finally:
+        # Whatever happened (Ctrl-C included), nothing of this run outlives it: the reaper
+        # ends only once it has killed and reaped everything under it.
+        try:
+            if not job.wait(0):
+                job.stop(now=True)
+                if not job.wait(REAPER_BOUND_S):
+                    job.last_resort()
+            if not job.reaped:  # no reaper: what is left of the command's group
+                kill_group(proc.pid, signal.SIGKILL)
+            elif proc.returncode is not None and proc.returncode < 0 and pid_file is not None:
+                # The reaper itself killed (from outside): the command it held runs on, its
+                # parent gone; its group goes here.
+                command = _read_pid(pid_file)
+                if command:
+                    kill_group(command, signal.SIGKILL)
         finally:
-            # Whatever happened (Ctrl-C included), nothing of this run outlives it: the reaper
-            # ends only once it has killed and reaped everything under it.
-            try:
-                if not job.wait(0):
-                    job.stop(now=True)
-                    if not job.wait(REAPER_BOUND_S):
-                        job.last_resort()
-                if not job.reaped:  # no reaper: what is left of the command's group
-                    kill_group(proc.pid, signal.SIGKILL)
-                elif proc.returncode is not None and proc.returncode < 0 and pid_file is not None:
-                    # The reaper itself killed (from outside): the command it held runs on, its
-                    # parent gone; its group goes here.
-                    command = _read_pid(pid_file)
-                    if command:
-                        kill_group(command, signal.SIGKILL)
-            finally:
-                with _ACTIVE_LOCK:
-                    _ACTIVE.discard(job)
-                job.close()
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(job)
+            job.close()
     duration = time.monotonic() - started
     main_pid = proc.pid
     start_error = ""

@@ -257,10 +257,12 @@ def test_a_bad_output_cap_is_one_line(tmp_path, cache, value):
     assert len(lines) == 1 and lines[0].startswith("leakharness: LEAKHARNESS_OUTPUT_CAP="), said(proc)
 
 
-def test_interrupt_stops_a_projects_own_build(tmp_path, cache):
+@pytest.mark.parametrize("how", ["ctrl-c", "kill-9"])
+def test_interrupt_stops_a_projects_own_build(tmp_path, cache, how):
     """Ctrl-C during a project's own build (make): the build ran on to its end (20 s here) while
     leakharness waited, and was then marked done in the cache.  Now it stops with the run: exit
-    130 at once, nothing of the build left, and no build marked done."""
+    130 at once, nothing of the build left, and no build marked done.  leakharness killed
+    outright (kill -9, an OOM kill): make ran on, its parent gone; now it goes too."""
     name = f"lh_build_{uuid.uuid4().hex[:10]}"
     root = tmp_path / "proj"
     root.mkdir()
@@ -270,9 +272,12 @@ def test_interrupt_stops_a_projects_own_build(tmp_path, cache):
                                            'build = "make -s OUT={builddir}"\nprogram = "{builddir}/app"\n')
     with running("run", "--out", "out", "--no-html", name=name, cwd=root, cache=cache) as run:
         wait_for(lambda: processes_naming(name), 60, "the build's sleep")
-        os.killpg(run.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
+        if how == "ctrl-c":
+            os.killpg(run.pid, signal.SIGINT)  # a terminal's Ctrl-C: the whole foreground group
+        else:
+            os.kill(run.pid, signal.SIGKILL)  # leakharness alone
         stdout, stderr = run.communicate(timeout=10)
-        assert run.returncode == 130, f"exit {run.returncode}\n{stdout}\n{stderr}"
+        assert run.returncode == (130 if how == "ctrl-c" else -signal.SIGKILL), f"exit {run.returncode}\n{stdout}\n{stderr}"
         assert_nothing_left(name)
         assert not list(cache.glob("builds/*/*/build.json")), "an interrupted build was marked done"
 
