@@ -326,7 +326,7 @@ class Session:
 
     @one_line_errors
     def report(self, inputs: Sequence[str | os.PathLike], out: str | os.PathLike | None = None) -> Path:
-        from .outdir import locked
+        from .outdir import locked, refuse_while_written
 
         inputs = [_absolute(p, self.cwd) for p in inputs]
         target = _absolute(out, self.cwd) if out else self.out
@@ -336,6 +336,8 @@ class Session:
         from .report.html import render_report
         from .results import combined, write_results
 
+        for folder in inputs:
+            refuse_while_written(folder)
         with locked(target) as target:
             # The merged results are kept (self.reported) for what the caller says of them: read
             # back from the results.json just written, 50,000 findings took half of `report`'s time.
@@ -350,10 +352,13 @@ class Session:
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int, int]:
         """Suppressions for every finding of a results folder: (text, how many, how many findings
         could not be written); fmt "known": each target's `known` list for the project file."""
+        from .outdir import refuse_while_written
         from .results import load_results
         from .suppress import write_known, write_lsan, write_valgrind
 
-        results = load_results(_absolute(results_dir, self.cwd))
+        folder = _absolute(results_dir, self.cwd)
+        refuse_while_written(folder)
+        results = load_results(folder)
         if fmt == "known":
             return (*write_known(results.jobs), 0)
         findings = [f for j in results.jobs for f in j.findings]
@@ -376,9 +381,11 @@ class Session:
         """Knowledge from a catalog run's results folder: (Knowledge, ids of catalog patterns the
         run did not hold)."""
         from .knowledge import learn
+        from .outdir import refuse_while_written
         from .results import load_results
 
         folder = _absolute(results_dir, self.cwd)
+        refuse_while_written(folder)
         return learn(load_results(folder), folder, self.catalog())
 
     @one_line_errors
@@ -388,6 +395,7 @@ class Session:
         from .grouping import group_findings
         from .judge import errors_of
         from .knowledge import Explainer, Sources, explain_signature
+        from .outdir import refuse_while_written
         from .results import load_results
 
         path = _absolute(what, self.cwd)
@@ -397,6 +405,7 @@ class Session:
         if path.is_file() and path.name != "results.json":
             raise LeakHarnessError(f"{path}: not a results.json (give a results folder, its results.json, "
                                    f"or a signature)")
+        refuse_while_written(folder)
         rows = []
         for job in load_results(folder).jobs:
             explainer = Explainer(sources=Sources(folder, job.sources))

@@ -4,7 +4,9 @@ leakharness writes only into a folder that is empty (or new) or that it made its
 marks with a `.leakharness` file, and it never deletes what it did not write: `check --out .`
 in a user's source folder is refused instead of cleaned.  While a run writes into a folder it
 holds an exclusive lock on it (flock on `.leakharness.lock`), so a second run on the same folder
-refuses at once with a clear message instead of mixing its files with the first one's.
+refuses at once with a clear message instead of mixing its files with the first one's, and a
+`report` (a baseline, an explanation) of a folder a run is still writing refuses too
+(refuse_while_written) instead of reading the jobs done so far as a run cut short.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 from .errors import LeakHarnessError
@@ -136,3 +139,31 @@ def _unmark_if_unused(path: Path, made: bool) -> None:
             path.rmdir()
     except OSError:
         pass
+
+
+def refuse_while_written(folder: Path) -> None:
+    """LeakHarnessError when a run holds folder's lock (it is writing its results there).  The
+    lock file is only opened to read: a folder read is never written to.  Call it before taking
+    a lock of this process's own on the folder (a report in place): flock sees two opens of one
+    file as two holders, even in one process."""
+    try:
+        fd = os.open(Path(folder) / LOCK, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return  # none (never written by a run, or not ours to read): nothing holds it
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                return
+            try:
+                holder = os.pread(fd, 16, 0).decode("ascii", errors="replace").strip()
+            except OSError:
+                holder = ""
+            holder = holder if holder.isdigit() else ""
+            raise LeakHarnessError(f"{folder}: a leakharness run{f' (pid {holder})' if holder else ''} is still "
+                                   f"writing its results there; read it once that run has ended") from None
+    finally:
+        os.close(fd)  # closing releases the shared lock, if taken

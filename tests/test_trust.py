@@ -683,6 +683,31 @@ def test_a_run_killed_outright_is_reported_as_cut_short_never_as_the_run_before(
     assert "quiet" not in json.dumps(json.loads((tmp_path / "rep" / "results.json").read_text())["jobs"])
 
 
+def test_a_folder_a_run_is_still_writing_is_not_reported_as_cut_short(tmp_path, own_cache):
+    """`report` of a folder while its run goes on read the jobs done so far and called the run
+    interrupted (exit 3, "interrupted run"): a run cut short, when it was not.  It now refuses,
+    one line, as do `suppressions` and `explain`; once the run has ended the folder reports."""
+    name = unique("hold")
+    build(tmp_path, "hold", name)
+    (tmp_path / "hold").write_text("")  # the program waits while this file is there
+    try:
+        run = lh_background("check", "--out", "out", "--no-html", "--quiet", "--tool", "asan", "--tool", "memcheck",
+                            "--", f"./{name}", cwd=tmp_path, cache=own_cache)
+        wait_for(lambda: program_pids(name) and any((tmp_path / "out").glob("jobs/*.json")), 60, f"{name} to start")
+        for args in (("report", "out", "--out", "rep"), ("suppressions", "out"), ("explain", "out")):
+            proc = lh(*args, cwd=tmp_path, cache=own_cache)
+            assert proc.returncode == 2, said(proc)
+            assert_one_line_error(proc, str(tmp_path / "out"), f"run (pid {run.pid}) is still writing")
+        assert not (tmp_path / "rep").exists()
+        (tmp_path / "hold").unlink()
+        run.communicate(timeout=120)
+    finally:
+        kill_leftovers(name)
+    proc = lh("report", "out", "--out", "rep", cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 0 and proc.stderr == "", said(proc)  # the whole run: nothing missing
+    assert {j["tool"] for j in results(tmp_path / "rep")["jobs"]} == {"asan", "memcheck"}
+
+
 # --- 5. two runs into one folder ------------------------------------------------------------
 
 def test_second_run_into_the_same_folder_refuses_at_once(tmp_path, own_cache):
