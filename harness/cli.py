@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Sequence
 
 from . import __version__
-from .errors import LeakHarnessError
+from .errors import LeakHarnessError, os_problem
 
 
 def cmd_parse(args) -> int:
@@ -658,8 +658,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except OSError as exc:  # a file we could not read or write, wherever it surfaced
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"leakharness: {where}{exc.strerror or exc}", file=sys.stderr)
+        print(f"leakharness: {os_problem(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("leakharness: interrupted", file=sys.stderr)

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from . import build as build_mod
 from .catalog import MAX_TIMEOUT, Pattern, load_catalog
-from .errors import LeakHarnessError
+from .errors import LeakHarnessError, os_problem
 from .orchestrate import Done, Progress, perform, result_cache, run_tasks
 from .results import Results
 from .tasks import DEFAULT_TIMEOUT, Task, catalog_task, catalog_tasks, check_tasks
@@ -36,8 +36,7 @@ def one_line_errors(method: Callable) -> Callable:
         except LeakHarnessError:
             raise
         except OSError as exc:
-            where = exc.filename or ""
-            raise LeakHarnessError(f"{where}: {exc.strerror or exc}" if where else str(exc)) from None
+            raise LeakHarnessError(os_problem(exc)) from None
     return wrapper
 
 

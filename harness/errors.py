@@ -6,6 +6,8 @@ else is a bug in leakharness and keeps its traceback.
 
 from __future__ import annotations
 
+import contextlib
+
 
 class LeakHarnessError(Exception):
     """A problem with the user's input or set-up, explained in one line."""
@@ -26,3 +28,26 @@ class CatalogError(LeakHarnessError):
 
 class BuildError(LeakHarnessError):
     """A compiler or a build set-up problem that is not the program's own fault."""
+
+
+def os_problem(exc: OSError, where: object = None) -> str:
+    """An OSError as the one line says it, naming the file: a copy's target first (shutil names
+    its source in `filename` and its target in `filename2`, and a full disk is the target's),
+    else `where` (the folder being written) when the error names no file."""
+    what = exc.strerror or str(exc)
+    if exc.filename2:
+        return f"{exc.filename2}: {what} (copying {exc.filename})"
+    name = exc.filename or where
+    return f"{name}: {what}" if name else what
+
+
+@contextlib.contextmanager
+def naming(path: object):
+    """An OSError inside that names no file (a write or a close on a full disk: Python's file
+    objects do not say which) is raised again naming path."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from . import validate
-from .errors import LeakHarnessError
+from .errors import LeakHarnessError, os_problem
 from .outdir import MARKER, locked
 from .results import JobRecord, Results, load_results, write_atomic
 
@@ -456,6 +456,5 @@ def nightly(session, history: Path, keep: int | None = None, patterns=None,
             removed = prune(history, keep, night_dir.name) if keep else ()
             index = render_index(history)
     except OSError as exc:
-        where = exc.filename or history
-        raise LeakHarnessError(f"{where}: {exc.strerror or exc}") from None
+        raise LeakHarnessError(os_problem(exc, history)) from None
     return NightlyOutcome(night_dir, index, comparison, comparison.failed, removed)

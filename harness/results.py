@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from . import validate
-from .errors import LeakHarnessError
+from .errors import LeakHarnessError, naming
 from .findings import Finding
 
 from .judge import VERDICTS
@@ -54,7 +54,7 @@ def write_atomic_with(path: Path, fill) -> None:
         os.unlink(tmp)
         fd = os.open(tmp, flags, 0o666)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with naming(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
             fill(fh)
         os.replace(tmp, path)
     except BaseException:
@@ -211,7 +211,7 @@ def write_job(out_dir: Path, record: JobRecord) -> Path:
     except FileNotFoundError:
         path.parent.mkdir(parents=True, exist_ok=True)
         fh = open(path, "w", encoding="utf-8")
-    with fh:
+    with naming(path), fh:
         _write_job(fh, record)
     return path
 

@@ -708,6 +708,53 @@ def test_a_folder_a_run_is_still_writing_is_not_reported_as_cut_short(tmp_path, 
     assert {j["tool"] for j in results(tmp_path / "rep")["jobs"]} == {"asan", "memcheck"}
 
 
+MANY_LEAKS = ("#include <stdlib.h>\n#include <string.h>\nint main(void) {\n"
+              "    for (int i = 0; i < 3000; i++) { char *p = malloc(10 + i % 50); memset(p, 1, 10); }\n"
+              "    return 0;\n}\n")
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A function mounting a tmpfs of a given size at tmp_path/disk (unmounted at the end);
+    skipped where mounting is not allowed."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = []
+
+    def mount(size: str) -> Path:
+        for _ in mounted:
+            subprocess.run(["umount", str(disk)], stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+        mounted.clear()
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(disk)],
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
+        mounted.append(disk)
+        return disk
+
+    yield mount
+    for _ in mounted:
+        subprocess.run(["umount", "-l", str(disk)], stdin=subprocess.DEVNULL, capture_output=True, timeout=30)
+
+
+def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, own_cache, small_disk):
+    """--out on a disk that fills as the run writes: the one line said "[Errno 28] No space left on
+    device" and no file, or named the temporary log a copy was made from.  It names the file of
+    the results folder that could not be written, at whichever point the disk filled."""
+    (tmp_path / "many.c").write_text(MANY_LEAKS)
+    failed = 0
+    for size in ("20k", "24k", "28k", "36k", "44k", "60k"):
+        disk = small_disk(size)
+        proc = lh("check", "--fresh", "--build", "many.c", "--tool", "memcheck", "--tool", "asan",
+                  "--out", disk / "out", "--quiet", cwd=tmp_path, cache=own_cache)
+        if proc.returncode == 1:  # it all fitted
+            continue
+        failed += 1
+        line = assert_one_line_error(proc, "No space left on device")
+        assert line.startswith(f"leakharness: {disk / 'out'}/"), f"{size}: {line}"
+    assert failed >= 3
+
+
 # --- 5. two runs into one folder ------------------------------------------------------------
 
 def test_second_run_into_the_same_folder_refuses_at_once(tmp_path, own_cache):
