@@ -42,12 +42,13 @@ def os_problem(exc: OSError, where: object = None) -> str:
 
 
 @contextlib.contextmanager
-def naming(path: object):
+def naming(path: object, instead_of: str | None = None):
     """An OSError inside that names no file (a write or a close on a full disk: Python's file
-    objects do not say which) is raised again naming path."""
+    objects do not say which), or names `instead_of` (a temporary name), is raised again naming
+    path."""
     try:
         yield
     except OSError as exc:
-        if exc.filename:
+        if exc.filename and exc.filename != instead_of:
             raise
         raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None

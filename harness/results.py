@@ -44,25 +44,26 @@ def write_atomic_with(path: Path, fill) -> None:
     # everyone as the umask allows: what mkstemp and a chmod did, in one call (a re-run writes
     # hundreds of job files).
     tmp = os.path.join(path.parent, f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, 0o666)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, flags, 0o666)
-    except FileExistsError:  # left by a writer of this pid and thread that was killed
-        os.unlink(tmp)
-        fd = os.open(tmp, flags, 0o666)
-    try:
-        with naming(path), os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fill(fh)
-        os.replace(tmp, path)
-    except BaseException:
+    with naming(path, instead_of=tmp):  # an error names the file written, never its temporary name
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
         try:
+            fd = os.open(tmp, flags, 0o666)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:  # left by a writer of this pid and thread that was killed
             os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+            fd = os.open(tmp, flags, 0o666)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fill(fh)
+            os.replace(tmp, path)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+            raise
 
 
 @dataclass(frozen=True)

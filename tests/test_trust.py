@@ -755,6 +755,24 @@ def test_a_full_disk_names_the_file_it_could_not_write(tmp_path, own_cache, smal
     assert failed >= 3
 
 
+def test_a_run_stopped_by_an_error_is_written_as_cut_short(tmp_path, own_cache):
+    """A run that an error stops half-way (here a file where its sources folder goes; a full disk
+    alike) wrote results.json as a whole run of the jobs it had, none here, and `report` said
+    "Every job was fully checked", exit 0.  It is written interrupted, and said to be."""
+    (tmp_path / "many.c").write_text(MANY_LEAKS)
+    args = ("check", "--fresh", "--build", "many.c", "--tool", "memcheck", "--tool", "asan", "--out", "out",
+            "--quiet", "--no-html")
+    assert lh(*args, cwd=tmp_path, cache=own_cache).returncode == 1
+    shutil.rmtree(tmp_path / "out" / "sources")
+    (tmp_path / "out" / "sources").write_text("in the way\n")
+    proc = lh(*args, cwd=tmp_path, cache=own_cache)
+    assert_one_line_error(proc, tmp_path / "out" / "sources" / "many", "Not a directory")
+    assert results(tmp_path / "out").get("interrupted") is True
+    proc = lh("report", "out", "--out", "rep", "--summary-md", "rep.md", cwd=tmp_path, cache=own_cache)
+    assert proc.returncode == 3 and "interrupted run" in proc.stderr, said(proc)
+    assert "Every job was fully checked" not in (tmp_path / "rep.md").read_text()
+
+
 # --- 5. two runs into one folder ------------------------------------------------------------
 
 def test_second_run_into_the_same_folder_refuses_at_once(tmp_path, own_cache):
