@@ -1097,3 +1097,39 @@ def test_a_projects_cached_program_replaced_is_built_again(tmp_path):
     shutil.copy(compile_c(tmp_path / "clean.c", tmp_path / "clean", "-fsanitize=address"), program)
     proc, job = run_project(tmp_path, root, 2)
     assert proc.returncode == 1 and len(leaks(job, 96, "main")) == 1, brief(job)
+
+
+# A usual Makefile: its own CFLAGS (ours from the environment replaced), our LDFLAGS kept, and
+# compile and link as two steps: linked with -fsanitize=address, compiled without it.
+OWN_CFLAGS_MAKEFILE = """\
+CFLAGS = -g -O0 -Wall
+$(OUT)/app: $(OUT)/app.o
+\t$(CC) -o $@ $< $(LDFLAGS)
+$(OUT)/app.o: app.c
+\t$(CC) $(CFLAGS) -c -o $@ $<
+"""
+OVERFLOW_APP = ("#include <stdlib.h>\n#include <string.h>\nint main(int argc, char **argv) {\n"
+                "    char *p = malloc(16);\n    memset(p, 'a', 16);\n    volatile char c = p[16];\n"
+                "    if (argc > 1) return c;  /* a leak as well: p never freed */\n"
+                "    free(p);\n    return 0;\n}\n")
+
+
+@pytest.mark.parametrize("leaking", [False, True], ids=["overflow", "overflow-and-leak"])
+def test_a_program_linked_with_asan_but_not_compiled_with_it_is_not_clean(tmp_path, leaking):
+    """A project whose Makefile sets its own CFLAGS and links with ours: the binary holds ASan's
+    runtime, none of its code is instrumented, and its heap overflow went unseen: clean, exit 0.
+    It is incomplete, saying why; a leak the runtime does see still fails it, said to be not all."""
+    root = tmp_path / "app"
+    root.mkdir()
+    (root / "app.c").write_text(OVERFLOW_APP)
+    (root / "Makefile").write_text(OWN_CFLAGS_MAKEFILE)
+    (root / "leakharness.toml").write_text(
+        'tools = ["asan"]\n[[target]]\nname = "app"\nprogram = "{builddir}/app"\nbuild = "make -s OUT={builddir}"\n'
+        + ('args = ["leak"]\n' if leaking else ""))
+    proc, job = run_project(tmp_path, root, 1)
+    why = "is linked with -fsanitize=address but none of its code is compiled with it"
+    if leaking:
+        assert proc.returncode == 1 and len(leaks(job, 16, "main")) == 1, brief(job)
+        assert any(why in p for p in job["problems"]), brief(job)
+    else:
+        assert proc.returncode == 3 and job["status"] == "incomplete" and why in job["message"], brief(job)

@@ -65,6 +65,10 @@ def _the_systems(exe: str) -> bool:
 class SanitizerChecker(Checker):
     family = "sanitizers"
     marks: tuple[bytes, ...] = ()  # symbols only a binary built with it holds
+    # What only code compiled with the flag holds: linked with it alone (a Makefile whose own
+    # CFLAGS drop ours, its LDFLAGS kept), a binary holds the runtime, which sees leaks and bad
+    # frees, but none of the checks of the program's own reads and writes.  () when the marks say it.
+    instrumented: tuple[bytes, ...] = ()
     flag = ""  # how to build for it, for messages
     leak_check = False  # LeakSanitizer runs at exit: its statistics must show it did
 
@@ -139,7 +143,24 @@ class SanitizerChecker(Checker):
         if self.leak_check and not exit_stats and not g.main_reported:
             return ("AddressSanitizer's exit-time leak check did not run (the program ended without "
                     "exit(): _exit, exec or a signal), so leaks were not checked")
-        return self._unchecked_child(g)
+        return self.uninstrumented_code(g) or self._unchecked_child(g)
+
+    def uninstrumented_code(self, g) -> str:
+        """The program holds the runtime but no code compiled with the flag (`instrumented`): only
+        what the runtime sees by itself was checked.  What it found stands (said, as a problem);
+        nothing found is not clean."""
+        if not self.instrumented or not os.path.isfile(g.program) or not any(
+                contains(g.program, m) for m in self.marks):
+            return ""
+        if any(contains(g.program, m) for m in self.instrumented):
+            return ""
+        why = (f"{os.path.basename(g.program)} is linked with {self.flag} but none of its code is compiled with it "
+               f"(a build whose own CFLAGS replace the checker's, LDFLAGS kept): {self.name} did not check its "
+               f"reads and writes")
+        if any(f.is_error for f in g.findings):
+            g.problems.append(why)
+            return ""
+        return why
 
     def uninstrumented_child(self, g) -> str:
         """A process of the program that ran a program of the user's not built with this sanitizer
@@ -180,6 +201,9 @@ class SanitizerChecker(Checker):
 
 class Asan(SanitizerChecker):
     marks = (b"__asan_init",)
+    # gcc's instrumented objects call this from their constructor (libasan then is a shared
+    # library: the link alone leaves only __asan_init); clang's constructor is asan.module_ctor.
+    instrumented = (b"__asan_version_mismatch_check", b"asan.module_ctor")
     flag = "-fsanitize=address"
     leak_check = True
     halts_on_first_error = True
@@ -213,6 +237,7 @@ class Tsan(SanitizerChecker):
     name = "tsan"
     cflags = ("-g", "-O1", "-fsanitize=thread")
     marks = (b"__tsan_init",)
+    instrumented = (b"__tsan_func_entry", b"tsan.module_ctor")  # every instrumented function calls the first
     flag = "-fsanitize=thread"
     log_tools = ("tsan",)
     cannot_see = "leaks and most memory errors (data races and lock order only); races inside uninstrumented libcrypto"
