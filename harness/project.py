@@ -395,7 +395,14 @@ def _target(r: _Reader, defaults: tuple[str, ...] | None, project_env) -> Target
             raise r.error("program", "is missing: say where the build puts the program (\"{builddir}/prog\")")
         r.placeholders("program", (program,))
         if not program.startswith("{builddir}/"):
-            r.path("program", program)  # a program the build writes into the project itself
+            # A program the build writes into the project itself, checked with {root} filled in
+            # (as written, "{root}/../x" named a folder "{root}" and stayed inside).
+            filled = os.path.normpath(program.replace("{root}", str(r.root)))
+            if os.path.isabs(filled):
+                filled = os.path.relpath(filled, r.root)
+                if filled == ".." or filled.startswith("../"):
+                    raise r.error("program", f"{program!r} leads outside the project root {r.root}")
+            r.path("program", filled)
         elif ".." in Path(program[len("{builddir}/"):]).parts:
             raise r.error("program", f"{program!r} leads outside {{builddir}}")
         fields["program"] = program

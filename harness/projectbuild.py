@@ -516,6 +516,53 @@ class CTestTest:
     cwd: Path
     env: tuple[tuple[str, str], ...] = ()
     disabled: bool = False
+    unsupported: str = ""  # why it cannot be run as ctest runs it (its job is then incomplete, never clean)
+
+
+# ENVIRONMENT_MODIFICATION's operations (CMake 3.22): how each makes the variable's new value
+# from its value so far ("" when unset) and the entry's.  `unset` (and `reset` to a variable the
+# environment does not have) cannot be said as a value: such a test is not run on a guess.
+_ENV_OPS = {
+    "set": lambda cur, v: v,
+    "string_append": lambda cur, v: cur + v,
+    "string_prepend": lambda cur, v: v + cur,
+    "path_list_append": lambda cur, v: f"{cur}:{v}" if cur else v,
+    "path_list_prepend": lambda cur, v: f"{v}:{cur}" if cur else v,
+    "cmake_list_append": lambda cur, v: f"{cur};{v}" if cur else v,
+    "cmake_list_prepend": lambda cur, v: f"{v};{cur}" if cur else v,
+}
+
+
+def _test_environment(props: dict, base: Mapping[str, str]) -> tuple[list[tuple[str, str]], str]:
+    """A test's ENVIRONMENT, then its ENVIRONMENT_MODIFICATION applied in order, over `base`
+    (leakharness's own environment, which the test's job starts from, as ctest's did): the
+    variables it sets, with their values; and why not, when an entry cannot be followed."""
+    env: dict[str, str] = {}
+    for item in props.get("ENVIRONMENT") or ():
+        if isinstance(item, str) and "=" in item:
+            k, _, v = item.partition("=")
+            env[k] = v
+    before = {**base, **env}  # what `reset` goes back to
+    mods = props.get("ENVIRONMENT_MODIFICATION") or ()
+    for item in mods if isinstance(mods, list) else [mods]:
+        name, _, rest = item.partition("=") if isinstance(item, str) else ("", "", "")
+        op, colon, value = rest.partition(":")
+        if not name or not colon:
+            return [], f"ENVIRONMENT_MODIFICATION entry {str(item)[:80]!r} is not VAR=OP:VALUE"
+        current = env.get(name, base.get(name))
+        if op == "reset":
+            if name in before:
+                env[name] = before[name]
+            elif current is not None:
+                return [], f"ENVIRONMENT_MODIFICATION {name}=reset: unsets {name}, which leakharness cannot do"
+        elif op == "unset":
+            if current is not None:
+                return [], f"ENVIRONMENT_MODIFICATION {name}=unset: leakharness cannot unset a variable for a job"
+        elif op in _ENV_OPS:
+            env[name] = _ENV_OPS[op](current or "", value)
+        else:
+            return [], f"ENVIRONMENT_MODIFICATION {name}={op}: an operation leakharness does not know"
+    return list(env.items()), ""
 
 
 def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
@@ -534,12 +581,8 @@ def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
             continue
         props = {p.get("name"): p.get("value") for p in test.get("properties", ()) if isinstance(p, dict)}
         cwd = props.get("WORKING_DIRECTORY")
-        env = []
-        for item in props.get("ENVIRONMENT") or ():
-            if isinstance(item, str) and "=" in item:
-                k, _, v = item.partition("=")
-                env.append((k, v))
+        env, unsupported = _test_environment(props, os.environ)
         out.append(CTestTest(name=name, command=tuple(command),
                              cwd=Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) else builddir,
-                             env=tuple(env), disabled=bool(props.get("DISABLED"))))
+                             env=tuple(env), disabled=bool(props.get("DISABLED")), unsupported=unsupported))
     return out

@@ -281,8 +281,22 @@ def ctest_tasks(project, suite, cache_dir: Path, checkers: Sequence[str] | None 
                 tasks.append(Task(pattern=suite.prefix or f"ctest{suite.index}", variant=None, checker=checker,
                                   timeout=limit, unbuilt=(built.status, built.message), source_root=project.root))
             continue
-        for test in ctest_tests(built.listing, built.builddir, f"{project.file}: {suite.label}"):
+        listed = ctest_tests(built.listing, built.builddir, f"{project.file}: {suite.label}")
+        # A name in `tests` that CTest does not list (a typo, a test renamed since) checks nothing:
+        # said, never a run that leaves it out and passes.
+        missing = [n for n in suite.tests if n not in {test.name for test in listed}]
+        if missing:
+            names_listed = ", ".join(sorted(test.name for test in listed)[:8]) or "none"
+            raise LeakHarnessError(f"{project.file}: {suite.label}: tests: {missing[0]!r} is not a test CTest lists "
+                                   f"(it lists {names_listed}{', ...' if len(listed) > 8 else ''})")
+        for test in listed:
             if test.disabled or (suite.tests and test.name not in suite.tests) or test.name in suite.exclude:
+                continue
+            if test.unsupported:  # not run as ctest runs it: not run at all, and never clean
+                for checker in names:
+                    tasks.append(Task(pattern=ctest_test_name(suite.prefix, test.name), variant=None, checker=checker,
+                                      timeout=limit, unbuilt=("incomplete", f"{test.name}: {test.unsupported}"),
+                                      source_root=project.root))
                 continue
             program = test.command[0]
             if not os.path.isabs(program):

@@ -1133,3 +1133,46 @@ def test_a_program_linked_with_asan_but_not_compiled_with_it_is_not_clean(tmp_pa
         assert any(why in p for p in job["problems"]), brief(job)
     else:
         assert proc.returncode == 3 and job["status"] == "incomplete" and why in job["message"], brief(job)
+
+
+MODE_APP = ("#include <stdlib.h>\n#include <string.h>\nint main(void) {\n    const char *m = getenv(\"MODE\");\n"
+            "    char *p = malloc(48);\n    memset(p, 1, 48);\n    if (!m || strcmp(m, \"leak:more\") != 0)\n"
+            "        free(p);\n    return 0;\n}\n")
+
+
+def cmake_project(root: Path, properties: str, tests: str = "") -> Path:
+    """A CMake project whose one test, modes, leaks 48 B when it runs with MODE=leak:more."""
+    root.mkdir()
+    (root / "app.c").write_text(MODE_APP)
+    (root / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.22)\nproject(m C)\nenable_testing()\nadd_executable(app app.c)\n"
+        f"add_test(NAME modes COMMAND app)\nset_tests_properties(modes PROPERTIES {properties})\n")
+    (root / "leakharness.toml").write_text(f'tools = ["asan"]\n[[ctest]]\nsource_dir = "."\n{tests}')
+    return root
+
+
+def test_ctest_environment_modification_is_run_as_ctest_runs_it(tmp_path):
+    """A CTest test whose ENVIRONMENT_MODIFICATION makes it take its leaky path: leakharness read
+    ENVIRONMENT alone, ran it without, and said clean.  It applies them in order, as ctest does; an
+    entry it cannot follow (unset) makes the job incomplete, never clean."""
+    root = cmake_project(tmp_path / "app", 'ENVIRONMENT "MODE=leak" ENVIRONMENT_MODIFICATION "MODE=string_append::more"')
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "out", "--no-html"], cwd=root,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    job = job_of(root / "out", "asan")
+    assert proc.returncode == 1 and len(leaks(job, 48, "main")) == 1, brief(job)
+    root = cmake_project(tmp_path / "unset", 'ENVIRONMENT "MODE=leak:more" ENVIRONMENT_MODIFICATION "MODE=unset:"')
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "out", "--no-html"], cwd=root,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    job = job_of(root / "out", "asan")
+    assert proc.returncode == 3 and job["status"] == "incomplete" and "MODE=unset" in job["message"], brief(job)
+
+
+def test_a_ctest_test_named_but_not_listed_is_an_error_not_a_pass(tmp_path):
+    """`tests = ["mdoes"]` (a typo, or a test renamed since): nothing was run for it and the run
+    passed, exit 0.  It is one line naming the name and what CTest lists."""
+    root = cmake_project(tmp_path / "app", 'ENVIRONMENT "MODE=leak:more"', tests='tests = ["mdoes"]\n[[target]]\n'
+                         'name = "other"\nprogram = "true"\ntools = ["memcheck"]\n')
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "out", "--no-html"], cwd=root,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 2 and "tests: 'mdoes' is not a test CTest lists (it lists modes)" in proc.stderr, (
+        proc.stdout + proc.stderr)

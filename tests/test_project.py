@@ -63,6 +63,8 @@ def cache(tmp_path_factory) -> Path:
     ('[[target]]\nname = "a"\nsources = ["a.c"]\n[[target]]\nname = "a"\nprogram = "true"\n',
      ["two targets are named 'a'"]),
     ('[[target]]\nname = "a"\nbuild = "make"\n', ["[[target]] 'a'", "program", "is missing"]),
+    ('[[target]]\nname = "a"\nbuild = "true"\nprogram = "{root}/../outside.c"\n',
+     ["program", "leads outside the project root"]),
     ('[[target]]\nname = "a"\nbuild = "make CFLAGS={flags}"\nprogram = "{builddir}/a"\n', ["build", "{flags}"]),
     ('[[target]]\nname = "a"\ngo = "."\ntools = ["ubsan"]\n', ["tools", "ubsan cannot check a Go program"]),
     ('[[target]]\nname = "a"\nsources = ["a.c"]\nknown = ["not a signature"]\n', ["known", "not a finding's signature"]),
