@@ -185,8 +185,9 @@ class Session:
         names = [t.name for t in tasks]
         if len(set(names)) != len(names):
             dup = sorted({n for n in names if names.count(n) > 1})[0]
-            raise LeakHarnessError(f"{project.file}: two targets make the job {dup}; rename one (a [[ctest]] "
-                                   f"table's prefix)")
+            raise LeakHarnessError(f"{project.file}: two targets make the job {dup}; rename one (CTest test "
+                                   f"names that differ only in characters other than letters, digits and _ . + - "
+                                   f"become one name; a [[ctest]] table's prefix tells two tables' tests apart)")
         return tasks
 
     def project_out(self, project, default: str = "reports/latest") -> Path:
