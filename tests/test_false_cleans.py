@@ -1176,3 +1176,41 @@ def test_a_ctest_test_named_but_not_listed_is_an_error_not_a_pass(tmp_path):
                           env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 2 and "tests: 'mdoes' is not a test CTest lists (it lists modes)" in proc.stderr, (
         proc.stdout + proc.stderr)
+
+
+FORK_LEAK = ("#include <stdlib.h>\n#include <sys/wait.h>\n#include <unistd.h>\nint main(void) {\n"
+             "    pid_t p = fork();\n    if (p == 0) { char *x = malloc(77); x[0] = 1; x = 0; return 0; }\n"
+             "    waitpid(p, 0, 0);\n    return 0;\n}\n")
+
+
+@pytest.mark.parametrize("where", ["VALGRIND_OPTS", "cwd-valgrindrc"])
+def test_valgrinds_own_configuration_cannot_hide_a_forked_childs_leak(tmp_path, where):
+    """--child-silent-after-fork=yes in VALGRIND_OPTS or the project's .valgrindrc: memcheck said
+    nothing of the forked child, whose 77 B leak went unreported: clean.  leakharness's command
+    line says no, and valgrind reads it last."""
+    (tmp_path / "fork.c").write_text(FORK_LEAK)
+    env = {}
+    if where == "VALGRIND_OPTS":
+        env["VALGRIND_OPTS"] = "--child-silent-after-fork=yes"
+    else:
+        (tmp_path / ".valgrindrc").write_text("--child-silent-after-fork=yes\n")
+    proc = lh(tmp_path, "check", "--build", "fork.c", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet",
+              env=env)
+    job = job_of(tmp_path / "out", "memcheck")
+    assert proc.returncode == 1 and len(leaks(job, 77, "main")) == 1, brief(job)
+
+
+def test_valgrinds_own_configuration_ignoring_addresses_is_not_clean(tmp_path):
+    """--ignore-ranges in valgrind's own configuration (no later option takes it back): errors at
+    those addresses go unreported, so a clean run is incomplete, and errors found still fail."""
+    (tmp_path / "clean.c").write_text("int main(void) { return 0; }\n")
+    env = {"VALGRIND_OPTS": "--ignore-ranges=0x1000-0x2000"}
+    proc = lh(tmp_path, "check", "--build", "clean.c", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet",
+              env=env)
+    job = job_of(tmp_path / "out", "memcheck")
+    assert proc.returncode == 3 and job["status"] == "incomplete" and "--ignore-ranges" in job["message"], brief(job)
+    (tmp_path / "fork.c").write_text(FORK_LEAK)
+    proc = lh(tmp_path, "check", "--build", "fork.c", "--tool", "memcheck", "--out", "out2", "--no-html", "--quiet",
+              env=env)
+    job = job_of(tmp_path / "out2", "memcheck")
+    assert proc.returncode == 1 and any("--ignore-ranges" in p for p in job["problems"]), brief(job)

@@ -33,7 +33,12 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 SUPPRESSIONS = DATA / "openssl.supp"
 GO_SUPPRESSIONS = DATA / "go" / "go.supp"
 INSTALL_HINT = "sudo apt-get install valgrind (or scripts/install-system-packages.sh)"
-COMMON_OPTIONS = ("--xml=yes", "--trace-children=yes", "--num-callers=40")
+# --child-silent-after-fork=no: a .valgrindrc or VALGRIND_OPTS saying yes left a forked child's
+# leaks unreported (the command line is read last: its word wins).
+COMMON_OPTIONS = ("--xml=yes", "--trace-children=yes", "--child-silent-after-fork=no", "--num-callers=40")
+# What valgrind's own configuration (~/.valgrindrc, VALGRIND_OPTS, ./.valgrindrc) may say that a
+# later option cannot take back (each adds to the last): errors in those addresses go unreported.
+_IGNORING = ("--ignore-ranges=", "--ignore-range-below-sp=")
 
 
 @functools.lru_cache(maxsize=None)
@@ -218,6 +223,28 @@ class Valgrind(Checker):
             return (f"valgrind does not implement the {missing.group(2)} system call {missing.group(3)} the program "
                     f"made (process {missing.group(1)}): the program got ENOSYS there and ran otherwise than "
                     f"it does without valgrind")
+        return self.configured_away(g)
+
+    def configured_away(self, g) -> str:
+        """What valgrind's own configuration (a .valgrindrc, VALGRIND_OPTS: read by valgrind itself,
+        seen in its log's options) kept from the job.  Address ranges it ignores: incomplete, unless
+        errors were found all the same (then said).  Suppressions of its own files that matched: said."""
+        for path, log in g.parsed:
+            options = getattr(log, "options", ())
+            ignoring = next((o for o in options if o.startswith(_IGNORING)), None)
+            if ignoring:
+                why = (f"valgrind's own configuration (a .valgrindrc or VALGRIND_OPTS) sets {ignoring[:120]}: "
+                       f"errors at those addresses were not reported")
+                if any(f.is_error for f in g.findings):
+                    g.problems.append(why)
+                    return ""
+                return why
+            theirs = [o.split("=", 1)[1] for o in options if o.startswith("--suppressions=")
+                      and o.split("=", 1)[1] not in (str(SUPPRESSIONS), str(GO_SUPPRESSIONS))]
+            used = suppressed_by(theirs, getattr(log, "suppression_counts", {}))
+            if used:
+                g.problems.append(f"{used} error(s) or leak(s) were suppressed by {', '.join(theirs)[:300]}, named by "
+                                  f"valgrind's own configuration (a .valgrindrc or VALGRIND_OPTS): not reported")
         return ""
 
     def version(self) -> str:
@@ -329,3 +356,18 @@ class Helgrind(Valgrind):
 
 CHECKERS = (Memcheck("memcheck", ("-g", "-O0")), Memcheck("memcheck-O2", ("-g", "-O2"), base="memcheck"), Helgrind())
 FAMILY = ("valgrind", "Valgrind: the program as compiled, run under valgrind")
+
+
+def suppressed_by(files: list[str], counts: dict) -> int:
+    """How many times the suppressions of these valgrind suppressions files were used, by the
+    names each entry has (the line after its "{")."""
+    if not files or not counts:
+        return 0
+    names: set[str] = set()
+    for name in files:
+        try:
+            lines = Path(name).read_text(errors="replace").splitlines()
+        except OSError:
+            continue
+        names.update(lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if line.strip() == "{")
+    return sum(n for name, n in counts.items() if name in names and isinstance(n, int))

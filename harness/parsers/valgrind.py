@@ -74,7 +74,7 @@ _BLOCK = re.compile(
     r"(alloc'd|free'd|client-defined)"
 )
 _TAGS = ("error", "errorcounts", "suppcounts", "fatal_signal", "pid", "ppid", "tool",
-         "protocolversion", "argv", "status", "announcethread", "valgrindoutput")
+         "protocolversion", "argv", "vargv", "status", "announcethread", "valgrindoutput")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,7 @@ class ValgrindLog:
     tool: str | None = None
     protocol: int | None = None
     command: tuple[str, ...] = ()
+    options: tuple[str, ...] = ()  # valgrind's options, as it took them (<vargv>)
     error_counts: dict[str, int] = field(default_factory=dict)  # unique id -> times seen
     suppression_counts: dict[str, int] = field(default_factory=dict)  # name -> times used
     fatal_signal: str | None = None
@@ -431,6 +432,8 @@ class _Parser:
                 self.threads[number] = self.stack(stack_elem)
         elif tag == "argv":
             self.info["command"] = tuple((c.text or "") for c in elem if c.tag in ("exe", "arg"))
+        elif tag == "vargv":  # valgrind's own options: its rc files' and VALGRIND_OPTS's, then the command line's
+            self.info["options"] = tuple((c.text or "") for c in elem if c.tag == "arg")
         elif tag in ("pid", "ppid", "protocolversion"):
             self.info[tag] = _int(elem.text)
         elif tag == "tool":
@@ -672,6 +675,7 @@ class ValgrindStream:
             tool=parser.tool_name,
             protocol=protocol,
             command=info.get("command", ()),
+            options=info.get("options", ()),
             error_counts=counts,
             suppression_counts=info["suppression_counts"],
             fatal_signal=info.get("fatal_signal"),
