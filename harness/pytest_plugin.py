@@ -21,6 +21,7 @@ plugin's state lives in config.stash, and it uses pytest's public API only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -94,6 +95,7 @@ def _report_dir(config) -> Path | None:
 STARTED = pytest.StashKey[str]()
 SESSION = pytest.StashKey[object]()
 ACCEPTED = pytest.StashKey[list]()
+REPORT_LOCK = pytest.StashKey[object]()  # the --leak-report folder's lock (an ExitStack), held by the controller
 ACCEPTED_PROPERTY = "leakharness_accepted"  # a known finding, as a user property: reaches the controller from xdist workers
 
 
@@ -309,14 +311,29 @@ def pytest_sessionstart(session):
     report = _report_dir(session.config)
     if report is not None and _is_controller(session.config):
         from .errors import LeakHarnessError
-        from .outdir import claim
+        from .outdir import locked
 
+        # The folder's lock, held to the session's end as a run holds its --out: a second session
+        # on it refuses at once (it deleted this one's job files, and this one's results.json then
+        # called a failed session clean), and `report` of it waits for its end.
+        hold = contextlib.ExitStack()
         try:
-            folder = claim(report)
+            folder = hold.enter_context(locked(report))
         except LeakHarnessError as exc:
             raise pytest.UsageError(f"--leak-report: {exc}") from None
+        session.config.stash[REPORT_LOCK] = hold
+        # The last session's results go: a session stopped before it writes its own (a CI time
+        # limit, -x before any job) must not leave them to stand for it.
+        (folder / "results.json").unlink(missing_ok=True)
         for stale in (folder / "jobs").glob("*.json"):
             stale.unlink()
+
+
+def _release_report(config) -> None:
+    hold = config.stash.get(REPORT_LOCK, None)
+    if hold is not None:
+        del config.stash[REPORT_LOCK]
+        hold.close()
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -324,6 +341,17 @@ def pytest_sessionfinish(session, exitstatus):
     report = _report_dir(config)
     if report is None or not _is_controller(config):
         return
+    try:
+        _write_session_results(config, report, exitstatus)
+    finally:
+        _release_report(config)
+
+
+def pytest_unconfigure(config):
+    _release_report(config)  # a session that never reached its end
+
+
+def _write_session_results(config, report: Path, exitstatus) -> None:
     jobs = read_jobs(report)
     if not jobs:
         return

@@ -129,3 +129,46 @@ def test_catalog_items_junit_and_merged_report(pytester, catalog):
     verdicts = {(j["pattern"], j["tool"]): j["verdict"] for j in data["jobs"] if j["variant"] == "leaky"}
     assert verdicts[("wrong_pattern", "asan")] == "stale" and verdicts[("good_pattern", "hardened")] == "blind"
     assert (report / "index.html").is_file()
+
+
+def test_a_second_session_on_one_leak_report_refuses_and_the_last_results_never_stand_in(tmp_path):
+    """Two sessions on one --leak-report: the second deleted the first's job files, and the
+    first's results.json then held only clean jobs (a failed session reported clean).  The
+    folder is now held as a run holds its --out: the second refuses at once.  A later session that
+    writes no results of its own (nothing selected, stopped early) leaves none of the last one's."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    (tmp_path / "leak.c").write_text("#include <stdlib.h>\nint main(void) { return malloc(40) == 0; }\n")
+    (tmp_path / "slow.c").write_text("#include <unistd.h>\nint main(void) { sleep(3); return 0; }\n")
+    (tmp_path / "leakharness.toml").write_text('tools = ["asan"]\n[[target]]\nname = "aleak"\nsources = ["leak.c"]\n'
+                                               '[[target]]\nname = "bslow"\nsources = ["slow.c"]\n')
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST", "LEAKHARNESS"))}
+    env["LEAKHARNESS_CACHE"] = str(tmp_path / "cache")
+
+    def session(*args: str) -> subprocess.Popen:
+        return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+                                 "--leak-report", "rep", *args], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    first = session("--leak-fresh")
+    try:
+        lock = tmp_path / "rep" / ".leakharness.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.is_file() and lock.read_text().strip() == str(first.pid)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = session("-k", "bslow")
+        out, _ = second.communicate(timeout=120)
+        assert second.returncode == 4 and "another leakharness run is writing there" in out, out
+        out, _ = first.communicate(timeout=240)
+    finally:
+        if first.poll() is None:
+            os.killpg(first.pid, 9)
+    assert first.returncode == 1, out
+    jobs = {j["pattern"]: j for j in json.loads((tmp_path / "rep" / "results.json").read_text())["jobs"]}
+    assert set(jobs) == {"aleak", "bslow"} and jobs["aleak"]["findings"], jobs
+    third = session("-k", "no_such_item")
+    out, _ = third.communicate(timeout=120)
+    assert third.returncode == 5 and not (tmp_path / "rep" / "results.json").exists(), out
