@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -100,6 +101,12 @@ ACCEPTED_PROPERTY = "leakharness_accepted"  # a known finding, as a user propert
 
 
 def pytest_configure(config):
+    # The options, checked once here: a UsageError raised while collecting is shown as a
+    # collection error with its traceback (and under pytest -n, as a crashed worker).
+    for name in _csv(_option(config, "tools")):
+        if not checkers.known(name):
+            raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(checkers.names())})")
+    _timeout(config)
     config.addinivalue_line("markers", "known_leak(signature, ...): accept findings with these signatures "
                                        "in leak_check results (reported as accepted, not failing)")
     config.stash[STARTED] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
@@ -115,11 +122,43 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 def pytest_collect_directory(path: Path, parent):
     if (path / METADATA_NAME).is_file() and any((path / t).is_file() for t in TEMPLATE_NAMES.values()):
+        parent.config.stash.setdefault(SEEN_PATTERNS, set()).add(path.name)
         wanted = _csv(_option(parent.config, "patterns"))
         if wanted and path.name not in wanted:
             return None
         return PatternDirectory.from_parent(parent, path=path)
     return None
+
+
+SEEN_PATTERNS = pytest.StashKey[set]()  # the pattern folders collection came upon, wanted or not
+
+
+class MissingPatterns(pytest.Item):
+    """--leak-patterns naming a pattern collection never came upon (a typo): nothing checked it,
+    so the session must not pass.  A failing item, not a usage error: under pytest -n each
+    worker collects, and an error there is a crashed worker, not a line."""
+
+    def __init__(self, *, missing: list[str], seen: set[str], **kwargs):
+        super().__init__(**kwargs)
+        self.missing, self.seen = missing, seen
+
+    def runtest(self) -> None:
+        shown = ", ".join(sorted(self.seen)[:8]) + (", ..." if len(self.seen) > 8 else "")
+        raise CheckFailed(f"--leak-patterns: no pattern {self.missing[0]!r} among those collected ({shown})")
+
+    def repr_failure(self, excinfo):
+        return str(excinfo.value)
+
+    def reportinfo(self):
+        return self.path, None, self.name
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    seen = config.stash.get(SEEN_PATTERNS, set())
+    missing = [p for p in _csv(_option(config, "patterns")) if p not in seen]
+    if seen and missing:  # the catalog was collected, and a pattern asked for is not in it
+        items.append(MissingPatterns.from_parent(session, name="--leak-patterns", missing=missing, seen=seen))
 
 
 class PatternDirectory(pytest.Directory):
@@ -128,10 +167,7 @@ class PatternDirectory(pytest.Directory):
             pattern = load_pattern(self.path)
         except LeakHarnessError as exc:
             raise self.CollectError(str(exc)) from None
-        tools = _csv(_option(self.config, "tools"))
-        for name in tools:
-            if not checkers.known(name):
-                raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(checkers.names())})")
+        tools = _csv(_option(self.config, "tools"))  # known: checked in pytest_configure
         for variant in VARIANTS:
             for checker in pattern.checkers():
                 if tools and checker not in tools:
@@ -153,10 +189,7 @@ class ProjectFile(pytest.File):
     def collect(self) -> Iterable[pytest.Item]:
         from .project import load_project
 
-        tools = _csv(_option(self.config, "tools"))
-        for name in tools:
-            if not checkers.known(name):
-                raise pytest.UsageError(f"--leak-tools: unknown checker {name!r} (one of {', '.join(checkers.names())})")
+        tools = _csv(_option(self.config, "tools"))  # known: checked in pytest_configure
         try:
             project = load_project(self.path)
             # A [[ctest]] project is configured and built here: that is what lists its tests.
@@ -488,8 +521,14 @@ def leak_check(request, tmp_path):
         report = _report_dir(config)
         # With --leak-report, the checks' logs go into the report folder, so that its results.json
         # names them by paths inside it (a report never reads outside its folder).
-        label = re.sub(r"[^A-Za-z0-9_.:=+-]+", "_", request.node.nodeid.replace("/", "."))[:200]
+        label = re.sub(r"[^A-Za-z0-9_.:=+-]+", "_", request.node.nodeid.replace("/", "."))
+        if len(label) > 200:  # two tests alike in their first 200 characters must not share a name
+            label = label[:191] + "~" + hashlib.sha256(label.encode()).hexdigest()[:8]
         sub = f"leak_check/{label}-{counter['n']}"
+        # A second check in one test has names of its own: one job file each, never one over another.
+        named = label if counter["n"] == 1 else f"{label}-call{counter['n']}"
+        if isinstance(tools, str):  # tools="asan": one checker, not the letters of its name
+            tools = (tools,)
         out = report / sub if report is not None else tmp_path / f"leak_check{counter['n']}"
         session = Session(out=out, cache=_option(config, "cache"), timeout=timeout,
                           fresh=bool(_option(config, "fresh")), progress=False, cwd=config.invocation_params.dir)
@@ -513,7 +552,7 @@ def leak_check(request, tmp_path):
         if report is not None:  # the checks' jobs beside the catalog's in --leak-report, named by their test
             for job in results.jobs:
                 write_job(report, dataclasses.replace(
-                    job, pattern=f"{label}:{job.pattern}"[:500], logs=tuple(f"{sub}/{lg}" for lg in job.logs),
+                    job, pattern=f"{named}:{job.pattern}"[:500], logs=tuple(f"{sub}/{lg}" for lg in job.logs),
                     sources=tuple(dataclasses.replace(s, path=f"{sub}/{s.path}") for s in job.sources)))
         result = CheckResult(results.jobs, accepted, out)
         for f in result.accepted:

@@ -172,3 +172,33 @@ def test_a_second_session_on_one_leak_report_refuses_and_the_last_results_never_
     third = session("-k", "no_such_item")
     out, _ = third.communicate(timeout=120)
     assert third.returncode == 5 and not (tmp_path / "rep" / "results.json").exists(), out
+
+
+def test_a_misspelt_leak_pattern_fails_the_session(pytester, catalog):
+    """--leak-patterns good_patern (a typo) collected nothing and passed with the other items, or
+    ran nothing at all; `run --pattern` refuses the same.  It is a failing item naming it."""
+    result = pytester.runpytest("-p", "no:cacheprovider", "fixtures", "--leak-patterns", "good_patern,good_pattern",
+                                "--leak-tools", "asan")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*--leak-patterns: no pattern 'good_patern' among those collected (good_pattern, "
+                                 "wrong_pattern)*"])
+
+
+def test_two_checks_in_one_test_each_keep_their_job(pytester):
+    """Two leak_check calls of one test on one program (different args): the second's job file
+    replaced the first's in --leak-report, and a leak found by the first was gone from the
+    report.  tools="asan" is one checker, not the letters a, s, a, n."""
+    (pytester.path / "src").mkdir()
+    (pytester.path / "src" / "maybe.c").write_text(
+        "#include <stdlib.h>\nint main(int argc, char **argv) {\n    char *p = malloc(33);\n"
+        "    if (argc > 1) return p == 0;\n    free(p);\n    return 0;\n}\n")
+    pytester.makepyfile(test_twice="""
+        def test_twice(leak_check):
+            leak_check(build=["src/maybe.c"], tools="asan", args=["leak"]).assert_leaks(function="main")
+            leak_check(build=["src/maybe.c"], tools="asan").assert_clean()
+    """)
+    report = pytester.path / "report"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--leak-report={report}")
+    result.assert_outcomes(passed=1)
+    jobs = json.loads((report / "results.json").read_text())["jobs"]
+    assert len(jobs) == 2 and sorted(len(j["findings"]) for j in jobs) == [0, 1], [j["pattern"] for j in jobs]
