@@ -823,12 +823,14 @@ int main(void) {
 """
 
 
-def test_leaks_the_programs_own_lsan_suppressions_hide_are_said(tmp_path):
+@pytest.mark.parametrize("env", [{}, {"LSAN_OPTIONS": "print_suppressions=0"}], ids=["default", "print_suppressions=0"])
+def test_leaks_the_programs_own_lsan_suppressions_hide_are_said(tmp_path, env):
     """A program (or a library in it) that embeds LeakSanitizer suppressions: the leak is found
     and suppressed.  The job is clean, but says so: its log was taken for exit statistics alone,
-    and the note went missing."""
+    and the note went missing.  A user's print_suppressions=0 made it silent again."""
     (tmp_path / "supp.c").write_text(EMBEDDED_SUPPRESSION)
-    proc = lh(tmp_path, "check", "--build", "supp.c", "--tool", "asan", "--out", "out", "--no-html", "--quiet")
+    proc = lh(tmp_path, "check", "--build", "supp.c", "--tool", "asan", "--out", "out", "--no-html", "--quiet",
+              env=env)
     job = job_of(tmp_path / "out", "asan")
     assert proc.returncode == 0 and job["status"] == "ok", said(proc)
     assert any("only leaks that suppressions cover" in p for p in job["problems"]), job["problems"]

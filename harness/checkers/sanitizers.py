@@ -30,9 +30,11 @@ SANITIZER_ENV = {
 }
 # Options the user's own cannot turn off: the log path, ASan's exit statistics (proof that the
 # exit-time leak check ran) and the leak check itself (detect_leaks=0 would make a leak look clean).
+# print_suppressions=1: the "Suppressions used:" table is how a run whose every leak was
+# suppressed is told from a clean one (a user's print_suppressions=0 made it silent: clean).
 FORCED_OPTIONS = {
-    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1",
-    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1",
+    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",
+    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",
 }
 # What LSan writes when every leak it found was suppressed.
 SUPPRESSIONS_USED = b"Suppressions used:"
