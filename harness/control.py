@@ -223,9 +223,12 @@ class Session:
     def run_task(self, task: Task, out_root: str | os.PathLike) -> Done:
         """Build (cached), run (or reuse an unchanged result) and judge one task, in this process:
         what a pytest item of a project target does."""
+        from .cachelock import using
+
         cache = self._cache_dir()
-        return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
-                       self.suppressions())
+        with using(cache):  # as run_one: `cache clear` refuses while the item uses the cache
+            return perform(task, _absolute(out_root, self.cwd), cache, result_cache(cache, self.fresh),
+                           self.suppressions())
 
     def _run(self, tasks: list[Task], out: Path, html: bool, growth=None, run: dict | None = None) -> Results:
         """Run the tasks into out, holding its lock; then `growth(out, cache, suppressions)` (a
