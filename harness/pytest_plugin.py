@@ -544,7 +544,8 @@ def leak_check(request, tmp_path):
             if program is None:
                 raise TypeError("leak_check needs program= or build=")
             tools = ("memcheck", "asan") if tools is None else tools
-            tasks = session.check_tasks(program=(str(program),), checkers=tuple(dict.fromkeys(tools)), args=tuple(map(str, args)))
+            tasks = session.check_tasks(program=(str(program),), checkers=tuple(dict.fromkeys(tools)),
+                                        args=tuple(map(str, args)))
         try:
             results = session.check(tasks)
         except Interrupted:
