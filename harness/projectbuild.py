@@ -543,8 +543,8 @@ def _test_environment(props: dict, base: Mapping[str, str]) -> tuple[list[tuple[
             k, _, v = item.partition("=")
             env[k] = v
     before = {**base, **env}  # what `reset` goes back to
-    mods = props.get("ENVIRONMENT_MODIFICATION") or ()
-    for item in mods if isinstance(mods, list) else [mods]:
+    mods = props.get("ENVIRONMENT_MODIFICATION")
+    for item in mods if isinstance(mods, list) else [] if mods is None else [mods]:
         name, _, rest = item.partition("=") if isinstance(item, str) else ("", "", "")
         op, colon, value = rest.partition(":")
         if not name or not colon:

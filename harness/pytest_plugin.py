@@ -197,8 +197,17 @@ class ProjectFile(pytest.File):
                                                         tools or None)
         except LeakHarnessError as exc:
             raise self.CollectError(str(exc)) from None
+        # A project file below pytest's rootdir (a monorepo's sub1/ and sub2/, each with a target
+        # "digest"): its jobs are named by its folder too ("sub1:digest"; ':' is in no target's
+        # name), or one's job file and logs in --leak-report replace the other's.  The items keep
+        # the target's own name: their node ids already hold the folder.
+        where = os.path.relpath(project.root, self.config.rootpath)
+        prefix = "" if where == "." else re.sub(r"[^A-Za-z0-9_.+-]+", ":", where).strip(":") + ":"
         for task in tasks:
-            yield TargetItem.from_parent(self, name=task.name, task=task)
+            name = task.name
+            if prefix:
+                task = dataclasses.replace(task, pattern=prefix + task.pattern)
+            yield TargetItem.from_parent(self, name=name, task=task)
 
 
 class CheckFailed(Exception):

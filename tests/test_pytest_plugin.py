@@ -202,3 +202,21 @@ def test_two_checks_in_one_test_each_keep_their_job(pytester):
     result.assert_outcomes(passed=1)
     jobs = json.loads((report / "results.json").read_text())["jobs"]
     assert len(jobs) == 2 and sorted(len(j["findings"]) for j in jobs) == [0, 1], [j["pattern"] for j in jobs]
+
+
+def test_two_project_files_with_a_target_of_one_name_keep_a_job_each(pytester):
+    """A monorepo: sub1/ and sub2/ each declare a target "digest", sub1's leaking.  pytest failed
+    sub1's item, but --leak-report held sub2's clean job in its place (one job file, one logs
+    folder per name): the report said clean.  Each now has its own job, named by its folder."""
+    for sub, body in (("sub1", "return malloc(21) == 0;"), ("sub2", "free(malloc(21)); return 0;")):
+        (pytester.path / sub).mkdir()
+        (pytester.path / sub / "d.c").write_text(f"#include <stdlib.h>\nint main(void) {{ {body} }}\n")
+        (pytester.path / sub / "leakharness.toml").write_text(
+            'tools = ["asan"]\n[[target]]\nname = "digest"\nsources = ["d.c"]\n')
+    report = pytester.path / "report"
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--leak-report={report}", "-rfE")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["FAILED sub1/leakharness.toml::digest[[]asan[]]*"])
+    jobs = {j["pattern"]: j for j in json.loads((report / "results.json").read_text())["jobs"]}
+    assert set(jobs) == {"sub1:digest", "sub2:digest"}, set(jobs)
+    assert len(jobs["sub1:digest"]["findings"]) == 1 and not jobs["sub2:digest"]["findings"]
