@@ -55,9 +55,9 @@ MUTATIONS = [
      "Path(job.cwd or os.getcwd()), job.timeout,", "job.out_dir, job.timeout,",
      [T + "test_input_file_named_by_an_argument_is_part_of_the_key"]),
     ("the user's detect_leaks=0 cannot turn the leak check off", "harness/checkers/sanitizers.py",
-     '    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1",\n'
-     '    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1",',
-     '    "ASAN_OPTIONS": ":atexit=1",',
+     '    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",\n'
+     '    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",',
+     '    "ASAN_OPTIONS": ":atexit=1:print_suppressions=1",',
      [T + "test_leak_detection_turned_off_by_the_users_environment_is_not_clean"]),
     # (A run killed or cut short also leaves its recording of what it read incomplete, which keeps
     # it out of the cache too; a run past the output cap exits normally, its recording whole.)
