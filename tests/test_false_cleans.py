@@ -1216,3 +1216,17 @@ def test_valgrinds_own_configuration_ignoring_addresses_is_not_clean(tmp_path):
               env=env)
     job = job_of(tmp_path / "out2", "memcheck")
     assert proc.returncode == 1 and any("--ignore-ranges" in p for p in job["problems"]), brief(job)
+
+
+UNINIT = ("#include <stdlib.h>\n#include <stdio.h>\nint main(void) {\n    int *p = malloc(sizeof *p);\n"
+          "    if (*p == 42) puts(\"42\");\n    free(p);\n    return 0;\n}\n")
+
+
+def test_valgrinds_own_configuration_cannot_turn_memchecks_checks_off(tmp_path):
+    """--undef-value-errors=no in a .valgrindrc: memcheck said nothing of a branch on
+    uninitialised memory, and the job was clean.  memcheck's own options are on our command line."""
+    (tmp_path / "uninit.c").write_text(UNINIT)
+    (tmp_path / ".valgrindrc").write_text("--undef-value-errors=no\n--show-mismatched-frees=no\n")
+    proc = lh(tmp_path, "check", "--build", "uninit.c", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet")
+    job = job_of(tmp_path / "out", "memcheck")
+    assert proc.returncode == 1 and any(f["category"] == "uninitialized" for f in job["findings"]), brief(job)

@@ -270,7 +270,9 @@ class Valgrind(Checker):
 
 class Memcheck(Valgrind):
     tool = "memcheck"
-    options = ("--leak-check=full", "--show-leak-kinds=all")
+    # Its checks on, whatever valgrind's own configuration says (a .valgrindrc's
+    # --undef-value-errors=no hid every uninitialised read): the command line is read last.
+    options = ("--leak-check=full", "--show-leak-kinds=all", "--undef-value-errors=yes", "--show-mismatched-frees=yes")
     log_tools = ("memcheck",)
     cannot_see = ("overflows of stack and global arrays (only the heap is tracked); a block a thread still "
                   "running at exit points at (still reachable, not lost); data races; a statically linked "
