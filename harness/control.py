@@ -40,6 +40,16 @@ def one_line_errors(method: Callable) -> Callable:
     return wrapper
 
 
+def _ended_results(folder: Path) -> Results:
+    """A results folder's results, once no run is writing it (outdir.refuse_while_written): the
+    jobs a run has done so far are no run cut short."""
+    from .outdir import refuse_while_written
+    from .results import load_results
+
+    refuse_while_written(folder)
+    return load_results(folder)
+
+
 def positive_jobs(value: Any) -> int | None:
     if value is None:
         return None
@@ -307,7 +317,8 @@ class Session:
                     checkers: Sequence[str] = (), cflags: Sequence[str] = (),
                     ldflags: Sequence[str] = (), args: Sequence[str] = ()) -> list[Task]:
         """Tasks for a user's program or sources; no checkers: what `check` runs for the language."""
-        return check_tasks(tuple(program), tuple(_absolute(s, self.cwd) for s in sources), tuple(checkers),
+        return check_tasks(tuple(program), tuple(_absolute(s, self.cwd) for s in sources),
+                           tuple(dict.fromkeys(checkers)),  # a checker named twice runs once
                            tuple(cflags), tuple(ldflags), tuple(args), self.cc, self.timeout or DEFAULT_TIMEOUT,
                            cwd=self.cwd)
 
@@ -355,13 +366,9 @@ class Session:
     def baseline(self, results_dir: str | os.PathLike, fmt: str) -> tuple[str, int, int]:
         """Suppressions for every finding of a results folder: (text, how many, how many findings
         could not be written); fmt "known": each target's `known` list for the project file."""
-        from .outdir import refuse_while_written
-        from .results import load_results
         from .suppress import write_known, write_lsan, write_valgrind
 
-        folder = _absolute(results_dir, self.cwd)
-        refuse_while_written(folder)
-        results = load_results(folder)
+        results = _ended_results(_absolute(results_dir, self.cwd))
         if fmt == "known":
             return (*write_known(results.jobs), 0)
         findings = [f for j in results.jobs for f in j.findings]
@@ -384,12 +391,9 @@ class Session:
         """Knowledge from a catalog run's results folder: (Knowledge, ids of catalog patterns the
         run did not hold)."""
         from .knowledge import learn
-        from .outdir import refuse_while_written
-        from .results import load_results
 
         folder = _absolute(results_dir, self.cwd)
-        refuse_while_written(folder)
-        return learn(load_results(folder), folder, self.catalog())
+        return learn(_ended_results(folder), folder, self.catalog())
 
     @one_line_errors
     def explain(self, what: str) -> list:
@@ -398,8 +402,6 @@ class Session:
         from .grouping import group_findings
         from .judge import errors_of
         from .knowledge import Explainer, Sources, explain_signature
-        from .outdir import refuse_while_written
-        from .results import load_results
 
         path = _absolute(what, self.cwd)
         if not (path.is_dir() or path.name.endswith(".json") or path.is_file()):
@@ -408,9 +410,8 @@ class Session:
         if path.is_file() and path.name != "results.json":
             raise LeakHarnessError(f"{path}: not a results.json (give a results folder, its results.json, "
                                    f"or a signature)")
-        refuse_while_written(folder)
         rows = []
-        for job in load_results(folder).jobs:
+        for job in _ended_results(folder).jobs:
             explainer = Explainer(sources=Sources(folder, job.sources))
             for group in group_findings(f for f in errors_of(job.findings) if not f.suppressed):
                 rows.append((job.name, group.headline(), explainer.explain(group.root)))

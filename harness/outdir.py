@@ -102,13 +102,8 @@ def locked(path: Path):
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                holder = ""
-                try:
-                    holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
-                except OSError:
-                    pass
                 raise LeakHarnessError(
-                    f"{path}: another leakharness run is writing there{f' (pid {holder})' if holder else ''}; "
+                    f"{path}: another leakharness run is writing there{_holder(fd)}; "
                     f"wait for it to end, or give a different --out") from None
             raise _problem(path, exc) from None
         try:
@@ -124,6 +119,15 @@ def locked(path: Path):
             raise
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _holder(fd: int) -> str:
+    """The run holding the lock, as it wrote its pid into the lock file: " (pid N)", or "" if unknown."""
+    try:
+        pid = os.pread(fd, 16, 0).decode("ascii", errors="replace").strip()
+    except OSError:
+        return ""
+    return f" (pid {pid})" if pid.isdigit() else ""
 
 
 def _unmark_if_unused(path: Path, made: bool) -> None:
@@ -158,12 +162,7 @@ def refuse_while_written(folder: Path) -> None:
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 return
-            try:
-                holder = os.pread(fd, 16, 0).decode("ascii", errors="replace").strip()
-            except OSError:
-                holder = ""
-            holder = holder if holder.isdigit() else ""
-            raise LeakHarnessError(f"{folder}: a leakharness run{f' (pid {holder})' if holder else ''} is still "
-                                   f"writing its results there; read it once that run has ended") from None
+            raise LeakHarnessError(f"{folder}: a leakharness run{_holder(fd)} is still writing its results "
+                                   f"there; read it once that run has ended") from None
     finally:
         os.close(fd)  # closing releases the shared lock, if taken

@@ -547,14 +547,13 @@ def leak_check(request, tmp_path):
                 from .tasks import default_check_checkers
 
                 tools = default_check_checkers(sources, session.cwd)
-            tasks = session.check_tasks(sources=sources, checkers=tuple(dict.fromkeys(tools)), cflags=tuple(cflags),
+            tasks = session.check_tasks(sources=sources, checkers=tuple(tools), cflags=tuple(cflags),
                                         ldflags=tuple(ldflags), args=tuple(map(str, args)))
         else:
             if program is None:
                 raise TypeError("leak_check needs program= or build=")
             tools = ("memcheck", "asan") if tools is None else tools
-            tasks = session.check_tasks(program=(str(program),), checkers=tuple(dict.fromkeys(tools)),
-                                        args=tuple(map(str, args)))
+            tasks = session.check_tasks(program=(str(program),), checkers=tuple(tools), args=tuple(map(str, args)))
         try:
             results = session.check(tasks)
         except Interrupted:

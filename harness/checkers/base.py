@@ -43,6 +43,15 @@ def child_environment(extra: Iterable[tuple[str, str]] = ()) -> dict[str, str]:
     return env
 
 
+def unless_found(g: "Gathered", why: str) -> str:
+    """A job not fully checked for `why`: incomplete, unless the checker found errors all the same;
+    then they stand (a failure is a failure), and `why` is said among its problems."""
+    if any(f.is_error for f in g.findings):
+        g.problems.append(why)
+        return ""
+    return why
+
+
 class Checker:
     """One checker.  Subclasses set the class attributes and override the hooks they need."""
 

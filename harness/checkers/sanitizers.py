@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 
 from ..elf import contains
-from .base import Checker, child_environment, which
+from .base import Checker, child_environment, unless_found, which
 
 SANITIZER_ENV = {
     "ASAN_OPTIONS": "fast_unwind_on_malloc=0:malloc_context_size=40:detect_stack_use_after_return=1:detect_leaks=1"
@@ -156,13 +156,9 @@ class SanitizerChecker(Checker):
             return ""
         if any(contains(g.program, m) for m in self.instrumented):
             return ""
-        why = (f"{os.path.basename(g.program)} is linked with {self.flag} but none of its code is compiled with it "
-               f"(a build whose own CFLAGS replace the checker's, LDFLAGS kept): {self.name} did not check its "
-               f"reads and writes")
-        if any(f.is_error for f in g.findings):
-            g.problems.append(why)
-            return ""
-        return why
+        return unless_found(g, f"{os.path.basename(g.program)} is linked with {self.flag} but none of its code is "
+                               f"compiled with it (a build whose own CFLAGS replace the checker's, LDFLAGS kept): "
+                               f"{self.name} did not check its reads and writes")
 
     def uninstrumented_child(self, g) -> str:
         """A process of the program that ran a program of the user's not built with this sanitizer

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from .. import elf, facts
 from ..gobuild import GO_MARKS_ENV, MEMCHECK_MARK
-from .base import Checker, child_environment, which
+from .base import Checker, child_environment, unless_found, which
 from ..elf import contains, is_go_binary
 from .go import child_unchecked, go_crash_findings, main_checked, marked_processes, name_go_callers
 
@@ -233,12 +233,8 @@ class Valgrind(Checker):
             options = getattr(log, "options", ())
             ignoring = next((o for o in options if o.startswith(_IGNORING)), None)
             if ignoring:
-                why = (f"valgrind's own configuration (a .valgrindrc or VALGRIND_OPTS) sets {ignoring[:120]}: "
-                       f"errors at those addresses were not reported")
-                if any(f.is_error for f in g.findings):
-                    g.problems.append(why)
-                    return ""
-                return why
+                return unless_found(g, f"valgrind's own configuration (a .valgrindrc or VALGRIND_OPTS) sets "
+                                       f"{ignoring[:120]}: errors at those addresses were not reported")
             theirs = [o.split("=", 1)[1] for o in options if o.startswith("--suppressions=")
                       and o.split("=", 1)[1] not in (str(SUPPRESSIONS), str(GO_SUPPRESSIONS))]
             used = suppressed_by(theirs, getattr(log, "suppression_counts", {}))
@@ -361,15 +357,17 @@ FAMILY = ("valgrind", "Valgrind: the program as compiled, run under valgrind")
 
 
 def suppressed_by(files: list[str], counts: dict) -> int:
-    """How many times the suppressions of these valgrind suppressions files were used, by the
-    names each entry has (the line after its "{")."""
+    """How many times the entries of these valgrind suppressions files were used (by their
+    names, suppress.load's reading of each file; one it cannot read counts none)."""
+    from ..errors import LeakHarnessError
+    from ..suppress import load
+
     if not files or not counts:
         return 0
     names: set[str] = set()
     for name in files:
         try:
-            lines = Path(name).read_text(errors="replace").splitlines()
-        except OSError:
+            names.update(s.name for s in load(Path(name)))
+        except LeakHarnessError:
             continue
-        names.update(lines[i + 1].strip() for i, line in enumerate(lines[:-1]) if line.strip() == "{")
     return sum(n for name, n in counts.items() if name in names and isinstance(n, int))
