@@ -39,6 +39,54 @@ COMMON_OPTIONS = ("--xml=yes", "--trace-children=yes", "--child-silent-after-for
 # What valgrind's own configuration (~/.valgrindrc, VALGRIND_OPTS, ./.valgrindrc) may say that a
 # later option cannot take back (each adds to the last): errors in those addresses go unreported.
 _IGNORING = ("--ignore-ranges=", "--ignore-range-below-sp=")
+# The options valgrind's own configuration may set that change nothing a verdict rests on: its
+# messages, the look of frames, its own sizes and scheduling, or more checking rather than less.
+# Any other option it sets (--xtree-leak=yes took every leak out of the XML; --soname-synonyms
+# can keep malloc from being replaced; --trace-children-skip, --workaround-gcc296-bugs,
+# --sim-hints=lax-ioctls, --log-file, --vgdb-error...) makes a clean job incomplete: an option
+# we never read is not known to be harmless.  Options on our own command line are taken back
+# (valgrind reads it last), whatever the configuration said of them.
+_HARMLESS = frozenset({
+    "-q", "--quiet", "-v", "--verbose", "-s", "--show-error-list", "--time-stamp", "--track-fds", "--demangle",
+    "--error-limit", "--error-exitcode", "--error-markers", "--keep-debuginfo", "--show-below-main",
+    "--default-suppressions", "--max-stackframe", "--main-stacksize", "--alignment", "--xtree-memory",
+    "--xtree-memory-file", "--xtree-leak-file", "--fullpath-after", "--extra-debuginfo-path",
+    "--allow-mismatched-debuginfo", "--smc-check", "--read-inline-info", "--read-var-info", "--vgdb",
+    "--vgdb-poll", "--vgdb-prefix", "--vgdb-shadow-registers", "--run-libc-freeres", "--run-cxx-freeres",
+    "--fair-sched", "--merge-recursive-frames", "--num-transtab-sectors", "--avg-transtab-entry-size",
+    "--valgrind-stacksize", "--show-emwarns", "--sigill-diagnostics", "--max-threads", "--xml-user-comment",
+    "--dsymutil", "--unw-stack-scan-thresh", "--unw-stack-scan-frames", "--resync-filter",
+    # memcheck
+    "--leak-resolution", "--errors-for-leak-kinds", "--leak-check-heuristics", "--track-origins",
+    "--partial-loads-ok", "--expensive-definedness-checks", "--malloc-fill", "--free-fill",
+    # helgrind
+    "--free-is-write", "--conflict-cache-size", "--cmp-race-err-addrs", "--history-backtrack-size",
+    "--delta-stacktrace",
+})
+# Older names of what our --show-leak-kinds=all sets again.
+_TAKEN_BACK = frozenset({"--show-reachable", "--show-possibly-lost"})
+_HARMLESS_VALUES = {"--gen-suppressions": {"no", "all"}, "--keep-stacktraces": {"alloc-and-free", "alloc-then-free"},
+                    "--track-lockorders": {"yes"}, "--check-stack-refs": {"yes"}, "--ignore-thread-creation": {"no"},
+                    "--exit-on-first-error": {"no"}, "--vgdb-stop-at": {"none"}}
+# Sizes that hide nothing at or above valgrind's default (a smaller freed-block queue, or
+# smaller redzones, let a use after free or an overflow land in memory that is not freed).
+_AT_LEAST = {"--freelist-vol": 20_000_000, "--freelist-big-blocks": 1_000_000, "--redzone-size": 16,
+             "--vgdb-error": 999_999_999}
+
+
+def _unknown_to_be_harmless(option: str, ours: frozenset[str]) -> bool:
+    """Whether an option valgrind's own configuration set may change what a job reports."""
+    name, eq, value = option.partition("=")
+    if name in ours or name in _TAKEN_BACK or name in _HARMLESS or option.startswith(_IGNORING) or name == "--suppressions":
+        return False  # taken back by our command line, harmless, or said on its own
+    if name in _HARMLESS_VALUES:
+        return value not in _HARMLESS_VALUES[name]
+    if name in _AT_LEAST:
+        try:
+            return int(value, 0) < _AT_LEAST[name]
+        except ValueError:
+            return True
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -229,12 +277,20 @@ class Valgrind(Checker):
         """What valgrind's own configuration (a .valgrindrc, VALGRIND_OPTS: read by valgrind itself,
         seen in its log's options) kept from the job.  Address ranges it ignores: incomplete, unless
         errors were found all the same (then said).  Suppressions of its own files that matched: said."""
+        ours = frozenset(o.partition("=")[0] for o in (f"--tool={self.tool}", *COMMON_OPTIONS, *self.options,
+                                                          "--xml-file="))
         for path, log in g.parsed:
             options = getattr(log, "options", ())
             ignoring = next((o for o in options if o.startswith(_IGNORING)), None)
             if ignoring:
                 return unless_found(g, f"valgrind's own configuration (a .valgrindrc or VALGRIND_OPTS) sets "
                                        f"{ignoring[:120]}: errors at those addresses were not reported")
+            unknown = list(dict.fromkeys(o for o in options if _unknown_to_be_harmless(o, ours)))
+            if unknown:
+                return unless_found(g, f"valgrind's own configuration (a .valgrindrc or VALGRIND_OPTS) sets "
+                                       f"{' '.join(unknown)[:200]}, which can change what {self.tool} reports: "
+                                       f"the job is not known to be fully checked (docs/checkers.md lists the "
+                                       f"options it may set)")
             theirs = [o.split("=", 1)[1] for o in options if o.startswith("--suppressions=")
                       and o.split("=", 1)[1] not in (str(SUPPRESSIONS), str(GO_SUPPRESSIONS))]
             used = suppressed_by(theirs, getattr(log, "suppression_counts", {}))
@@ -268,7 +324,9 @@ class Memcheck(Valgrind):
     tool = "memcheck"
     # Its checks on, whatever valgrind's own configuration says (a .valgrindrc's
     # --undef-value-errors=no hid every uninitialised read): the command line is read last.
-    options = ("--leak-check=full", "--show-leak-kinds=all", "--undef-value-errors=yes", "--show-mismatched-frees=yes")
+    # --xtree-leak=no: its yes took every leak record out of the XML (written to a file of its own).
+    options = ("--leak-check=full", "--show-leak-kinds=all", "--undef-value-errors=yes", "--show-mismatched-frees=yes",
+               "--xtree-leak=no")
     log_tools = ("memcheck",)
     cannot_see = ("overflows of stack and global arrays (only the heap is tracked); a block a thread still "
                   "running at exit points at (still reachable, not lost); data races; a statically linked "
