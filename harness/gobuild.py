@@ -16,7 +16,8 @@ folder holding a Go package (a module, or loose files).  The cache key covers th
 file of the module the go command could compile into the program (the other packages it imports,
 their C and assembly, go.mod and go.sum: `_module_tree`), the modules beside it that go.mod's
 replace directives or a go.work bring in and what #cgo directives reach outside them, the Go
-toolchain's and the C compiler's identities, GOFLAGS, the OpenSSL version, the build mode and the
+toolchain's and the C compiler's identities, the files //go:embed names, the environment the
+go command, cgo and the C compiler read (GOFLAGS, CGO_*, CPATH...), the OpenSSL version, the build mode and the
 helper's text; the C files among them, which Go's own cache does not track, also go into
 CGO_CFLAGS as a hash (_c_stamp).  GOCACHE lives in the harness's cache (never $HOME); the network
 is off (GOPROXY=off, GOTOOLCHAIN=local): only the standard library and what is already downloaded.
@@ -863,18 +864,62 @@ def key(spec, tree: list[Path], stamp: str | None) -> str:
         add("helper", HELPERS[mode])
     if mode in RECORDING_MODES:  # which calls are rewritten, and whether the package's Go has generics
         add("keep", KEEP_SOURCE, KEEP_LINK_SOURCE, REWRITE_VERSION, str(_has_generics(_spec_folder(spec))))
-    add("GOFLAGS", os.environ.get("GOFLAGS", ""))  # passed to the build (-mod=vendor, -tags, ...)
+    # What the go command, cgo, the C compiler and pkg-config read from the environment the build
+    # is handed (GOFLAGS: -mod=vendor, -tags; CGO_CPPFLAGS=-DLEAK changed the program and the
+    # key did not see it); CC, CGO_CFLAGS and CGO_LDFLAGS are set by _go_env, the user's kept here.
+    add("environment", *sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith("CGO_") or k in _BUILD_ENV))
     for name, text in spec.sources:
         add("source", name, text)
-    for path in _user_files(spec):
+    user = _user_files(spec)
+    for path in user:
         add("file", str(path), path.read_text(encoding="utf-8", errors="replace"))
     for path in tree:
         add("module file", str(path), facts.sha256_file(path))
+    for path in _embedded([*user, *tree]):  # //go:embed: compiled into the program as they are
+        add("embedded file", str(path), facts.sha256_file(path))
     for path in link_inputs(spec.ldflags):  # the target's own ldflags (CGO_LDFLAGS): -L folders, archives
         add("link input", path, facts.sha256_file(path))
     if stamp:
         add("C inputs", stamp)
     return h.hexdigest()
+
+
+# The environment variables a Go build reads besides CGO_* (gobuild.key).
+_BUILD_ENV = frozenset({"GOFLAGS", "GOPATH", "GOMODCACHE", "CXX", "AR", "FC", "PKG_CONFIG", "PKG_CONFIG_PATH",
+                        "PKG_CONFIG_LIBDIR", "PKG_CONFIG_SYSROOT_DIR", "CPATH", "C_INCLUDE_PATH",
+                        "CPLUS_INCLUDE_PATH", "LIBRARY_PATH", "GCC_EXEC_PREFIX", "COMPILER_PATH"})
+_EMBED = re.compile(r"^//go:embed\s(.*)$", re.M)
+_EMBED_PATTERN = re.compile(r'"((?:[^"\\]|\\.)*)"|`([^`]*)`|(\S+)')
+
+
+def _embedded(files: list[Path]) -> list[Path]:
+    """The files the //go:embed directives of these Go files name (a folder: every file under
+    it), inside each file's own folder, as the go command allows."""
+    found: list[Path] = []
+    for f in files:
+        if f.suffix != ".go":
+            continue
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if "//go:embed" not in text:
+            continue
+        folder = f.parent.resolve()
+        for directive in _EMBED.finditer(text):
+            for m in _EMBED_PATTERN.finditer(directive.group(1)):
+                pattern = next(g for g in m.groups() if g is not None)
+                pattern = pattern.removeprefix("all:")
+                if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
+                    continue  # the go command refuses these
+                for hit in sorted(folder.glob(pattern)):
+                    if not hit.resolve().is_relative_to(folder):
+                        continue
+                    if hit.is_dir():
+                        found.extend(p for p in sorted(hit.rglob("*")) if p.is_file() and p.resolve().is_relative_to(folder))
+                    elif hit.is_file():
+                        found.append(hit)
+    return list(dict.fromkeys(found))
 
 
 def _c_stamp(spec, tree: list[Path], cache_dir: Path) -> str | None:

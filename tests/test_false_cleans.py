@@ -1259,3 +1259,63 @@ def test_valgrinds_own_configuration_cannot_turn_memchecks_checks_off(tmp_path):
     proc = lh(tmp_path, "check", "--build", "uninit.c", "--tool", "memcheck", "--out", "out", "--no-html", "--quiet")
     job = job_of(tmp_path / "out", "memcheck")
     assert proc.returncode == 1 and any(f["category"] == "uninitialized" for f in job["findings"]), brief(job)
+
+
+GO_EMBED_MAIN = """\
+package main
+
+/*
+#cgo LDFLAGS: -lcrypto
+#include <openssl/evp.h>
+static void work(int keep) {
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+#ifndef LEAK
+    if (!keep) EVP_MD_CTX_free(c);
+#endif
+}
+*/
+import "C"
+
+import _ "embed"
+
+//go:embed conf/mode.txt
+var mode string
+
+func main() {
+	keep := 0
+	if len(mode) > 0 && mode[0] == 'K' {
+		keep = 1
+	}
+	C.work(C.int(keep))
+}
+"""
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+@pytest.mark.parametrize("change", ["embedded file", "CGO_CPPFLAGS"])
+def test_a_go_programs_build_changed_by_what_it_embeds_or_its_environment_builds_again(tmp_path, change):
+    """A Go target's build key left out the files //go:embed compiles into the program and the
+    environment cgo's compiler reads (CGO_CPPFLAGS=-DLEAK): the stale binary, built before the
+    change, ran again and was clean.  Both are in the key now: the leak is found."""
+    root = tmp_path / "proj"
+    (root / "cmd" / "svc" / "conf").mkdir(parents=True)
+    (root / "go.mod").write_text("module example.org/svc\n\ngo 1.19\n")
+    (root / "cmd" / "svc" / "main.go").write_text(GO_EMBED_MAIN)
+    (root / "cmd" / "svc" / "conf" / "mode.txt").write_text("FREE\n")
+    (root / "leakharness.toml").write_text('tools = ["asan"]\n[[target]]\nname = "svc"\ngo = "cmd/svc"\n')
+
+    def run(n: int, env: dict | None = None):
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html", "--quiet"],
+                              cwd=root, env=_env(tmp_path, env), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=240, start_new_session=True)
+        return proc, job_of(root / f"out{n}", "go-asan")
+
+    proc, job = run(1)
+    assert proc.returncode == 0 and job["status"] == "ok", brief(job)
+    env = None
+    if change == "embedded file":
+        (root / "cmd" / "svc" / "conf" / "mode.txt").write_text("KEEP\n")
+    else:
+        env = {"CGO_CPPFLAGS": "-DLEAK"}
+    proc, job = run(2, env)
+    assert proc.returncode == 1 and len(leaks(job, 72, "work")) == 1, brief(job)
