@@ -62,21 +62,30 @@ def file_hash(path: str | Path) -> str:
 _LOADER_VARS = ("LD_LIBRARY_PATH", "LD_PRELOAD", "LD_AUDIT")
 
 
+# The loader's account of where it looked (LD_DEBUG=libs): every "trying file=" is a folder in
+# which a library of that name appearing would be loaded instead.
+_TRYING = re.compile(r"^\s*\d+:\s+trying file=(.+)$", re.M)
+
+
 @functools.lru_cache(maxsize=1024)
-def _libraries(binary: str, mtime_ns: int, loader_env: tuple[tuple[str, str], ...], cwd: str) -> tuple[str, ...]:
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(loader_env)}
+def _libraries(binary: str, mtime_ns: int, loader_env: tuple[tuple[str, str], ...],
+               cwd: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(the libraries ldd resolves, the folders the loader looked in to find them)."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **dict(loader_env), "LD_DEBUG": "libs"}
     try:
         proc = subprocess.run(["ldd", binary], stdin=subprocess.DEVNULL, capture_output=True, text=True,
                               timeout=30, start_new_session=True, env=env, cwd=cwd)
     except (OSError, subprocess.TimeoutExpired):
-        return ()
+        return (), ()
     found = set()
     for m in _LDD_LINE.finditer(proc.stdout):
         path = m.group(1)
         if "/" not in path:  # linux-vdso.so.1: not a file
             continue
         found.add(os.path.normpath(os.path.join(cwd, path)))
-    return tuple(sorted(found))
+    looked = {os.path.dirname(os.path.normpath(os.path.join(cwd, m.group(1).strip())))
+              for m in _TRYING.finditer(proc.stderr)}
+    return tuple(sorted(found)), tuple(sorted(looked))
 
 
 def _ld_cache_stamp() -> str:
@@ -87,12 +96,21 @@ def _ld_cache_stamp() -> str:
         return "none"
 
 
+def _folder_stamp(folder: str) -> list[int] | None:
+    """A searched folder's identity (an entry added, removed or renamed in it changes its time), or
+    None when it is not there."""
+    ident = facts.identity(folder)
+    return None if ident is None else [ident[0], ident[1], ident[3], ident[4]]
+
+
 def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] | None = None,
               cwd: Path | None = None) -> tuple[str, ...]:
     """The shared libraries the dynamic loader resolves for binary (ldd) under the job's loader
     variables (LD_LIBRARY_PATH, LD_PRELOAD).  Remembered on disk by the binary's hash, those
-    variables and the loader cache's stamp: ldd costs a process per binary, most of the time
-    of a cached job.  The libraries' own contents are hashed afresh every time."""
+    variables and the loader cache's stamp, while every folder the loader looked in keeps its
+    identity (a leaky libfoo.so put in an LD_LIBRARY_PATH or RUNPATH folder searched before the
+    one it was found in would be loaded instead): ldd costs a process per binary, most of the
+    time of a cached job.  The libraries' own contents are hashed afresh every time."""
     env = os.environ if env is None else env
     cwd = str(cwd or os.getcwd())
     loader_env = tuple((k, env[k]) for k in _LOADER_VARS if env.get(k))
@@ -104,16 +122,22 @@ def libraries(binary: Path, cache_dir: Path | None = None, env: dict[str, str] |
         record = Path(cache_dir) / "libs" / f"{file_hash(binary)}-{_ld_cache_stamp()}-{stamp}.json"
         try:
             noted = json.loads(record.read_text())
-            if isinstance(noted, list) and all(isinstance(p, str) and p.startswith("/") for p in noted):
-                return tuple(noted)  # else damaged: asked again, and written anew
-        except (OSError, ValueError):
+            libs, folders = noted.get("libs"), noted.get("folders")
+            if (isinstance(libs, list) and all(isinstance(p, str) and p.startswith("/") for p in libs)
+                    and isinstance(folders, dict)
+                    and all(isinstance(f, str) and f.startswith("/") for f in folders)
+                    and all(_folder_stamp(f) == seen for f, seen in folders.items())):
+                return tuple(libs)  # else damaged, or a folder searched changed: asked again, and written anew
+        except (OSError, ValueError, AttributeError):
             pass
-    libs = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns, loader_env, cwd)
-    if record is not None and libs:
+    libs, looked = _libraries(os.path.realpath(binary), os.stat(binary).st_mtime_ns, loader_env, cwd)
+    folders = {f: _folder_stamp(f) for f in looked}
+    if record is not None and libs and all(s is None or facts.settled([0, 0, 0, s[2], s[3]])
+                                          for s in folders.values()):
         try:
             record.parent.mkdir(parents=True, exist_ok=True)
             tmp = record.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(libs))
+            tmp.write_text(json.dumps({"libs": libs, "folders": folders}))
             os.replace(tmp, record)
         except OSError:
             pass

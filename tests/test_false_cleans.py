@@ -1319,3 +1319,39 @@ def test_a_go_programs_build_changed_by_what_it_embeds_or_its_environment_builds
         env = {"CGO_CPPFLAGS": "-DLEAK"}
     proc, job = run(2, env)
     assert proc.returncode == 1 and len(leaks(job, 72, "work")) == 1, brief(job)
+
+
+SHADOWED_LIB = ("#include <stdlib.h>\nvoid *foo_make(void) { return malloc(56); }\n"
+                "void foo_done(void *p) {\n#ifndef FOO_LEAKS\n    free(p);\n#endif\n}\n")
+SHADOWED_MAIN = "void *foo_make(void);\nvoid foo_done(void *);\nint main(void) { foo_done(foo_make()); return 0; }\n"
+
+
+def test_a_library_put_ahead_in_the_loaders_search_is_an_input(tmp_path):
+    """The program links libfoo.so from its RUNPATH folder; LD_LIBRARY_PATH names a folder searched
+    first, empty at first.  A leaky libfoo.so installed there is the one loaded, but the note of
+    the program's libraries (by its hash and the loader's variables) still named the old one: the
+    cached clean result was reused.  The note now holds while every folder the loader looked in
+    is unchanged."""
+    system, dev = tmp_path / "sys", tmp_path / "devlib"
+    system.mkdir()
+    dev.mkdir()
+    (tmp_path / "foo.c").write_text(SHADOWED_LIB)
+    (tmp_path / "prog.c").write_text(SHADOWED_MAIN)
+
+    def cc(*args):
+        subprocess.run(["gcc", "-g", "-O0", "-shared", "-fPIC", "foo.c", *args], cwd=tmp_path, check=True,
+                       stdin=subprocess.DEVNULL, timeout=120, start_new_session=True)
+
+    cc("-o", "sys/libfoo.so")
+    time.sleep(2.1)  # the folders settled, as in a project's life: their notes may be remembered
+    args = ("check", "--build", "prog.c", "--ldflags", f"-L{system} -Wl,-rpath,{system} -lfoo", "--tool", "asan",
+            "--no-html", "--quiet")
+    env = {"LD_LIBRARY_PATH": str(dev)}
+    proc = lh(tmp_path, *args, "--out", "out1", env=env)
+    assert proc.returncode == 0, said(proc)
+    proc = lh(tmp_path, *args, "--out", "out2", env=env)
+    assert proc.returncode == 0 and job_of(tmp_path / "out2", "asan")["cached"] is True, said(proc)
+    cc("-DFOO_LEAKS", "-o", "devlib/libfoo.so")  # `make install` of a patched build, ahead in the search
+    proc = lh(tmp_path, *args, "--out", "out3", env=env)
+    job = job_of(tmp_path / "out3", "asan")
+    assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 56, "foo_make")) == 1, brief(job)
