@@ -208,6 +208,7 @@ REAL_DECL(FILE *, popen, (const char *, const char *));
 REAL_DECL(int, connect, (int, const struct sockaddr *, socklen_t));
 REAL_DECL(void *, dlopen, (const char *, int));
 REAL_DECL(void *, dlmopen, (Lmid_t, const char *, int));
+REAL_DECL(int, dlclose, (void *));
 REAL_DECL(void, _exit, (int));
 REAL_DECL(void, _Exit, (int));
 
@@ -1371,7 +1372,8 @@ NOINLINE static void note_dlopen(const void *from, const char *file)
  * process ends (its end line) is written as a read (repeats are dropped by seen_before; the
  * hook itself must stay a tail call, the loader reading the caller's RUNPATH from its return
  * address): the names are gathered first, and written outside dl_iterate_phdr, which holds the
- * loader's lock.  One a program dlcloses before it ends is not seen (nor its leaks named). */
+ * loader's lock.  So is every object loaded when the program calls dlclose: a plugin closed
+ * before the end, and the libraries it brought in, are inputs all the same. */
 #define LOADED_MAX 256
 struct loaded_names {
     const char *names[LOADED_MAX];
@@ -1426,6 +1428,13 @@ HOOK(void *, dlmopen, (Lmid_t lmid, const char *file, int mode))
     const void *from = CALLER;
     note_dlopen(from, file);
     return REAL(dlmopen)(lmid, file, mode);
+}
+
+HOOK(int, dlclose, (void *handle))
+{
+    const void *from = CALLER;
+    note_loaded(from);  /* before it goes: what the dlopen of this handle brought in */
+    return REAL(dlclose)(handle);
 }
 
 /* --- sockets ---------------------------------------------------------------------------------- */
@@ -1615,7 +1624,7 @@ static void init_once(int argc, char **argv)
     RESOLVE(ftw64); RESOLVE(fts_open); RESOLVE(fts64_open);
     RESOLVE(execve); RESOLVE(execv); RESOLVE(execvp); RESOLVE(execvpe); RESOLVE(fexecve); RESOLVE(execveat);
     RESOLVE(posix_spawn); RESOLVE(posix_spawnp); RESOLVE(system); RESOLVE(popen);
-    RESOLVE(dlopen); RESOLVE(dlmopen); RESOLVE(_exit); RESOLVE(_Exit); RESOLVE(connect);
+    RESOLVE(dlopen); RESOLVE(dlmopen); RESOLVE(dlclose); RESOLVE(_exit); RESOLVE(_Exit); RESOLVE(connect);
     setup(argc, argv);
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
     errno = saved;
