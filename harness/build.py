@@ -169,8 +169,11 @@ class BuildSpec:
             "ldflags", *self.ldflags)
         for name, text in self.sources:
             add("source", name, text)
-        for path in _with_headers(self.cc, self.files, self.cflags):
+        files = _with_headers(self.cc, self.files, self.cflags)
+        for path in files:
             add("file", str(path), hashed(path))  # remembered by identity: 100s of system headers
+        for path in _read_besides(files, (*self.cflags, *self.ldflags)):
+            add("read by the compiler", str(path), hashed(path))
         for path in link_inputs(self.ldflags, cc=self.cc):
             add("link input", path, hashed(path))
         for inc in self.include_dirs:  # headers the sources may include
@@ -182,6 +185,49 @@ class BuildSpec:
                 add("header", name, text)
                 seen.append((str(Path(inc) / name), facts.identity(Path(inc) / name)))
         return h.hexdigest(), tuple(seen)
+
+
+# What a source pulls in that `cc -M` does not list: the assembler's .incbin and .include (in
+# inline assembly, a certificate or a config compiled in) and C23's #embed.
+_PULLED_IN = re.compile(rb'(?:\.incbin|\.include)\s+\\*"([^"\\\n]+)\\*"|#\s*embed\s*[<"]([^>"\n]+)[>"]')
+
+
+def _read_besides(files: Sequence[Path], flags: Sequence[str]) -> list[Path]:
+    """The files a compile reads that `cc -M` does not name: gcc's @response files among the
+    flags (and those they name in turn), and what the user's own sources and headers (not the
+    distribution's) pull in by .incbin, .include or #embed, looked for where the assembler and
+    the compiler look (the working folder, the source's folder, the -I folders)."""
+    found: list[Path] = []
+    pending = [f[1:] for f in flags if f.startswith("@") and len(f) > 1]
+    include_dirs = [f[2:] for f in flags if f.startswith("-I") and len(f) > 2]
+    while pending and len(found) < 64:
+        path = Path(pending.pop(0)).resolve()
+        if path in found or not path.is_file():
+            continue
+        found.append(path)
+        try:
+            words = path.read_text(encoding="utf-8", errors="replace").split()
+        except OSError:
+            continue
+        pending += [w[1:].strip("'\"") for w in words if w.startswith("@") and len(w) > 1]
+        include_dirs += [w[2:].strip("'\"") for w in words if w.startswith("-I") and len(w) > 2]
+    for f in files:
+        f = Path(f)
+        if str(f).startswith(("/usr/include/", "/usr/lib/")):
+            continue
+        try:
+            data = f.read_bytes()
+        except OSError:
+            continue
+        if b"incbin" not in data and b".include" not in data and b"embed" not in data:
+            continue
+        for m in _PULLED_IN.finditer(data):
+            name = os.fsdecode(m.group(1) or m.group(2))
+            for folder in (os.getcwd(), str(f.parent), *include_dirs):
+                candidate = Path(folder, name)
+                if candidate.is_file() and candidate.resolve() not in found:
+                    found.append(candidate.resolve())
+    return found
 
 
 def link_inputs(ldflags: Sequence[str], cwd: str | None = None, cc: str = "gcc") -> list[str]:

@@ -1362,3 +1362,38 @@ def test_a_library_put_ahead_in_the_loaders_search_is_an_input(tmp_path):
     proc = lh(tmp_path, *args, "--out", "out3", env=env)
     job = job_of(tmp_path / "out3", "asan")
     assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 56, "foo_make")) == 1, brief(job)
+
+
+INCBIN_MAIN = """\
+#include <stdlib.h>
+__asm__(".section .rodata\\n.global lh_mode\\nlh_mode:\\n.incbin \\"mode.bin\\"\\n.byte 0\\n.previous\\n");
+extern const char lh_mode[];
+int main(void) {
+    char *p = malloc(48);
+#ifndef LEAK
+    if (lh_mode[0] == 'F')
+        free(p);
+#endif
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("change", ["incbin", "response file"])
+def test_a_file_the_compiler_reads_that_cc_m_does_not_list_rebuilds(tmp_path, change):
+    """A data file compiled in by .incbin (an embedded certificate or config), and a gcc @response
+    file of the flags: `cc -M` lists neither, so the build key missed an edit of either and the
+    stale binary ran again, clean, even with --fresh."""
+    (tmp_path / "prog.c").write_text(INCBIN_MAIN)
+    (tmp_path / "mode.bin").write_text("FREE\n")
+    (tmp_path / "flags.rsp").write_text("-DNOTHING\n")
+    args = ("check", "--build", "prog.c", "--cflags", "@flags.rsp", "--tool", "asan", "--no-html", "--quiet")
+    proc = lh(tmp_path, *args, "--out", "out1")
+    assert proc.returncode == 0, said(proc)
+    if change == "incbin":
+        (tmp_path / "mode.bin").write_text("KEEP\n")
+    else:
+        (tmp_path / "flags.rsp").write_text("-DLEAK\n")
+    proc = lh(tmp_path, *args, "--fresh", "--out", "out2")
+    job = job_of(tmp_path / "out2", "asan")
+    assert proc.returncode == 1 and len(leaks(job, 48, "main")) == 1, brief(job)
