@@ -429,11 +429,36 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
         if exitstatus == pytest.ExitCode.INTERRUPTED:
             note = " (interrupted: only the jobs that finished, not the whole session)"
         terminalreporter.write_line(f"leakharness: results in {report / 'results.json'}{note}")
+    left_out = _project_file_left_out(config)
+    if left_out is not None and _is_controller(config):
+        terminalreporter.write_line(
+            f"leakharness: {left_out} was not collected: pytest's testpaths ({', '.join(config.getini('testpaths'))}) "
+            f"leave it out; run `pytest {left_out.name}` or add it to testpaths", yellow=True)
     accepted = config.stash.get(ACCEPTED, [])
     if accepted:
         terminalreporter.write_sep("-", "leakharness: known findings accepted")
         for line in accepted:
             terminalreporter.write_line(line)
+
+
+def _project_file_left_out(config) -> Path | None:
+    """The rootdir's project file when pytest was run with no paths and its testpaths do not
+    reach it: its targets were never collected, and the session would say nothing of them."""
+    from .project import PROJECT_FILE, PYPROJECT_FILE, declares_project
+
+    if getattr(config, "args_source", None) != pytest.Config.ArgsSource.TESTPATHS:
+        return None
+    root = Path(config.rootpath)
+    found = root / PROJECT_FILE
+    if not found.is_file():
+        found = root / PYPROJECT_FILE
+        if not (found.is_file() and declares_project(found)):
+            return None
+    for arg in config.args:
+        reached = Path(root, arg.split("::")[0]).resolve()
+        if reached == found.resolve() or reached == root.resolve():
+            return None
+    return found
 
 
 # --- leak_check: users' own programs ----------------------------------------------------------

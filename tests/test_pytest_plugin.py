@@ -220,3 +220,21 @@ def test_two_project_files_with_a_target_of_one_name_keep_a_job_each(pytester):
     jobs = {j["pattern"]: j for j in json.loads((report / "results.json").read_text())["jobs"]}
     assert set(jobs) == {"sub1:digest", "sub2:digest"}, set(jobs)
     assert len(jobs["sub1:digest"]["findings"]) == 1 and not jobs["sub2:digest"]["findings"]
+
+
+def test_a_project_file_testpaths_leave_out_is_said(pytester):
+    """`testpaths = tests` in the project's pytest.ini: `pytest` collected tests/ only, and the
+    root's leakharness.toml (a leaking target) was never checked, with nothing said.  The session
+    now says so, and the command to run it; a run that names it collects it."""
+    (pytester.path / "d.c").write_text("#include <stdlib.h>\nint main(void) { return malloc(21) == 0; }\n")
+    (pytester.path / "leakharness.toml").write_text('tools = ["asan"]\n[[target]]\nname = "digest"\nsources = ["d.c"]\n')
+    (pytester.path / "tests").mkdir()
+    (pytester.path / "tests" / "test_unit.py").write_text("def test_unit():\n    pass\n")
+    pytester.makeini("[pytest]\ntestpaths = tests\n")
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["leakharness: */leakharness.toml was not collected: pytest's testpaths (tests) leave "
+                                 "it out; run `pytest leakharness.toml` or add it to testpaths"])
+    result = pytester.runpytest("-p", "no:cacheprovider", "leakharness.toml")
+    result.assert_outcomes(failed=1)
+    assert "was not collected" not in result.stdout.str()
