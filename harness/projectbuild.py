@@ -531,7 +531,7 @@ _ENV_OPS = {
 
 def _test_environment(props: dict, base: Mapping[str, str]) -> tuple[list[tuple[str, str]], str]:
     """A test's ENVIRONMENT, then its ENVIRONMENT_MODIFICATION applied in order, over `base`
-    (leakharness's own environment, which the test's job starts from, as ctest's did): the
+    (the environment the test's job starts from, as ctest's did): the
     variables it sets, with their values; and why not, when an entry cannot be followed."""
     env: dict[str, str] = {}
     for item in props.get("ENVIRONMENT") or ():
@@ -561,9 +561,11 @@ def _test_environment(props: dict, base: Mapping[str, str]) -> tuple[list[tuple[
     return list(env.items()), ""
 
 
-def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
+def ctest_tests(listing: Any, builddir: Path, where: str, base: Mapping[str, str] | None = None) -> list[CTestTest]:
     """The tests of `ctest --show-only=json-v1`'s output: each one's command, working folder and
-    environment.  Checked as untrusted input: a malformed entry is one line naming it."""
+    environment (its ENVIRONMENT_MODIFICATION applied over `base`, the environment ctest would
+    run it in: leakharness's own and the [[ctest]] table's `env`).  Checked as untrusted input:
+    a malformed entry is one line naming it."""
     if not isinstance(listing, dict) or not isinstance(listing.get("tests"), list):
         raise LeakHarnessError(f"{where}: ctest's test list is not what ctest --show-only=json-v1 prints")
     out = []
@@ -577,7 +579,7 @@ def ctest_tests(listing: Any, builddir: Path, where: str) -> list[CTestTest]:
             continue
         props = {p.get("name"): p.get("value") for p in test.get("properties", ()) if isinstance(p, dict)}
         cwd = props.get("WORKING_DIRECTORY")
-        env, unsupported = _test_environment(props, os.environ)
+        env, unsupported = _test_environment(props, os.environ if base is None else base)
         out.append(CTestTest(name=name, command=tuple(command),
                              cwd=Path(cwd) if isinstance(cwd, str) and os.path.isabs(cwd) else builddir,
                              env=tuple(env), disabled=bool(props.get("DISABLED")), unsupported=unsupported))

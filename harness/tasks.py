@@ -281,7 +281,8 @@ def ctest_tasks(project, suite, cache_dir: Path, checkers: Sequence[str] | None 
                 tasks.append(Task(pattern=suite.prefix or f"ctest{suite.index}", variant=None, checker=checker,
                                   timeout=limit, unbuilt=(built.status, built.message), source_root=project.root))
             continue
-        listed = ctest_tests(built.listing, built.builddir, f"{project.file}: {suite.label}")
+        listed = ctest_tests(built.listing, built.builddir, f"{project.file}: {suite.label}",
+                             {**os.environ, **dict(suite.env)})
         # A name in `tests` that CTest does not list (a typo, a test renamed since) checks nothing:
         # said, never a run that leaves it out and passes.
         missing = [n for n in suite.tests if n not in {test.name for test in listed}]

@@ -1174,6 +1174,14 @@ def test_ctest_environment_modification_is_run_as_ctest_runs_it(tmp_path):
                           env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
     job = job_of(root / "out", "asan")
     assert proc.returncode == 3 and job["status"] == "incomplete" and "MODE=unset" in job["message"], brief(job)
+    # The [[ctest]] table's env is the environment ctest runs the test in: the modification
+    # appends to it (it was applied to leakharness's own, and the table's MODE then lost).
+    root = cmake_project(tmp_path / "table", 'ENVIRONMENT_MODIFICATION "MODE=string_append::more"',
+                         tests='env = { MODE = "leak" }\n')
+    proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", "out", "--no-html"], cwd=root,
+                          env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=240)
+    job = job_of(root / "out", "asan")
+    assert proc.returncode == 1 and len(leaks(job, 48, "main")) == 1, brief(job)
 
 
 def test_a_ctest_test_named_but_not_listed_is_an_error_not_a_pass(tmp_path):
