@@ -800,11 +800,28 @@ int main(void) {
 """
 
 
-def test_a_file_reopened_through_proc_self_fd_is_an_input(tmp_path):
+THROUGH_CWD_LINK = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+int main(void) {
+    char mode[16] = {0};
+    FILE *f = fopen("/proc/self/cwd/mode.conf", "r");  /* the working folder, named through /proc */
+    if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
+    char *kept = malloc(40);
+    if (strncmp(mode, "leak", 4) != 0) free(kept);
+    return 0;
+}
+"""
+
+
+@pytest.mark.parametrize("source", [REOPENED, THROUGH_CWD_LINK], ids=["proc-self-fd", "proc-self-cwd"])
+def test_a_file_reopened_through_proc_self_fd_is_an_input(tmp_path, source):
     """systemd's O_PATH idiom: the file is opened with O_PATH (a probe: type, size), then read
     through /proc/self/fd/N, which the recorder left out with the rest of /proc.  Rewritten to
-    the same size, the file kept the cached clean result."""
-    (tmp_path / "reopen.c").write_text(REOPENED)
+    the same size, the file kept the cached clean result.  The same for a file read through
+    /proc/self/cwd/."""
+    (tmp_path / "reopen.c").write_text(source)
     conf = tmp_path / "mode.conf"
     conf.write_text("clean\n")
     os.utime(conf, (1_700_000_000, 1_700_000_000))

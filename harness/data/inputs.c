@@ -550,6 +550,54 @@ static void fold(char *p)
     *w = '\0';
 }
 
+/* A path through a process's working folder or root (/proc/self/cwd/conf/x, /proc/PID/root/...)
+ * is the file behind it: the link is read and the rest of the path put after it (else the path
+ * is under /proc, not recorded, and a file read that way was never an input).  ts.line is free. */
+static void proc_link(char *buf)
+{
+    if (lh_strncmp(buf, "/proc/", 6) != 0)
+        return;
+    const char *p = buf + 6;
+    if (lh_strncmp(p, "self/", 5) == 0)
+        p += 5;
+    else if (lh_strncmp(p, "thread-self/", 12) == 0)
+        p += 12;
+    else {
+        const char *d = p;
+        while (*p >= '0' && *p <= '9')
+            p++;
+        if (p == d || *p != '/')
+            return;
+        p++;
+        if (lh_strncmp(p, "task/", 5) == 0) {  /* /proc/PID/task/TID/cwd */
+            d = p += 5;
+            while (*p >= '0' && *p <= '9')
+                p++;
+            if (p == d || *p != '/')
+                return;
+            p++;
+        }
+    }
+    size_t name = lh_strncmp(p, "cwd", 3) == 0 ? 3 : lh_strncmp(p, "root", 4) == 0 ? 4 : 0;
+    if (name == 0 || (p[name] != '/' && p[name] != '\0'))
+        return;
+    size_t link_len = (size_t)(p + name - buf);
+    char link[64];
+    if (link_len >= sizeof link)
+        return;
+    lh_memcpy(link, buf, link_len);
+    link[link_len] = '\0';
+    long got = syscall(SYS_readlinkat, AT_FDCWD, link, ts.line, PATH_BUF - 1);
+    if (got <= 0 || ts.line[0] != '/')
+        return;
+    size_t rest = lh_strlen(buf + link_len);
+    if ((size_t)got + rest + 1 > PATH_BUF)
+        return;
+    lh_memcpy(ts.line + got, buf + link_len, rest + 1);
+    lh_memcpy(buf, ts.line, (size_t)got + rest + 1);
+    fold(buf);
+}
+
 /* The absolute path of (dirfd, path) into ts.path; path "" names dirfd itself.  -1: cannot. */
 static int absolute(int dirfd, const char *path)
 {
@@ -602,6 +650,7 @@ static int absolute(int dirfd, const char *path)
             }
         }
     }
+    proc_link(buf);
     return 0;
 }
 
