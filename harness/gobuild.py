@@ -1101,15 +1101,55 @@ def _module_files(root: Path) -> list[Path]:
     aside: a package's own _test.go files are its spec's files); a symbolic link is keyed by
     what it points at, as the go command reads it."""
     found = []
-    for folder, dirs, files in os.walk(root):
+    visited = {os.path.realpath(root)}
+    # A package folder that is a symbolic link (lib -> ../vendored/lib) is compiled through it
+    # by the go command: followed, each real folder once.
+    for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")) and d != "testdata"
-                         and not (here / d / "go.mod").is_file())
+                         and not (here / d / "go.mod").is_file() and _first_visit(here / d, visited))
         for name in sorted(files):
             if name in _MODULE_FILES or (here.name == "vendor" and name == "modules.txt") or (
                     os.path.splitext(name)[1] in _BUILD_SUFFIXES and not name.endswith("_test.go")):
                 if (here / name).is_file():
                     found.append(here / name)
+    return found
+
+
+def _first_visit(folder: Path, visited: set[str]) -> bool:
+    real = os.path.realpath(folder)
+    if real in visited:
+        return False
+    visited.add(real)
+    return True
+
+
+_QUOTED_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"\n]+)"', re.M)
+_C_FAMILY = frozenset({".c", ".h", ".cc", ".cpp", ".cxx", ".hh", ".hpp", ".hxx", ".s", ".S", ".sx", ".m", ".inc",
+                       ".def"})
+
+
+def _quoted_includes(files: list[Path]) -> list[Path]:
+    """The files the C of a Go package includes by a quoted name beside itself that are not
+    among `files` (body.inc, opts.def, a header without a suffix: not files the go command
+    lists, nor Go's cache tracks), and those they include in turn."""
+    known = {Path(f) for f in files}
+    pending = [Path(f) for f in files if Path(f).suffix in _C_FAMILY]
+    found: list[Path] = []
+    while pending and len(found) < 10_000:
+        f = pending.pop()
+        try:
+            text = f.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        if "include" not in text:
+            continue
+        for name in _QUOTED_INCLUDE.findall(text):
+            candidate = f.parent / name
+            if candidate.is_file() and candidate not in known:
+                known.add(candidate)
+                found.append(candidate)
+                pending.append(candidate)
     return found
 
 
@@ -1364,6 +1404,7 @@ def build_go(spec, cache_dir: Path):
 
     cache_dir = Path(cache_dir)
     tree = _module_tree(_spec_folder(spec))
+    tree += _quoted_includes([*_user_files(spec), *tree])  # keyed, and in the C stamp, as the module's files
     stamp = _c_stamp(spec, tree, cache_dir)  # the same for the key and the build (an unbounded one is new each time)
     k = key(spec, tree, stamp)
     compile_into = lambda work, final: _compile_go(spec, cache_dir, k, work, stamp)  # noqa: E731

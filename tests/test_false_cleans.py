@@ -1422,3 +1422,45 @@ def test_a_file_the_compiler_reads_that_cc_m_does_not_list_rebuilds(tmp_path, ch
     proc = lh(tmp_path, *args, "--fresh", "--out", "out2")
     job = job_of(tmp_path / "out2", "asan")
     assert proc.returncode == 1 and len(leaks(job, 48, "main")) == 1, brief(job)
+
+
+@pytest.mark.skipif(shutil.which("go") is None, reason="go is not installed")
+@pytest.mark.parametrize("layout", ["included .inc", "linked package folder"])
+def test_a_go_programs_c_reached_by_include_or_link_is_in_its_build_key(tmp_path, layout):
+    """A cgo package's C file #includes body.inc (not a suffix the go command lists, nor one
+    Go's cache tracks); an imported package's folder is a symbolic link out of the module (the
+    module's walk did not follow it).  Either edited to drop a free: the stale binary ran, clean."""
+    root = tmp_path / "proj"
+    (root / "cmd" / "svc").mkdir(parents=True)
+    (root / "go.mod").write_text("module example.org/svc\n\ngo 1.19\n")
+    (root / "leakharness.toml").write_text('tools = ["asan"]\n[[target]]\nname = "svc"\ngo = "cmd/svc"\n')
+    if layout == "included .inc":
+        (root / "cmd" / "svc" / "main.go").write_text('package main\n\n// void work(void);\nimport "C"\n\n'
+                                                      "func main() { C.work() }\n")
+        (root / "cmd" / "svc" / "work.c").write_text('#include <stdlib.h>\nvoid work(void) {\n'
+                                                     '    char *p = malloc(64);\n    p[0] = 1;\n#include "body.inc"\n}\n')
+        edited = root / "cmd" / "svc" / "body.inc"
+        edited.write_text("free(p);\n")
+        dropped = "/* gone */\n"
+    else:
+        (tmp_path / "outside" / "lib").mkdir(parents=True)
+        edited = tmp_path / "outside" / "lib" / "lib.go"
+        edited.write_text('package lib\n\n// #include <stdlib.h>\n'
+                          '// static void work(void) { char *p = malloc(64); p[0] = 1; free(p); }\n'
+                          'import "C"\n\nfunc Work() { C.work() }\n')
+        (root / "lib").symlink_to(tmp_path / "outside" / "lib")
+        (root / "cmd" / "svc" / "main.go").write_text('package main\n\nimport "example.org/svc/lib"\n\n'
+                                                      "func main() { lib.Work() }\n")
+        dropped = edited.read_text().replace(" free(p);", " (void)p;")
+
+    def run(n: int):
+        proc = subprocess.run([sys.executable, "-m", "harness", "run", "--out", f"out{n}", "--no-html", "--quiet"],
+                              cwd=root, env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=240, start_new_session=True)
+        return proc, job_of(root / f"out{n}", "go-asan")
+
+    proc, job = run(1)
+    assert proc.returncode == 0 and job["status"] == "ok", brief(job)
+    edited.write_text(dropped)
+    proc, job = run(2)
+    assert proc.returncode == 1 and len(leaks(job, 64, "work")) == 1, brief(job)
