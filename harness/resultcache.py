@@ -275,7 +275,74 @@ def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str 
                 pass
     for path in named_files(texts, cwd):
         add("file", path, file_hash(path))
+    for path in sanitizer_files(env, cwd, str(program)):
+        add("sanitizer file", path, file_hash(path) if os.path.isfile(path) else "missing")
     return h.hexdigest()
+
+
+# A sanitizer runtime reads the files its options name with its own system calls (the recorder
+# does not see them): suppressions, and further options by include / include_if_exists.
+_SANITIZER_FILE_FLAGS = ("suppressions", "include", "include_if_exists")
+_SANITIZER_FLAG = re.compile(r"""(\w+)=("[^"]*"|'[^']*'|[^\s:,]*)""")
+_EMBEDDED_OPTION = re.compile(rb"(?:suppressions|include|include_if_exists)=[\x20-\x7e]{1,1024}")
+
+
+def sanitizer_files(env: dict[str, str], cwd: Path, program: str) -> list[str]:
+    """Every file the sanitizer options of this job name (present or not: one that appears is
+    read next time), as the runtime looks for it: the option's value with %b the program's name,
+    relative to the working folder, a suppressions file also beside the program; an included
+    options file read for the files it names in turn.  The options compiled into the program
+    (__asan_default_options and the like) count too."""
+    texts = [v for k, v in env.items() if k.endswith("SAN_OPTIONS")]
+    texts += _compiled_options(program)
+    found: list[str] = []
+    seen_texts = 0
+    while texts and seen_texts < 32:
+        text = texts.pop(0)
+        seen_texts += 1
+        for name, value in _SANITIZER_FLAG.findall(text):
+            if name not in _SANITIZER_FILE_FLAGS:
+                continue
+            value = value.strip("'\"").replace("%b", os.path.basename(program))
+            if not value or "%" in value:
+                continue
+            candidates = [os.path.normpath(os.path.join(str(cwd), value))]
+            if name == "suppressions" and not os.path.isabs(value):
+                candidates.append(os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(program)), value)))
+            for path in candidates:
+                if path in found:
+                    continue
+                found.append(path)
+                if name != "suppressions" and os.path.isfile(path):
+                    try:
+                        texts.append(Path(path).read_text(errors="replace")[:65536])
+                    except OSError:
+                        pass
+    return found
+
+
+def _compiled_options(program: str) -> list[str]:
+    """The option strings a program holds that name a sanitizer's files (its own
+    __asan_default_options, __lsan_default_options...): only asked of a program that has
+    such a function's name at all."""
+    from .elf import contains
+
+    if not contains(program, b"_default_options"):
+        return []
+    try:
+        st = os.stat(program)
+    except OSError:
+        return []
+    return list(_option_strings(os.path.realpath(program), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _option_strings(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return ()
+    return tuple(m.group(0).decode("ascii", "replace") for m in _EMBEDDED_OPTION.finditer(data))[:64]
 
 
 def _place(src: Path, target: Path) -> None:

@@ -1464,3 +1464,84 @@ def test_a_go_programs_c_reached_by_include_or_link_is_in_its_build_key(tmp_path
     edited.write_text(dropped)
     proc, job = run(2)
     assert proc.returncode == 1 and len(leaks(job, 64, "work")) == 1, brief(job)
+
+
+HEAP_OVERFLOW = ("#include <stdlib.h>\n#include <stdio.h>\n{default}int main(void) {{\n    char *p = malloc(8);\n"
+                 "    volatile int i = 8;\n    p[i] = 1;\n    printf(\"%d\\n\", p[0]);\n    free(p);\n    return 0;\n}}\n")
+
+
+@pytest.mark.parametrize("how", ["ASAN_OPTIONS=poison_heap=0", "__asan_default_options", "TSAN_OPTIONS=report_bugs=0",
+                                 "TSan suppressions"])
+def test_sanitizer_options_cannot_turn_a_check_off_unseen(tmp_path, how):
+    """poison_heap=0 (in the environment, or compiled into the program by __asan_default_options)
+    hid a heap overflow; report_bugs=0 a data race: each job clean.  Those options are set back
+    last.  A TSan suppressions file is the user's to keep: what it covered is said, never a
+    silent clean."""
+    env = {}
+    if how.startswith("TSAN") or how.startswith("TSan"):
+        shutil.copy(PROGRAMS / "race.c", tmp_path / "prog.c")
+        tool, cflags = "tsan", ()
+        if how.startswith("TSAN"):
+            env["TSAN_OPTIONS"] = "report_bugs=0"
+        else:
+            (tmp_path / "tsan.supp").write_text("race:bump\n")
+            env["TSAN_OPTIONS"] = "suppressions=tsan.supp"
+    else:
+        default = 'const char *__asan_default_options(void) { return "poison_heap=0"; }\n'
+        (tmp_path / "prog.c").write_text(HEAP_OVERFLOW.format(default=default if how.startswith("__") else ""))
+        tool = "asan"
+        if how.startswith("ASAN"):
+            env["ASAN_OPTIONS"] = "poison_heap=0"
+    proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", tool, "--out", "out", "--no-html", "--quiet", env=env)
+    job = job_of(tmp_path / "out", tool)
+    if how == "TSan suppressions":
+        assert proc.returncode == 0 and any("only races that suppressions cover" in p for p in job["problems"]), \
+            brief(job)
+    elif tool == "tsan":
+        assert proc.returncode == 1 and any(f["category"] == "data-race" for f in job["findings"]), brief(job)
+    else:
+        assert proc.returncode == 1 and any(f["category"] == "buffer-overflow" for f in job["findings"]), brief(job)
+
+
+LOST_77 = ("#include <stdlib.h>\n#include <stdio.h>\nstatic void lose(void) { char *p = malloc(77); p[0] = 1; "
+           "printf(\"%p\\n\", (void *)p); }\nint main(void) { lose(); return 0; }\n")
+
+
+@pytest.mark.parametrize("how", ["quoted", "include", "beside the program", "compiled in"])
+def test_a_sanitizer_suppressions_file_however_named_is_an_input(tmp_path, how):
+    """The sanitizer runtime reads its suppressions with its own system calls: only the files
+    named in its options are keyed.  A name in quotes, in an options file `include=` names, beside
+    the program (where the runtime also looks for a relative name), or in options compiled into
+    the program was not found: the suppression removed, the cached clean result stood."""
+    source = LOST_77
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    supp = conf / "lsan.supp"
+    env = {}
+    if how == "quoted":
+        env["LSAN_OPTIONS"] = "suppressions='conf/lsan.supp'"
+    elif how == "include":
+        (conf / "lsan.opts").write_text("suppressions=conf/lsan.supp\n")
+        env["LSAN_OPTIONS"] = "include=conf/lsan.opts"
+    elif how == "compiled in":
+        source = 'const char *__lsan_default_options(void) { return "suppressions=conf/lsan.supp"; }\n' + LOST_77
+    (tmp_path / "prog.c").write_text(source)
+    supp.write_text("leak:lose\n")
+    args = ["check", "--build", "prog.c", "--tool", "asan", "--no-html", "--quiet"]
+    if how == "beside the program":
+        # the program is a project's own build in bin/, the file beside it named relatively
+        (tmp_path / "bin").mkdir()
+        subprocess.run(["gcc", "-g", "-fsanitize=address", "-o", "bin/prog", "prog.c"], cwd=tmp_path, check=True,
+                       stdin=subprocess.DEVNULL, timeout=120, start_new_session=True)
+        supp = tmp_path / "bin" / "lsan.supp"
+        supp.write_text("leak:lose\n")
+        env["LSAN_OPTIONS"] = "suppressions=lsan.supp"
+        args = ["check", "--tool", "asan", "--no-html", "--quiet"]
+    program = ["--", "bin/prog"] if how == "beside the program" else []
+    proc = lh(tmp_path, *args, "--out", "out1", *program, env=env)
+    job = job_of(tmp_path / "out1", "asan")
+    assert proc.returncode == 0 and any("suppressions cover" in p for p in job["problems"]), brief(job)
+    supp.write_text("# none\n")
+    proc = lh(tmp_path, *args, "--out", "out2", *program, env=env)
+    job = job_of(tmp_path / "out2", "asan")
+    assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 77, "lose")) == 1, brief(job)

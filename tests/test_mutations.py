@@ -22,6 +22,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # (what the fix does, file, key line, the line without the fix, the tests that guard it: FILE::KEYWORD)
 T = "tests/test_trust.py::"
 F = "tests/test_false_cleans.py::"
+# The rest of ASan's forced options, between its leak check's and LSan's.
+_ASAN_REST = ('                    ":poison_heap=1:poison_partial=1:poison_array_cookie=1:replace_str=1:replace_intrin=1"\n'
+              '                    ":alloc_dealloc_mismatch=1:new_delete_type_mismatch=1:detect_container_overflow=1"\n'
+              '                    ":report_globals=1:check_malloc_usable_size=1",\n')
 MUTATIONS = [
     ("a timeout is incomplete", "harness/collect.py",
      "    if ended.timed_out:\n        return f\"timed out", "    if False:\n        return f\"timed out",
@@ -55,9 +59,10 @@ MUTATIONS = [
      "Path(job.cwd or os.getcwd()), job.timeout,", "job.out_dir, job.timeout,",
      [T + "test_input_file_named_by_an_argument_is_part_of_the_key"]),
     ("the user's detect_leaks=0 cannot turn the leak check off", "harness/checkers/sanitizers.py",
-     '    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",\n'
+     '    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1:print_suppressions=1"\n' + _ASAN_REST +
      '    "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",',
-     '    "ASAN_OPTIONS": ":atexit=1:print_suppressions=1",',
+     '    "ASAN_OPTIONS": ":atexit=1:print_suppressions=1"\n' + _ASAN_REST +
+     '    "LSAN_OPTIONS": ":print_suppressions=1",',
      [T + "test_leak_detection_turned_off_by_the_users_environment_is_not_clean"]),
     # (A run killed or cut short also leaves its recording of what it read incomplete, which keeps
     # it out of the cache too; a run past the output cap exits normally, its recording whole.)
@@ -190,6 +195,12 @@ MUTATIONS = [
     ("a Go module's walk follows a linked package folder", "harness/gobuild.py",
      "    for folder, dirs, files in os.walk(root, followlinks=True):", "    for folder, dirs, files in os.walk(root):",
      [F + "test_a_go_programs_c_reached_by_include_or_link_is_in_its_build_key"]),
+    ("a sanitizer's checks cannot be turned off by the user's options", "harness/checkers/sanitizers.py",
+     '                    ":poison_heap=1:poison_partial=1:', '                    ":poison_partial=1:',
+     [F + "test_sanitizer_options_cannot_turn_a_check_off_unseen"]),
+    ("the files a sanitizer's options name, however named, are inputs", "harness/resultcache.py",
+     '    for path in sanitizer_files(env, cwd, str(program)):', "    for path in ():",
+     [F + "test_a_sanitizer_suppressions_file_however_named_is_an_input"]),
     ("a Go program runs OpenSSL's cleanup before the leak check, as C's exit() does", "harness/gobuild.py",
      "\t{USER_MAIN}()\n\tC.leakharness_openssl_cleanup() // as C's exit() would, before the leak check",
      "\t{USER_MAIN}()\n\t// as C's exit() would, before the leak check",

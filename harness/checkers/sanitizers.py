@@ -32,12 +32,25 @@ SANITIZER_ENV = {
 # exit-time leak check ran) and the leak check itself (detect_leaks=0 would make a leak look clean).
 # print_suppressions=1: the "Suppressions used:" table is how a run whose every leak was
 # suppressed is told from a clean one (a user's print_suppressions=0 made it silent: clean).
+# The checks a user's options (in the environment, a target's env, or __asan_default_options
+# compiled into the program, which the environment's options override) could turn off and the
+# job still say clean: poison_heap=0 hid a heap overflow, report_bugs=0 a data race.  Each is
+# set back to the runtime's default, last.
 FORCED_OPTIONS = {
-    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",
+    "ASAN_OPTIONS": ":atexit=1:detect_leaks=1:leak_check_at_exit=1:print_suppressions=1"
+                    ":poison_heap=1:poison_partial=1:poison_array_cookie=1:replace_str=1:replace_intrin=1"
+                    ":alloc_dealloc_mismatch=1:new_delete_type_mismatch=1:detect_container_overflow=1"
+                    ":report_globals=1:check_malloc_usable_size=1",
     "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",
+    "TSAN_OPTIONS": ":print_suppressions=1:report_bugs=1:report_thread_leaks=1:report_destroy_locked=1:report_mutex_bugs=1"
+                    ":report_signal_unsafe=1:report_atomic_races=1:ignore_noninstrumented_modules=0"
+                    ":ignore_interceptors_accesses=0:force_seq_cst_atomics=0",
+    "MSAN_OPTIONS": ":poison_in_malloc=1:poison_in_free=1:report_umrs=1:poison_heap_with_zeroes=0",
 }
-# What LSan writes when every leak it found was suppressed.
+# What LSan writes when every leak it found was suppressed, and TSan (print_suppressions=1) when
+# a suppression matched.
 SUPPRESSIONS_USED = b"Suppressions used:"
+TSAN_SUPPRESSIONS_MATCHED = re.compile(rb"^ThreadSanitizer: Matched \d+ suppressions", re.M)
 # What ASan prints at exit with atexit=1: proof that the program ended through exit(), so that
 # LeakSanitizer's exit-time check ran too.
 ASAN_EXIT_MARK = b"AddressSanitizer exit stats:"
@@ -114,6 +127,9 @@ class SanitizerChecker(Checker):
         if head.lstrip(b"-\n").startswith(SUPPRESSIONS_USED) and b"ERROR:" not in head:
             # LSan found only leaks a suppression covers: it lists the suppressions used, nothing else.
             g.problems.append(f"{path.name}: only leaks that suppressions cover")
+            return True
+        if TSAN_SUPPRESSIONS_MATCHED.search(head) and b"WARNING: ThreadSanitizer" not in head:
+            g.problems.append(f"{path.name}: only races that suppressions cover")
             return True
         return False
 
