@@ -204,6 +204,7 @@ REAL_DECL(int, posix_spawn, (pid_t *, const char *, const posix_spawn_file_actio
 REAL_DECL(int, posix_spawnp, (pid_t *, const char *, const posix_spawn_file_actions_t *,
                               const posix_spawnattr_t *, char *const[], char *const[]));
 REAL_DECL(int, system, (const char *));
+REAL_DECL(int, posix_spawn_file_actions_addopen, (posix_spawn_file_actions_t *, int, const char *, int, mode_t));
 REAL_DECL(FILE *, popen, (const char *, const char *));
 REAL_DECL(int, connect, (int, const struct sockaddr *, socklen_t));
 REAL_DECL(void *, dlopen, (const char *, int));
@@ -1331,6 +1332,17 @@ NOINLINE static void note_spawn(const void *from, const char *file, int search)
         note_text(from, "s ?", NULL);
 }
 
+/* A file the spawned child gets open (its stdin, say): glibc opens it in the child before the
+ * exec, with its own system call.  Noted when the action is added, from the parent's folder
+ * (an addchdir_np before it would move the child's: such a path is then read relative to it). */
+HOOK(int, posix_spawn_file_actions_addopen, (posix_spawn_file_actions_t *actions, int fd, const char *path,
+                                             int flags, mode_t mode))
+{
+    const void *from = CALLER;
+    note_open(from, AT_FDCWD, path, flags);
+    return REAL(posix_spawn_file_actions_addopen)(actions, fd, path, flags, mode);
+}
+
 HOOK(int, posix_spawn, (pid_t *pid, const char *path, const posix_spawn_file_actions_t *actions,
                         const posix_spawnattr_t *attr, char *const argv[], char *const envp[]))
 {
@@ -1672,7 +1684,7 @@ static void init_once(int argc, char **argv)
     RESOLVE(scandirat64); RESOLVE(glob); RESOLVE(glob64); RESOLVE(nftw); RESOLVE(nftw64); RESOLVE(ftw);
     RESOLVE(ftw64); RESOLVE(fts_open); RESOLVE(fts64_open);
     RESOLVE(execve); RESOLVE(execv); RESOLVE(execvp); RESOLVE(execvpe); RESOLVE(fexecve); RESOLVE(execveat);
-    RESOLVE(posix_spawn); RESOLVE(posix_spawnp); RESOLVE(system); RESOLVE(popen);
+    RESOLVE(posix_spawn); RESOLVE(posix_spawnp); RESOLVE(posix_spawn_file_actions_addopen); RESOLVE(system); RESOLVE(popen);
     RESOLVE(dlopen); RESOLVE(dlmopen); RESOLVE(dlclose); RESOLVE(_exit); RESOLVE(_Exit); RESOLVE(connect);
     setup(argc, argv);
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
