@@ -916,7 +916,8 @@ def _embedded(files: list[Path]) -> list[Path]:
                     if not hit.resolve().is_relative_to(folder):
                         continue
                     if hit.is_dir():
-                        found.extend(p for p in sorted(hit.rglob("*")) if p.is_file() and p.resolve().is_relative_to(folder))
+                        found.extend(p for p in sorted(hit.rglob("*"))
+                                     if p.is_file() and p.resolve().is_relative_to(folder))
                     elif hit.is_file():
                         found.append(hit)
     return list(dict.fromkeys(found))

@@ -42,7 +42,8 @@ FORCED_OPTIONS = {
                     ":alloc_dealloc_mismatch=1:new_delete_type_mismatch=1:detect_container_overflow=1"
                     ":report_globals=1:check_malloc_usable_size=1",
     "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",
-    "TSAN_OPTIONS": ":print_suppressions=1:report_bugs=1:report_thread_leaks=1:report_destroy_locked=1:report_mutex_bugs=1"
+    "TSAN_OPTIONS": ":print_suppressions=1:report_bugs=1:report_thread_leaks=1:report_destroy_locked=1"
+                    ":report_mutex_bugs=1"
                     ":report_signal_unsafe=1:report_atomic_races=1:ignore_noninstrumented_modules=0"
                     ":ignore_interceptors_accesses=0:force_seq_cst_atomics=0",
     "MSAN_OPTIONS": ":poison_in_malloc=1:poison_in_free=1:report_umrs=1:poison_heap_with_zeroes=0",

@@ -77,7 +77,8 @@ _AT_LEAST = {"--freelist-vol": 20_000_000, "--freelist-big-blocks": 1_000_000, "
 def _unknown_to_be_harmless(option: str, ours: frozenset[str]) -> bool:
     """Whether an option valgrind's own configuration set may change what a job reports."""
     name, eq, value = option.partition("=")
-    if name in ours or name in _TAKEN_BACK or name in _HARMLESS or option.startswith(_IGNORING) or name == "--suppressions":
+    if (name in ours or name in _TAKEN_BACK or name in _HARMLESS or option.startswith(_IGNORING)
+            or name == "--suppressions"):
         return False  # taken back by our command line, harmless, or said on its own
     if name in _HARMLESS_VALUES:
         return value not in _HARMLESS_VALUES[name]

@@ -1684,7 +1684,8 @@ static void init_once(int argc, char **argv)
     RESOLVE(scandirat64); RESOLVE(glob); RESOLVE(glob64); RESOLVE(nftw); RESOLVE(nftw64); RESOLVE(ftw);
     RESOLVE(ftw64); RESOLVE(fts_open); RESOLVE(fts64_open);
     RESOLVE(execve); RESOLVE(execv); RESOLVE(execvp); RESOLVE(execvpe); RESOLVE(fexecve); RESOLVE(execveat);
-    RESOLVE(posix_spawn); RESOLVE(posix_spawnp); RESOLVE(posix_spawn_file_actions_addopen); RESOLVE(system); RESOLVE(popen);
+    RESOLVE(posix_spawn); RESOLVE(posix_spawnp); RESOLVE(posix_spawn_file_actions_addopen);
+    RESOLVE(system); RESOLVE(popen);
     RESOLVE(dlopen); RESOLVE(dlmopen); RESOLVE(dlclose); RESOLVE(_exit); RESOLVE(_Exit); RESOLVE(connect);
     setup(argc, argv);
     __atomic_store_n(&init_state, 2, __ATOMIC_RELEASE);
