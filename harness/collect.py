@@ -117,6 +117,7 @@ class Gathered:
     partial: bool = False
     parsed: list[tuple[Path, object]] = field(default_factory=list)  # (path, the parser's log)
     recorded: inputs.Recorded | None = None  # the recorder's account of what the program read and ran
+    env: dict[str, str] = field(default_factory=dict)  # the environment the checker was handed
     flags: set[str] = field(default_factory=set)  # what a checker's hooks noted for its own rules
     _tails: dict[int, str] = field(default_factory=dict)
 
@@ -242,10 +243,10 @@ def unfollowed(g: Gathered, checker: Checker) -> str:
 
 
 def collect(out_dir: Path, checker: Checker, ended: "Exit", timeout: float, program: str,
-            output_cap: int, cwd: Path) -> Collected:
+            output_cap: int, cwd: Path, env: dict[str, str] | None = None) -> Collected:
     """Parse the logs `checker` names, apply the rules every run obeys and then the checker's
     own, and say what the run was."""
-    g = Gathered(out_dir, ended, timeout, program, output_cap, Path(cwd))
+    g = Gathered(out_dir, ended, timeout, program, output_cap, Path(cwd), env=dict(env or {}))
     for path in checker.log_files(out_dir):
         try:
             log = parse_file(path)

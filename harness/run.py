@@ -85,7 +85,7 @@ def run_job(job: Job, cache_dir: Path | None = None) -> RunResult:
             os.rmdir(private)  # empty once its logs moved: the common case, one system call
         except OSError:
             shutil.rmtree(private, ignore_errors=True)
-    got = collect(job.out_dir, checker, ended, job.timeout, job.command[0], cap, Path(job.cwd or os.getcwd()))
+    got = collect(job.out_dir, checker, ended, job.timeout, job.command[0], cap, Path(job.cwd or os.getcwd()), env)
     return RunResult(job, got.status, got.findings, exit_code=ended.returncode, signal=got.signal,
                      duration_s=ended.duration_s, logs=got.logs, partial=got.partial, problems=got.problems,
                      message=got.reason, inputs=got.recorded)

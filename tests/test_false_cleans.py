@@ -1471,13 +1471,23 @@ HEAP_OVERFLOW = ("#include <stdlib.h>\n#include <stdio.h>\n{default}int main(voi
 
 
 @pytest.mark.parametrize("how", ["ASAN_OPTIONS=poison_heap=0", "__asan_default_options", "TSAN_OPTIONS=report_bugs=0",
-                                 "TSan suppressions"])
+                                 "TSan suppressions", "UBSan suppressions"])
 def test_sanitizer_options_cannot_turn_a_check_off_unseen(tmp_path, how):
     """poison_heap=0 (in the environment, or compiled into the program by __asan_default_options)
     hid a heap overflow; report_bugs=0 a data race: each job clean.  Those options are set back
     last.  A TSan suppressions file is the user's to keep: what it covered is said, never a
     silent clean."""
     env = {}
+    if how == "UBSan suppressions":  # UBSan lists no match: that they were in effect is said
+        (tmp_path / "prog.c").write_text("#include <limits.h>\n#include <stdio.h>\nint main(int argc, char **argv) {\n"
+                                         "    volatile int x = INT_MAX;\n    x = x + argc;\n    printf(\"%d\\n\", x);\n"
+                                         "    return 0;\n}\n")
+        (tmp_path / "ubsan.supp").write_text("signed-integer-overflow:prog.c\n")
+        proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", "ubsan", "--out", "out", "--no-html", "--quiet",
+                  env={"UBSAN_OPTIONS": "suppressions=ubsan.supp"})
+        job = job_of(tmp_path / "out", "ubsan")
+        assert any("UBSan ran with suppressions (ubsan.supp)" in p for p in job["problems"]), brief(job)
+        return
     if how.startswith("TSAN") or how.startswith("TSan"):
         shutil.copy(PROGRAMS / "race.c", tmp_path / "prog.c")
         tool, cflags = "tsan", ()

@@ -247,6 +247,15 @@ class Ubsan(SanitizerChecker):
     log_tools = ("ubsan",)
     cannot_see = "heap memory: no leak, no use after free, no double free (undefined behaviour only)"
 
+    def after_logs(self, g) -> None:
+        super().after_logs(g)
+        # UBSan says nothing of a report its suppressions hid (LSan and TSan list what matched):
+        # a job run with them is never silently clean.
+        m = re.search(r"""(?:^|[:\s,])suppressions=("[^"]*"|'[^']*'|[^\s:,]+)""", g.env.get("UBSAN_OPTIONS", ""))
+        if m:
+            g.problems.append(f"UBSan ran with suppressions ({m.group(1)[:200]}): what they cover was not "
+                              f"reported, and UBSan does not say whether any matched")
+
 
 class Tsan(SanitizerChecker):
     name = "tsan"
