@@ -256,6 +256,11 @@ def line_hash(frame: FrameLike | None) -> str | None:
         text = source_line(frame.file, frame.line)
         if text is None:
             return None
+        # The same text on an earlier line of the file (`p = malloc(32);` twice in a function): the
+        # second is another bug, and its hash says which occurrence it is (the first keeps its own).
+        before = sum(1 for i in range(frame.line - 1) if " ".join(src.lines[i].split()) == text) if text else 0
+        if before:
+            text = f"{text}#{before + 1}"
         h = src.hashes[frame.line] = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:6]
     return h
 
@@ -280,12 +285,13 @@ def split_signature(signature: str) -> tuple[str, str | None]:
 
 
 def signature_matches(wanted: str, signature: str) -> bool:
-    """Does `signature` name the bug `wanted` names?  The frames must be equal; the line hash
-    must be too when both carry one.  So a signature written without a hash (by hand, in a
-    `known_leak` marker, or by an older leakharness) still names the bug, and a finding whose
-    source could not be read is matched by its frames."""
+    """Does `signature` name the bug `wanted` names?  The frames must be equal, and the line
+    hash too when `wanted` carries one.  So a signature written without a hash (by hand, in a
+    `known_leak` marker, or by an older leakharness) names every bug of those frames; one written
+    with a hash never names a finding whose source could not be read (a build with
+    -ffile-prefix-map run from another folder): that could be any line of the function."""
     if wanted == signature:
         return True
     w_stem, w_hash = split_signature(wanted)
     s_stem, s_hash = split_signature(signature)
-    return w_stem == s_stem and (w_hash is None or s_hash is None or w_hash == s_hash)
+    return w_stem == s_stem and (w_hash is None or w_hash == s_hash)
