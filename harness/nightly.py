@@ -183,6 +183,12 @@ def _signatures(job: JobRecord) -> dict[str, str]:
     return found
 
 
+def _records(job: JobRecord) -> Counter:
+    """How many distinct records (stacks) of each signature the job's bugs have: a second leak
+    through the same three frames from another caller is a second record of one signature."""
+    return Counter(f.signature for f in job.findings if f.is_error)
+
+
 def _not_fully_checked(job: JobRecord) -> bool:
     return job.status not in ("ok", "crashed")  # incomplete, build-failed, tool-missing
 
@@ -223,6 +229,11 @@ def compare(night: str, results: Results, previous: Results | None = None,
         if now is not None:
             for sig in sorted(set(now_sigs) - set(before_sigs)):
                 new.append(FindingChange(now.name, sig, now_sigs[sig], now.verdict))
+            if before is not None:  # more records of a signature known last night: a new bug among them
+                now_n, before_n = _records(now), _records(before)
+                for sig in sorted(s for s in set(now_sigs) & set(before_sigs) if now_n[s] > before_n[s]):
+                    new.append(FindingChange(now.name, sig, f"{now_sigs[sig]} ({now_n[sig]} records of it, "
+                                                            f"{before_n[sig]} last night)", now.verdict))
         if before is not None and now is not None:  # a job gone tonight resolved nothing
             for sig in sorted(set(before_sigs) - set(now_sigs)):
                 resolved.append(FindingChange(now.name, sig, before_sigs[sig], now.verdict))

@@ -1602,3 +1602,40 @@ def test_a_file_a_spawned_child_gets_open_is_an_input(tmp_path):
     proc = lh(tmp_path, *args, "--out", "out2")
     job = job_of(tmp_path / "out2", "asan")
     assert job["cached"] is False and proc.returncode == 1 and len(leaks(job, 22, "main")) == 1, brief(job)
+
+
+HELPER_CHAIN = """\
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+static char *xmalloc(size_t n) { char *p = malloc(n); if (!p) abort(); return p; }
+static char *buf_new(size_t n) { char *b = xmalloc(n); memset(b, 0, n); return b; }
+static char *buf_dup(const char *s) { size_t n = strlen(s) + 1; char *b = buf_new(n); memcpy(b, s, n); return b; }
+static void parse_header(void) { char *h = buf_dup("header"); printf("%s\\n", h); }
+static void parse_body(void) { char *h = buf_dup("body"); printf("%s\\n", h); BODY_FREE }
+int main(void) { parse_header(); parse_body(); return 0; }
+"""
+
+
+def test_nightly_says_a_second_leak_of_a_known_signature_is_new(tmp_path):
+    """Night 1 leaks in parse_header through a three-deep helper chain; night 2 leaks in
+    parse_body through the same chain: one signature (its top three frames), two records.  The
+    nights were compared by signature alone: 2 bugs became 4 with no NEW line, exit 0."""
+    root = tmp_path / "proj"
+    root.mkdir()
+    (root / "leakharness.toml").write_text('tools = ["asan"]\n[[target]]\nname = "prog"\nsources = ["prog.c"]\n')
+    (root / "prog.c").write_text(HELPER_CHAIN.replace("BODY_FREE", "free(h);"))
+
+    def night():
+        return subprocess.run([sys.executable, "-m", "harness", "nightly", "--history", "nights", "--quiet"], cwd=root,
+                              env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=240, start_new_session=True)
+
+    first = night()
+    assert first.returncode == 1 and "NEW " not in first.stdout, said(first)  # its leak fails from night 1 on
+    time.sleep(1.1)  # nights are named by the second
+    (root / "prog.c").write_text(HELPER_CHAIN.replace("BODY_FREE", ""))
+    second = night()
+    new = [ln for ln in second.stdout.splitlines() if ln.startswith("NEW ")]
+    assert second.returncode == 1 and len(new) == 1, said(second)
+    assert new[0].startswith("NEW leak:xmalloc>buf_new>buf_dup@") and "(2 records of it, 1 last night)" in new[0], new
