@@ -22,7 +22,8 @@ above an LSan line).
   per stack shape: a bug whose stack differs between builds or tools gets one entry for each.
 - An LSan line holds one pattern, which LSan matches against every frame: the most specific is
   the program's own frame nearest the allocation (`leak:make_name`).  The limit: for a leak
-  allocated right in main that is `leak:main`, which LSan itself would apply to every leak.
+  allocated right in main that is `leak:main`, which LSan itself would apply to every leak: such
+  a line is written behind ONLY_OURS, a comment to LSan that leakharness reads as an entry.
 
 So when leakharness applies an entry that carries a signature, the finding's signature must
 match it too (the frames equal, and the source-line hash equal when both have one): a new leak
@@ -281,10 +282,21 @@ def write_lsan(findings: Iterable[Finding]) -> tuple[str, int, int]:
         if not _writable(f.signature, pattern) or _WILDCARDS_ONLY.match(pattern):
             skipped += 1
             continue
+        if pattern in _EVERY_LEAK:
+            # LSan matches a pattern against every frame, and every leak passes through main:
+            # handed to LSan itself the line would hide them all.  A comment to LSan, an entry to
+            # leakharness (load), which applies it only with the signature above.
+            out.append(f"# {NAME_PREFIX}{f.signature}\n{ONLY_OURS}leak:{pattern}")
+            continue
         out.append(f"# {NAME_PREFIX}{f.signature}\nleak:{pattern}")
     written = len(out)
     out += _skipped_note(skipped)
     return "\n".join(out) + ("\n" if out else ""), written, skipped
+
+
+# Patterns every leak's stack holds: written for leakharness only (ONLY_OURS), never for LSan.
+_EVERY_LEAK = frozenset({"main", "main.main"})
+ONLY_OURS = "#leakharness-only (LSan would match it on every leak) "
 
 
 def _signature_of(name: str) -> str | None:
@@ -304,6 +316,8 @@ def load(path: Path) -> list[Suppression]:
     comment: str | None = None  # the comment line just above: an LSan entry's signature
     while i < len(lines):
         line = lines[i]
+        if line.startswith(ONLY_OURS.strip() + " leak:"):
+            line = line[len(ONLY_OURS.strip()) + 1:]
         if not line or line.startswith("#"):
             comment = line[1:].strip() if line.startswith("#") else None
             i += 1

@@ -1639,3 +1639,29 @@ def test_nightly_says_a_second_leak_of_a_known_signature_is_new(tmp_path):
     new = [ln for ln in second.stdout.splitlines() if ln.startswith("NEW ")]
     assert second.returncode == 1 and len(new) == 1, said(second)
     assert new[0].startswith("NEW leak:xmalloc>buf_new>buf_dup@") and "(2 records of it, 1 last night)" in new[0], new
+
+
+IN_MAIN = ("#include <stdlib.h>\n#include <stdio.h>\nstatic void other(void) { char *q = malloc(33); q[0] = 1; "
+           "OTHER_FREE }\nint main(void) {\n    char *p = malloc(21);\n    p[0] = 1;\n    other();\n    return 0;\n}\n")
+
+
+def test_an_lsan_file_written_for_a_leak_in_main_hides_nothing_else_when_lsan_reads_it(tmp_path):
+    """`suppressions --format lsan` wrote `leak:main` for a leak allocated right in main; LSan
+    matches a pattern against every frame, so a user who handed the file to LSan (LSAN_OPTIONS)
+    hid every later leak of the program: clean.  The line is written as a comment to LSan that
+    leakharness itself still reads, applying it with its signature."""
+    (tmp_path / "prog.c").write_text(IN_MAIN.replace("OTHER_FREE", "free(q);"))
+    proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", "asan", "--out", "first", "--no-html", "--quiet")
+    assert proc.returncode == 1, said(proc)
+    proc = lh(tmp_path, "suppressions", "first", "--format", "lsan", "--out", "lsan.supp")
+    text = (tmp_path / "lsan.supp").read_text()
+    assert proc.returncode == 0 and "\nleak:main" not in text and "leak:main" in text, text
+    (tmp_path / "prog.c").write_text(IN_MAIN.replace("OTHER_FREE", ""))  # a new leak, in other()
+    proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", "asan", "--out", "lsan", "--no-html", "--quiet",
+              env={"LSAN_OPTIONS": f"suppressions={tmp_path / 'lsan.supp'}"})
+    job = job_of(tmp_path / "lsan", "asan")
+    assert proc.returncode == 1 and len(leaks(job, 33, "other")) == 1, brief(job)
+    proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", "asan", "--out", "ours", "--no-html",
+              "--suppressions", "lsan.supp")
+    assert proc.returncode == 1 and "1 finding(s) suppressed" in proc.stdout, said(proc)
+    assert "leak (definite) 33 B at other" in proc.stdout, said(proc)
