@@ -1551,6 +1551,8 @@ def test_a_sanitizer_suppressions_file_however_named_is_an_input(tmp_path, how):
     proc = lh(tmp_path, *args, "--out", "out1", *program, env=env)
     job = job_of(tmp_path / "out1", "asan")
     assert proc.returncode == 0 and any("suppressions cover" in p for p in job["problems"]), brief(job)
+    # and on the terminal: a clean job's caveats are printed under it, never only in results.json
+    assert re.search(r"^  but: sanitizer\.\d+: only leaks that suppressions cover$", proc.stdout, re.M), said(proc)
     supp.write_text("# none\n")
     proc = lh(tmp_path, *args, "--out", "out2", *program, env=env)
     job = job_of(tmp_path / "out2", "asan")

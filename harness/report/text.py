@@ -138,6 +138,9 @@ def check_summary(results, results_path, out: IO[str], bugs_per_job: int = 20) -
             out.write(f"  {job.status}: {_v(job.message)}\n")
         if job.not_cached:
             out.write(f"  {_v(job.not_cached)}\n")
+        if decided.name == "clean":  # what a clean job holds back (suppressions that matched, a tool's own setting)
+            for problem in job.problems[:3]:
+                out.write(f"  but: {_v(problem)}\n")
         # The program was checked just now: its sources are read where its stacks name them too.
         from ..knowledge import Explainer, Sources
 
