@@ -19,6 +19,7 @@ in harness/checkers/.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import signal
@@ -242,6 +243,46 @@ def unfollowed(g: Gathered, checker: Checker) -> str:
     return ""
 
 
+def _name_sources_from_the_jobs_folder(g: Gathered) -> None:
+    """A frame's relative source path (a build with -ffile-prefix-map=ROOT=.) starts where the
+    program ran, not where leakharness was started (a sub-folder of the project): a finding whose
+    source line could not be read there, and so whose signature has no line hash, is named again
+    with its frames' files found from the job's folder."""
+    import dataclasses
+
+    from .signatures import split_signature
+
+    def found(path: str) -> str | None:
+        # valgrind joins the compile folder, mapped too (./sub), to a path already relative to
+        # the mapped root (./src/w.c): the path's tail is looked for as well, longest first.
+        parts = os.path.normpath(path).split(os.sep)
+        for i in range(len(parts)):
+            candidate = g.cwd.joinpath(*parts[i:])
+            if parts[i] != ".." and candidate.is_file():
+                return os.path.normpath(candidate)
+        return None
+
+    def resolved(stack):
+        out = []
+        for fr in stack:
+            if fr.file and not os.path.isabs(fr.file) and not os.path.isfile(fr.file):
+                where = found(fr.file)
+                if where:
+                    fr = dataclasses.replace(fr, file=where)
+            out.append(fr)
+        return tuple(out)
+
+    for i, f in enumerate(g.findings):
+        if split_signature(f.signature)[1] is not None or not any(
+                fr.file and not os.path.isabs(fr.file) for fr in f.stack):
+            continue
+        again = dataclasses.replace(f, stack=resolved(f.stack), signature="",
+                                    aux_stacks=tuple(dataclasses.replace(a, frames=resolved(a.frames))
+                                                     for a in f.aux_stacks))
+        if split_signature(again.signature)[0] == split_signature(f.signature)[0]:
+            g.findings[i] = again
+
+
 def collect(out_dir: Path, checker: Checker, ended: "Exit", timeout: float, program: str,
             output_cap: int, cwd: Path, env: dict[str, str] | None = None) -> Collected:
     """Parse the logs `checker` names, apply the rules every run obeys and then the checker's
@@ -256,6 +297,7 @@ def collect(out_dir: Path, checker: Checker, ended: "Exit", timeout: float, prog
             continue
         g.add(path, log)
     checker.after_logs(g)
+    _name_sources_from_the_jobs_folder(g)
     if inputs.log_files(out_dir):
         # A process whose report the checker wrote ended there (a sanitizer exits right after its
         # report, a fatal signal ends it): no end line in its recording, and none is missing.

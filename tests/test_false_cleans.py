@@ -1667,3 +1667,41 @@ def test_an_lsan_file_written_for_a_leak_in_main_hides_nothing_else_when_lsan_re
               "--suppressions", "lsan.supp")
     assert proc.returncode == 1 and "1 finding(s) suppressed" in proc.stdout, said(proc)
     assert "leak (definite) 33 B at other" in proc.stdout, said(proc)
+
+
+TWO_IN_WORK = ("#include <stdlib.h>\n#include <string.h>\nstatic void work(void)\n{\n    char *a = malloc(16);\n"
+               "    memset(a, 0, 16);\n    char *b = malloc(24);\n    memset(b, 0, 24);\n    free(b);\n}\n"
+               "int main(void) { work(); return 0; }\n")
+
+
+def test_a_known_leak_of_a_prefix_mapped_build_run_from_a_sub_folder_accepts_it_alone(tmp_path):
+    """-ffile-prefix-map=ROOT=. (reproducible builds, Debian's default flags) names sources
+    relative to the project; `run` from a sub-folder read no source line, the signatures had no
+    line hash, and the known entry for one leak of work() accepted a new one in it.  The frames'
+    files are found from the job's folder: the old leak is accepted, the new one fails."""
+    root = tmp_path / "proj"
+    (root / "src").mkdir(parents=True)
+    (root / "sub").mkdir()
+    (root / "src" / "w.c").write_text(TWO_IN_WORK)
+    toml = f'tools = ["memcheck", "asan"]\n[[target]]\nname = "w"\nsources = ["src/w.c"]\n' \
+           f'cflags = ["-ffile-prefix-map={root}=."]\n'
+    (root / "leakharness.toml").write_text(toml)
+
+    def run(where: Path, out: str):
+        return subprocess.run([sys.executable, "-m", "harness", "run", "--out", str(root / out), "--no-html", "--quiet"],
+                              cwd=where, env=_env(tmp_path), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=240, start_new_session=True)
+
+    assert run(root, "out1").returncode == 1
+    proc = lh(root, "suppressions", "out1", "--format", "known")
+    known = sorted(set(re.findall(r'"(leak:work>main@[0-9a-f]{6})"', proc.stdout)))
+    assert len(known) == 1, proc.stdout
+    (root / "leakharness.toml").write_text(toml + f'known = ["{known[0]}"]\n')
+    (root / "src" / "w.c").write_text(TWO_IN_WORK.replace("    free(b);\n", "    /* b kept */\n"))
+    proc = run(root / "sub", "out2")
+    assert proc.returncode == 1, said(proc)
+    for tool in ("memcheck", "asan"):
+        job = job_of(root / "out2", tool)
+        assert len(leaks(job, 24, "work")) == 1 and not leaks(job, 24, "work")[0].get("suppressed"), brief(job)
+        assert all(f["signature"].startswith("leak:work>main@") for f in job["findings"] if f["category"] == "leak"), \
+            brief(job)
