@@ -201,12 +201,16 @@ def _read_besides(files: Sequence[Path], flags: Sequence[str]) -> list[Path]:
     pending = [f[1:] for f in flags if f.startswith("@") and len(f) > 1]
     include_dirs = [f[2:] for f in flags if f.startswith("-I") and len(f) > 2]
     while pending and len(found) < 64:
-        path = Path(pending.pop(0)).resolve()
-        if path in found or not path.is_file():
+        try:
+            path = Path(pending.pop(0)).resolve()
+            if path in found or not path.is_file():
+                continue
+        except (OSError, RuntimeError, ValueError):  # a symbolic link loop, a NUL: gcc fails on it too
             continue
         found.append(path)
         try:
-            words = path.read_text(encoding="utf-8", errors="replace").split()
+            with open(path, "rb") as fh:  # a response file is small: past 1 MiB is not one
+                words = fh.read(1 << 20).decode("utf-8", "replace").split()
         except OSError:
             continue
         pending += [w[1:].strip("'\"") for w in words if w.startswith("@") and len(w) > 1]
@@ -224,9 +228,12 @@ def _read_besides(files: Sequence[Path], flags: Sequence[str]) -> list[Path]:
         for m in _PULLED_IN.finditer(data):
             name = os.fsdecode(m.group(1) or m.group(2))
             for folder in (os.getcwd(), str(f.parent), *include_dirs):
-                candidate = Path(folder, name)
-                if candidate.is_file() and candidate.resolve() not in found:
-                    found.append(candidate.resolve())
+                try:
+                    candidate = Path(folder, name)
+                    if candidate.is_file() and candidate.resolve() not in found:
+                        found.append(candidate.resolve())
+                except (OSError, RuntimeError, ValueError):
+                    continue
     return found
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat
 import struct
 
@@ -115,3 +116,30 @@ def _file_contains(path: str, mtime_ns: int, size: int, needle: bytes) -> bool:
                 tail = chunk[-len(needle):]  # a mark split over two chunks
     except OSError:
         return False
+
+
+_EMBEDDED_OPTION = re.compile(rb"(?:suppressions|include|include_if_exists)=[\x20-\x7e]{1,1024}")
+
+
+def compiled_sanitizer_options(program: str) -> list[str]:
+    """The sanitizer option strings a program holds that name files (its own
+    __asan_default_options, __lsan_default_options...: `include=conf/lsan.opts`), which its
+    runtime reads with its own system calls; only looked for in a program that has such a
+    function's name at all."""
+    if not contains(program, b"_default_options"):
+        return []
+    try:
+        st = os.stat(program)
+    except (OSError, ValueError):
+        return []
+    return list(_option_strings(os.path.realpath(program), st.st_mtime_ns, st.st_size))
+
+
+@functools.lru_cache(maxsize=256)
+def _option_strings(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return ()
+    return tuple(m.group(0).decode("ascii", "replace") for m in _EMBEDDED_OPTION.finditer(data))[:64]

@@ -892,6 +892,13 @@ _EMBED = re.compile(r"^//go:embed\s(.*)$", re.M)
 _EMBED_PATTERN = re.compile(r'"((?:[^"\\]|\\.)*)"|`([^`]*)`|(\S+)')
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        return path.resolve().is_relative_to(folder)
+    except (OSError, RuntimeError, ValueError):  # a symbolic link loop: the go command refuses it too
+        return False
+
+
 def _embedded(files: list[Path]) -> list[Path]:
     """The files the //go:embed directives of these Go files name (a folder: every file under
     it), inside each file's own folder, as the go command allows."""
@@ -913,11 +920,10 @@ def _embedded(files: list[Path]) -> list[Path]:
                 if not pattern or pattern.startswith("/") or ".." in pattern.split("/"):
                     continue  # the go command refuses these
                 for hit in sorted(folder.glob(pattern)):
-                    if not hit.resolve().is_relative_to(folder):
+                    if not _inside(hit, folder):
                         continue
                     if hit.is_dir():
-                        found.extend(p for p in sorted(hit.rglob("*"))
-                                     if p.is_file() and p.resolve().is_relative_to(folder))
+                        found.extend(p for p in sorted(hit.rglob("*")) if p.is_file() and _inside(p, folder))
                     elif hit.is_file():
                         found.append(hit)
     return list(dict.fromkeys(found))
@@ -1118,8 +1124,12 @@ def _module_files(root: Path) -> list[Path]:
 
 
 def _first_visit(folder: Path, visited: set[str]) -> bool:
+    """A folder of a module's walk not walked yet: a symbolic link to one already walked (a loop)
+    is not; nor one into the system's folders (`ext -> /usr`: no package of the module is there,
+    and walking it hashed all of /usr on every run)."""
     real = os.path.realpath(folder)
-    if real in visited:
+    parts = Path(real).parts
+    if real in visited or real == "/" or (len(parts) > 1 and parts[1] in _SYSTEM_FOLDERS):
         return False
     visited.add(real)
     return True

@@ -343,7 +343,7 @@ def read(log_dir: Path, main_pid: int | None, died: Iterable[int] = ()) -> Recor
     a raw system call; a fatal signal valgrind or the sanitizer reported).  Such a process has no
     end line, yet its recording is whole: every record is written before the call it records,
     and the report shows that it died rather than exec'd a program the recorder cannot follow."""
-    from .elf import is_go_binary
+    from .elf import compiled_sanitizer_options, is_go_binary
 
     problems: list[str] = []
     died_set = set(died)
@@ -394,6 +394,13 @@ def read(log_dir: Path, main_pid: int | None, died: Iterable[int] = ()) -> Recor
                 go_noted.add(sec.exe)
                 problems.append(f"process {pid} is a Go program ({sec.exe}): Go opens files with raw system calls, "
                                 f"which the recorder cannot see")
+            own = pid == main_pid and not any(not earlier.skip for earlier in sections[:i])
+            if sec.exe and not own and sec.exe not in go_noted and compiled_sanitizer_options(sec.exe):
+                # (the program's own are in the result's key: resultcache.sanitizer_files)
+                go_noted.add(sec.exe)
+                problems.append(f"process {pid} ({sec.exe}) holds sanitizer options naming files "
+                                f"({compiled_sanitizer_options(sec.exe)[0][:80]}), which its runtime reads with its "
+                                f"own system calls: not seen")
             if sec.ended or i + 1 < len(sections):
                 continue  # whole: its end line, or an exec into the next section of the same pid
             if pid in died_set and sec.last != "x":

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 
 from . import checkers, facts, inputs
+from .elf import compiled_sanitizer_options
 from .errors import LeakHarnessError
 from .findings import Finding
 from .signatures import RULES
@@ -284,7 +285,6 @@ def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str 
 # does not see them): suppressions, and further options by include / include_if_exists.
 _SANITIZER_FILE_FLAGS = ("suppressions", "include", "include_if_exists")
 _SANITIZER_FLAG = re.compile(r"""(\w+)=("[^"]*"|'[^']*'|[^\s:,]*)""")
-_EMBEDDED_OPTION = re.compile(rb"(?:suppressions|include|include_if_exists)=[\x20-\x7e]{1,1024}")
 
 
 def sanitizer_files(env: dict[str, str], cwd: Path, program: str) -> list[str]:
@@ -294,7 +294,7 @@ def sanitizer_files(env: dict[str, str], cwd: Path, program: str) -> list[str]:
     options file read for the files it names in turn.  The options compiled into the program
     (__asan_default_options and the like) count too."""
     texts = [v for k, v in env.items() if k.endswith("SAN_OPTIONS")]
-    texts += _compiled_options(program)
+    texts += compiled_sanitizer_options(program)
     found: list[str] = []
     seen_texts = 0
     while texts and seen_texts < 32:
@@ -315,34 +315,13 @@ def sanitizer_files(env: dict[str, str], cwd: Path, program: str) -> list[str]:
                 found.append(path)
                 if name != "suppressions" and os.path.isfile(path):
                     try:
-                        texts.append(Path(path).read_text(errors="replace")[:65536])
+                        with open(path, "rb") as fh:  # options files are small: their first 64 KiB
+                            texts.append(fh.read(65536).decode("utf-8", "replace"))
                     except OSError:
                         pass
     return found
 
 
-def _compiled_options(program: str) -> list[str]:
-    """The option strings a program holds that name a sanitizer's files (its own
-    __asan_default_options, __lsan_default_options...): only asked of a program that has
-    such a function's name at all."""
-    from .elf import contains
-
-    if not contains(program, b"_default_options"):
-        return []
-    try:
-        st = os.stat(program)
-    except OSError:
-        return []
-    return list(_option_strings(os.path.realpath(program), st.st_mtime_ns, st.st_size))
-
-
-@functools.lru_cache(maxsize=256)
-def _option_strings(path: str, mtime_ns: int, size: int) -> tuple[str, ...]:
-    try:
-        data = Path(path).read_bytes()
-    except OSError:
-        return ()
-    return tuple(m.group(0).decode("ascii", "replace") for m in _EMBEDDED_OPTION.finditer(data))[:64]
 
 
 def _place(src: Path, target: Path) -> None:

@@ -208,6 +208,19 @@ class _Source:
     def __init__(self, lines: tuple[str, ...]):
         self.lines = lines
         self.hashes: dict[int, str] = {}
+        self._occurrence: list[int] | None = None
+
+    def occurrence(self, line: int) -> int:
+        """Which occurrence of its text (whitespace collapsed) line `line` is in the file: 1 for
+        the first.  Counted for the whole file once, when first asked."""
+        if self._occurrence is None:
+            seen: dict[str, int] = {}
+            self._occurrence = []
+            for text in self.lines:
+                key = " ".join(text.split())
+                seen[key] = seen.get(key, 0) + 1
+                self._occurrence.append(seen[key])
+        return self._occurrence[line - 1]
 
 
 @functools.lru_cache(maxsize=256)
@@ -258,9 +271,9 @@ def line_hash(frame: FrameLike | None) -> str | None:
             return None
         # The same text on an earlier line of the file (`p = malloc(32);` twice in a function): the
         # second is another bug, and its hash says which occurrence it is (the first keeps its own).
-        before = sum(1 for i in range(frame.line - 1) if " ".join(src.lines[i].split()) == text) if text else 0
-        if before:
-            text = f"{text}#{before + 1}"
+        nth = src.occurrence(frame.line) if text else 1
+        if nth > 1:
+            text = f"{text}#{nth}"
         h = src.hashes[frame.line] = hashlib.sha1(text.encode("utf-8", "surrogateescape")).hexdigest()[:6]
     return h
 

@@ -282,7 +282,7 @@ def write_lsan(findings: Iterable[Finding]) -> tuple[str, int, int]:
         if not _writable(f.signature, pattern) or _WILDCARDS_ONLY.match(pattern):
             skipped += 1
             continue
-        if pattern in _EVERY_LEAK:
+        if _every_leak(pattern, f):
             # LSan matches a pattern against every frame, and every leak passes through main:
             # handed to LSan itself the line would hide them all.  A comment to LSan, an entry to
             # leakharness (load), which applies it only with the signature above.
@@ -294,9 +294,31 @@ def write_lsan(findings: Iterable[Finding]) -> tuple[str, int, int]:
     return "\n".join(out) + ("\n" if out else ""), written, skipped
 
 
-# Patterns every leak's stack holds: written for leakharness only (ONLY_OURS), never for LSan.
-_EVERY_LEAK = frozenset({"main", "main.main"})
+# What every leak's stack holds below the program's own code (glibc's start and a thread's,
+# by function and file): an LSan pattern matching one of them (`main`, `start`, `call`) would
+# be applied by LSan to every leak.  Written for leakharness only (ONLY_OURS), never for LSan.
+_EVERY_STACK = ("main", "main.main", "__libc_start_call_main", "__libc_start_main_impl", "__libc_start_main",
+                "_start", "libc_start_call_main.h", "libc-start.c", "../csu/libc-start.c", "start_thread",
+                "pthread_create.c", "clone", "clone3", "clone3.S", "clone.S", "runtime.main", "runtime.goexit",
+                "crosscall2")
 ONLY_OURS = "#leakharness-only (LSan would match it on every leak) "
+
+
+def _every_leak(pattern: str, f: Finding) -> bool:
+    """Would LSan, which matches a pattern against every frame's function, file and module,
+    apply this one to every leak of the program?  So it would if it matches what every stack
+    holds (main and what runs it), this stack's frames from main down, or a module of this stack
+    (the program itself: every leak has frames in it)."""
+    glob = pattern if "*" in pattern else f"*{pattern}*"
+    texts = list(_EVERY_STACK)
+    below = False
+    for fr in f.stack:
+        below = below or fr.function in ("main", "main.main")
+        if below:
+            texts += [t for t in (fr.function, fr.file) if t]
+        if fr.object:
+            texts.append(fr.object)
+    return any(fnmatch.fnmatchcase(t, glob) for t in texts)
 
 
 def _signature_of(name: str) -> str | None:

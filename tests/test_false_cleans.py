@@ -800,27 +800,43 @@ int main(void) {
 """
 
 
-THROUGH_CWD_LINK = """\
+THROUGH_PROC = """\
+#define _GNU_SOURCE
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 int main(void) {
-    char mode[16] = {0};
-    FILE *f = fopen("/proc/self/cwd/mode.conf", "r");  /* the working folder, named through /proc */
+    char mode[16] = {0}, path[128];
+    int dir = NEED_DIR ? open(".", O_RDONLY | O_DIRECTORY) : -1;  /* only where the path names it */
+    (void)dir;
+    snprintf(path, sizeof path, FORMAT);  /* the working folder, named through /proc or /dev/fd */
+    FILE *f = fopen(path, "r");
     if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
     char *kept = malloc(40);
     if (strncmp(mode, "leak", 4) != 0) free(kept);
     return 0;
 }
 """
+PROC_FORMATS = {
+    "proc-self-cwd": '"/proc/self/cwd/mode.conf"',
+    "proc-self-task-cwd": '"/proc/self/task/%d/cwd/mode.conf", (int)syscall(SYS_gettid)',
+    "proc-self-fd-dir": '"/proc/self/fd/%d/mode.conf", dir',
+    "dev-fd-dir": '"/dev/fd/%d/mode.conf", dir',
+}
 
 
-@pytest.mark.parametrize("source", [REOPENED, THROUGH_CWD_LINK], ids=["proc-self-fd", "proc-self-cwd"])
+@pytest.mark.parametrize("source", [REOPENED, *(THROUGH_PROC.replace("FORMAT", f).replace("NEED_DIR", str(int("dir" in f)))
+                                                 for f in PROC_FORMATS.values())],
+                         ids=["proc-self-fd", *PROC_FORMATS])
 def test_a_file_reopened_through_proc_self_fd_is_an_input(tmp_path, source):
     """systemd's O_PATH idiom: the file is opened with O_PATH (a probe: type, size), then read
     through /proc/self/fd/N, which the recorder left out with the rest of /proc.  Rewritten to
     the same size, the file kept the cached clean result.  The same for a file read through
-    /proc/self/cwd/."""
+    /proc/self/cwd/, a thread's /proc/self/task/TID/cwd/, or a folder's descriptor
+    (/proc/self/fd/N/x, /dev/fd/N/x)."""
     (tmp_path / "reopen.c").write_text(source)
     conf = tmp_path / "mode.conf"
     conf.write_text("clean\n")
@@ -1647,18 +1663,25 @@ IN_MAIN = ("#include <stdlib.h>\n#include <stdio.h>\nstatic void other(void) { c
            "OTHER_FREE }\nint main(void) {\n    char *p = malloc(21);\n    p[0] = 1;\n    other();\n    return 0;\n}\n")
 
 
-def test_an_lsan_file_written_for_a_leak_in_main_hides_nothing_else_when_lsan_reads_it(tmp_path):
-    """`suppressions --format lsan` wrote `leak:main` for a leak allocated right in main; LSan
+@pytest.mark.parametrize("where", ["main", "start"])
+def test_an_lsan_file_written_for_a_leak_in_main_hides_nothing_else_when_lsan_reads_it(tmp_path, where):
+    """`suppressions --format lsan` wrote `leak:main` for a leak allocated right in main (or
+    `leak:start` for one in a function named start, which is part of __libc_start_call_main); LSan
     matches a pattern against every frame, so a user who handed the file to LSan (LSAN_OPTIONS)
-    hid every later leak of the program: clean.  The line is written as a comment to LSan that
+    hid every later leak of the program: clean.  Such a line is written as a comment to LSan that
     leakharness itself still reads, applying it with its signature."""
-    (tmp_path / "prog.c").write_text(IN_MAIN.replace("OTHER_FREE", "free(q);"))
+    source = IN_MAIN if where == "main" else IN_MAIN.replace(
+        "int main(void) {\n    char *p = malloc(21);\n    p[0] = 1;\n",
+        "static char *start(void) { char *p = malloc(21); p[0] = 1; return p; }\nint main(void) {\n"
+        "    start();\n")
+    assert source != IN_MAIN or where == "main"
+    (tmp_path / "prog.c").write_text(source.replace("OTHER_FREE", "free(q);"))
     proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", "asan", "--out", "first", "--no-html", "--quiet")
     assert proc.returncode == 1, said(proc)
     proc = lh(tmp_path, "suppressions", "first", "--format", "lsan", "--out", "lsan.supp")
     text = (tmp_path / "lsan.supp").read_text()
-    assert proc.returncode == 0 and "\nleak:main" not in text and "leak:main" in text, text
-    (tmp_path / "prog.c").write_text(IN_MAIN.replace("OTHER_FREE", ""))  # a new leak, in other()
+    assert proc.returncode == 0 and f"\nleak:{where}" not in text and f"leak:{where}" in text, text
+    (tmp_path / "prog.c").write_text(source.replace("OTHER_FREE", ""))  # a new leak, in other()
     proc = lh(tmp_path, "check", "--build", "prog.c", "--tool", "asan", "--out", "lsan", "--no-html", "--quiet",
               env={"LSAN_OPTIONS": f"suppressions={tmp_path / 'lsan.supp'}"})
     job = job_of(tmp_path / "lsan", "asan")
@@ -1705,3 +1728,38 @@ def test_a_known_leak_of_a_prefix_mapped_build_run_from_a_sub_folder_accepts_it_
         assert len(leaks(job, 24, "work")) == 1 and not leaks(job, 24, "work")[0].get("suppressed"), brief(job)
         assert all(f["signature"].startswith("leak:work>main@") for f in job["findings"] if f["category"] == "leak"), \
             brief(job)
+
+
+def test_a_child_programs_compiled_in_sanitizer_options_are_never_a_stale_result(tmp_path):
+    """A program execs a child whose __lsan_default_options includes an options file.  Only the
+    program's own compiled-in options were keyed: the child's file edited (use_globals=0 makes
+    its kept block a leak), the cached clean result stood.  Such a result is not stored."""
+    (tmp_path / "child.c").write_text(
+        "#include <stdio.h>\n#include <stdlib.h>\nvoid *keep;\n"
+        f'const char *__lsan_default_options(void) {{ return "include={tmp_path}/opts.txt"; }}\n'
+        'int main(void) { keep = malloc(48); printf("%p\\n", keep); return 0; }\n')
+    (tmp_path / "parent.c").write_text(
+        f'#include <unistd.h>\nint main(void) {{ execl("{tmp_path}/child", "child", (char *)0); return 1; }}\n')
+    for name in ("child", "parent"):
+        subprocess.run(["gcc", "-g", "-fsanitize=address", "-o", name, f"{name}.c"], cwd=tmp_path, check=True,
+                       stdin=subprocess.DEVNULL, timeout=120, start_new_session=True)
+    (tmp_path / "opts.txt").write_text("")
+    proc = lh(tmp_path, "check", "--tool", "asan", "--no-html", "--quiet", "--out", "out1", "--", "./parent")
+    job = job_of(tmp_path / "out1", "asan")
+    assert proc.returncode == 0 and "holds sanitizer options naming files" in (job.get("not_cached") or ""), brief(job)
+    (tmp_path / "opts.txt").write_text("use_globals=0\n")
+    proc = lh(tmp_path, "check", "--tool", "asan", "--no-html", "--quiet", "--out", "out2", "--", "./parent")
+    job = job_of(tmp_path / "out2", "asan")
+    assert job["cached"] is False and proc.returncode == 1 and leaks(job, 48, "main"), brief(job)
+
+
+def test_hostile_response_files_and_embeds_are_one_line_never_a_traceback(tmp_path):
+    """A gcc @response file that is a symbolic link to itself, or names a path with a NUL byte:
+    Path.resolve raised RuntimeError or ValueError out of the build key, a traceback."""
+    (tmp_path / "prog.c").write_text("int main(void) { return 0; }\n")
+    (tmp_path / "loop.rsp").symlink_to("loop.rsp")
+    (tmp_path / "nul.rsp").write_bytes(b"@a\x00b\n")
+    for rsp in ("loop.rsp", "nul.rsp"):
+        proc = lh(tmp_path, "check", "--build", "prog.c", "--cflags", f"@{rsp}", "--tool", "asan", "--no-html",
+                  "--quiet", "--out", f"out-{rsp}")
+        assert "Traceback" not in proc.stderr and proc.returncode in (0, 2, 3), said(proc)

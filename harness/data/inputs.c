@@ -551,51 +551,76 @@ static void fold(char *p)
     *w = '\0';
 }
 
-/* A path through a process's working folder or root (/proc/self/cwd/conf/x, /proc/PID/root/...)
- * is the file behind it: the link is read and the rest of the path put after it (else the path
- * is under /proc, not recorded, and a file read that way was never an input).  ts.line is free. */
+/* A path through a process's working folder, root or a folder's descriptor
+ * (/proc/self/cwd/conf/x, /proc/PID/task/TID/root/..., /proc/self/fd/N/x, /dev/fd/N/x) is the
+ * file behind it: the link is read and the rest of the path put after it (else the path is
+ * under /proc or /dev, not recorded, and a file read that way was never an input).  ts.line is
+ * free here. */
+static const char *digits_then_slash(const char *p)
+{
+    const char *d = p;
+    while (*p >= '0' && *p <= '9')
+        p++;
+    return p == d || *p != '/' ? NULL : p + 1;
+}
+
 static void proc_link(char *buf)
 {
-    if (lh_strncmp(buf, "/proc/", 6) != 0)
-        return;
-    const char *p = buf + 6;
-    if (lh_strncmp(p, "self/", 5) == 0)
-        p += 5;
-    else if (lh_strncmp(p, "thread-self/", 12) == 0)
-        p += 12;
-    else {
+    char link[64];
+    const char *p, *rest;
+    if (lh_strncmp(buf, "/dev/fd/", 8) == 0) {
+        p = buf + 8;
         const char *d = p;
         while (*p >= '0' && *p <= '9')
             p++;
-        if (p == d || *p != '/')
+        if (p == d || (*p != '/' && *p != '\0') || (size_t)(p - d) > 20)
             return;
-        p++;
-        if (lh_strncmp(p, "task/", 5) == 0) {  /* /proc/PID/task/TID/cwd */
-            d = p += 5;
+        struct out o = {link, 0, sizeof link, 0};
+        put(&o, "/proc/self/fd/");
+        link[o.len] = '\0';
+        lh_memcpy(link + o.len, d, (size_t)(p - d));
+        link[o.len + (size_t)(p - d)] = '\0';
+        rest = p;
+    } else {
+        if (lh_strncmp(buf, "/proc/", 6) != 0)
+            return;
+        p = buf + 6;
+        if (lh_strncmp(p, "self/", 5) == 0)
+            p += 5;
+        else if (lh_strncmp(p, "thread-self/", 12) == 0)
+            p += 12;
+        else if ((p = digits_then_slash(p)) == NULL)
+            return;
+        if (lh_strncmp(p, "task/", 5) == 0 && (p = digits_then_slash(p + 5)) == NULL)
+            return;
+        if (lh_strncmp(p, "cwd", 3) == 0 && (p[3] == '/' || p[3] == '\0'))
+            p += 3;
+        else if (lh_strncmp(p, "root", 4) == 0 && (p[4] == '/' || p[4] == '\0'))
+            p += 4;
+        else if (lh_strncmp(p, "fd/", 3) == 0) {
+            p += 3;
+            const char *d = p;
             while (*p >= '0' && *p <= '9')
                 p++;
-            if (p == d || *p != '/')
+            if (p == d || (*p != '/' && *p != '\0'))
                 return;
-            p++;
-        }
+        } else
+            return;
+        size_t link_len = (size_t)(p - buf);
+        if (link_len >= sizeof link)
+            return;
+        lh_memcpy(link, buf, link_len);
+        link[link_len] = '\0';
+        rest = p;
     }
-    size_t name = lh_strncmp(p, "cwd", 3) == 0 ? 3 : lh_strncmp(p, "root", 4) == 0 ? 4 : 0;
-    if (name == 0 || (p[name] != '/' && p[name] != '\0'))
-        return;
-    size_t link_len = (size_t)(p + name - buf);
-    char link[64];
-    if (link_len >= sizeof link)
-        return;
-    lh_memcpy(link, buf, link_len);
-    link[link_len] = '\0';
     long got = syscall(SYS_readlinkat, AT_FDCWD, link, ts.line, PATH_BUF - 1);
     if (got <= 0 || ts.line[0] != '/')
         return;
-    size_t rest = lh_strlen(buf + link_len);
-    if ((size_t)got + rest + 1 > PATH_BUF)
+    size_t more = lh_strlen(rest);
+    if ((size_t)got + more + 1 > PATH_BUF)
         return;
-    lh_memcpy(ts.line + got, buf + link_len, rest + 1);
-    lh_memcpy(buf, ts.line, (size_t)got + rest + 1);
+    lh_memcpy(ts.line + got, rest, more + 1);
+    lh_memcpy(buf, ts.line, (size_t)got + more + 1);
     fold(buf);
 }
 
