@@ -892,6 +892,14 @@ _EMBED = re.compile(r"^//go:embed\s(.*)$", re.M)
 _EMBED_PATTERN = re.compile(r'"((?:[^"\\]|\\.)*)"|`([^`]*)`|(\S+)')
 
 
+def _text(path: Path) -> str | None:
+    """A source's text (undecodable bytes replaced), or None when it cannot be read."""
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+
+
 def _inside(path: Path, folder: Path) -> bool:
     try:
         return path.resolve().is_relative_to(folder)
@@ -904,13 +912,8 @@ def _embedded(files: list[Path]) -> list[Path]:
     it), inside each file's own folder, as the go command allows."""
     found: list[Path] = []
     for f in files:
-        if f.suffix != ".go":
-            continue
-        try:
-            text = f.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if "//go:embed" not in text:
+        text = _text(f) if f.suffix == ".go" else None
+        if text is None or "//go:embed" not in text:
             continue
         folder = f.parent.resolve()
         for directive in _EMBED.finditer(text):
@@ -1149,11 +1152,8 @@ def _quoted_includes(files: list[Path]) -> list[Path]:
     found: list[Path] = []
     while pending and len(found) < 10_000:
         f = pending.pop()
-        try:
-            text = f.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            continue
-        if "include" not in text:
+        text = _text(f)
+        if text is None or "include" not in text:
             continue
         for name in _QUOTED_INCLUDE.findall(text):
             candidate = f.parent / name

@@ -382,7 +382,7 @@ def read(log_dir: Path, main_pid: int | None, died: Iterable[int] = ()) -> Recor
                             f"(posix_spawn, system, popen) wrote no record: a static or setuid program, or one "
                             f"that does not load LD_PRELOAD libraries")
 
-    go_noted: set[str] = set()
+    noted: set[str] = set()  # programs whose unseen reads were said once
     for pid, sections in sorted(by_pid.items()):
         for i, sec in enumerate(sections):
             if sec.skip:
@@ -390,17 +390,17 @@ def read(log_dir: Path, main_pid: int | None, died: Iterable[int] = ()) -> Recor
             if sec.early:
                 problems.append(f"process {pid} ({sec.exe}): {sec.early} call(s) came before the recorder started "
                                 f"(another library's constructor): not recorded")
-            if sec.exe and sec.exe not in go_noted and is_go_binary(sec.exe):
-                go_noted.add(sec.exe)
+            if sec.exe and sec.exe not in noted and is_go_binary(sec.exe):
+                noted.add(sec.exe)
                 problems.append(f"process {pid} is a Go program ({sec.exe}): Go opens files with raw system calls, "
                                 f"which the recorder cannot see")
             own = pid == main_pid and not any(not earlier.skip for earlier in sections[:i])
-            if sec.exe and not own and sec.exe not in go_noted and compiled_sanitizer_options(sec.exe):
-                # (the program's own are in the result's key: resultcache.sanitizer_files)
-                go_noted.add(sec.exe)
+            # (the program's own options are in the result's key: the sanitizer checker's key_files)
+            compiled = compiled_sanitizer_options(sec.exe) if sec.exe and not own and sec.exe not in noted else []
+            if compiled:
+                noted.add(sec.exe)
                 problems.append(f"process {pid} ({sec.exe}) holds sanitizer options naming files "
-                                f"({compiled_sanitizer_options(sec.exe)[0][:80]}), which its runtime reads with its "
-                                f"own system calls: not seen")
+                                f"({compiled[0][:80]}), which its runtime reads with its own system calls: not seen")
             if sec.ended or i + 1 < len(sections):
                 continue  # whole: its end line, or an exec into the next section of the same pid
             if pid in died_set and sec.last != "x":

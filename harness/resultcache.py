@@ -39,7 +39,6 @@ import time
 from pathlib import Path
 
 from . import checkers, facts, inputs
-from .elf import compiled_sanitizer_options
 from .errors import LeakHarnessError
 from .findings import Finding
 from .signatures import RULES
@@ -259,7 +258,7 @@ def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str 
         if not os.path.isfile(job.stdin):
             return None  # a pipe or a device reads differently every time: never cached
         add("stdin", job.stdin, file_hash(job.stdin))
-    for path in checker.key_files(env, cwd):
+    for path in checker.key_files(env, cwd, str(program)):
         add("tool", path, file_hash(path) if os.path.isfile(path) else "missing")
     for lib in libraries(program, cache_dir, env, cwd):
         add("lib", lib, file_hash(lib) if os.path.isfile(lib) else "missing")
@@ -276,52 +275,7 @@ def job_key(job: Job, cache_dir: Path | None = None, ours: bool = False) -> str 
                 pass
     for path in named_files(texts, cwd):
         add("file", path, file_hash(path))
-    for path in sanitizer_files(env, cwd, str(program)):
-        add("sanitizer file", path, file_hash(path) if os.path.isfile(path) else "missing")
     return h.hexdigest()
-
-
-# A sanitizer runtime reads the files its options name with its own system calls (the recorder
-# does not see them): suppressions, and further options by include / include_if_exists.
-_SANITIZER_FILE_FLAGS = ("suppressions", "include", "include_if_exists")
-_SANITIZER_FLAG = re.compile(r"""(\w+)=("[^"]*"|'[^']*'|[^\s:,]*)""")
-
-
-def sanitizer_files(env: dict[str, str], cwd: Path, program: str) -> list[str]:
-    """Every file the sanitizer options of this job name (present or not: one that appears is
-    read next time), as the runtime looks for it: the option's value with %b the program's name,
-    relative to the working folder, a suppressions file also beside the program; an included
-    options file read for the files it names in turn.  The options compiled into the program
-    (__asan_default_options and the like) count too."""
-    texts = [v for k, v in env.items() if k.endswith("SAN_OPTIONS")]
-    texts += compiled_sanitizer_options(program)
-    found: list[str] = []
-    seen_texts = 0
-    while texts and seen_texts < 32:
-        text = texts.pop(0)
-        seen_texts += 1
-        for name, value in _SANITIZER_FLAG.findall(text):
-            if name not in _SANITIZER_FILE_FLAGS:
-                continue
-            value = value.strip("'\"").replace("%b", os.path.basename(program))
-            if not value or "%" in value:
-                continue
-            candidates = [os.path.normpath(os.path.join(str(cwd), value))]
-            if name == "suppressions" and not os.path.isabs(value):
-                candidates.append(os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(program)), value)))
-            for path in candidates:
-                if path in found:
-                    continue
-                found.append(path)
-                if name != "suppressions" and os.path.isfile(path):
-                    try:
-                        with open(path, "rb") as fh:  # options files are small: their first 64 KiB
-                            texts.append(fh.read(65536).decode("utf-8", "replace"))
-                    except OSError:
-                        pass
-    return found
-
-
 
 
 def _place(src: Path, target: Path) -> None:

@@ -163,9 +163,10 @@ class Checker:
         """Part of every result key: the checker's version as its tool reports it."""
         return self.name
 
-    def key_files(self, env: dict[str, str], cwd: Path) -> list[str]:
+    def key_files(self, env: dict[str, str], cwd: Path, program: str) -> list[str]:
         """Files whose content changes what this checker reports although no argument names
-        them: its own binaries, its rc files.  Missing ones are keyed as missing."""
+        them: its own binaries, its rc files, what its options name.  Missing ones are keyed as
+        missing."""
         return []
 
     def rc_files(self, cwd: Path) -> list[str]:

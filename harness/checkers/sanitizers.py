@@ -17,7 +17,7 @@ import os
 import re
 from pathlib import Path
 
-from ..elf import contains
+from ..elf import compiled_sanitizer_options, contains
 from .base import Checker, child_environment, unless_found, which
 
 SANITIZER_ENV = {
@@ -43,9 +43,8 @@ FORCED_OPTIONS = {
                     ":report_globals=1:check_malloc_usable_size=1",
     "LSAN_OPTIONS": ":detect_leaks=1:leak_check_at_exit=1:print_suppressions=1",
     "TSAN_OPTIONS": ":print_suppressions=1:report_bugs=1:report_thread_leaks=1:report_destroy_locked=1"
-                    ":report_mutex_bugs=1"
-                    ":report_signal_unsafe=1:report_atomic_races=1:ignore_noninstrumented_modules=0"
-                    ":ignore_interceptors_accesses=0:force_seq_cst_atomics=0",
+                    ":report_mutex_bugs=1:report_signal_unsafe=1:report_atomic_races=1"
+                    ":ignore_noninstrumented_modules=0:ignore_interceptors_accesses=0:force_seq_cst_atomics=0",
     "MSAN_OPTIONS": ":poison_in_malloc=1:poison_in_free=1:report_umrs=1:poison_heap_with_zeroes=0",
 }
 # What LSan writes when every leak it found was suppressed, and TSan (print_suppressions=1) when
@@ -60,6 +59,51 @@ _RUNTIME_FAILURE = re.compile(
     r"(?:Sanitizer: ERROR: .*|expected '=' in \w+_OPTIONS|ERROR: \w*Sanitizer failed.*"
     r"|==\d+==ERROR: External symbolizer.*|ERROR: \w*Sanitizer: .*(?:failed|cannot|unsupported|not supported).*"
     r"|==\d+==\w*Sanitizer CHECK failed.*|FATAL: \w*Sanitizer.*)$", re.M)
+
+
+# Options as the runtimes read them: NAME=VALUE, separated by ':', ',' or white space, a value
+# in quotes kept whole.
+_OPTION = re.compile(r"""(\w+)=("[^"]*"|'[^']*'|[^\s:,]*)""")
+# The options naming files: suppressions, and further options (include / include_if_exists).
+_FILE_OPTIONS = ("suppressions", "include", "include_if_exists")
+
+
+def options(text: str) -> list[tuple[str, str]]:
+    """(name, value) of each option in a *SAN_OPTIONS string, its quotes taken off."""
+    return [(name, value.strip("'\"")) for name, value in _OPTION.findall(text)]
+
+
+def option_files(env: dict[str, str], cwd: Path, program: str) -> list[str]:
+    """Every file the sanitizer options of a job name (present or not: one that appears is read
+    next time), as the runtime looks for it: the option's value with %b the program's name,
+    relative to the working folder, a suppressions file also beside the program; an included
+    options file read for the files it names in turn.  The options compiled into the program
+    (__asan_default_options and the like) count too."""
+    texts = [v for k, v in env.items() if k.endswith("SAN_OPTIONS")]
+    texts += compiled_sanitizer_options(program)
+    found: list[str] = []
+    read = 0
+    while texts and read < 32:
+        text = texts.pop(0)
+        read += 1
+        for name, value in options(text):
+            value = value.replace("%b", os.path.basename(program))
+            if name not in _FILE_OPTIONS or not value or "%" in value:
+                continue
+            candidates = [os.path.normpath(os.path.join(str(cwd), value))]
+            if name == "suppressions" and not os.path.isabs(value):
+                candidates.append(os.path.normpath(os.path.join(os.path.dirname(os.path.realpath(program)), value)))
+            for path in candidates:
+                if path in found:
+                    continue
+                found.append(path)
+                if name != "suppressions" and os.path.isfile(path):
+                    try:
+                        with open(path, "rb") as fh:  # options files are small: their first 64 KiB
+                            texts.append(fh.read(65536).decode("utf-8", "replace"))
+                    except OSError:
+                        pass
+    return found
 
 
 def _read(program: str, limit: int | None = None) -> bytes | str:
@@ -134,12 +178,13 @@ class SanitizerChecker(Checker):
             return True
         return False
 
-    def key_files(self, env: dict[str, str], cwd: Path) -> list[str]:
+    def key_files(self, env: dict[str, str], cwd: Path, program: str) -> list[str]:
         # The runtime is a shared library (hashed with the program's others); the symbolizer
-        # names the frames.
+        # names the frames; the files the options name are read by the runtime with its own
+        # system calls, which the recorder does not see.
         symbolizer = (env.get("ASAN_SYMBOLIZER_PATH") or env.get("TSAN_SYMBOLIZER_PATH")
                       or which("llvm-symbolizer", env))
-        return [symbolizer] if symbolizer else ["no-symbolizer"]
+        return [symbolizer or "no-symbolizer", *option_files(env, cwd, program)]
 
     def runtime_failed(self, g) -> str:
         """What every sanitizer's run must not show: a failed runtime, a cut log, a crash with no
@@ -251,9 +296,9 @@ class Ubsan(SanitizerChecker):
         super().after_logs(g)
         # UBSan says nothing of a report its suppressions hid (LSan and TSan list what matched):
         # a job run with them is never silently clean.
-        m = re.search(r"""(?:^|[:\s,])suppressions=("[^"]*"|'[^']*'|[^\s:,]+)""", g.env.get("UBSAN_OPTIONS", ""))
-        if m:
-            g.problems.append(f"UBSan ran with suppressions ({m.group(1)[:200]}): what they cover was not "
+        named = [v for n, v in options(g.env.get("UBSAN_OPTIONS", "")) if n == "suppressions" and v]
+        if named:
+            g.problems.append(f"UBSan ran with suppressions ({named[0][:200]}): what they cover was not "
                               f"reported, and UBSan does not say whether any matched")
 
 

@@ -306,7 +306,7 @@ class Valgrind(Checker):
     def tool_versions(self) -> tuple[tuple[str, str], ...]:
         return (("valgrind", valgrind_version() if which("valgrind") else "missing"),)
 
-    def key_files(self, env: dict[str, str], cwd: Path) -> list[str]:
+    def key_files(self, env: dict[str, str], cwd: Path, program: str) -> list[str]:
         files = []
         valgrind = which("valgrind", env)
         if valgrind:
